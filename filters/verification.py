@@ -1,0 +1,132 @@
+"""Verification as in tau-bench: the dialogue is well-formed, ran cleanly,
+followed the policy, left the world in the gold state and told the user what
+they needed to hear."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import jsonschema
+from pydantic import Field
+
+from filters.base import FILTERS, Context, Filter, FilterParams
+from schemas import Trajectory, Verdict, canonical_json
+from simulators.environment import is_error, validate_arguments
+
+
+@FILTERS.register("format")
+class FormatFilter(Filter):
+    """Every call names an offered tool with schema-valid arguments, and every call is answered."""
+
+    name = "format"
+
+    def __init__(self, params: FilterParams | None = None) -> None:
+        super().__init__(params)
+        self._validators: dict[str, jsonschema.Draft202012Validator] = {}
+
+    def _validator(self, schema: dict) -> jsonschema.Draft202012Validator:
+        key = canonical_json(schema)
+        if key not in self._validators:
+            self._validators[key] = jsonschema.Draft202012Validator(schema)
+        return self._validators[key]
+
+    def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
+        offered = {t.name: t for t in trajectory.tools}
+        pending: set[str] = set()
+        for n, msg in enumerate(trajectory.messages):
+            if msg.role == "assistant":
+                if not msg.content and not msg.tool_calls:
+                    return self.failed(f"message {n}: empty assistant message")
+                for call in msg.tool_calls or []:
+                    name = call.function.name
+                    if name not in offered:
+                        return self.failed(f"message {n}: call to unknown tool {name!r}")
+                    try:
+                        args = call.parsed_arguments()
+                    except ValueError as err:
+                        return self.failed(f"message {n}: {name} arguments are not a JSON object ({err})")
+                    problem = validate_arguments(self._validator(offered[name].function.parameters), args)
+                    if problem:
+                        return self.failed(f"message {n}: {name} arguments invalid: {problem}")
+                    pending.add(call.id)
+            elif msg.role == "tool":
+                if msg.tool_call_id not in pending:
+                    return self.failed(f"message {n}: tool result answers no open call ({msg.tool_call_id})")
+                pending.discard(msg.tool_call_id)
+        if pending:
+            return self.failed(f"unanswered tool calls: {sorted(pending)}")
+        return self.passed()
+
+
+class ExecutionParams(FilterParams):
+    max_errors: int = Field(default=0, ge=0, description="tool errors tolerated (a model that recovers)")
+
+
+@FILTERS.register("execution")
+class ExecutionFilter(Filter):
+    """Tool calls ran without errors (beyond ``max_errors``)."""
+
+    name = "execution"
+    Params = ExecutionParams
+
+    def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
+        errors = [m.content for m in trajectory.messages if m.role == "tool" and is_error(m.content or "")]
+        if len(errors) > self.params.max_errors:
+            return self.failed(f"{len(errors)} tool error(s); first: {errors[0]}")
+        return self.passed()
+
+
+@FILTERS.register("policy")
+class PolicyFilter(Filter):
+    """The domain's checkable policy rules (authentication, confirmation, ownership)."""
+
+    name = "policy"
+
+    def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
+        violations = ctx.fresh_env().check_policy(trajectory.messages)
+        return self.failed("; ".join(violations)) if violations else self.passed()
+
+
+@FILTERS.register("outcome")
+class OutcomeFilter(Filter):
+    """Replaying the gold actions and the dialogue's own calls on fresh environments ends in the same state.
+
+    Both hashes are recomputed here rather than trusted from the rollout.
+    """
+
+    name = "outcome"
+
+    def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
+        gold_env = ctx.fresh_env()
+        gold_env.run_actions(ctx.task.gold_actions)
+        gold = gold_env.state_hash()
+        if ctx.task.expected_state_hash and gold != ctx.task.expected_state_hash:
+            return self.failed("gold actions no longer reach the blueprint's state (environment changed)")
+        env = ctx.fresh_env()
+        for msg in trajectory.messages:
+            for call in msg.tool_calls or []:
+                env.execute_call(call)
+        if env.state_hash() != gold:
+            return self.failed("final state differs from the gold final state")
+        return self.passed()
+
+
+def normalize(text: str) -> str:
+    """Case, width and punctuation folded; digits and '#' kept so '#1234' never equals '#9876'."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return re.sub(r"[^\w#$.]+", " ", text).strip()
+
+
+@FILTERS.register("required_outputs")
+class RequiredOutputsFilter(Filter):
+    """Every expected output appears in what the assistant told the user."""
+
+    name = "required_outputs"
+
+    def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
+        said = normalize(" ".join(m.content or "" for m in trajectory.messages if m.role == "assistant"))
+        missing = [o for o in ctx.task.expected_outputs if normalize(o) not in said]
+        if missing:
+            return self.failed(f"assistant never said: {', '.join(missing)}")
+        return self.passed()

@@ -1,0 +1,162 @@
+"""Blueprint synthesis without a model (APIGen-MT's shape, rules instead of an LLM).
+
+A blueprint is an instruction, gold tool calls and expected outputs. Here the
+gold chain comes from a random walk on the tool-dependency graph, is grounded
+in a real user's entities, and is *executed* on a fresh environment: a
+blueprint whose calls error, or whose writes change nothing, never leaves this
+module.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from functools import lru_cache
+from typing import Any
+
+from pydantic import Field
+
+from generators.base import GENERATORS, Generator, GeneratorParams, SynthesisError
+from generators.personas import INSTRUCTION_TEMPLATES, PERSONAS
+from generators.tool_graph import ToolGraph
+from schemas import Action, Request, Task, UserScenario
+from simulators.environment import Environment, is_error
+from simulators.intents import Grounding, Identity, Intent
+
+
+class BlueprintParams(GeneratorParams):
+    min_requests: int = Field(default=1, ge=1)
+    max_requests: int = Field(default=2, ge=1)
+    intents: list[str] | None = Field(default=None, description="limit to these intents; all by default")
+    max_attempts: int = Field(default=40, ge=1)
+
+
+@lru_cache(maxsize=8)
+def tool_graph(env_cls: type[Environment]) -> ToolGraph:
+    return ToolGraph(env_cls.specs())
+
+
+@GENERATORS.register("blueprint")
+class BlueprintGenerator(Generator):
+    name = "blueprint"
+    Params = BlueprintParams
+
+    def __init__(self, env: Environment, params: BlueprintParams) -> None:
+        super().__init__(env, params)
+        names = params.intents or sorted(env.intents)
+        unknown = [n for n in names if n not in env.intents]
+        if unknown:
+            raise ValueError(f"unknown intents {unknown}; known: {', '.join(sorted(env.intents))}")
+        if params.max_requests < params.min_requests:
+            raise ValueError("max_requests must be >= min_requests")
+        self.intents: list[Intent] = [env.intents[n] for n in names]
+        self.by_target: dict[str, list[Intent]] = {}
+        for intent in self.intents:
+            self.by_target.setdefault(intent.target_tool, []).append(intent)
+        self.graph = tool_graph(type(env))
+        self.users = env.users()
+        if not self.users:
+            raise ValueError(f"domain {env.name!r} has no users to ground tasks in")
+
+    def generate(self, rng: random.Random) -> Task:
+        wanted = rng.randint(self.params.min_requests, self.params.max_requests)
+        last_problem = "no attempt made"
+        for _ in range(self.params.max_attempts):
+            try:
+                return self._attempt(rng, wanted)
+            except SynthesisError as err:
+                last_problem = str(err)
+        raise SynthesisError(f"no valid blueprint in {self.params.max_attempts} attempts; last: {last_problem}")
+
+    # -- one attempt ---------------------------------------------------------
+    def _attempt(self, rng: random.Random, wanted: int) -> Task:
+        env = self.env
+        user_id = rng.choice(self.users)
+        identity = env.identify(rng, user_id)
+        record = env.user_record(user_id)
+        known_types = set(env.specs()[identity.action.name].consumes)
+
+        gold: list[Action] = [identity.action]
+        chosen: list[tuple[Intent, Grounding, list[int]]] = []
+        for _ in range(wanted):
+            path = self.graph.walk(rng, identity.action.name, set(self.by_target))
+            if path is None:
+                raise SynthesisError("no intent reachable on the tool graph")
+            target_tool = path[-1]
+            intent = rng.choice(self.by_target[target_tool])
+            if any(intent is c[0] for c in chosen):
+                continue
+            grounding = intent.ground(env, rng, record)
+            if grounding is None:
+                raise SynthesisError(f"user has nothing for intent {intent.name}")
+            bindings = {**identity.bindings, **grounding.bindings}
+            have = known_types | {e for t in path[:-1] for e in env.specs()[t].produces}
+            lookups = [t for t in path[1:-1]] + [t for t in self.graph.plan(target_tool, have) if t not in path]
+            start = len(gold)
+            for name in lookups:
+                for action in self._bind(name, bindings):
+                    if action not in gold:
+                        gold.append(action)
+            gold.append(grounding.target)
+            chosen.append((intent, grounding, list(range(start, len(gold)))))
+        if not chosen:
+            raise SynthesisError("walk picked the same intent twice")
+        outputs, final_hash = self._validate(gold, chosen)
+        return self._task(rng, identity, gold, chosen, outputs, final_hash)
+
+    def _bind(self, tool_name: str, bindings: dict[str, list[str]]) -> list[Action]:
+        """One call per bound value; none when a required parameter has no binding."""
+        spec = self.env.specs()[tool_name]
+        required = spec.schema.function.parameters.get("required", [])
+        if any(spec.entities.get(p) not in bindings for p in required):
+            return []
+        actions: list[dict[str, Any]] = [{}]
+        for p in required:
+            actions = [{**a, p: v} for a in actions for v in bindings[spec.entities[p]]]
+        return [Action(name=tool_name, arguments=a) for a in actions]
+
+    def _validate(
+        self, gold: list[Action], chosen: list[tuple[Intent, Grounding, list[int]]]
+    ) -> tuple[list[str], str]:
+        """Execute gold on a fresh environment: no errors, and every write changes state."""
+        env = self.env.fresh()
+        results: list[str] = []
+        for action in gold:
+            before = env.state_hash() if env.specs()[action.name].writes else None
+            result = env.execute(action.name, action.arguments)
+            if is_error(result):
+                raise SynthesisError(f"gold action {action.name} failed: {result}")
+            if before is not None and env.state_hash() == before:
+                raise SynthesisError(f"gold write {action.name} left the state unchanged")
+            results.append(result)
+        outputs: list[str] = []
+        for intent, grounding, indices in chosen:
+            result = json.loads(results[indices[-1]])
+            outputs += [o for o in intent.outputs(grounding.target, result) if o not in outputs]
+        return outputs, env.state_hash()
+
+    def _task(self, rng: random.Random, identity: Identity, gold: list[Action],
+              chosen: list[tuple[Intent, Grounding, list[int]]], outputs: list[str], final_hash: str) -> Task:
+        persona = rng.choice(PERSONAS)
+        known = dict(identity.known_info)
+        unknown: list[str] = []
+        requests = []
+        for i, (intent, grounding, indices) in enumerate(chosen):
+            known.update({f"{k}" if k not in known else f"{k}_{i + 1}": v for k, v in grounding.known_info.items()})
+            unknown += [u for u in grounding.unknown_info if u not in unknown]
+            opening = grounding.opening if i else f"{rng.choice(persona.greetings)} {grounding.opening}"
+            requests.append(Request(intent=intent.name, opening=opening, details=grounding.details, actions=indices))
+        goals = " ".join(
+            (g.goal if i == 0 else f"Once that is done, {g.goal[0].lower()}{g.goal[1:]}")
+            for i, (_, g, _) in enumerate(chosen))
+        identity_text = "To prove who you are you can give " + " and ".join(
+            f"your {k} ({v})" for k, v in identity.known_info.items()) + "."
+        unknown_text = (f"You do not know: {'; '.join(unknown)}. Say so if asked." if unknown else "")
+        instruction = rng.choice(INSTRUCTION_TEMPLATES).format(
+            name=f"{identity.first_name}", persona=persona.description, goals=goals, identity=identity_text,
+            unknown=unknown_text).strip()
+        scenario = UserScenario(persona=persona.description, instruction=instruction, known_info=known,
+                                unknown_info=unknown, identity=identity.says, requests=requests,
+                                closing=rng.choice(persona.closings))
+        return Task(domain=self.env.name, env_seed=self.env.seed, scenario=scenario, gold_actions=gold,
+                    expected_outputs=outputs, expected_state_hash=final_hash, generator=self.name)

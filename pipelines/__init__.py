@@ -1,0 +1,1 @@
+"""Prefect flows, the versioned store and the command line."""

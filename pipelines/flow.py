@@ -1,0 +1,112 @@
+"""The Prefect flow ``generate``: shards of synthesis → rollout + verification → one commit.
+
+One Prefect task per shard and stage, never per item; tasks pass file paths,
+not rows. Shard files land in the store's staging folder as they finish, and
+only the final publish step makes them a version.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.cache_policies import NONE
+from prefect.futures import as_completed
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+from filters import ExactDedup
+from pipelines.shard import rollout_shard, synthesize_shard
+from pipelines.store import DatasetStore
+from pipelines.version import code_version
+from schemas import DatasetManifest, Lineage, RunConfig
+
+
+@task(name="synthesize-shard", cache_policy=NONE)
+def synthesize(config: RunConfig, shard: int, staging: str) -> str:
+    out = Path(staging) / f"tasks-{shard:05d}.parquet"
+    return str(synthesize_shard(config, shard, out))
+
+
+@task(name="rollout-shard", cache_policy=NONE)
+def simulate(config: RunConfig, shard: int, tasks_path: str, staging: str, lineage: Lineage) -> dict:
+    out = Path(staging) / f"rows-{shard:05d}.parquet"
+    counts = rollout_shard(config, shard, Path(tasks_path), out, lineage)
+    return {"shard": shard, "path": str(out), "counts": counts}
+
+
+@task(name="publish", cache_policy=NONE)
+def publish(config: RunConfig, out_dir: str, run_id: str, shard_files: list[str], lineage: Lineage) -> dict:
+    store = DatasetStore(out_dir)
+    dedup = None
+    if config.dedup.exact:
+        dedup = ExactDedup(store.accepted_hashes() if config.dedup.against_previous_versions else ())
+    draft = DatasetManifest(
+        parent_version=None, run_id=run_id, config_hash=lineage.config_hash, code_version=lineage.code_version,
+        seed=config.seed, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        tasks=0, accepted=0, rejected=0, config=json.loads(config.model_dump_json()))
+    manifest = store.commit([Path(f) for f in shard_files], draft, dedup)
+    store.clear_staging(run_id)
+    return manifest.model_dump()
+
+
+def task_runner_for(config: RunConfig):
+    if config.runner.kind == "process":
+        return ProcessPoolTaskRunner(max_workers=config.runner.workers)
+    return ThreadPoolTaskRunner(max_workers=config.runner.workers or 4)
+
+
+@flow(name="generate", log_prints=True)
+def generate(config: RunConfig, out_dir: str, run_id: str, progress: bool = False) -> dict:
+    """Generate ``config.num_tasks`` tasks and commit them as one new dataset version."""
+    lineage = Lineage(run_id=run_id, config_hash=config.config_hash(), code_version=code_version(),
+                      seed=config.seed)
+    staging = str(DatasetStore(out_dir).staging(run_id))
+    futures = []
+    for shard in range(config.num_shards):
+        tasks = synthesize.submit(config, shard, staging)
+        futures.append(simulate.submit(config, shard, tasks, staging, lineage))
+    results = []
+    with _progress(progress, config.num_tasks) as advance:
+        for future in as_completed(futures):
+            result = future.result()
+            results.append(result)
+            advance(sum(result["counts"].values()), result["counts"].get("accepted", 0))
+    shard_files = [r["path"] for r in sorted(results, key=lambda r: r["shard"])]
+    return publish(config, out_dir, run_id, shard_files, lineage)
+
+
+class _progress:
+    """A rich progress bar on the terminal, or nothing."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled, self.total, self.bar = enabled, total, None
+        self.accepted = 0
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda done, accepted: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[accepted]} passed verification"), TimeRemainingColumn())
+        self.bar.start()
+        self.task = self.bar.add_task("generate", total=self.total, accepted=0)
+
+        def advance(done: int, accepted: int) -> None:
+            self.accepted += accepted
+            self.bar.update(self.task, advance=done, accepted=self.accepted)
+
+        return advance
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def run_generate(config: RunConfig, out_dir: str | Path, run_id: str, progress: bool = False) -> DatasetManifest:
+    """The one way in: run the flow with the config's task runner and return the committed manifest."""
+    flow_ = generate.with_options(task_runner=task_runner_for(config))
+    return DatasetManifest.model_validate(flow_(config=config, out_dir=str(out_dir), run_id=run_id,
+                                                progress=progress))

@@ -1,0 +1,131 @@
+"""The row format of the dataset table: one schema for accepted and rejected rows.
+
+Messages are stored as nested structs (OpenAI chat format) so polars, DuckDB
+and ``datasets`` read them natively; tools, task and verdicts are JSON strings
+because tool parameter schemas are arbitrary JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+
+from schemas import Lineage, Message, Task, Trajectory, Verdict, canonical_json, content_hash
+
+_FUNCTION = pa.struct([("name", pa.string()), ("arguments", pa.string())])
+_TOOL_CALL = pa.struct([("id", pa.string()), ("type", pa.string()), ("function", _FUNCTION)])
+MESSAGE = pa.struct([
+    ("role", pa.string()),
+    ("content", pa.string()),
+    ("tool_calls", pa.list_(_TOOL_CALL)),
+    ("tool_call_id", pa.string()),
+    ("name", pa.string()),
+])
+USAGE = pa.struct([("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()), ("requests", pa.int64()),
+                   ("latency_s", pa.float64())])
+
+ROW_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("task_id", pa.string()),
+    ("status", pa.string()),
+    ("stage", pa.string()),
+    ("reason", pa.string()),
+    ("kind", pa.string()),
+    ("domain", pa.string()),
+    ("generator", pa.string()),
+    ("messages", pa.list_(MESSAGE)),
+    ("tools", pa.string()),
+    ("task", pa.string()),
+    ("verdicts", pa.string()),
+    ("num_turns", pa.int32()),
+    ("num_tool_calls", pa.int32()),
+    ("final_state_hash", pa.string()),
+    ("dedup_hash", pa.string()),
+    ("usage", USAGE),
+    ("run_id", pa.string()),
+    ("config_hash", pa.string()),
+    ("code_version", pa.string()),
+    ("seed", pa.int64()),
+    ("shard", pa.int32()),
+    ("index", pa.int64()),
+])
+
+ACCEPTED, REJECTED = "accepted", "rejected"
+
+
+def _message(m: Message) -> dict[str, Any]:
+    return {
+        "role": m.role,
+        "content": m.content,
+        "tool_calls": [c.model_dump() for c in m.tool_calls] if m.tool_calls else None,
+        "tool_call_id": m.tool_call_id,
+        "name": m.name,
+    }
+
+
+def trajectory_row(
+    trajectory: Trajectory, task: Task, dedup_hash: str, lineage: Lineage, shard: int, index: int
+) -> dict[str, Any]:
+    failure = trajectory.first_failure()
+    return {
+        "id": trajectory.id,
+        "task_id": task.id,
+        "status": REJECTED if failure else ACCEPTED,
+        "stage": failure.stage if failure else None,
+        "reason": failure.reason if failure else None,
+        "kind": task.kind,
+        "domain": task.domain,
+        "generator": task.generator,
+        "messages": [_message(m) for m in trajectory.messages],
+        "tools": canonical_json([t.model_dump() for t in trajectory.tools]),
+        "task": task.model_dump_json(),
+        "verdicts": canonical_json([v.model_dump() for v in trajectory.verdicts]),
+        "num_turns": sum(m.role == "user" for m in trajectory.messages),
+        "num_tool_calls": sum(len(m.tool_calls or []) for m in trajectory.messages),
+        "final_state_hash": trajectory.final_state_hash,
+        "dedup_hash": dedup_hash,
+        "usage": trajectory.usage.model_dump(),
+        **_lineage(lineage, shard, index),
+    }
+
+
+def rejected_row(
+    stage: str, reason: str, lineage: Lineage, shard: int, index: int, task: Task | None = None, domain: str = ""
+) -> dict[str, Any]:
+    """A task that never became a trajectory; its id is stable for the same run config and index."""
+    return {
+        "id": content_hash({"config": lineage.config_hash, "index": index, "stage": stage}),
+        "task_id": task.id if task else None,
+        "status": REJECTED,
+        "stage": stage,
+        "reason": reason,
+        "kind": task.kind if task else None,
+        "domain": task.domain if task else domain,
+        "generator": task.generator if task else None,
+        "messages": [],
+        "tools": "[]",
+        "task": task.model_dump_json() if task else None,
+        "verdicts": canonical_json([Verdict(stage=stage, passed=False, reason=reason).model_dump()]),
+        "num_turns": 0,
+        "num_tool_calls": 0,
+        "final_state_hash": None,
+        "dedup_hash": None,
+        "usage": None,
+        **_lineage(lineage, shard, index),
+    }
+
+
+def _lineage(lineage: Lineage, shard: int, index: int) -> dict[str, Any]:
+    return {"run_id": lineage.run_id, "config_hash": lineage.config_hash, "code_version": lineage.code_version,
+            "seed": lineage.seed, "shard": shard, "index": index}
+
+
+def row_messages(row: dict[str, Any]) -> list[Message]:
+    """Messages of a stored row back as models (for re-verification and exports)."""
+    return [Message.model_validate({k: v for k, v in m.items() if v is not None}) for m in row["messages"]]
+
+
+def row_task(row: dict[str, Any]) -> Task | None:
+    return Task.model_validate(json.loads(row["task"])) if row.get("task") else None

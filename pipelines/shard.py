@@ -1,0 +1,119 @@
+"""The work of one shard, with no Prefect in sight, so it can be tested and
+benchmarked directly and run under any task runner.
+
+Every task index of the shard ends as exactly one row: accepted, or rejected
+with the stage and reason. Randomness is derived from (seed, index), so a
+shard's output depends on nothing but the config and its own index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from filters import Context, exact_hash
+from generators import SynthesisError
+from pipelines.rows import ROW_SCHEMA, rejected_row, trajectory_row
+from pipelines.steps import Steps, build_steps
+from schemas import Lineage, RunConfig, Task, Trajectory
+from simulators.conversation import RolloutError, rollout
+from simulators.scripted import PERTURBATIONS, ScriptedAssistant, ScriptedUser
+
+TASK_SCHEMA = pa.schema([("index", pa.int64()), ("task", pa.string()), ("error", pa.string())])
+
+
+def shard_indices(config: RunConfig, shard: int) -> range:
+    start = shard * config.shard_size
+    return range(start, min(start + config.shard_size, config.num_tasks))
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    """Write beside, then rename: a shard file is either whole or absent."""
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | None = None) -> Path:
+    steps = steps or build_steps(config)
+    rows: list[dict[str, Any]] = []
+    for index in shard_indices(config, shard):
+        rng = random.Random(f"{config.seed}:task:{index}")
+        generator = rng.choices(steps.generators, weights=steps.weights)[0]
+        try:
+            task = generator.generate(rng)
+            rows.append({"index": index, "task": task.model_dump_json(), "error": None})
+        except SynthesisError as err:
+            rows.append({"index": index, "task": None, "error": f"{generator.name}: {err}"})
+    _write_atomic(pa.Table.from_pylist(rows, schema=TASK_SCHEMA), out)
+    return out
+
+
+async def _simulate(config: RunConfig, steps: Steps, task: Task, index: int) -> Trajectory:
+    rng = random.Random(f"{config.seed}:rollout:{index}")
+    rate = config.simulation.perturb_rate
+    perturbation = rng.choice(PERTURBATIONS) if rate and rng.random() < rate else None
+    env = steps.env.fresh(task.env_seed)
+    result = await rollout(
+        task, env, ScriptedUser(task, rng), ScriptedAssistant(task, env, rng, perturbation),
+        max_turns=config.simulation.max_turns)
+    return Trajectory(task_id=task.id, domain=task.domain, kind=task.kind, tools=env.tools(),
+                      messages=result.messages, final_state_hash=result.final_state_hash, usage=result.usage)
+
+
+def _verify(steps: Steps, trajectory: Trajectory, task: Task) -> None:
+    ctx = Context(task=task, env=steps.env)
+    for check in steps.filters:
+        verdict = check.check(trajectory, ctx)
+        trajectory.verdicts.append(verdict)
+        if not verdict.passed:
+            return
+
+
+def rollout_shard(
+    config: RunConfig, shard: int, tasks_path: Path, out: Path, lineage: Lineage, steps: Steps | None = None
+) -> dict[str, int]:
+    """Simulate and verify every task of a shard; returns counts by status."""
+    steps = steps or build_steps(config)
+    table = pq.read_table(tasks_path)
+    rows: list[dict[str, Any] | None] = [None] * table.num_rows
+    limit = asyncio.Semaphore(config.simulation.concurrency)
+
+    async def one(slot: int, index: int, task_json: str | None, error: str | None) -> None:
+        if task_json is None:
+            rows[slot] = rejected_row("synthesis", error or "unknown", lineage, shard, index,
+                                      domain=config.domain.name)
+            return
+        task = Task.model_validate_json(task_json)
+        async with limit:
+            try:
+                trajectory = await _simulate(config, steps, task, index)
+            except RolloutError as err:
+                rows[slot] = rejected_row("simulation", str(err), lineage, shard, index, task=task)
+                return
+            except Exception as err:  # one broken dialogue must not sink the shard
+                rows[slot] = rejected_row("simulation", f"internal error: {type(err).__name__}: {err}",
+                                          lineage, shard, index, task=task)
+                return
+        _verify(steps, trajectory, task)
+        rows[slot] = trajectory_row(trajectory, task, exact_hash(trajectory.messages), lineage, shard, index)
+
+    async def run_all() -> None:
+        await asyncio.gather(*(
+            one(slot, index, task_json, error)
+            for slot, (index, task_json, error) in enumerate(zip(
+                table.column("index").to_pylist(), table.column("task").to_pylist(),
+                table.column("error").to_pylist(), strict=False))))
+
+    asyncio.run(run_all())
+    _write_atomic(pa.Table.from_pylist(rows, schema=ROW_SCHEMA), out)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return counts

@@ -1,0 +1,66 @@
+"""Resolve the run config's step names into configured objects, failing early.
+
+Called before a run writes anything, so an unknown step or a bad parameter is
+a one-line error that names the config field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+import filters  # noqa: F401  (registers built-in filters)
+import generators  # noqa: F401  (registers built-in generators)
+import simulators.domains  # noqa: F401  (registers built-in domains)
+from filters import FILTERS, Filter
+from generators import GENERATORS, Generator
+from schemas import ConfigError, RunConfig
+from simulators.environment import DOMAINS, Environment
+from simulators.registry import UnknownStepError
+
+
+@dataclass
+class Steps:
+    env: Environment
+    generators: list[Generator]
+    weights: list[float]
+    filters: list[Filter]
+
+
+def _params(model: type, params: dict, where: str):
+    try:
+        return model.model_validate(params)
+    except ValidationError as err:
+        e = err.errors()[0]
+        loc = ".".join(str(x) for x in e["loc"])
+        raise ConfigError(f"{where}.params{'.' + loc if loc else ''}: {e['msg']}") from None
+
+
+def build_steps(config: RunConfig, source: str = "config") -> Steps:
+    try:
+        env = DOMAINS.get(config.domain.name)(config.domain.db_seed)
+    except UnknownStepError as err:
+        raise ConfigError(f"{source}: domain.name: {err}") from None
+    gens = []
+    for i, spec in enumerate(config.generators):
+        where = f"{source}: generators[{i}]"
+        try:
+            cls = GENERATORS.get(spec.name)
+        except UnknownStepError as err:
+            raise ConfigError(f"{where}.name: {err}") from None
+        try:
+            gens.append(cls(env, _params(cls.Params, spec.params, where)))
+        except ValueError as err:
+            if isinstance(err, ConfigError):
+                raise
+            raise ConfigError(f"{where}.params: {err}") from None
+    checks = []
+    for i, spec in enumerate(config.filters):
+        where = f"{source}: filters[{i}]"
+        try:
+            cls = FILTERS.get(spec.name)
+        except UnknownStepError as err:
+            raise ConfigError(f"{where}.name: {err}") from None
+        checks.append(cls(_params(cls.Params, spec.params, where)))
+    return Steps(env=env, generators=gens, weights=[g.weight for g in config.generators], filters=checks)

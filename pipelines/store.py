@@ -1,0 +1,137 @@
+"""The versioned dataset: one Delta Lake table, one commit per run.
+
+Delta gives what a nightly dataset needs without hand-written bookkeeping: an
+atomic commit (a failed run leaves no version), time travel (``pl.read_delta
+(dir, version=N)``), and commit metadata, where each version's manifest lives,
+so the manifest can never disagree with the data it describes.
+
+Runs stage their shard files under ``_staging/<run_id>/`` (ignored by Delta)
+and the publish step streams them into a single commit, so memory does not
+grow with the dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+
+from filters import ExactDedup
+from pipelines.rows import ACCEPTED, REJECTED, ROW_SCHEMA
+from schemas import DatasetManifest
+
+MANIFEST_KEY = "trajforge.manifest"
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+def reason_key(stage: str, reason: str) -> str:
+    """A rejection reason with its particulars (ids, numbers, quoted names) blanked, for counting."""
+    generic = re.sub(r"message \d+: ", "", reason)
+    generic = re.sub(r"'[^']*'|\"[^\"]*\"|#\w+|\$[\d.]+|\b[\w.@-]*\d[\w.@-]*\b", "…", generic)
+    return f"{stage}: {generic[:100]}"
+
+
+class DatasetStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def exists(self) -> bool:
+        return (self.root / "_delta_log").is_dir()
+
+    def _table(self) -> DeltaTable:
+        if not self.exists():
+            raise StoreError(f"{self.root}: no trajforge dataset here (no _delta_log)")
+        return DeltaTable(str(self.root))
+
+    # -- reading -------------------------------------------------------------
+    def versions(self) -> list[DatasetManifest]:
+        """Every committed version, oldest first."""
+        out = []
+        for entry in self._table().history():
+            raw = entry.get(MANIFEST_KEY)
+            if raw:
+                out.append(DatasetManifest.model_validate({**json.loads(raw), "version": entry["version"]}))
+        return sorted(out, key=lambda m: m.version)
+
+    def latest_version(self) -> int | None:
+        return self._table().version() if self.exists() else None
+
+    def read(self, version: int | None = None) -> pl.DataFrame:
+        if version is not None:
+            return pl.read_delta(str(self.root), version=version)
+        return pl.read_delta(str(self.root))
+
+    def total_accepted(self) -> int:
+        versions = self.versions() if self.exists() else []
+        return versions[-1].total_accepted if versions else 0
+
+    def accepted_hashes(self) -> list[str]:
+        """Dedup hashes of every accepted row so far, read as one column."""
+        if not self.exists():
+            return []
+        frame = (pl.scan_delta(str(self.root)).filter(pl.col("status") == ACCEPTED)
+                 .select("dedup_hash").collect())
+        return frame["dedup_hash"].to_list()
+
+    # -- writing -------------------------------------------------------------
+    def staging(self, run_id: str) -> Path:
+        path = self.root / "_staging" / run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def commit(self, shard_files: list[Path], manifest: DatasetManifest, dedup: ExactDedup | None) -> DatasetManifest:
+        """Dedup the staged rows in order and commit them as one new version.
+
+        Two passes: the first reads only the small columns to decide
+        duplicates and count the funnel, so the manifest is complete before
+        the commit; the second streams full rows into Delta.
+        """
+        light = pa.concat_tables(
+            [pq.read_table(f, columns=["id", "status", "stage", "reason", "dedup_hash"]) for f in shard_files])
+        status, stage, reason = (light.column(c).to_pylist() for c in ("status", "stage", "reason"))
+        if dedup is not None:
+            ids, hashes = light.column("id").to_pylist(), light.column("dedup_hash").to_pylist()
+            for i, (row_id, h) in enumerate(zip(ids, hashes, strict=True)):
+                if status[i] == ACCEPTED:
+                    first = dedup.first(h, row_id)
+                    if first is not None:
+                        status[i], stage[i], reason[i] = REJECTED, "dedup", f"exact duplicate of {first}"
+        rejected = [i for i, st in enumerate(status) if st == REJECTED]
+        accepted = len(status) - len(rejected)
+        final = manifest.model_copy(update={
+            "parent_version": self.latest_version(),
+            "tasks": len(status), "accepted": accepted, "rejected": len(rejected),
+            "stages": dict(sorted(Counter(stage[i] for i in rejected).items())),
+            "reasons": dict(Counter(reason_key(stage[i], reason[i] or "") for i in rejected).most_common()),
+            "total_accepted": self.total_accepted() + accepted,
+        })
+        columns = {"status": pa.array(status, pa.string()), "stage": pa.array(stage, pa.string()),
+                   "reason": pa.array(reason, pa.string())}
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            offset = 0
+            for f in shard_files:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=1024):
+                    arrays = [columns[n].slice(offset, batch.num_rows) if n in columns else batch.column(n)
+                              for n in ROW_SCHEMA.names]
+                    offset += batch.num_rows
+                    yield pa.RecordBatch.from_arrays(arrays, schema=ROW_SCHEMA)
+
+        reader = pa.RecordBatchReader.from_batches(ROW_SCHEMA, batches())
+        write_deltalake(str(self.root), reader, mode="append", commit_properties=CommitProperties(
+            custom_metadata={MANIFEST_KEY: final.model_dump_json(exclude={"version"})}))
+        return final.model_copy(update={"version": self._table().version()})
+
+    def clear_staging(self, run_id: str) -> None:
+        shutil.rmtree(self.root / "_staging" / run_id, ignore_errors=True)

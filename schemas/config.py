@@ -1,0 +1,129 @@
+"""The run config: one YAML file, validated before anything is written.
+
+``extra="forbid"`` everywhere so a typo in a key is an error that names it
+rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from schemas.hashing import content_hash
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StepSpec(_Strict):
+    """A registered step by name, with the parameters its own model validates."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class GeneratorSpec(StepSpec):
+    weight: float = Field(default=1.0, gt=0)
+
+
+class DomainConfig(_Strict):
+    name: str = "store"
+    db_seed: int = 0
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SimulationConfig(_Strict):
+    mode: Literal["offline"] = "offline"
+    max_turns: int = Field(default=40, ge=2)
+    concurrency: int = Field(default=64, ge=1)
+    perturb_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="offline only: share of dialogues given a typical assistant mistake, "
+        "so the verification funnel is exercised without a model",
+    )
+
+
+class DedupConfig(_Strict):
+    exact: bool = True
+    against_previous_versions: bool = True
+
+
+class RunnerConfig(_Strict):
+    kind: Literal["thread", "process"] = "thread"
+    workers: int | None = Field(default=None, ge=1)
+
+
+DEFAULT_FILTERS = ["format", "execution", "policy", "outcome", "required_outputs"]
+
+
+class RunConfig(_Strict):
+    name: str = "run"
+    seed: int = 0
+    num_tasks: int = Field(ge=1)
+    shard_size: int = Field(default=500, ge=1)
+    domain: DomainConfig = Field(default_factory=DomainConfig)
+    generators: list[GeneratorSpec] = Field(
+        default_factory=lambda: [GeneratorSpec(name="blueprint")], min_length=1
+    )
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    filters: list[StepSpec] = Field(
+        default_factory=lambda: [StepSpec(name=n) for n in DEFAULT_FILTERS]
+    )
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    output_dir: str | None = None
+
+    def config_hash(self) -> str:
+        """Hash of what shapes the data; where it is written does not."""
+        return content_hash(self.model_dump(mode="json", exclude={"output_dir", "runner"}))
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.num_tasks // self.shard_size)
+
+
+class ConfigError(ValueError):
+    """A config problem, already phrased as one line naming the file and field."""
+
+
+def _format_errors(source: str, err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        parts.append(f"{loc}: {e['msg']}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def parse_config(data: Any, source: str = "config") -> RunConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(source, err)) from None
+
+
+def load_config(path: str | Path, **overrides: Any) -> RunConfig:
+    """Read and validate a YAML run config; ``overrides`` replace top-level keys."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ConfigError(f"{path}: {where}invalid YAML: {getattr(err, 'problem', err)}") from None
+    if isinstance(data, dict):
+        data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    return parse_config(data, str(path))

@@ -1,0 +1,24 @@
+"""What one committed dataset version says about itself."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class DatasetManifest(BaseModel):
+    """Stored as the Delta commit's metadata; ``version`` is the commit's own number."""
+
+    version: int | None = None
+    parent_version: int | None
+    run_id: str
+    config_hash: str
+    code_version: str
+    seed: int
+    created_at: str
+    tasks: int
+    accepted: int
+    rejected: int
+    stages: dict[str, int] = Field(default_factory=dict, description="rows rejected per stage")
+    reasons: dict[str, int] = Field(default_factory=dict, description="rows rejected per reason")
+    config: dict = Field(default_factory=dict)
+    total_accepted: int = 0

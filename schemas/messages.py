@@ -1,0 +1,82 @@
+"""OpenAI chat wire format: tools, tool calls and messages.
+
+Stored canonically with ``arguments`` as a JSON string, exactly as the OpenAI
+API sends it, so a malformed model output survives storage unchanged and can be
+rejected with the real reason; exporters parse it when a template wants a dict.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.hashing import canonical_json
+
+
+class FunctionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class Tool(BaseModel):
+    """An OpenAI function tool: ``{"type": "function", "function": {...}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+    @property
+    def name(self) -> str:
+        return self.function.name
+
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str = "{}"
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+    @classmethod
+    def make(cls, call_id: str, name: str, arguments: dict[str, Any]) -> ToolCall:
+        return cls(id=call_id, function=FunctionCall(name=name, arguments=canonical_json(arguments)))
+
+    def parsed_arguments(self) -> dict[str, Any]:
+        """Arguments as a dict; raises ValueError when they are not a JSON object."""
+        value = json.loads(self.function.arguments or "{}")
+        if not isinstance(value, dict):
+            raise ValueError("arguments are not a JSON object")
+        return value
+
+
+class Message(BaseModel):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def to_openai(self) -> dict[str, Any]:
+        """The dict the OpenAI API accepts (unset fields left out)."""
+        return self.model_dump(exclude_none=True)
+
+
+class Action(BaseModel):
+    """A gold tool call: name plus arguments as a dict (a plan, not a wire message)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+    def key(self) -> str:
+        return f"{self.name}:{canonical_json(self.arguments)}"

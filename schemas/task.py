@@ -1,0 +1,60 @@
+"""Tasks: what a dialogue must achieve, before any dialogue exists."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from schemas.hashing import content_hash
+from schemas.messages import Action
+
+
+class Request(BaseModel):
+    """One thing the user wants, in the order the user brings it up.
+
+    ``actions`` index into ``Task.gold_actions``: the calls that serve this
+    request, which lets a scripted or model assistant be checked per request.
+    """
+
+    intent: str
+    opening: str = Field(description="how the user first states the request, vaguely")
+    details: str = Field(description="what the user says when asked for specifics")
+    actions: list[int] = Field(default_factory=list)
+
+
+class UserScenario(BaseModel):
+    persona: str
+    instruction: str
+    known_info: dict[str, str] = Field(default_factory=dict)
+    unknown_info: list[str] = Field(default_factory=list)
+    identity: str = Field(description="what the user says to authenticate")
+    closing: str = "That's all, thanks!"
+    requests: list[Request] = Field(default_factory=list)
+
+
+class Task(BaseModel):
+    """A blueprint (APIGen-MT style) or a KG question (DeepDive style).
+
+    The id is a hash of everything but itself, so two generators proposing the
+    same task produce the same id.
+    """
+
+    id: str = ""
+    kind: Literal["blueprint", "kg_question"] = "blueprint"
+    domain: str
+    env_seed: int
+    scenario: UserScenario
+    gold_actions: list[Action] = Field(default_factory=list)
+    expected_outputs: list[str] = Field(default_factory=list)
+    expected_state_hash: str | None = None
+    answer: str | None = None
+    answer_aliases: list[str] = Field(default_factory=list)
+    path: list[dict[str, Any]] = Field(default_factory=list)
+    generator: str = "blueprint"
+
+    @model_validator(mode="after")
+    def _fill_id(self) -> Task:
+        if not self.id:
+            self.id = content_hash(self.model_dump(exclude={"id"}, mode="json"))
+        return self

@@ -1,0 +1,56 @@
+"""Trajectories and the verdicts passed on them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, model_validator
+
+from schemas.hashing import content_hash
+from schemas.messages import Message, Tool
+
+
+class Verdict(BaseModel):
+    """One step's judgement; ``stage`` names the step so a reject says who said no."""
+
+    stage: str
+    passed: bool
+    reason: str = ""
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    requests: int = 0
+    latency_s: float = 0.0
+
+
+class Lineage(BaseModel):
+    run_id: str
+    config_hash: str
+    code_version: str
+    seed: int
+    models: dict[str, str] = Field(default_factory=dict)
+
+
+class Trajectory(BaseModel):
+    id: str = ""
+    task_id: str
+    domain: str
+    kind: str = "blueprint"
+    tools: list[Tool]
+    messages: list[Message]
+    final_state_hash: str | None = None
+    verdicts: list[Verdict] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    lineage: Lineage | None = None
+
+    @model_validator(mode="after")
+    def _fill_id(self) -> Trajectory:
+        if not self.id:
+            # Content only: lineage (run id, timestamps) must not change identity.
+            self.id = content_hash(
+                {"task_id": self.task_id, "messages": [m.to_openai() for m in self.messages]}
+            )
+        return self
+
+    def first_failure(self) -> Verdict | None:
+        return next((v for v in self.verdicts if not v.passed), None)

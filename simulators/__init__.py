@@ -1,0 +1,1 @@
+"""What acts: environments, scripted (offline) agents and the conversation loop."""

@@ -1,0 +1,57 @@
+"""The conversation loop: user ↔ assistant ↔ tools on a stateful environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from schemas import Message, Task, Usage
+from simulators.agents import STOP, AssistantAgent, UserAgent
+from simulators.environment import Environment
+
+
+class RolloutError(Exception):
+    """A dialogue that could not finish; becomes a rejected row at stage ``simulation``."""
+
+
+@dataclass
+class Rollout:
+    messages: list[Message]
+    final_state_hash: str
+    usage: Usage = field(default_factory=Usage)
+
+
+async def rollout(
+    task: Task,
+    env: Environment,
+    user: UserAgent,
+    assistant: AssistantAgent,
+    max_turns: int = 40,
+    max_steps_per_turn: int = 12,
+) -> Rollout:
+    """Run one dialogue to its end; ``env`` must be fresh and is mutated.
+
+    A turn is one user message and everything the assistant does before the
+    user speaks again; tool calls are executed here, in the order given.
+    """
+    tools = env.tools()
+    messages: list[Message] = [Message(role="system", content=env.policy)]
+    for _turn in range(max_turns):
+        said = await user.respond(messages)
+        text = (said.content or "").replace(STOP, "").strip()
+        stop = STOP in (said.content or "")
+        if text:
+            messages.append(Message(role="user", content=text))
+        if stop:
+            break
+        for _step in range(max_steps_per_turn):
+            reply = await assistant.respond(messages, tools)
+            messages.append(reply)
+            if not reply.tool_calls:
+                break
+            for call in reply.tool_calls:
+                messages.append(Message(role="tool", tool_call_id=call.id, content=env.execute_call(call)))
+        else:
+            raise RolloutError(f"assistant made more than {max_steps_per_turn} tool steps in one turn")
+    else:
+        raise RolloutError(f"dialogue did not end within {max_turns} turns")
+    return Rollout(messages=messages, final_state_hash=env.state_hash())

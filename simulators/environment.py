@@ -1,0 +1,267 @@
+"""Stateful tool environments: the base every domain builds on.
+
+A domain is a data model (tables of JSON-like records built from a seed), tools
+(plain methods with typed, described parameters) and a written policy. The base
+class turns the tools into OpenAI schemas, validates arguments against exactly
+those schemas before running anything, turns every failure into an error
+string, and hashes state canonically.
+
+State is copy-on-write over a base built once per seed: ``fresh()`` costs an
+empty dict rather than a deep copy of hundreds of records, which is what makes
+three independent environments per trajectory (synthesis, rollout, replay)
+affordable at 100k trajectories.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import json
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Annotated, Any, ClassVar, get_args, get_origin, get_type_hints
+
+import jsonschema
+from pydantic import TypeAdapter
+
+from schemas import Action, Message, Tool, ToolCall, canonical_json
+from simulators.intents import Identity, Intent
+from simulators.registry import Registry
+
+ERROR_PREFIX = "Error: "
+
+
+class ToolError(Exception):
+    """Raised by a tool for a request the domain refuses; becomes an error string."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """Parameter annotation: its description and the entity type it carries.
+
+    ``entity`` feeds the tool-dependency graph: a tool that produces an entity
+    type can feed a tool whose parameter consumes it.
+    """
+
+    description: str
+    entity: str | None = None
+
+
+@dataclass
+class ToolSpec:
+    name: str
+    method: Callable[..., Any]
+    schema: Tool
+    writes: bool
+    entities: dict[str, str]
+    produces: frozenset[str]
+    validator: Any = field(repr=False)
+
+    @property
+    def consumes(self) -> frozenset[str]:
+        return frozenset(self.entities.values())
+
+
+def tool(*, writes: bool = False, produces: tuple[str, ...] = ()) -> Callable:
+    """Mark an environment method as a tool."""
+
+    def mark(fn: Callable) -> Callable:
+        fn.__tool__ = {"writes": writes, "produces": frozenset(produces)}
+        return fn
+
+    return mark
+
+
+def _strip_titles(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _strip_titles(v) for k, v in schema.items() if k != "title"}
+    if isinstance(schema, list):
+        return [_strip_titles(v) for v in schema]
+    return schema
+
+
+def _build_spec(name: str, fn: Callable) -> ToolSpec:
+    hints = get_type_hints(fn, include_extras=True)
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    entities: dict[str, str] = {}
+    for pname, p in inspect.signature(fn).parameters.items():
+        if pname == "self":
+            continue
+        hint = hints[pname]
+        meta = next((m for m in get_args(hint)[1:] if isinstance(m, Param)), None) if get_origin(hint) is Annotated else None
+        if meta is None:
+            raise TypeError(f"tool {name}: parameter {pname!r} needs Annotated[..., Param(...)]")
+        base = get_args(hint)[0]
+        prop = _strip_titles(TypeAdapter(base).json_schema())
+        prop["description"] = meta.description
+        properties[pname] = prop
+        if p.default is inspect.Parameter.empty:
+            required.append(pname)
+        if meta.entity:
+            entities[pname] = meta.entity
+    parameters = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+    doc = inspect.cleandoc(fn.__doc__ or "")
+    schema = Tool.model_validate({"function": {"name": name, "description": doc, "parameters": parameters}})
+    return ToolSpec(
+        name=name,
+        method=fn,
+        schema=schema,
+        writes=fn.__tool__["writes"],
+        entities=entities,
+        produces=fn.__tool__["produces"],
+        validator=jsonschema.Draft202012Validator(parameters),
+    )
+
+
+def validate_arguments(validator: Any, arguments: dict[str, Any]) -> str | None:
+    """First schema violation as one line, or None."""
+    error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+    if error is None:
+        return None
+    where = ".".join(str(p) for p in error.absolute_path)
+    return f"{where}: {error.message}" if where else error.message
+
+
+class Tables:
+    """Copy-on-write tables of JSON-like records.
+
+    Reads return private copies, so a tool can never mutate the shared base by
+    accident; writes go to an overlay through ``put``.
+    """
+
+    def __init__(self, base: dict[str, dict[str, Any]]) -> None:
+        self._base = base
+        self._overlay: dict[str, dict[str, Any]] = {}
+
+    def get(self, table: str, key: str) -> Any | None:
+        changed = self._overlay.get(table, {})
+        record = changed[key] if key in changed else self._base.get(table, {}).get(key)
+        return copy.deepcopy(record)
+
+    def put(self, table: str, key: str, record: Any) -> None:
+        self._overlay.setdefault(table, {})[key] = copy.deepcopy(record)
+
+    def scan(self, table: str) -> Iterator[tuple[str, Any]]:
+        """Every (key, record) without copying: for searches, which must not mutate."""
+        changed = self._overlay.get(table, {})
+        base = self._base.get(table, {})
+        for key, record in base.items():
+            yield key, changed.get(key, record)
+        yield from ((k, r) for k, r in changed.items() if k not in base)
+
+    def diff(self) -> dict[str, dict[str, Any]]:
+        """Records that differ from the base: the whole state given the base."""
+        out: dict[str, dict[str, Any]] = {}
+        for table, records in self._overlay.items():
+            base = self._base.get(table, {})
+            for key, record in records.items():
+                if key not in base or canonical_json(base[key]) != canonical_json(record):
+                    out.setdefault(table, {})[key] = record
+        return out
+
+
+class Environment:
+    """Base class for a domain: subclass, set ``name``/``policy``, build data, add tools."""
+
+    name: ClassVar[str]
+    policy: ClassVar[str] = ""
+    _specs: ClassVar[dict[str, ToolSpec]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._specs = {
+            attr: _build_spec(attr, fn)
+            for attr, fn in inspect.getmembers(cls, inspect.isfunction)
+            if hasattr(fn, "__tool__")
+        }
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        base, self._base_hash = _base_state(type(self), seed)
+        self.db = Tables(base)
+
+    # -- to override -------------------------------------------------------
+    @classmethod
+    def build_data(cls, seed: int) -> dict[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def check_policy(self, messages: list[Message]) -> list[str]:
+        """Policy violations in a dialogue, one line each; none by default."""
+        return []
+
+    # Task synthesis hooks: a domain without them can still be simulated, but
+    # the offline blueprint generator has nothing to ground tasks in.
+    intents: ClassVar[dict[str, Intent]] = {}
+
+    def users(self) -> list[str]:
+        """Ids of the users a task can be about."""
+        return []
+
+    def user_record(self, user_id: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def identify(self, rng: random.Random, user_id: str) -> Identity:
+        raise NotImplementedError
+
+    # -- the contract --------------------------------------------------------
+    def fresh(self, seed: int | None = None) -> Environment:
+        return type(self)(self.seed if seed is None else seed)
+
+    @classmethod
+    def specs(cls) -> dict[str, ToolSpec]:
+        return cls._specs
+
+    @classmethod
+    def tools(cls) -> list[Tool]:
+        return [s.schema for s in cls._specs.values()]
+
+    def execute(self, name: str, arguments: dict[str, Any] | str) -> str:
+        """Run one call; any failure comes back as an ``Error: ...`` string."""
+        spec = self._specs.get(name)
+        if spec is None:
+            return f"{ERROR_PREFIX}unknown tool {name!r}"
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments or "{}")
+            except json.JSONDecodeError as err:
+                return f"{ERROR_PREFIX}arguments are not valid JSON ({err.msg})"
+        if not isinstance(arguments, dict):
+            return f"{ERROR_PREFIX}arguments must be a JSON object"
+        problem = validate_arguments(spec.validator, arguments)
+        if problem:
+            return f"{ERROR_PREFIX}invalid arguments for {name}: {problem}"
+        try:
+            result = spec.method(self, **arguments)
+        except ToolError as err:
+            return f"{ERROR_PREFIX}{err}"
+        except Exception as err:  # a bug in a tool must not kill a run
+            return f"{ERROR_PREFIX}internal error in {name}: {type(err).__name__}: {err}"
+        return result if isinstance(result, str) else canonical_json(result)
+
+    def execute_call(self, call: ToolCall) -> str:
+        return self.execute(call.function.name, call.function.arguments)
+
+    def run_actions(self, actions: list[Action]) -> list[str]:
+        return [self.execute(a.name, a.arguments) for a in actions]
+
+    def state_hash(self) -> str:
+        digest = hashlib.sha256(self._base_hash.encode())
+        digest.update(canonical_json(self.db.diff()).encode())
+        return digest.hexdigest()[:32]
+
+
+@lru_cache(maxsize=32)
+def _base_state(cls: type[Environment], seed: int) -> tuple[dict[str, dict[str, Any]], str]:
+    data = cls.build_data(seed)
+    return data, hashlib.sha256(canonical_json(data).encode()).hexdigest()
+
+
+def is_error(result: str) -> bool:
+    return result.startswith(ERROR_PREFIX)
+
+
+DOMAINS: Registry[type[Environment]] = Registry("domain", "trajforge.domains")
