@@ -7,12 +7,11 @@ from __future__ import annotations
 import re
 import unicodedata
 
-import jsonschema
 from pydantic import Field
 
 from filters.base import FILTERS, Context, Filter, FilterParams
 from schemas import Trajectory, Verdict, canonical_json
-from simulators.environment import is_error, validate_arguments
+from simulators.environment import Validator, compile_validator, is_error, validate_arguments
 
 
 @FILTERS.register("format")
@@ -23,12 +22,12 @@ class FormatFilter(Filter):
 
     def __init__(self, params: FilterParams | None = None) -> None:
         super().__init__(params)
-        self._validators: dict[str, jsonschema.Draft202012Validator] = {}
+        self._validators: dict[str, Validator] = {}
 
-    def _validator(self, schema: dict) -> jsonschema.Draft202012Validator:
+    def _validator(self, schema: dict) -> Validator:
         key = canonical_json(schema)
         if key not in self._validators:
-            self._validators[key] = jsonschema.Draft202012Validator(schema)
+            self._validators[key] = compile_validator(schema)
         return self._validators[key]
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:

@@ -54,6 +54,9 @@ class BlueprintGenerator(Generator):
         for intent in self.intents:
             self.by_target.setdefault(intent.target_tool, []).append(intent)
         self.graph = tool_graph(type(env))
+        self.entries = self.graph.entries(set(env.user_knows))
+        if not self.entries:
+            raise ValueError(f"domain {env.name!r}: no tool can be called with what a user knows ({sorted(env.user_knows)})")
         self.users = env.users()
         if not self.users:
             raise ValueError(f"domain {env.name!r} has no users to ground tasks in")
@@ -70,28 +73,40 @@ class BlueprintGenerator(Generator):
 
     # -- one attempt ---------------------------------------------------------
     def _attempt(self, rng: random.Random, wanted: int) -> Task:
-        env = self.env
-        user_id = rng.choice(self.users)
-        identity = env.identify(rng, user_id)
-        record = env.user_record(user_id)
-        known_types = set(env.specs()[identity.action.name].consumes)
+        """Walk the graph to pick intents, then find a user whose data fits them all.
 
-        gold: list[Action] = [identity.action]
-        chosen: list[tuple[Intent, Grounding, list[int]]] = []
+        Intents first, user second: picking the user first would favour
+        intents every user can ground (an address change) over ones that need
+        a particular order state.
+        """
+        env = self.env
+        walks: list[tuple[Intent, list[str]]] = []
+        entry = rng.choice(self.entries)
         for _ in range(wanted):
-            path = self.graph.walk(rng, identity.action.name, set(self.by_target))
+            path = self.graph.walk(rng, entry, set(self.by_target))
             if path is None:
                 raise SynthesisError("no intent reachable on the tool graph")
-            target_tool = path[-1]
-            intent = rng.choice(self.by_target[target_tool])
-            if any(intent is c[0] for c in chosen):
-                continue
-            grounding = intent.ground(env, rng, record)
-            if grounding is None:
-                raise SynthesisError(f"user has nothing for intent {intent.name}")
+            intent = rng.choice(self.by_target[path[-1]])
+            if all(intent is not w[0] for w in walks):
+                walks.append((intent, path))
+        for _ in range(self.params.max_attempts):
+            user_id = rng.choice(self.users)
+            record = env.user_record(user_id)
+            groundings = [intent.ground(env, rng, record) for intent, _ in walks]
+            if all(g is not None for g in groundings):
+                break
+        else:
+            raise SynthesisError(f"no user has data for {', '.join(i.name for i, _ in walks)}")
+
+        identity = env.identify(rng, user_id)
+        known_types = set(env.user_knows)
+        gold: list[Action] = [identity.action]
+        chosen: list[tuple[Intent, Grounding, list[int]]] = []
+        for (intent, path), grounding in zip(walks, groundings, strict=True):
             bindings = {**identity.bindings, **grounding.bindings}
             have = known_types | {e for t in path[:-1] for e in env.specs()[t].produces}
-            lookups = [t for t in path[1:-1]] + [t for t in self.graph.plan(target_tool, have) if t not in path]
+            target_tool = path[-1]
+            lookups = path[1:-1] + [t for t in self.graph.plan(target_tool, have) if t not in path]
             start = len(gold)
             for name in lookups:
                 for action in self._bind(name, bindings):
@@ -99,8 +114,6 @@ class BlueprintGenerator(Generator):
                         gold.append(action)
             gold.append(grounding.target)
             chosen.append((intent, grounding, list(range(start, len(gold)))))
-        if not chosen:
-            raise SynthesisError("walk picked the same intent twice")
         outputs, final_hash = self._validate(gold, chosen)
         return self._task(rng, identity, gold, chosen, outputs, final_hash)
 

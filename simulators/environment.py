@@ -14,17 +14,18 @@ affordable at 100k trajectories.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import inspect
 import json
+import marshal
 import random
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar, get_args, get_origin, get_type_hints
 
-import jsonschema
+import fastjsonschema
 from pydantic import TypeAdapter
 
 from schemas import Action, Message, Tool, ToolCall, canonical_json
@@ -113,17 +114,30 @@ def _build_spec(name: str, fn: Callable) -> ToolSpec:
         writes=fn.__tool__["writes"],
         entities=entities,
         produces=fn.__tool__["produces"],
-        validator=jsonschema.Draft202012Validator(parameters),
+        validator=compile_validator(parameters),
     )
 
 
-def validate_arguments(validator: Any, arguments: dict[str, Any]) -> str | None:
-    """First schema violation as one line, or None."""
-    error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
-    if error is None:
-        return None
-    where = ".".join(str(p) for p in error.absolute_path)
-    return f"{where}: {error.message}" if where else error.message
+Validator = Callable[[Any], Any]
+
+
+def compile_validator(schema: dict[str, Any]) -> Validator:
+    """A JSON-schema validator compiled to Python: ~50x faster than interpreting the schema per call."""
+    return fastjsonschema.compile(schema)
+
+
+def validate_arguments(validator: Validator, arguments: dict[str, Any]) -> str | None:
+    """The first schema violation as one line (``arguments.x must be string``), or None."""
+    try:
+        validator(arguments)
+    except fastjsonschema.JsonSchemaValueException as err:
+        return re.sub(r"^data\b", "arguments", err.message)
+    return None
+
+
+def _copy(record: Any) -> Any:
+    """Deep copy of JSON-like data; marshal does it in C, several times faster than copy.deepcopy."""
+    return marshal.loads(marshal.dumps(record))
 
 
 class Tables:
@@ -140,10 +154,10 @@ class Tables:
     def get(self, table: str, key: str) -> Any | None:
         changed = self._overlay.get(table, {})
         record = changed[key] if key in changed else self._base.get(table, {}).get(key)
-        return copy.deepcopy(record)
+        return _copy(record)
 
     def put(self, table: str, key: str, record: Any) -> None:
-        self._overlay.setdefault(table, {})[key] = copy.deepcopy(record)
+        self._overlay.setdefault(table, {})[key] = _copy(record)
 
     def scan(self, table: str) -> Iterator[tuple[str, Any]]:
         """Every (key, record) without copying: for searches, which must not mutate."""
@@ -196,6 +210,7 @@ class Environment:
     # Task synthesis hooks: a domain without them can still be simulated, but
     # the offline blueprint generator has nothing to ground tasks in.
     intents: ClassVar[dict[str, Intent]] = {}
+    user_knows: ClassVar[frozenset[str]] = frozenset()  # entity types a user can state unprompted
 
     def users(self) -> list[str]:
         """Ids of the users a task can be about."""

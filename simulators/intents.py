@@ -55,6 +55,11 @@ class Intent:
         """Values from the target's result that the assistant must tell the user."""
         return []
 
+    @property
+    def tells_user(self) -> bool:
+        """Whether this intent has outputs the user must hear."""
+        return type(self).outputs is not Intent.outputs
+
     def ask(self, rng: random.Random) -> str:
         return "Could you tell me more about what you need?"
 

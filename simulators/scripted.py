@@ -94,7 +94,8 @@ class ScriptedAssistant:
                                else (lambda _m, ask=ask: ask)))
             steps += [_Step(action=gold[i]) for i in request.actions[:-1]]
             writes = self.env.specs()[target.name].writes
-            mistake = self.perturbation if not planted and (writes or self.perturbation == "omit_outputs") else None
+            applies = intent.tells_user if self.perturbation == "omit_outputs" else writes
+            mistake = self.perturbation if not planted and applies else None
             planted = planted or mistake is not None
             if writes and mistake != "skip_confirmation":
                 steps.append(_Step(say=lambda _m, i=intent, t=target: i.confirm(t, rng)))

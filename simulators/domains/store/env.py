@@ -48,6 +48,7 @@ class StoreEnv(Environment):
         return check_policy(self.fresh(), messages)
 
     intents = INTENTS
+    user_knows = frozenset({"email", "name", "zip", "address"})
 
     def users(self) -> list[str]:
         return [key for key, _ in self.db.scan("customers")]
@@ -224,15 +225,23 @@ class StoreEnv(Environment):
         order = self._order(order_id)
         self._require_status(order, "pending")
         customer = self._customer(order["customer_id"])
-        for p in [p for p in order["payment_history"] if p["kind"] == "payment"]:
-            self._charge(customer, p["payment_method_id"], -p["amount"])
+        net: dict[str, float] = {}
+        for p in order["payment_history"]:
+            net[p["payment_method_id"]] = net.get(p["payment_method_id"], 0.0) + (
+                p["amount"] if p["kind"] == "payment" else -p["amount"])
+        refund = 0.0
+        for method_id, amount in sorted(net.items()):
+            amount = _money(amount)
+            if amount <= 0:
+                continue
+            self._charge(customer, method_id, -amount)
             customer = self._customer(order["customer_id"])
-            order["payment_history"].append({"kind": "refund", "payment_method_id": p["payment_method_id"],
-                                             "amount": p["amount"]})
+            order["payment_history"].append({"kind": "refund", "payment_method_id": method_id, "amount": amount})
+            refund += amount
         order["status"] = "cancelled"
         order["cancel_reason"] = reason
         self.db.put("orders", order_id, order)
-        refund = _money(sum(p["amount"] for p in order["payment_history"] if p["kind"] == "payment"))
+        refund = _money(refund)
         return {"order_id": order_id, "status": "cancelled", "refund_amount": refund}
 
     @tool(writes=True)
@@ -322,7 +331,7 @@ class StoreEnv(Environment):
         diff = _money(sum(n["price"] for n in new_items) - sum(i["price"] for i in items))
         self._charge(customer, payment_method_id, diff)
         order["status"] = "exchange requested"
-        order["exchange"] = {"items": sorted(item_ids), "new_variant_ids": new_variant_ids,
+        order["exchange"] = {"items": {i: v for i, v in sorted(zip(item_ids, new_variant_ids, strict=True))},
                              "price_difference": diff, "payment_method_id": payment_method_id}
         self.db.put("orders", order_id, order)
         return {"order_id": order_id, "status": order["status"], "price_difference": diff}

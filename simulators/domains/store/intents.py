@@ -124,9 +124,6 @@ class ChangeOrderAddress(Intent):
             details=f"It's {ref}. The new address is {words}.",
             known_info={**known, "new_address": words}, unknown_info=unknown)
 
-    def outputs(self, target, result):
-        return [result["address"]["zip"]]
-
     def ask(self, rng):
         return "Which order should go to a new address, and what is the new address?"
 
@@ -304,9 +301,6 @@ class UpdateAddress(Intent):
             opening="I moved recently and need to update my address.",
             details=f"My new address is {words}.",
             known_info={"new_address": words}, unknown_info=["customer id"])
-
-    def outputs(self, target, result):
-        return [result["address"]["zip"]]
 
     def ask(self, rng):
         return "What is your new address?"

@@ -46,7 +46,9 @@ conversation with their account and orders, using the tools provided.
 - Transfer to a human agent only when the request is outside this policy.
 """
 
-CONFIRMATION = re.compile(r"\b(yes|yeah|yep|sure|go ahead|please do|confirm(ed)?|correct|ok(ay)?)\b", re.I)
+# A confirmation is a reply that *starts* with consent, to a message that asked for it.
+CONSENT = re.compile(r"^\W*(yes|yeah|yep|sure|go ahead|please do|confirm(ed)?|correct|ok(ay)?)\b", re.I)
+ASKED = re.compile(r"\b(proceed|go ahead|shall i|should i|would you like me to|do you want me to)\b", re.I)
 AUTH_TOOLS = ("find_customer_id_by_email", "find_customer_id_by_name_zip")
 
 
@@ -60,12 +62,16 @@ def check_policy(env: StoreEnv, messages: list[Message]) -> list[str]:
     authenticated: str | None = None
     pending_auth: dict[str, str] = {}
     confirmed = False
+    asked = False
     for msg in messages:
         if msg.role == "user":
-            confirmed = bool(CONFIRMATION.search(msg.content or ""))
+            confirmed = asked and bool(CONSENT.search(msg.content or ""))
+            asked = False
         elif msg.role == "tool" and msg.tool_call_id in pending_auth and not is_error(msg.content or ""):
             authenticated = (msg.content or "").strip().strip('"')
         elif msg.role == "assistant":
+            if msg.content:
+                asked = bool(ASKED.search(msg.content))
             for call in msg.tool_calls or []:
                 name = call.function.name
                 if name in AUTH_TOOLS:

@@ -1,0 +1,40 @@
+"""Shared fixtures: a temporary Prefect server for the whole session, and small configs."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _small_config(**overrides):
+    from schemas import parse_config
+
+    data = {
+        "name": "test",
+        "seed": 11,
+        "num_tasks": 60,
+        "shard_size": 20,
+        "domain": {"name": "store", "db_seed": 0},
+        "generators": [{"name": "blueprint", "params": {"min_requests": 1, "max_requests": 2}}],
+        "simulation": {"perturb_rate": 0.25},
+    }
+    data.update(overrides)
+    return parse_config(data, "test-config")
+
+
+@pytest.fixture
+def small_config():
+    """A factory for a small valid RunConfig (60 tasks, 3 shards, mistakes planted)."""
+    return _small_config
