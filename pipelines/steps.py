@@ -7,6 +7,7 @@ a one-line error that names the config field.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -15,9 +16,9 @@ import generators  # noqa: F401  (registers built-in generators)
 import simulators.domains  # noqa: F401  (registers built-in domains)
 from filters import FILTERS, Filter
 from generators import GENERATORS, Generator
-from schemas import ConfigError, RunConfig
+from schemas import ConfigError, RunConfig, StepSpec
 from simulators.environment import DOMAINS, Environment
-from simulators.registry import UnknownStepError
+from simulators.registry import Registry, UnknownStepError
 
 
 @dataclass
@@ -37,6 +38,14 @@ def _params(model: type, params: dict, where: str):
         raise ConfigError(f"{where}.params{'.' + loc if loc else ''}: {e['msg']}") from None
 
 
+def _resolve(registry: Registry, spec: StepSpec, where: str) -> tuple[type, Any]:
+    try:
+        cls = registry.get(spec.name)
+    except UnknownStepError as err:
+        raise ConfigError(f"{where}.name: {err}") from None
+    return cls, _params(cls.Params, spec.params, where)
+
+
 def build_steps(config: RunConfig, source: str = "config") -> Steps:
     try:
         env = DOMAINS.get(config.domain.name)(config.domain.db_seed)
@@ -44,23 +53,13 @@ def build_steps(config: RunConfig, source: str = "config") -> Steps:
         raise ConfigError(f"{source}: domain.name: {err}") from None
     gens = []
     for i, spec in enumerate(config.generators):
-        where = f"{source}: generators[{i}]"
+        cls, params = _resolve(GENERATORS, spec, f"{source}: generators[{i}]")
         try:
-            cls = GENERATORS.get(spec.name)
-        except UnknownStepError as err:
-            raise ConfigError(f"{where}.name: {err}") from None
-        try:
-            gens.append(cls(env, _params(cls.Params, spec.params, where)))
+            gens.append(cls(env, params))
         except ValueError as err:
-            if isinstance(err, ConfigError):
-                raise
-            raise ConfigError(f"{where}.params: {err}") from None
+            raise ConfigError(f"{source}: generators[{i}].params: {err}") from None
     checks = []
     for i, spec in enumerate(config.filters):
-        where = f"{source}: filters[{i}]"
-        try:
-            cls = FILTERS.get(spec.name)
-        except UnknownStepError as err:
-            raise ConfigError(f"{where}.name: {err}") from None
-        checks.append(cls(_params(cls.Params, spec.params, where)))
+        cls, params = _resolve(FILTERS, spec, f"{source}: filters[{i}]")
+        checks.append(cls(params))
     return Steps(env=env, generators=gens, weights=[g.weight for g in config.generators], filters=checks)

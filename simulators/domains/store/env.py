@@ -128,6 +128,18 @@ class StoreEnv(Environment):
             out.append({**item, "variant_id": vid, "options": variant["options"], "price": variant["price"]})
         return out
 
+    def _swap(self, order_id: str, status: str, item_ids: list[str], new_variant_ids: list[str],
+              payment_method_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
+        """Check a variant swap and settle its price difference; the caller records it on the order."""
+        order = self._order(order_id)
+        self._require_status(order, status)
+        customer = self._customer(order["customer_id"])
+        items = self._pick_items(order, item_ids)
+        new_items = self._new_variants(items, new_variant_ids)
+        diff = _money(sum(n["price"] for n in new_items) - sum(i["price"] for i in items))
+        self._charge(customer, payment_method_id, diff)
+        return order, new_items, diff
+
     def _charge(self, customer: dict[str, Any], method_id: str, amount: float) -> None:
         """Charge (amount > 0) or refund (amount < 0) a payment method, checking gift balances."""
         method = self._method(customer, method_id)
@@ -283,13 +295,7 @@ class StoreEnv(Environment):
         self, order_id: OrderId, item_ids: ItemIds, new_variant_ids: VariantIds, payment_method_id: PaymentId
     ) -> dict[str, Any]:
         """Swap items of a pending order for other variants of the same product; settles the price difference."""
-        order = self._order(order_id)
-        self._require_status(order, "pending")
-        customer = self._customer(order["customer_id"])
-        items = self._pick_items(order, item_ids)
-        new_items = self._new_variants(items, new_variant_ids)
-        diff = _money(sum(n["price"] for n in new_items) - sum(i["price"] for i in items))
-        self._charge(customer, payment_method_id, diff)
+        order, new_items, diff = self._swap(order_id, "pending", item_ids, new_variant_ids, payment_method_id)
         replaced = {n["item_id"]: n for n in new_items}
         order["items"] = [replaced.get(i["item_id"], i) for i in order["items"]]
         kind = "payment" if diff >= 0 else "refund"
@@ -323,13 +329,7 @@ class StoreEnv(Environment):
         self, order_id: OrderId, item_ids: ItemIds, new_variant_ids: VariantIds, payment_method_id: PaymentId
     ) -> dict[str, Any]:
         """Request an exchange of delivered items for other variants of the same product."""
-        order = self._order(order_id)
-        self._require_status(order, "delivered")
-        customer = self._customer(order["customer_id"])
-        items = self._pick_items(order, item_ids)
-        new_items = self._new_variants(items, new_variant_ids)
-        diff = _money(sum(n["price"] for n in new_items) - sum(i["price"] for i in items))
-        self._charge(customer, payment_method_id, diff)
+        order, _, diff = self._swap(order_id, "delivered", item_ids, new_variant_ids, payment_method_id)
         order["status"] = "exchange requested"
         order["exchange"] = {"items": {i: v for i, v in sorted(zip(item_ids, new_variant_ids, strict=True))},
                              "price_difference": diff, "payment_method_id": payment_method_id}
