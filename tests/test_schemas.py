@@ -231,31 +231,21 @@ def test_config_hash_ignores_output_dir_and_runner(tmp_path):
     assert base.config_hash() != changed.config_hash()
 
 
-def test_typo_top_level_key_names_file_and_key(tmp_path):
-    path = write(tmp_path, "num_tasks: 3\nsimulaton:\n  max_turns: 4\n")
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("num_tasks: 3\nsimulaton:\n  max_turns: 4\n", "simulaton"),  # typo at the top level
+        ("num_tasks: 3\nsimulation:\n  max_turn: 4\n", "simulation.max_turn"),  # typo nested
+        ("num_tasks: 3\nsimulation:\n  perturb_rate: 2\n", "simulation.perturb_rate"),  # out of range
+    ],
+)
+def test_config_error_names_file_and_field_path(tmp_path, text, named):
+    path = write(tmp_path, text)
     with pytest.raises(ConfigError) as err:
         load_config(path)
     msg = str(err.value)
     assert str(path) in msg
-    assert "simulaton" in msg
-
-
-def test_typo_nested_key_names_field_path(tmp_path):
-    path = write(tmp_path, "num_tasks: 3\nsimulation:\n  max_turn: 4\n")
-    with pytest.raises(ConfigError) as err:
-        load_config(path)
-    msg = str(err.value)
-    assert str(path) in msg
-    assert "simulation.max_turn" in msg
-
-
-def test_out_of_range_value_names_field_path(tmp_path):
-    path = write(tmp_path, "num_tasks: 3\nsimulation:\n  perturb_rate: 2\n")
-    with pytest.raises(ConfigError) as err:
-        load_config(path)
-    msg = str(err.value)
-    assert str(path) in msg
-    assert "simulation.perturb_rate" in msg
+    assert named in msg
 
 
 def test_missing_required_field(tmp_path):
