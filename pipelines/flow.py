@@ -8,6 +8,7 @@ only the final publish step makes them a version.
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from filters import ExactDedup
 from pipelines.shard import rollout_shard, synthesize_shard
 from pipelines.store import DatasetStore
 from pipelines.version import code_version
-from schemas import DatasetManifest, Lineage, RunConfig
+from schemas import DatasetManifest, Lineage, RunConfig, Usage
+from simulators.backends import managed_vllm
 
 
 @task(name="synthesize-shard", cache_policy=NONE)
@@ -30,14 +32,17 @@ def synthesize(config: RunConfig, shard: int, staging: str) -> str:
 
 
 @task(name="rollout-shard", cache_policy=NONE)
-def simulate(config: RunConfig, shard: int, tasks_path: str, staging: str, lineage: Lineage) -> dict:
+def simulate(config: RunConfig, shard: int, tasks_path: str, staging: str, lineage: Lineage,
+             cache_path: str | None) -> dict:
     out = Path(staging) / f"rows-{shard:05d}.parquet"
-    counts = rollout_shard(config, shard, Path(tasks_path), out, lineage)
-    return {"shard": shard, "path": str(out), "counts": counts}
+    result = rollout_shard(config, shard, Path(tasks_path), out, lineage, cache_path=cache_path)
+    return {"shard": shard, "path": str(out), "counts": result.counts,
+            "usage": {role: u.model_dump() for role, u in result.usage.items()}}
 
 
 @task(name="publish", cache_policy=NONE)
-def publish(config: RunConfig, out_dir: str, run_id: str, shard_files: list[str], lineage: Lineage) -> dict:
+def publish(config: RunConfig, out_dir: str, run_id: str, shard_files: list[str], lineage: Lineage,
+            usage: dict[str, Usage]) -> dict:
     store = DatasetStore(out_dir)
     dedup = None
     if config.dedup.exact:
@@ -45,7 +50,7 @@ def publish(config: RunConfig, out_dir: str, run_id: str, shard_files: list[str]
     draft = DatasetManifest(
         parent_version=None, run_id=run_id, config_hash=lineage.config_hash, code_version=lineage.code_version,
         seed=config.seed, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        tasks=0, accepted=0, rejected=0, config=json.loads(config.model_dump_json()))
+        tasks=0, accepted=0, rejected=0, config=_public_config(config), models=lineage.models, usage=usage)
     manifest = store.commit([Path(f) for f in shard_files], draft, dedup)
     store.clear_staging(run_id)
     return manifest.model_dump()
@@ -57,24 +62,57 @@ def task_runner_for(config: RunConfig):
     return ThreadPoolTaskRunner(max_workers=config.runner.workers or 4)
 
 
+def _public_config(config: RunConfig) -> dict:
+    """The config as stored in a manifest: where a model was served is not part of the data's description."""
+    data = json.loads(config.model_dump_json())
+    for backend in data.get("backends", {}).values():
+        backend.pop("base_url", None)
+    return data
+
+
+def cache_path_for(config: RunConfig, out_dir: str) -> str | None:
+    if not config.cache.enabled or not config.roles():
+        return None
+    return config.cache.path or str(Path(out_dir) / "_cache" / "requests.sqlite")
+
+
 @flow(name="generate", log_prints=True)
 def generate(config: RunConfig, out_dir: str, run_id: str, progress: bool = False) -> dict:
-    """Generate ``config.num_tasks`` tasks and commit them as one new dataset version."""
+    """Generate ``config.num_tasks`` tasks and commit them as one new dataset version.
+
+    Managed vLLM servers the config asks for run for exactly the length of the
+    flow: started before the first shard, stopped after the commit or failure.
+    """
+    with ExitStack() as servers:
+        for name, backend in config.backends.items():
+            if backend.kind == "vllm" and any(r.backend == name for r in config.roles().values()):
+                url = servers.enter_context(managed_vllm(name, backend, Path(out_dir) / "_logs"))
+                config = config.model_copy(update={"backends": {
+                    **config.backends, name: backend.model_copy(update={"base_url": url})}})
+        return _generate(config, out_dir, run_id, progress)
+
+
+def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool) -> dict:
+    models = {role: config.backends[spec.backend].model for role, spec in config.roles().items()}
     lineage = Lineage(run_id=run_id, config_hash=config.config_hash(), code_version=code_version(),
-                      seed=config.seed)
+                      seed=config.seed, models=models)
     staging = str(DatasetStore(out_dir).staging(run_id))
+    cache_path = cache_path_for(config, out_dir)
     futures = []
     for shard in range(config.num_shards):
         tasks = synthesize.submit(config, shard, staging)
-        futures.append(simulate.submit(config, shard, tasks, staging, lineage))
+        futures.append(simulate.submit(config, shard, tasks, staging, lineage, cache_path))
     results = []
+    usage: dict[str, Usage] = {role: Usage() for role in config.roles()}
     with _progress(progress, config.num_tasks) as advance:
         for future in as_completed(futures):
             result = future.result()
             results.append(result)
+            for role, u in result["usage"].items():
+                usage[role].add(Usage.model_validate(u))
             advance(sum(result["counts"].values()), result["counts"].get("accepted", 0))
     shard_files = [r["path"] for r in sorted(results, key=lambda r: r["shard"])]
-    return publish(config, out_dir, run_id, shard_files, lineage)
+    return publish(config, out_dir, run_id, shard_files, lineage, usage)
 
 
 class _progress:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from schemas import Lineage, Message, Task, Trajectory, Verdict, canonical_json, content_hash
+from schemas import Lineage, Message, Task, Trajectory, Verdict, canonical_json, content_hash, total_usage
 
 _FUNCTION = pa.struct([("name", pa.string()), ("arguments", pa.string())])
 _TOOL_CALL = pa.struct([("id", pa.string()), ("type", pa.string()), ("function", _FUNCTION)])
@@ -86,7 +86,7 @@ def trajectory_row(
         "num_tool_calls": sum(len(m.tool_calls or []) for m in trajectory.messages),
         "final_state_hash": trajectory.final_state_hash,
         "dedup_hash": dedup_hash,
-        "usage": trajectory.usage.model_dump(),
+        "usage": total_usage(trajectory.usage).model_dump(include={f.name for f in USAGE}),
         **_lineage(lineage, shard, index),
     }
 

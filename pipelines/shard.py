@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,12 @@ from filters import Context, exact_hash
 from generators import SynthesisError
 from pipelines.rows import ROW_SCHEMA, rejected_row, trajectory_row
 from pipelines.steps import Steps, build_steps
-from schemas import Lineage, RunConfig, Task, Trajectory
-from simulators.conversation import RolloutError, rollout
+from schemas import Lineage, RunConfig, Task, Trajectory, Usage
+from simulators.agents import AssistantAgent, UserAgent
+from simulators.backends import BackendError, Endpoint, open_endpoints
+from simulators.conversation import RolloutError, ToolSimulator, rollout
+from simulators.environment import Environment
+from simulators.model_agents import LLMAssistant, LLMUser, ModelToolSimulator
 from simulators.scripted import PERTURBATIONS, ScriptedAssistant, ScriptedUser
 
 TASK_SCHEMA = pa.schema([("index", pa.int64()), ("task", pa.string()), ("error", pa.string())])
@@ -55,16 +60,38 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
     return out
 
 
-async def _simulate(config: RunConfig, steps: Steps, task: Task, index: int) -> Trajectory:
+@dataclass
+class _Dialogue:
+    """The agents of one dialogue and the meters their model calls are charged to."""
+
+    user: UserAgent
+    assistant: AssistantAgent
+    tool_simulator: ToolSimulator | None
+    usage: dict[str, Usage]
+
+
+def _agents(config: RunConfig, endpoints: dict[str, Endpoint], task: Task, env: Environment, index: int) -> _Dialogue:
     rng = random.Random(f"{config.seed}:rollout:{index}")
-    rate = config.simulation.perturb_rate
-    perturbation = rng.choice(PERTURBATIONS) if rate and rng.random() < rate else None
-    env = steps.env.fresh(task.env_seed)
-    result = await rollout(
-        task, env, ScriptedUser(task, rng), ScriptedAssistant(task, env, rng, perturbation),
-        max_turns=config.simulation.max_turns)
+    sim = config.simulation
+    if sim.mode == "offline":
+        rate = sim.perturb_rate
+        perturbation = rng.choice(PERTURBATIONS) if rate and rng.random() < rate else None
+        return _Dialogue(ScriptedUser(task, rng), ScriptedAssistant(task, env, rng, perturbation), None, {})
+    usage = {role: Usage() for role in config.roles()}
+    user: UserAgent = (LLMUser(task, endpoints[sim.user.backend], sim.user, usage["user"]) if sim.user
+                       else ScriptedUser(task, rng))
+    assert sim.assistant is not None  # the config validator requires it in model mode
+    assistant = LLMAssistant(endpoints[sim.assistant.backend], sim.assistant, usage["assistant"])
+    tools = ModelToolSimulator(endpoints[sim.tool.backend], sim.tool, usage["tool"]) if sim.tool else None
+    return _Dialogue(user, assistant, tools, usage)
+
+
+async def _simulate(config: RunConfig, steps: Steps, task: Task, env: Environment, dialogue: _Dialogue) -> Trajectory:
+    async with asyncio.timeout(config.simulation.dialogue_timeout_s):
+        result = await rollout(task, env, dialogue.user, dialogue.assistant, max_turns=config.simulation.max_turns,
+                               tool_simulator=dialogue.tool_simulator)
     return Trajectory(task_id=task.id, domain=task.domain, kind=task.kind, tools=env.tools(),
-                      messages=result.messages, final_state_hash=result.final_state_hash, usage=result.usage)
+                      messages=result.messages, final_state_hash=result.final_state_hash, usage=dialogue.usage)
 
 
 def _verify(steps: Steps, trajectory: Trajectory, task: Task) -> None:
@@ -76,13 +103,26 @@ def _verify(steps: Steps, trajectory: Trajectory, task: Task) -> None:
             return
 
 
+@dataclass
+class ShardResult:
+    counts: dict[str, int]
+    usage: dict[str, Usage]
+
+
 def rollout_shard(
-    config: RunConfig, shard: int, tasks_path: Path, out: Path, lineage: Lineage, steps: Steps | None = None
-) -> dict[str, int]:
-    """Simulate and verify every task of a shard; returns counts by status."""
+    config: RunConfig, shard: int, tasks_path: Path, out: Path, lineage: Lineage, steps: Steps | None = None,
+    cache_path: str | None = None,
+) -> ShardResult:
+    """Simulate and verify every task of a shard: counts by status, and model usage by role.
+
+    Dialogues stream: each starts as soon as one of ``simulation.concurrency``
+    slots frees, so one slow dialogue never holds back the rest.
+    """
     steps = steps or build_steps(config)
+    endpoints = open_endpoints(config.backends, cache_path) if config.roles() else {}
     table = pq.read_table(tasks_path)
     rows: list[dict[str, Any] | None] = [None] * table.num_rows
+    usage: dict[str, Usage] = {role: Usage() for role in config.roles()}
     limit = asyncio.Semaphore(config.simulation.concurrency)
 
     async def one(slot: int, index: int, task_json: str | None, error: str | None) -> None:
@@ -91,29 +131,42 @@ def rollout_shard(
                                       domain=config.domain.name)
             return
         task = Task.model_validate_json(task_json)
+        env = steps.env.fresh(task.env_seed)
+        dialogue = _agents(config, endpoints, task, env, index)
         async with limit:
             try:
-                trajectory = await _simulate(config, steps, task, index)
-            except RolloutError as err:
-                rows[slot] = rejected_row("simulation", str(err), lineage, shard, index, task=task)
+                trajectory = await _simulate(config, steps, task, env, dialogue)
+            except (RolloutError, BackendError, TimeoutError) as err:
+                reason = (f"dialogue exceeded its time budget of {config.simulation.dialogue_timeout_s:g}s"
+                          if isinstance(err, TimeoutError) else str(err))
+                if isinstance(err, BackendError):
+                    reason = f"model backend: {reason}"
+                rows[slot] = rejected_row("simulation", reason, lineage, shard, index, task=task)
                 return
             except Exception as err:  # one broken dialogue must not sink the shard
                 rows[slot] = rejected_row("simulation", f"internal error: {type(err).__name__}: {err}",
                                           lineage, shard, index, task=task)
                 return
+            finally:
+                for role, meter in dialogue.usage.items():
+                    usage[role].add(meter)
         _verify(steps, trajectory, task)
         rows[slot] = trajectory_row(trajectory, task, exact_hash(trajectory.messages), lineage, shard, index)
 
     async def run_all() -> None:
-        await asyncio.gather(*(
-            one(slot, index, task_json, error)
-            for slot, (index, task_json, error) in enumerate(zip(
-                table.column("index").to_pylist(), table.column("task").to_pylist(),
-                table.column("error").to_pylist(), strict=False))))
+        try:
+            await asyncio.gather(*(
+                one(slot, index, task_json, error)
+                for slot, (index, task_json, error) in enumerate(zip(
+                    table.column("index").to_pylist(), table.column("task").to_pylist(),
+                    table.column("error").to_pylist(), strict=False))))
+        finally:
+            for endpoint in endpoints.values():
+                await endpoint.release_loop()
 
     asyncio.run(run_all())
     _write_atomic(pa.Table.from_pylist(rows, schema=ROW_SCHEMA), out)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
-    return counts
+    return ShardResult(counts=counts, usage=usage)

@@ -1,14 +1,20 @@
 """Pydantic models and wire formats; imports nothing of trajforge's own."""
 
 from schemas.config import (
+    AssistantRoleConfig,
+    BackendConfig,
+    CacheConfig,
     ConfigError,
     DedupConfig,
     DomainConfig,
     GeneratorSpec,
+    ManagedVLLMConfig,
+    RoleConfig,
     RunConfig,
     RunnerConfig,
     SimulationConfig,
     StepSpec,
+    UserRoleConfig,
     load_config,
     parse_config,
 )
@@ -16,10 +22,13 @@ from schemas.hashing import canonical_json, content_hash
 from schemas.manifest import DatasetManifest
 from schemas.messages import Action, FunctionCall, FunctionSpec, Message, Tool, ToolCall
 from schemas.task import Request, Task, UserScenario
-from schemas.trajectory import Lineage, Trajectory, Usage, Verdict
+from schemas.trajectory import Lineage, Trajectory, Usage, Verdict, total_usage
 
 __all__ = [
     "Action",
+    "AssistantRoleConfig",
+    "BackendConfig",
+    "CacheConfig",
     "ConfigError",
     "DatasetManifest",
     "DedupConfig",
@@ -28,8 +37,10 @@ __all__ = [
     "FunctionSpec",
     "GeneratorSpec",
     "Lineage",
+    "ManagedVLLMConfig",
     "Message",
     "Request",
+    "RoleConfig",
     "RunConfig",
     "RunnerConfig",
     "SimulationConfig",
@@ -39,10 +50,12 @@ __all__ = [
     "ToolCall",
     "Trajectory",
     "Usage",
+    "UserRoleConfig",
     "UserScenario",
     "Verdict",
     "canonical_json",
     "content_hash",
     "load_config",
     "parse_config",
+    "total_usage",
 ]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.hashing import content_hash
 
@@ -36,10 +36,70 @@ class DomainConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class ManagedVLLMConfig(_Strict):
+    """How a run starts its own ``vllm serve`` (which may live in another virtual environment)."""
+
+    executable: str = Field(default="vllm", description="the `vllm` command, e.g. /opt/vllm-env/bin/vllm")
+    tool_call_parser: str = "hermes"
+    port: int | None = Field(default=None, ge=1, le=65535, description="default: a free loopback port")
+    args: list[str] = Field(default_factory=list, description="extra `vllm serve` arguments")
+    startup_timeout_s: float = Field(default=900, gt=0)
+
+
+class BackendConfig(_Strict):
+    """One inference endpoint. The API key is named by its environment variable, never written here."""
+
+    kind: Literal["openai", "vllm"] = "openai"
+    model: str
+    base_url: str | None = Field(default=None, description="openai: the server's /v1 URL; vllm: set by the run")
+    api_key_env: str | None = Field(default=None, description="environment variable that holds the API key")
+    max_concurrency: int = Field(default=64, ge=1, description="requests in flight at once, for the whole run")
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+    timeout_s: float = Field(default=120, gt=0, description="per request")
+    max_retries: int = Field(default=6, ge=0)
+    backoff_s: float = Field(default=0.5, ge=0, description="first retry waits up to this; doubles each time")
+    backoff_max_s: float = Field(default=30, ge=0)
+    vllm: ManagedVLLMConfig | None = None
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> BackendConfig:
+        if self.kind == "openai" and not self.base_url:
+            raise ValueError("base_url is required for kind 'openai'")
+        if self.kind == "vllm" and self.base_url:
+            raise ValueError("base_url is set by the run for kind 'vllm'; leave it out")
+        if self.kind == "vllm" and self.vllm is None:
+            self.vllm = ManagedVLLMConfig()
+        return self
+
+
+class RoleConfig(_Strict):
+    """Which backend plays a role, and its sampling parameters (left out: the server's default)."""
+
+    backend: str
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+    extra_body: dict[str, Any] = Field(default_factory=dict, description="server-specific request fields")
+
+
+class UserRoleConfig(RoleConfig):
+    reminder_every: int = Field(default=0, ge=0, description="remind the user simulator of its goal every N turns")
+
+
+class AssistantRoleConfig(RoleConfig):
+    parallel_tool_calls: bool = False
+
+
 class SimulationConfig(_Strict):
-    mode: Literal["offline"] = "offline"
+    mode: Literal["offline", "model"] = "offline"
     max_turns: int = Field(default=40, ge=2)
-    concurrency: int = Field(default=64, ge=1)
+    concurrency: int = Field(default=64, ge=1, description="dialogues in flight per shard")
+    dialogue_timeout_s: float = Field(default=900, gt=0, description="a dialogue's time budget")
+    user: UserRoleConfig | None = Field(default=None, description="model mode: none means the scripted user")
+    assistant: AssistantRoleConfig | None = None
+    tool: RoleConfig | None = Field(default=None, description="simulates tools that only have a schema")
     perturb_rate: float = Field(
         default=0.0,
         ge=0.0,
@@ -52,6 +112,13 @@ class SimulationConfig(_Strict):
 class DedupConfig(_Strict):
     exact: bool = True
     against_previous_versions: bool = True
+
+
+class CacheConfig(_Strict):
+    """The request cache: a re-run or resumed run never pays for the same request twice."""
+
+    enabled: bool = True
+    path: str | None = Field(default=None, description="SQLite file; default OUTPUT_DIR/_cache/requests.sqlite")
 
 
 class RunnerConfig(_Strict):
@@ -76,12 +143,35 @@ class RunConfig(_Strict):
         default_factory=lambda: [StepSpec(name=n) for n in DEFAULT_FILTERS]
     )
     dedup: DedupConfig = Field(default_factory=DedupConfig)
+    backends: dict[str, BackendConfig] = Field(default_factory=dict)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     output_dir: str | None = None
 
+    @model_validator(mode="after")
+    def _check_roles(self) -> RunConfig:
+        sim = self.simulation
+        if sim.mode == "model" and sim.assistant is None:
+            raise ValueError("simulation.assistant: required when simulation.mode is 'model'")
+        for role in ("user", "assistant", "tool"):
+            spec = getattr(sim, role)
+            if spec is not None and spec.backend not in self.backends:
+                known = ", ".join(sorted(self.backends)) or "none defined under `backends`"
+                raise ValueError(f"simulation.{role}.backend: unknown backend {spec.backend!r}; known: {known}")
+        return self
+
     def config_hash(self) -> str:
-        """Hash of what shapes the data; where it is written does not."""
-        return content_hash(self.model_dump(mode="json", exclude={"output_dir", "runner"}))
+        """Hash of what shapes the data: where it is written, how it is run and where a model is served do not."""
+        data = self.model_dump(mode="json", exclude={"output_dir", "runner", "cache", "backends"})
+        if self.backends:
+            data["models"] = {name: b.model for name, b in sorted(self.backends.items())}
+        return content_hash(data)
+
+    def roles(self) -> dict[str, RoleConfig]:
+        """The model-played roles of this run (none offline)."""
+        if self.simulation.mode != "model":
+            return {}
+        return {r: s for r in ("user", "assistant", "tool") if (s := getattr(self.simulation, r)) is not None}
 
     @property
     def num_shards(self) -> int:

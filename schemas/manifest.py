@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from schemas.trajectory import Usage
+
 
 class DatasetManifest(BaseModel):
     """Stored as the Delta commit's metadata; ``version`` is the commit's own number."""
@@ -21,4 +23,6 @@ class DatasetManifest(BaseModel):
     stages: dict[str, int] = Field(default_factory=dict, description="rows rejected per stage")
     reasons: dict[str, int] = Field(default_factory=dict, description="rows rejected per reason")
     config: dict = Field(default_factory=dict)
+    models: dict[str, str] = Field(default_factory=dict, description="model per role; empty offline")
+    usage: dict[str, Usage] = Field(default_factory=dict, description="model calls per role, this run")
     total_accepted: int = 0

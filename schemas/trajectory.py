@@ -17,10 +17,27 @@ class Verdict(BaseModel):
 
 
 class Usage(BaseModel):
+    """What model calls cost; ``requests`` counts only calls that reached a server (cache hits are ``cached``)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     requests: int = 0
     latency_s: float = 0.0
+    cached: int = 0
+    retries: int = 0
+    errors: int = 0
+
+    def add(self, other: Usage) -> Usage:
+        for field in type(self).model_fields:
+            setattr(self, field, getattr(self, field) + getattr(other, field))
+        return self
+
+
+def total_usage(by_role: dict[str, Usage]) -> Usage:
+    total = Usage()
+    for usage in by_role.values():
+        total.add(usage)
+    return total
 
 
 class Lineage(BaseModel):
@@ -40,7 +57,7 @@ class Trajectory(BaseModel):
     messages: list[Message]
     final_state_hash: str | None = None
     verdicts: list[Verdict] = Field(default_factory=list)
-    usage: Usage = Field(default_factory=Usage)
+    usage: dict[str, Usage] = Field(default_factory=dict, description="per role: user, assistant, tool")
     lineage: Lineage | None = None
 
     @model_validator(mode="after")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from schemas import Message, Task, Usage
+from schemas import Message, Task, Tool, ToolCall
 from simulators.agents import STOP, AssistantAgent, UserAgent
 from simulators.environment import Environment
+
+
+class ToolSimulator(Protocol):
+    async def simulate(self, tool: Tool, call: ToolCall, result_schema: dict[str, Any] | None) -> str:
+        """A result for a tool that has no implementation."""
 
 
 class RolloutError(Exception):
@@ -17,7 +23,6 @@ class RolloutError(Exception):
 class Rollout:
     messages: list[Message]
     final_state_hash: str
-    usage: Usage = field(default_factory=Usage)
 
 
 async def rollout(
@@ -27,6 +32,7 @@ async def rollout(
     assistant: AssistantAgent,
     max_turns: int = 40,
     max_steps_per_turn: int = 12,
+    tool_simulator: ToolSimulator | None = None,
 ) -> Rollout:
     """Run one dialogue to its end; ``env`` must be fresh and is mutated.
 
@@ -49,9 +55,19 @@ async def rollout(
             if not reply.tool_calls:
                 break
             for call in reply.tool_calls:
-                messages.append(Message(role="tool", tool_call_id=call.id, content=env.execute_call(call)))
+                result = await _run_tool(env, call, tools, tool_simulator)
+                messages.append(Message(role="tool", tool_call_id=call.id, content=result))
         else:
             raise RolloutError(f"assistant made more than {max_steps_per_turn} tool steps in one turn")
     else:
         raise RolloutError(f"dialogue did not end within {max_turns} turns")
     return Rollout(messages=messages, final_state_hash=env.state_hash())
+
+
+async def _run_tool(env: Environment, call: ToolCall, tools: list[Tool], simulator: ToolSimulator | None) -> str:
+    name = call.function.name
+    if simulator is not None and env.is_simulated(name):
+        tool = next((t for t in tools if t.name == name), None)
+        if tool is not None:
+            return await simulator.simulate(tool, call, env.result_schema(name))
+    return env.execute_call(call)

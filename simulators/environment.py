@@ -260,6 +260,14 @@ class Environment:
     def execute_call(self, call: ToolCall) -> str:
         return self.execute(call.function.name, call.function.arguments)
 
+    # Tools that exist only as a schema are answered by a tool simulator when
+    # the run has one (a model); ``execute`` stays the offline answer.
+    def is_simulated(self, name: str) -> bool:
+        return False
+
+    def result_schema(self, name: str) -> dict[str, Any] | None:
+        return None
+
     def run_actions(self, actions: list[Action]) -> list[str]:
         return [self.execute(a.name, a.arguments) for a in actions]
 

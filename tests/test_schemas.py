@@ -75,7 +75,7 @@ def make_trajectory(order_id: str = "#W1234567", **overrides) -> Trajectory:
     fields = dict(
         task_id="task-1", domain="store", tools=[make_tool()], messages=make_messages(order_id),
         final_state_hash="ffff", verdicts=[Verdict(stage="format", passed=True)],
-        usage=Usage(prompt_tokens=10, completion_tokens=5, requests=2, latency_s=0.5),
+        usage={"assistant": Usage(prompt_tokens=10, completion_tokens=5, requests=2, latency_s=0.5)},
     )
     fields.update(overrides)
     return Trajectory(**fields)
@@ -167,7 +167,7 @@ def test_task_id_is_content_hash():
 def test_trajectory_id_is_content_hash_and_ignores_lineage():
     a = make_trajectory()
     b = make_trajectory(lineage=make_lineage("run-1"))
-    c = make_trajectory(lineage=make_lineage("run-2"), usage=Usage(prompt_tokens=999))
+    c = make_trajectory(lineage=make_lineage("run-2"), usage={"assistant": Usage(prompt_tokens=999)})
     assert a.id and a.id == b.id == c.id
     assert make_trajectory(order_id="#W7654321").id != a.id
     assert make_trajectory(task_id="task-2").id != a.id

@@ -46,7 +46,7 @@ def simulate(env, task: Task, perturbation: str | None = None, seed: int = 0) ->
     fresh = env.fresh(task.env_seed)
     result = asyncio.run(rollout(task, fresh, ScriptedUser(task, rng), ScriptedAssistant(task, fresh, rng, perturbation)))
     return Trajectory(task_id=task.id, domain=task.domain, kind=task.kind, tools=fresh.tools(), messages=result.messages,
-                      final_state_hash=result.final_state_hash, usage=result.usage)
+                      final_state_hash=result.final_state_hash)
 
 
 def first_failure(filters, env, trajectory: Trajectory, task: Task) -> Verdict | None:

@@ -1,0 +1,57 @@
+"""The one contract every inference backend meets, and the errors it may raise.
+
+A backend only turns a request into a reply; limits, retries, timeouts, the
+cache and accounting live once, in ``Endpoint``, for every backend alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from schemas import Message, Usage
+
+
+@dataclass(frozen=True)
+class ChatParams:
+    """Sampling and output options; ``None`` leaves the server's default in place."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+    def as_request(self) -> dict[str, Any]:
+        """The request fields these params set, as the OpenAI API names them."""
+        out = {k: v for k, v in self.__dict__.items() if v is not None and k != "extra_body"}
+        out.update(self.extra_body)
+        return out
+
+
+@dataclass
+class ChatReply:
+    message: Message
+    usage: Usage
+
+
+class Backend(Protocol):
+    model: str
+
+    async def chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                   params: ChatParams) -> ChatReply:
+        """One completion; raises ``TransientError`` when trying again may help, ``BackendError`` otherwise."""
+
+
+class BackendError(RuntimeError):
+    """A request that failed for good; the dialogue becomes a rejected row with this text as its reason."""
+
+
+class TransientError(BackendError):
+    """Rate limits, 5xx, dropped connections, timeouts: worth another try, after ``retry_after`` if the server said."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,134 @@
+"""The shared layer every backend sits behind: concurrency and rate limits, retries, timeouts, cache, accounting.
+
+One ``Endpoint`` per configured backend and process, shared by every shard
+thread of a run (see ``open_endpoints``); a role's calls are charged to the
+``Usage`` meter the caller passes, so per-dialogue and per-role totals need no
+shared counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from schemas import BackendConfig, Message, Usage
+from simulators.backends.base import Backend, BackendError, ChatParams, TransientError
+from simulators.backends.cache import RequestCache, request_key
+from simulators.backends.limits import ConcurrencyLimit, RateLimit
+from simulators.backends.openai_http import OpenAICompatible
+
+
+class Endpoint:
+    def __init__(self, name: str, config: BackendConfig, cache: RequestCache | None = None,
+                 make_backend: Callable[[], Backend] | None = None) -> None:
+        if not config.base_url and make_backend is None:
+            raise BackendError(f"backend {name!r}: no base_url (a managed vLLM server must be started first)")
+        self.name = name
+        self.config = config
+        self.model = config.model
+        self.cache = cache
+        self.limit = ConcurrencyLimit(config.max_concurrency)
+        self.rpm = RateLimit(config.requests_per_minute) if config.requests_per_minute else None
+        self.tpm = RateLimit(config.tokens_per_minute) if config.tokens_per_minute else None
+        self._make_backend = make_backend or self._openai
+        self._backends: dict[int, Backend] = {}  # one HTTP client per event loop: clients are bound to their loop
+        self._lock = threading.Lock()
+
+    def _openai(self) -> Backend:
+        key = os.environ.get(self.config.api_key_env) if self.config.api_key_env else None
+        return OpenAICompatible(self.config.base_url or "", self.model, key, self.config.timeout_s)
+
+    def _backend(self) -> Backend:
+        loop_id = id(asyncio.get_running_loop())
+        with self._lock:
+            backend = self._backends.get(loop_id)
+            if backend is None:
+                backend = self._backends[loop_id] = self._make_backend()
+            return backend
+
+    async def release_loop(self) -> None:
+        """Close this loop's HTTP client; call before the loop ends."""
+        with self._lock:
+            backend = self._backends.pop(id(asyncio.get_running_loop()), None)
+        close = getattr(backend, "aclose", None)
+        if close is not None:
+            await close()
+
+    async def chat(self, messages: list[Message], tools: list[dict[str, Any]] | None, params: ChatParams,
+                   meter: Usage) -> Message:
+        """One assistant-role message, from the cache when this exact request was answered before."""
+        wire = [m.to_openai() for m in messages]
+        key = request_key(self.model, wire, tools, params.as_request()) if self.cache is not None else ""
+        if self.cache is not None and (hit := self.cache.get(key)) is not None:
+            meter.cached += 1
+            return hit
+        attempt = 0
+        while True:
+            try:
+                reply = await self._attempt(wire, tools, params, meter)
+                break
+            except TransientError as err:
+                meter.errors += 1
+                if attempt >= self.config.max_retries:
+                    raise BackendError(f"{err} (gave up after {attempt} retries)") from None
+                await asyncio.sleep(self._backoff(attempt, err.retry_after))
+                attempt += 1
+                meter.retries += 1
+            except BackendError:
+                meter.errors += 1
+                raise
+        if self.cache is not None:
+            self.cache.put(key, self.model, reply)
+        return reply
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """The server's ``Retry-After`` when it gave one, else exponential backoff with full jitter."""
+        if retry_after is not None:
+            return retry_after * random.uniform(1.0, 1.1)  # a little spread so waiters do not return in one burst
+        return random.uniform(0, min(self.config.backoff_max_s, self.config.backoff_s * 2**attempt))
+
+    async def _attempt(self, wire: list[dict[str, Any]], tools: list[dict[str, Any]] | None, params: ChatParams,
+                       meter: Usage) -> Message:
+        if self.rpm:
+            await self.rpm.acquire(1)
+        estimate = 0
+        if self.tpm:
+            estimate = sum(len(str(m.get("content") or "")) for m in wire) // 4 + (params.max_tokens or 256)
+            await self.tpm.acquire(estimate)
+        async with self.limit:
+            start = time.perf_counter()
+            try:
+                # The HTTP client enforces the timeout; this outer guard covers a backend that has none.
+                reply = await asyncio.wait_for(self._backend().chat(wire, tools, params),
+                                               self.config.timeout_s + 5)
+            except TimeoutError:
+                raise TransientError("request timed out") from None
+            finally:
+                meter.requests += 1
+                meter.latency_s += time.perf_counter() - start
+        meter.prompt_tokens += reply.usage.prompt_tokens
+        meter.completion_tokens += reply.usage.completion_tokens
+        if self.tpm:
+            self.tpm.adjust(reply.usage.prompt_tokens + reply.usage.completion_tokens - estimate)
+        return reply.message
+
+
+_OPEN: dict[str, Endpoint] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def open_endpoints(backends: dict[str, BackendConfig], cache_path: str | None) -> dict[str, Endpoint]:
+    """This process's endpoints for a run's backends, created once and shared by every shard thread."""
+    out = {}
+    with _OPEN_LOCK:
+        for name, config in backends.items():
+            key = f"{name}|{config.model_dump_json()}|{cache_path}"
+            if key not in _OPEN:
+                _OPEN[key] = Endpoint(name, config, RequestCache(cache_path) if cache_path else None)
+            out[name] = _OPEN[key]
+    return out

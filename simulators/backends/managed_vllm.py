@@ -1,0 +1,95 @@
+"""A `vllm serve` process owned by one run: started, awaited until healthy, and always stopped.
+
+vLLM pins a fastapi range that Prefect's server cannot share, so it runs as
+its own process (from its own virtual environment if need be) and is reached
+over the OpenAI protocol like any other server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from schemas import BackendConfig
+from simulators.backends.base import BackendError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_command(config: BackendConfig, port: int) -> list[str]:
+    v = config.vllm
+    assert v is not None
+    return [v.executable, "serve", config.model, "--host", "127.0.0.1", "--port", str(port),
+            "--enable-auto-tool-choice", "--tool-call-parser", v.tool_call_parser, *v.args]
+
+
+def _healthy(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/health", timeout=2) as reply:
+            return reply.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _stop(process: subprocess.Popen, grace_s: float = 20) -> None:
+    """SIGTERM the whole process group (vLLM forks workers), then SIGKILL what is left."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+@contextmanager
+def managed_vllm(name: str, config: BackendConfig, log_dir: Path) -> Iterator[str]:
+    """Yield the server's ``/v1`` base URL while ``vllm serve`` runs; stop it on the way out, error or not."""
+    v = config.vllm
+    assert v is not None
+    port = v.port or free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"vllm-{name}.log"
+    command = serve_command(config, port)
+    with open(log_path, "ab") as log:
+        try:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
+        except OSError as err:
+            raise BackendError(f"backends.{name}.vllm.executable: cannot start {v.executable!r}: {err.strerror}") from None
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + v.startup_timeout_s
+        while not _healthy(base):
+            if process.poll() is not None:
+                raise BackendError(f"backends.{name}: vllm serve exited with status {process.returncode} "
+                                   f"before it was ready ({log_path}: {_tail(log_path)})")
+            if time.monotonic() > deadline:
+                raise BackendError(f"backends.{name}: vllm serve not healthy after {v.startup_timeout_s:g}s "
+                                   f"({log_path}: {_tail(log_path)})")
+            time.sleep(0.5)
+        yield f"{base}/v1"
+    finally:
+        _stop(process)

@@ -1,0 +1,97 @@
+"""Any OpenAI-compatible chat endpoint over HTTP: a `vllm serve` server, a hosted API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import httpx
+import openai
+
+from schemas import FunctionCall, Message, ToolCall, Usage
+from simulators.backends.base import BackendError, ChatParams, ChatReply, TransientError
+
+
+def retry_after_seconds(headers: httpx.Headers | None) -> float | None:
+    """``Retry-After`` in seconds (the HTTP-date form is rare from model servers and is ignored)."""
+    if headers is None:
+        return None
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return float(value) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _tool_calls(raw: list[Any] | None, content: str | None) -> list[ToolCall] | None:
+    if not raw:
+        return None
+    calls = []
+    for i, call in enumerate(raw):
+        fn = call.function
+        call_id = call.id or "call_" + hashlib.sha256(f"{i}:{fn.name}:{fn.arguments}:{content}".encode()).hexdigest()[:16]
+        # Arguments stay the exact string the model produced: a malformed call is kept to be rejected for what it is.
+        calls.append(ToolCall(id=call_id, function=FunctionCall(name=fn.name or "", arguments=fn.arguments or "")))
+    return calls
+
+
+class OpenAICompatible:
+    """Talks to ``base_url`` with the ``openai`` async client; the client's own retries are off (Endpoint retries)."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None, timeout_s: float) -> None:
+        self.model = model
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key or "unused", max_retries=0,
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+            http_client=openai.DefaultAsyncHttpxClient(
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=512)))
+
+    async def chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                   params: ChatParams) -> ChatReply:
+        request = params.as_request()
+        extra_body = {k: request.pop(k) for k in list(request) if k not in _KNOWN}
+        if not tools:
+            request.pop("parallel_tool_calls", None)
+        try:
+            response = await self._client.chat.completions.create(
+                model=self.model, messages=messages, tools=tools or openai.omit, extra_body=extra_body or None,
+                **request)
+        except openai.APITimeoutError:
+            raise TransientError("request timed out") from None
+        except openai.APIConnectionError as err:
+            raise TransientError(f"connection error: {err.__cause__ or err}") from None
+        except openai.APIStatusError as err:
+            status = err.status_code
+            text = f"HTTP {status}: {_short(err)}"
+            if status in (408, 409, 429) or status >= 500:
+                raise TransientError(text, retry_after_seconds(err.response.headers)) from None
+            raise BackendError(text) from None
+        if not response.choices:
+            raise TransientError("reply without choices")
+        choice = response.choices[0].message
+        usage = Usage(prompt_tokens=getattr(response.usage, "prompt_tokens", 0) or 0,
+                      completion_tokens=getattr(response.usage, "completion_tokens", 0) or 0)
+        message = Message(role="assistant", content=choice.content,
+                          tool_calls=_tool_calls(choice.tool_calls, choice.content))
+        return ChatReply(message=message, usage=usage)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+_KNOWN = {"temperature", "top_p", "max_tokens", "seed", "parallel_tool_calls", "response_format"}
+
+
+def _short(err: openai.APIStatusError) -> str:
+    body = err.body
+    if isinstance(body, dict):
+        body = body.get("message") or body.get("error") or body
+    text = body if isinstance(body, str) else json.dumps(body, default=str)
+    return (text or err.message)[:200]

@@ -1,0 +1,136 @@
+"""Model-backed agents: the user simulator, the assistant and the tool simulator.
+
+They speak the same protocols as the scripted agents (``simulators.agents``),
+so the conversation loop cannot tell them apart. Nothing a model returns is
+executed or trusted: tool calls keep their raw argument text and are checked
+by the environment and the format filter; simulated tool results are checked
+against the tool's result schema.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import fastjsonschema
+
+from schemas import AssistantRoleConfig, Message, RoleConfig, Task, Tool, ToolCall, Usage, UserRoleConfig, canonical_json
+from simulators.agents import STOP
+from simulators.backends import ChatParams, Endpoint
+
+GREETING = "Hi! How can I help you today?"
+
+
+def chat_params(role: RoleConfig, **more: Any) -> ChatParams:
+    return ChatParams(temperature=role.temperature, top_p=role.top_p, max_tokens=role.max_tokens, seed=role.seed,
+                      extra_body=dict(role.extra_body), **more)
+
+
+def user_system_prompt(task: Task) -> str:
+    s = task.scenario
+    known = "\n".join(f"- {k}: {v}" for k, v in s.known_info.items()) or "- (nothing beyond your goal)"
+    unknown = "\n".join(f"- {u}" for u in s.unknown_info) or "- anything not listed above"
+    return (
+        "You are role-playing a customer who is contacting a customer-service assistant by chat. "
+        "You are the customer, never the assistant.\n\n"
+        f"Persona: {s.persona}\n\n"
+        f"Your goal: {s.instruction}\n\n"
+        f"What you know (reveal it a piece at a time, only when it is needed or asked for; never all at once):\n{known}\n"
+        f"How you prove who you are, when asked: {s.identity}\n\n"
+        f"What you do not know (if asked, say you don't know; never make it up):\n{unknown}\n\n"
+        "Rules: write only the customer's next message, short and natural. Bring up one request at a time. "
+        "Do not invent names, numbers or details that are not given above. Answer a question about a change "
+        "with a clear yes only if it matches your goal. When every request is handled, or cannot be handled, "
+        f"say a brief goodbye and end that message with {STOP}."
+    )
+
+
+class LLMUser:
+    """A user simulator: sees the dialogue from the customer's side, with roles swapped."""
+
+    def __init__(self, task: Task, endpoint: Endpoint, role: UserRoleConfig, meter: Usage) -> None:
+        self.endpoint, self.role, self.meter = endpoint, role, meter
+        self.system = user_system_prompt(task)
+        self.goal = task.scenario.instruction
+        self.params = chat_params(role)
+
+    def _view(self, messages: list[Message]) -> list[Message]:
+        view = [Message(role="system", content=self.system), Message(role="user", content=GREETING)]
+        for m in messages:
+            if m.role == "assistant" and m.content:
+                view.append(Message(role="user", content=m.content))
+            elif m.role == "user":
+                view.append(Message(role="assistant", content=m.content))
+        turns = sum(m.role == "assistant" for m in view)
+        every = self.role.reminder_every
+        if every and turns and turns % every == 0 and view[-1].role == "user":
+            reminder = (f"\n\n[Reminder, not part of the chat: you are the customer. Your goal: {self.goal} "
+                        f"Reveal only what is asked. End with {STOP} when done.]")
+            view[-1] = Message(role="user", content=(view[-1].content or "") + reminder)
+        return view
+
+    async def respond(self, messages: list[Message]) -> Message:
+        reply = await self.endpoint.chat(self._view(messages), None, self.params, self.meter)
+        return Message(role="user", content=reply.content or "")
+
+
+class LLMAssistant:
+    """The assistant under simulation: the domain policy is already the dialogue's system message."""
+
+    def __init__(self, endpoint: Endpoint, role: AssistantRoleConfig, meter: Usage) -> None:
+        self.endpoint, self.meter = endpoint, meter
+        self.params = chat_params(role, parallel_tool_calls=role.parallel_tool_calls)
+
+    async def respond(self, messages: list[Message], tools: list[Tool]) -> Message:
+        wire_tools = [t.model_dump() for t in tools]
+        reply = await self.endpoint.chat(messages, wire_tools, self.params, self.meter)
+        return Message(role="assistant", content=reply.content, tool_calls=reply.tool_calls)
+
+
+class ModelToolSimulator:
+    """Answers calls to tools that only have a schema, consistently within one dialogue.
+
+    The same call returns the same result without asking again; earlier calls
+    and results are shown to the model so that ids and facts stay coherent;
+    the reply must parse and match the result schema, or it becomes an error
+    result the assistant has to deal with (and the execution filter sees).
+    """
+
+    def __init__(self, endpoint: Endpoint, role: RoleConfig, meter: Usage) -> None:
+        self.endpoint, self.role, self.meter = endpoint, role, meter
+        self.seen: dict[str, str] = {}
+
+    async def simulate(self, tool: Tool, call: ToolCall, result_schema: dict[str, Any] | None) -> str:
+        try:
+            arguments = call.parsed_arguments()
+        except ValueError as err:
+            return f"Error: arguments are not valid JSON ({err})"
+        key = f"{tool.name}:{canonical_json(arguments)}"
+        if key in self.seen:
+            return self.seen[key]
+        schema = result_schema or {"type": "object"}
+        history = "\n".join(f"{k} -> {v}" for k, v in self.seen.items()) or "(none)"
+        prompt = [
+            Message(role="system", content=(
+                "You simulate a software tool. Reply with the tool's result only, as JSON matching the result "
+                "schema. Be realistic and consistent with earlier results in this session (same ids, same facts).")),
+            Message(role="user", content=(
+                f"Tool: {tool.name}\nDescription: {tool.function.description}\n"
+                f"Parameters schema: {canonical_json(tool.function.parameters)}\n"
+                f"Result schema: {canonical_json(schema)}\nEarlier calls and results:\n{history}\n\n"
+                f"Call: {tool.name}({canonical_json(arguments)})")),
+        ]
+        fmt = {"type": "json_schema", "json_schema": {"name": f"{tool.name}_result"[:64], "schema": schema}}
+        reply = await self.endpoint.chat(prompt, None, chat_params(self.role, response_format=fmt), self.meter)
+        result = _checked(reply.content or "", schema)
+        self.seen[key] = result
+        return result
+
+
+def _checked(text: str, schema: dict[str, Any]) -> str:
+    try:
+        value = json.loads(text)
+        fastjsonschema.validate(schema, value)
+    except (ValueError, fastjsonschema.JsonSchemaException) as err:
+        return f"Error: the tool simulator's result does not match the result schema ({str(err)[:160]})"
+    return canonical_json(value)

@@ -1,0 +1,342 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 whose replies a test scripts.
+
+The server is uvicorn + Starlette, so the client side (openai's async client,
+the shared endpoint layer, the agents) is exercised over real sockets. What it
+answers is decided by a *brain*: a function from the request body to a
+``Reply`` (a message, an HTTP error with headers, a delay). ``TranscriptBrain``
+plays both the user simulator and the assistant by replaying offline
+transcripts, so a model-mode run can be checked turn for turn.
+
+Also runnable as a process (the benchmark's server, and the stand-in for
+``vllm serve`` in the managed-server tests)::
+
+    python tests/loopback.py --port P [--latency S] [--config FILE] [--pid-file F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@dataclass
+class Reply:
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    error: str = ""
+
+
+Brain = Callable[[dict[str, Any]], Reply]
+
+
+def echo_brain(body: dict[str, Any]) -> Reply:
+    last = body["messages"][-1].get("content") or ""
+    return Reply(content=f"echo: {last}")
+
+
+class LoopbackServer:
+    """Serve ``brain`` on 127.0.0.1; counts requests and measures how many are in flight."""
+
+    def __init__(self, brain: Brain = echo_brain, latency_s: float = 0.0, port: int = 0) -> None:
+        self.brain = brain
+        self.latency_s = latency_s
+        self.port = port
+        self.requests = 0
+        self.statuses: Counter[int] = Counter()
+        self.tokens = Counter()
+        self.billed: list[tuple[int, int, float]] = []  # (prompt, completion, delay) per 200 reply
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.arrivals: list[tuple[float, str]] = []  # (time, request key) for backoff checks
+        self._lock = threading.Lock()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- HTTP ---------------------------------------------------------------
+    async def _completions(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        with self._lock:
+            self.requests += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.arrivals.append((time.monotonic(), json.dumps(body["messages"], sort_keys=True)))
+        try:
+            reply = self.brain(body)
+            delay = self.latency_s + reply.delay_s
+            if delay:
+                await asyncio.sleep(delay)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+        with self._lock:
+            self.statuses[reply.status] += 1
+        if reply.status != 200:
+            return JSONResponse({"error": {"message": reply.error or f"scripted {reply.status}"}},
+                                status_code=reply.status, headers=reply.headers)
+        prompt = sum(len(json.dumps(m)) for m in body["messages"]) // 4 + 1
+        completion = len(json.dumps([reply.content, reply.tool_calls])) // 4 + 1
+        with self._lock:
+            self.tokens["prompt"] += prompt
+            self.tokens["completion"] += completion
+            self.billed.append((prompt, completion, reply.delay_s))
+        message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+        if reply.tool_calls:
+            message["tool_calls"] = reply.tool_calls
+        return JSONResponse({
+            "id": f"chatcmpl-{self.requests}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", "loopback"),
+            "choices": [{"index": 0, "message": message,
+                         "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                      "total_tokens": prompt + completion},
+        })
+
+    async def _health(self, request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    async def _models(self, request: Request) -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [{"id": "loopback", "object": "model"}]})
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"]),
+                                 Route("/health", self._health), Route("/v1/models", self._models)])
+
+    # -- lifecycle ------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _socket(self) -> socket.socket:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        return sock
+
+    def _uvicorn(self) -> uvicorn.Server:
+        return uvicorn.Server(uvicorn.Config(self.app(), log_level="warning", access_log=False,
+                                             timeout_keep_alive=30, backlog=2048))
+
+    def start(self) -> LoopbackServer:
+        sock = self._socket()
+        self._server = self._uvicorn()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._server.serve(sockets=[sock]),), daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("loopback server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.requests, self.max_in_flight = 0, 0
+            self.statuses.clear()
+            self.tokens.clear()
+            self.billed.clear()
+            self.arrivals.clear()
+
+    def __enter__(self) -> LoopbackServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- a brain that replays offline transcripts ------------------------------------------------------
+
+
+def _key(message: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in message.items() if v is not None}, sort_keys=True)
+
+
+class TranscriptBrain:
+    """Plays the user simulator and the assistant by replaying the offline rollouts of a run's own tasks.
+
+    Built from the same config and seed as the model-mode run, so it knows the
+    exact tasks that run will synthesize. ``perturb`` plants a scripted mistake
+    in chosen tasks' transcripts (``malformed_json`` breaks a call's JSON);
+    ``faults`` makes a task's first assistant request fail: ``429`` (with
+    Retry-After) or ``500`` for ``times`` attempts, or ``slow`` (replies after
+    ``slow_s``), each for ``times`` attempts (0 = always).
+    """
+
+    def __init__(self, config: Any, perturb: dict[int, str] | None = None,
+                 faults: dict[int, tuple[str, int]] | None = None, slow_s: float = 2.0,
+                 retry_after: str = "1") -> None:
+        from pipelines.shard import shard_indices, synthesize_shard
+        from pipelines.steps import build_steps
+        from schemas import Task
+
+        self.steps = build_steps(config)
+        self.perturb = perturb or {}
+        self.faults = faults or {}
+        self.slow_s, self.retry_after = slow_s, retry_after
+        self.tasks: dict[int, Task] = {}
+        self.transcripts: dict[int, list[dict[str, Any]]] = {}
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for shard in range(config.num_shards):
+                path = synthesize_shard(config, shard, Path(tmp) / f"t{shard}.parquet", self.steps)
+                import pyarrow.parquet as pq
+
+                table = pq.read_table(path).to_pylist()
+                for row, index in zip(table, shard_indices(config, shard), strict=True):
+                    if row["task"]:
+                        self.tasks[index] = Task.model_validate_json(row["task"])
+        for index, task in self.tasks.items():
+            self.transcripts[index] = self._transcript(task, self.perturb.get(index))
+        self.attempts: Counter[str] = Counter()
+        self.fault_keys: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def _transcript(self, task: Any, perturbation: str | None) -> list[dict[str, Any]]:
+        import random
+
+        from simulators.conversation import rollout
+        from simulators.scripted import ScriptedAssistant, ScriptedUser
+
+        env = self.steps.env.fresh(task.env_seed)
+        rng = random.Random(task.id)
+        scripted = "malformed_arguments" if perturbation == "malformed_json" else perturbation
+        result = asyncio.run(rollout(task, env, ScriptedUser(task, rng), ScriptedAssistant(task, env, rng, scripted)))
+        messages = [m.to_openai() for m in result.messages[1:]]  # without the system prompt (the policy)
+        if perturbation == "malformed_json":
+            for n, m in enumerate(messages):
+                if m.get("tool_calls") and messages[n + 1]["content"].startswith("Error"):
+                    call = m["tool_calls"][0]
+                    call["function"]["arguments"] = call["function"]["arguments"][:-3]  # cut mid-JSON
+                    messages[n + 1]["content"] = env.fresh(task.env_seed).execute(
+                        call["function"]["name"], call["function"]["arguments"])
+                    break
+        return messages
+
+    def is_user_request(self, body: dict[str, Any]) -> bool:
+        return not body.get("tools")
+
+    def __call__(self, body: dict[str, Any]) -> Reply:
+        messages = body["messages"]
+        if self.is_user_request(body):
+            return self._user(messages)
+        return self._assistant(messages[1:], json.dumps(messages, sort_keys=True))
+
+    def _assistant(self, conversation: list[dict[str, Any]], request_key: str) -> Reply:
+        keys = [_key(m) for m in conversation]
+        for index, transcript in self.transcripts.items():
+            if len(transcript) > len(keys) and [_key(m) for m in transcript[:len(keys)]] == keys:
+                nxt = transcript[len(keys)]
+                if nxt["role"] != "assistant":
+                    continue
+                fault = self._fault(index, conversation, request_key)
+                if fault is not None:
+                    return fault
+                return Reply(content=nxt.get("content"), tool_calls=nxt.get("tool_calls"))
+        return Reply(status=400, error=f"no transcript continues this conversation ({len(keys)} messages)")
+
+    def _fault(self, index: int, conversation: list[dict[str, Any]], request_key: str) -> Reply | None:
+        if index not in self.faults or len(conversation) != 1:
+            return None
+        kind, times = self.faults[index]
+        with self._lock:
+            self.attempts[request_key] += 1
+            self.fault_keys[index] = request_key
+            attempt = self.attempts[request_key]
+        if times and attempt > times:
+            return None
+        if kind == "429":
+            return Reply(status=429, headers={"Retry-After": self.retry_after}, error="rate limited")
+        if kind == "500":
+            return Reply(status=500, error="upstream exploded")
+        if kind == "slow":
+            transcript = self.transcripts[index]
+            return Reply(content=transcript[1].get("content"), tool_calls=transcript[1].get("tool_calls"),
+                         delay_s=self.slow_s)
+        raise ValueError(kind)
+
+    def _user(self, messages: list[dict[str, Any]]) -> Reply:
+        """The user side sees roles swapped: its own turns are ``assistant`` messages."""
+        system = messages[0]["content"]
+        said = [m["content"] for m in messages[2:] if m["role"] == "assistant"]
+        heard = [m["content"].split("\n\n[Reminder", 1)[0] for m in messages[2:] if m["role"] == "user"]
+        for index, task in self.tasks.items():
+            if task.scenario.instruction not in system:
+                continue
+            transcript = self.transcripts[index]
+            users = [m["content"] for m in transcript if m["role"] == "user"]
+            texts = [m["content"] for m in transcript if m["role"] == "assistant" and m.get("content")]
+            if users[:len(said)] != said or texts[:len(heard)] != heard or len(said) >= len(users):
+                continue
+            text = users[len(said)]
+            if len(said) == len(users) - 1 and transcript[-1]["role"] == "user":
+                text += " ###STOP###"
+            return Reply(content=text)
+        return Reply(status=400, error="no task matches this user simulator prompt")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("serve", nargs="?")          # accepts `vllm serve MODEL ...` argument shapes
+    p.add_argument("model", nargs="?")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--latency", type=float, default=0.0)
+    p.add_argument("--config", help="run config: replay its tasks' transcripts (TranscriptBrain)")
+    p.add_argument("--pid-file")
+    p.add_argument("--argv-file", help="write the received argv here (managed-vLLM tests)")
+    p.add_argument("--fail-start", action="store_true", help="exit at once with status 3")
+    args, _rest = p.parse_known_args(argv)
+    if args.argv_file:
+        Path(args.argv_file).write_text(json.dumps(sys.argv[1:]))
+    if args.fail_start:
+        print("fake vllm: refusing to start", file=sys.stderr)
+        sys.exit(3)
+    brain: Brain = echo_brain
+    if args.config:
+        from schemas import load_config
+
+        brain = TranscriptBrain(load_config(args.config))
+    server = LoopbackServer(brain, latency_s=args.latency, port=args.port)
+    sock = server._socket()
+    if args.pid_file:
+        Path(args.pid_file).write_text(str(os.getpid()))
+    uv = server._uvicorn()
+    signal.signal(signal.SIGTERM, lambda *_: setattr(uv, "should_exit", True))
+    print(f"listening on {server.url}", flush=True)
+    asyncio.run(uv.serve(sockets=[sock]))
+
+
+if __name__ == "__main__":
+    main()
