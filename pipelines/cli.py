@@ -37,6 +37,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
           f"{manifest.rejected} rejected ({manifest.total_accepted} accepted in the dataset)")
     for stage, n in manifest.stages.items():
         print(f"  rejected at {stage}: {n}")
+    for role, u in manifest.usage.items():
+        print(f"  {role} ({manifest.models.get(role, '?')}): {u.requests} requests, {u.cached} from cache, "
+              f"{u.retries} retries, {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
+              f"{u.latency_s:.1f}s in requests")
     print(f"  open it: polars.read_delta({str(config.output_dir)!r}, version={manifest.version})")
     return 0
 
@@ -78,11 +82,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     args = parser().parse_args(argv)
+    from simulators.backends import BackendError
+
     try:
         return args.func(args)
     except ConfigError as err:
         print(f"trajforge: error: {err}", file=sys.stderr)
         return 2
+    except BackendError as err:  # e.g. a managed vLLM server that would not start; nothing was committed
+        print(f"trajforge: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -178,10 +179,6 @@ class LoopbackServer:
 # -- a brain that replays offline transcripts ------------------------------------------------------
 
 
-def _key(message: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in message.items() if v is not None}, sort_keys=True)
-
-
 class TranscriptBrain:
     """Plays the user simulator and the assistant by replaying the offline rollouts of a run's own tasks.
 
@@ -219,6 +216,7 @@ class TranscriptBrain:
                         self.tasks[index] = Task.model_validate_json(row["task"])
         for index, task in self.tasks.items():
             self.transcripts[index] = self._transcript(task, self.perturb.get(index))
+        self._index()
         self.attempts: Counter[str] = Counter()
         self.fault_keys: dict[int, str] = {}
         self._lock = threading.Lock()
@@ -254,17 +252,14 @@ class TranscriptBrain:
         return self._assistant(messages[1:], json.dumps(messages, sort_keys=True))
 
     def _assistant(self, conversation: list[dict[str, Any]], request_key: str) -> Reply:
-        keys = [_key(m) for m in conversation]
-        for index, transcript in self.transcripts.items():
-            if len(transcript) > len(keys) and [_key(m) for m in transcript[:len(keys)]] == keys:
-                nxt = transcript[len(keys)]
-                if nxt["role"] != "assistant":
-                    continue
-                fault = self._fault(index, conversation, request_key)
-                if fault is not None:
-                    return fault
-                return Reply(content=nxt.get("content"), tool_calls=nxt.get("tool_calls"))
-        return Reply(status=400, error=f"no transcript continues this conversation ({len(keys)} messages)")
+        found = self._assistant_next.get(_assistant_key(conversation))
+        if found is None:
+            return Reply(status=400, error=f"no transcript continues this conversation ({len(conversation)} messages)")
+        index, nxt = found
+        fault = self._fault(index, conversation, request_key)
+        if fault is not None:
+            return fault
+        return Reply(content=nxt.get("content"), tool_calls=nxt.get("tool_calls"))
 
     def _fault(self, index: int, conversation: list[dict[str, Any]], request_key: str) -> Reply | None:
         if index not in self.faults or len(conversation) != 1:
@@ -288,22 +283,39 @@ class TranscriptBrain:
 
     def _user(self, messages: list[dict[str, Any]]) -> Reply:
         """The user side sees roles swapped: its own turns are ``assistant`` messages."""
-        system = messages[0]["content"]
+        goal = messages[0]["content"].split("Your goal: ", 1)[-1].split("\n\n", 1)[0]
         said = [m["content"] for m in messages[2:] if m["role"] == "assistant"]
-        heard = [m["content"].split("\n\n[Reminder", 1)[0] for m in messages[2:] if m["role"] == "user"]
-        for index, task in self.tasks.items():
-            if task.scenario.instruction not in system:
-                continue
-            transcript = self.transcripts[index]
-            users = [m["content"] for m in transcript if m["role"] == "user"]
-            texts = [m["content"] for m in transcript if m["role"] == "assistant" and m.get("content")]
-            if users[:len(said)] != said or texts[:len(heard)] != heard or len(said) >= len(users):
-                continue
-            text = users[len(said)]
-            if len(said) == len(users) - 1 and transcript[-1]["role"] == "user":
-                text += " ###STOP###"
-            return Reply(content=text)
-        return Reply(status=400, error="no task matches this user simulator prompt")
+        text = self._user_next.get(_prefix([goal, said]))
+        if text is None:
+            return Reply(status=400, error="no task matches this user simulator prompt")
+        return Reply(content=text)
+
+    def _index(self) -> None:
+        """Every transcript prefix → the next message, so each request is one dictionary lookup."""
+        self._assistant_next: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._user_next: dict[str, str] = {}
+        for index, transcript in self.transcripts.items():
+            users = [m for m in transcript if m["role"] == "user"]
+            said: list[str] = []
+            for p, m in enumerate(transcript):
+                if m["role"] == "assistant":
+                    self._assistant_next.setdefault(_assistant_key(transcript[:p]), (index, m))
+                elif m["role"] == "user":
+                    last = len(said) == len(users) - 1 and p == len(transcript) - 1
+                    text = m["content"] + (" ###STOP###" if last else "")
+                    self._user_next.setdefault(_prefix([self.tasks[index].scenario.instruction, said]), text)
+                    said = [*said, m["content"]]
+
+
+def _assistant_key(conversation: list[dict[str, Any]]) -> str:
+    """A conversation without the assistant's wording: tasks that open alike and differ only in how the
+    assistant phrased a question stay on their own transcript."""
+    return _prefix([{k: v for k, v in m.items() if not (m["role"] == "assistant" and k == "content")}
+                    for m in conversation])
+
+
+def _prefix(value: Any) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> None:

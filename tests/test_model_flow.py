@@ -73,6 +73,7 @@ def test_every_case_ends_with_its_reason_and_a_rerun_is_served_from_cache(tmp_pa
         assert sum(u.completion_tokens for u in usage.values()) == sum(c for _, c in received)
         assert manifest.models == {"user": "loop-model", "assistant": "loop-model"}
         assert server.statuses[429] == 2 and server.statuses[500] == 2
+        assert any("[Reminder, not part of the chat" in k for _, k in server.arrivals)  # reminder_every: 3
         assert 1 < server.max_in_flight <= 4  # streamed in parallel, never over the endpoint's limit
         # The 429s asked for one second; the client waited at least that long before each retry.
         key = brain.fault_keys[RATE_LIMITED]
