@@ -23,6 +23,7 @@ from pipelines.rows import ROW_SCHEMA, rejected_row, trajectory_row
 from pipelines.steps import Steps, build_steps
 from schemas import Lineage, RunConfig, Task, Trajectory
 from simulators.conversation import RolloutError, rollout
+from simulators.kg_scripted import KGScriptedAssistant, KGScriptedUser
 from simulators.scripted import PERTURBATIONS, ScriptedAssistant, ScriptedUser
 
 TASK_SCHEMA = pa.schema([("index", pa.int64()), ("task", pa.string()), ("error", pa.string())])
@@ -60,9 +61,11 @@ async def _simulate(config: RunConfig, steps: Steps, task: Task, index: int) -> 
     rate = config.simulation.perturb_rate
     perturbation = rng.choice(PERTURBATIONS) if rate and rng.random() < rate else None
     env = steps.env.fresh(task.env_seed)
-    result = await rollout(
-        task, env, ScriptedUser(task, rng), ScriptedAssistant(task, env, rng, perturbation),
-        max_turns=config.simulation.max_turns)
+    if task.kind == "kg_question":
+        user, assistant = KGScriptedUser(task, rng), KGScriptedAssistant(task, env, rng, perturbation)
+    else:
+        user, assistant = ScriptedUser(task, rng), ScriptedAssistant(task, env, rng, perturbation)
+    result = await rollout(task, env, user, assistant, max_turns=config.simulation.max_turns)
     return Trajectory(task_id=task.id, domain=task.domain, kind=task.kind, tools=env.tools(),
                       messages=result.messages, final_state_hash=result.final_state_hash, usage=result.usage)
 
