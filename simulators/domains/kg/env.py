@@ -73,7 +73,8 @@ class KGEnv(Environment):
         except ValidationError as err:
             e = err.errors()[0]
             loc = ".".join(str(x) for x in e["loc"])
-            raise ValueError(f"{loc + ': ' if loc else ''}{e['msg']}") from None
+            msg = e["msg"].removeprefix("Value error, ")
+            raise ValueError(f"{loc + ': ' if loc else ''}{msg}") from None
         return cls(seed, parsed)
 
     def fresh(self, seed: int | None = None) -> KGEnv:
