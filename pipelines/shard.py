@@ -27,6 +27,7 @@ from simulators.agents import AssistantAgent, UserAgent
 from simulators.backends import BackendError, Endpoint, open_endpoints
 from simulators.conversation import RolloutError, ToolSimulator, rollout
 from simulators.environment import Environment
+from simulators.kg_scripted import KGScriptedAssistant, KGScriptedUser
 from simulators.model_agents import LLMAssistant, LLMUser, ModelToolSimulator
 from simulators.scripted import PERTURBATIONS, ScriptedAssistant, ScriptedUser
 
@@ -73,13 +74,15 @@ class _Dialogue:
 def _agents(config: RunConfig, endpoints: dict[str, Endpoint], task: Task, env: Environment, index: int) -> _Dialogue:
     rng = random.Random(f"{config.seed}:rollout:{index}")
     sim = config.simulation
+    scripted_user, scripted_assistant = ((KGScriptedUser, KGScriptedAssistant) if task.kind == "kg_question"
+                                         else (ScriptedUser, ScriptedAssistant))
     if sim.mode == "offline":
         rate = sim.perturb_rate
         perturbation = rng.choice(PERTURBATIONS) if rate and rng.random() < rate else None
-        return _Dialogue(ScriptedUser(task, rng), ScriptedAssistant(task, env, rng, perturbation), None, {})
+        return _Dialogue(scripted_user(task, rng), scripted_assistant(task, env, rng, perturbation), None, {})
     usage = {role: Usage() for role in config.roles()}
     user: UserAgent = (LLMUser(task, endpoints[sim.user.backend], sim.user, usage["user"]) if sim.user
-                       else ScriptedUser(task, rng))
+                       else scripted_user(task, rng))
     assert sim.assistant is not None  # the config validator requires it in model mode
     assistant = LLMAssistant(endpoints[sim.assistant.backend], sim.assistant, usage["assistant"])
     tools = ModelToolSimulator(endpoints[sim.tool.backend], sim.tool, usage["tool"]) if sim.tool else None

@@ -48,9 +48,13 @@ def _resolve(registry: Registry, spec: StepSpec, where: str) -> tuple[type, Any]
 
 def build_steps(config: RunConfig, source: str = "config") -> Steps:
     try:
-        env = DOMAINS.get(config.domain.name)(config.domain.db_seed)
+        domain = DOMAINS.get(config.domain.name)
     except UnknownStepError as err:
         raise ConfigError(f"{source}: domain.name: {err}") from None
+    try:
+        env = domain.from_config(config.domain.db_seed, config.domain.params)
+    except ValueError as err:
+        raise ConfigError(f"{source}: domain.params: {err}") from None
     gens = []
     for i, spec in enumerate(config.generators):
         cls, params = _resolve(GENERATORS, spec, f"{source}: generators[{i}]")

@@ -222,6 +222,16 @@ class Environment:
     def identify(self, rng: random.Random, user_id: str) -> Identity:
         raise NotImplementedError
 
+    @classmethod
+    def from_config(cls, seed: int, params: dict[str, Any]) -> Environment:
+        """Build from the run config's ``domain`` section; a domain with settings overrides this.
+
+        Raises ValueError (phrased for ``domain.params``) on settings it does not take.
+        """
+        if params:
+            raise ValueError(f"domain {cls.name!r} takes no params (got {', '.join(sorted(params))})")
+        return cls(seed)
+
     # -- the contract --------------------------------------------------------
     def fresh(self, seed: int | None = None) -> Environment:
         return type(self)(self.seed if seed is None else seed)

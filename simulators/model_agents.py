@@ -31,8 +31,8 @@ def user_system_prompt(task: Task) -> str:
     known = "\n".join(f"- {k}: {v}" for k, v in s.known_info.items()) or "- (nothing beyond your goal)"
     unknown = "\n".join(f"- {u}" for u in s.unknown_info) or "- anything not listed above"
     return (
-        "You are role-playing a customer who is contacting a customer-service assistant by chat. "
-        "You are the customer, never the assistant.\n\n"
+        "You are role-playing a user who is chatting with an assistant (customer service, a search assistant, ...). "
+        "You are the user, never the assistant.\n\n"
         f"Persona: {s.persona}\n\n"
         f"Your goal: {s.instruction}\n\n"
         f"What you know (reveal it a piece at a time, only when it is needed or asked for; never all at once):\n{known}\n"
@@ -64,7 +64,7 @@ class LLMUser:
         turns = sum(m.role == "assistant" for m in view)
         every = self.role.reminder_every
         if every and turns and turns % every == 0 and view[-1].role == "user":
-            reminder = (f"\n\n[Reminder, not part of the chat: you are the customer. Your goal: {self.goal} "
+            reminder = (f"\n\n[Reminder, not part of the chat: you are the user. Your goal: {self.goal} "
                         f"Reveal only what is asked. End with {STOP} when done.]")
             view[-1] = Message(role="user", content=(view[-1].content or "") + reminder)
         return view

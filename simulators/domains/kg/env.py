@@ -1,0 +1,126 @@
+"""The ``kg`` domain: a read-only knowledge graph behind three search tools.
+
+A rollout over it is a multi-turn search dialogue: find an entity by words,
+read its attributes, follow its relations. The graph comes from
+``domain.params.source``: the shipped ``countries`` KG, the ``store`` domain's
+database seen as a graph (``db_seed`` picks the store), or a triple ``file``.
+Nothing can be written, so the state hash is the graph's fingerprint and
+any change of the source between synthesis and verification is noticed.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from simulators.domains.kg.countries import countries_graph
+from simulators.domains.kg.graph import KnowledgeGraph
+from simulators.domains.kg.loaders import load_triples
+from simulators.domains.kg.store_graph import store_graph
+from simulators.environment import DOMAINS, Environment, Param, Tables, ToolError, tool
+
+POLICY = """You answer questions with the help of a knowledge graph.
+- Find entities with search_entities, read them with get_entity and follow their relations with get_neighbors.
+- Base every claim on tool results; do not guess.
+- End with one line: "The answer is: <answer>"."""
+
+NEIGHBOR_LIMIT = 200
+
+
+class KGParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: Literal["countries", "store", "file"] = "countries"
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _path_for_file(self) -> KGParams:
+        if (self.source == "file") != (self.path is not None):
+            raise ValueError("path is required with source 'file' and only with it")
+        return self
+
+
+@lru_cache(maxsize=8)
+def load_kg(source: str, path: str | None, seed: int) -> KnowledgeGraph:
+    """One graph per source, shared by every environment of a process (they only read it)."""
+    if source == "countries":
+        return countries_graph()
+    if source == "store":
+        return store_graph(seed)
+    return load_triples(path or "")
+
+
+EntityId = Annotated[str, Param("An entity id as returned by search_entities, such as 'country:FRA'.", "entity_id")]
+
+
+@DOMAINS.register("kg")
+class KGEnv(Environment):
+    name = "kg"
+    policy = POLICY
+
+    def __init__(self, seed: int = 0, params: KGParams | None = None) -> None:
+        self.seed = seed
+        self.params = params or KGParams()
+        self.kg = load_kg(self.params.source, self.params.path, seed)
+        self.db = Tables({})
+        self._base_hash = self.kg.fingerprint
+
+    @classmethod
+    def from_config(cls, seed: int, params: dict[str, Any]) -> KGEnv:
+        try:
+            parsed = KGParams.model_validate(params)
+        except ValidationError as err:
+            e = err.errors()[0]
+            loc = ".".join(str(x) for x in e["loc"])
+            msg = e["msg"].removeprefix("Value error, ")
+            raise ValueError(f"{loc + ': ' if loc else ''}{msg}") from None
+        return cls(seed, parsed)
+
+    def fresh(self, seed: int | None = None) -> KGEnv:
+        return KGEnv(self.seed if seed is None else seed, self.params)
+
+    def _entity(self, entity_id: str) -> str:
+        if entity_id not in self.kg:
+            raise ToolError(f"no entity with id {entity_id!r}; use search_entities to find ids")
+        return entity_id
+
+    @tool(produces=("entity_id",))
+    def search_entities(
+        self,
+        query: Annotated[str, Param("Words to look for in entity names, aliases and attribute values.")],
+        type: Annotated[str | None, Param("Only entities of this type, such as 'country'.")] = None,
+    ) -> list[dict[str, str]]:
+        """Entities whose name, aliases or attribute values contain every word of the query (at most 20).
+
+        An empty query with a type lists entities of that type (at most 50).
+        """
+        if not query.strip():
+            if not type:
+                raise ToolError("query is empty; give words, or a type to list its entities")
+            return self.kg.list_type(type, limit=50)
+        return self.kg.search(query, type=type)
+
+    @tool(produces=("entity_id",))
+    def get_entity(self, entity_id: EntityId) -> dict[str, Any]:
+        """An entity's name, type, aliases, attributes and the relations it takes part in."""
+        entity = self.kg.entity(self._entity(entity_id))
+        entity["relations"] = sorted({f"{r} ({d})" for r, d, _ in self.kg.incident(entity_id)})
+        return entity
+
+    @tool(produces=("entity_id",))
+    def get_neighbors(
+        self,
+        entity_id: EntityId,
+        relation: Annotated[str | None, Param("Only this relation, such as 'capital'; all by default.")] = None,
+        direction: Annotated[Literal["out", "in", "both"], Param(
+            "'out': entities this one points to (its capital); 'in': entities pointing to it; 'both'.")] = "both",
+    ) -> dict[str, Any]:
+        """Entities linked to this one, with the relation and its direction (at most 200)."""
+        self._entity(entity_id)
+        if relation is not None and relation not in self.kg.relations:
+            raise ToolError(f"unknown relation {relation!r}; known: {', '.join(self.kg.relations)}")
+        found = self.kg.neighbors(entity_id, relation, direction)
+        return {"entity_id": entity_id, "total": len(found), "neighbors": [
+            {"relation": r, "direction": d, "id": v, "name": self.kg.name_of(v), "type": self.kg.type_of(v)}
+            for r, d, v in found[:NEIGHBOR_LIMIT]]}
