@@ -143,3 +143,12 @@ def test_secrets_stay_out_of_the_dataset(tmp_path, monkeypatch):
     blob = b"".join(p.read_bytes() for p in (tmp_path / "ds").rglob("*") if p.is_file())
     assert b"sk-live-do-not-store" not in blob
     assert "base_url" not in json.dumps(manifest.config)
+
+
+def test_the_example_model_config_is_valid():
+    from pathlib import Path
+
+    from schemas import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "examples" / "model.yaml")
+    assert set(config.roles()) == {"user", "assistant"} and config.backends["managed"].vllm.tool_call_parser == "hermes"
