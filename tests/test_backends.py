@@ -167,3 +167,40 @@ def test_concurrency_limit_survives_cancellation():
         return limit.in_use
 
     assert asyncio.run(go()) == 1
+
+
+def test_tool_simulator_asks_for_structured_output_and_stays_consistent():
+    from schemas import FunctionSpec, RoleConfig, Tool, ToolCall
+    from simulators.model_agents import ModelToolSimulator
+
+    bodies = []
+
+    def brain(body):
+        bodies.append(body)
+        if body["messages"][-1]["content"].rsplit("Call: ", 1)[1].startswith("get_weather"):
+            return Reply(content='{"city": "Oslo", "temp_c": 4}')
+        return Reply(content='{"city": 7}')  # violates the schema
+
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "temp_c": {"type": "number"}},
+              "required": ["city"]}
+    weather = Tool(function=FunctionSpec(name="get_weather", parameters={"type": "object", "properties": {
+        "city": {"type": "string"}}}))
+    broken = Tool(function=FunctionSpec(name="get_city"))
+    with LoopbackServer(brain) as server:
+        meter = Usage()
+        sim = ModelToolSimulator(endpoint(server), RoleConfig(backend="loop", temperature=0.0), meter)
+
+        async def go():
+            call = ToolCall.make("c1", "get_weather", {"city": "Oslo"})
+            first = await sim.simulate(weather, call, schema)
+            again = await sim.simulate(weather, ToolCall.make("c2", "get_weather", {"city": "Oslo"}), schema)
+            bad = await sim.simulate(broken, ToolCall.make("c3", "get_city", {}), schema)
+            return first, again, bad
+
+        first, again, bad = asyncio.run(go())
+    assert first == again == '{"city":"Oslo","temp_c":4}'
+    assert server.requests == 2 and meter.requests == 2  # the repeated call was answered from the dialogue's memory
+    assert bodies[0]["response_format"]["type"] == "json_schema"
+    assert bodies[0]["response_format"]["json_schema"]["schema"] == schema
+    assert "get_weather" in bodies[1]["messages"][-1]["content"]  # earlier results are shown for consistency
+    assert bad.startswith("Error: the tool simulator's result does not match the result schema")
