@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Annotated, Any, ClassVar, get_args, get_origin, get_type_hints
 
 import fastjsonschema
-from pydantic import TypeAdapter
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from schemas import Action, Message, Tool, ToolCall, canonical_json
 from simulators.intents import Identity, Intent
@@ -178,11 +178,19 @@ class Tables:
         return out
 
 
+class DomainParams(BaseModel):
+    """A domain's own parameters (``domain.params`` in the run config); none by default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class Environment:
     """Base class for a domain: subclass, set ``name``/``policy``, build data, add tools."""
 
     name: ClassVar[str]
     policy: ClassVar[str] = ""
+    Params: ClassVar[type[DomainParams]] = DomainParams
+    params: ClassVar[DomainParams | None] = None
     _specs: ClassVar[dict[str, ToolSpec]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -199,6 +207,20 @@ class Environment:
         self.db = Tables(base)
 
     # -- to override -------------------------------------------------------
+    @classmethod
+    def configure(cls, params: DomainParams) -> type[Environment]:
+        """The class to instantiate for ``params`` (already validated by ``cls.Params``).
+
+        A class, not an instance, because tools, the tool graph and the base
+        data are per class: a domain whose tools depend on its parameters
+        (a schema-only domain reads them from a spec file) returns a subclass
+        built for them. The default binds ``params`` to a cached subclass, or
+        returns ``cls`` itself when there are none to bind.
+        """
+        if not type(params).model_fields:
+            return cls
+        return _bound(cls, params.model_dump_json())
+
     @classmethod
     def build_data(cls, seed: int) -> dict[str, dict[str, Any]]:
         raise NotImplementedError
@@ -270,6 +292,13 @@ class Environment:
 
 
 @lru_cache(maxsize=32)
+def _bound(cls: type[Environment], params_json: str) -> type[Environment]:
+    """One subclass per (domain, params), so equal configs share tools, graph and base data."""
+    params = cls.Params.model_validate_json(params_json)
+    return type(cls.__name__, (cls,), {"params": params, "__module__": cls.__module__, "__qualname__": cls.__qualname__})
+
+
+@lru_cache(maxsize=32)
 def _base_state(cls: type[Environment], seed: int) -> tuple[dict[str, dict[str, Any]], str]:
     data = cls.build_data(seed)
     return data, hashlib.sha256(canonical_json(data).encode()).hexdigest()
@@ -279,4 +308,5 @@ def is_error(result: str) -> bool:
     return result.startswith(ERROR_PREFIX)
 
 
-DOMAINS: Registry[type[Environment]] = Registry("domain", "trajforge.domains")
+DOMAINS: Registry[type[Environment]] = Registry("domain", "trajforge.domains", base=Environment,
+                                               builtins="simulators.domains")
