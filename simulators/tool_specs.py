@@ -64,7 +64,7 @@ def pointer(*parts: Any) -> str:
 
 def tool_name(text: str) -> str:
     """An OpenAI-valid function name (``[A-Za-z0-9_-]{1,64}``) from an operationId or a method + path."""
-    return _BAD_NAME_CHARS.sub("_", text).strip("_")[:64] or "tool"
+    return re.sub(r"_+", "_", _BAD_NAME_CHARS.sub("_", text)).strip("_")[:64] or "tool"
 
 
 def writes_by_name(name: str) -> bool:
@@ -145,9 +145,9 @@ def _openai_tools(doc: Any, source: str) -> list[SchemaTool]:
         where = pointer(*base, i)
         if not isinstance(item, dict):
             raise SpecError(f"{source}: {where}: a tool must be an object, got {type(item).__name__}")
+        if item.get("type", "function") != "function":
+            raise SpecError(f"{source}: {where}/type: only 'function' tools are supported, got {item['type']!r}")
         if "function" in item:
-            if item.get("type", "function") != "function":
-                raise SpecError(f"{source}: {where}/type: only 'function' tools are supported, got {item['type']!r}")
             fn, where = item["function"], f"{where}/function"
             if not isinstance(fn, dict):
                 raise SpecError(f"{source}: {where}: must be an object")
