@@ -63,13 +63,13 @@ class Registry(Generic[T]):
         if self.base is not None and not (isinstance(obj, type) and issubclass(obj, self.base)):
             raise TypeError(f"{self.kind} {name!r} ({origin}) must be a subclass of "
                             f"{self.base.__module__}.{self.base.__qualname__}")
-        declared = getattr(obj, "name", None) if isinstance(obj, type) else None
+        if name in self._items and self._items[name] is not obj:
+            raise ValueError(f"{self.kind} {name!r} is registered twice ({origin} and an earlier one)")
+        declared = vars(obj).get("name") if isinstance(obj, type) else None  # its own, not a parent's
         if isinstance(declared, str) and declared != name:
             raise ValueError(f"{self.kind} {name!r} ({origin}) declares name = {declared!r}; the two must agree")
         if isinstance(obj, type) and not isinstance(declared, str):
             obj.name = name  # the name rejected rows and tasks carry
-        if name in self._items and self._items[name] is not obj:
-            raise ValueError(f"{self.kind} {name!r} is registered twice ({origin} and an earlier one)")
         self._items[name] = obj
 
     def _load_builtins(self) -> None:
