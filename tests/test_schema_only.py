@@ -83,6 +83,7 @@ def test_a_pluggable_simulator_is_chosen_by_name_and_cached_per_call(tmp_path):
     assert env.execute("get_weather", {"city": "Oslo"}) == a
     assert json.loads(env.execute("send_email", {"to": "a@b.co", "body": "hi"})) == {"n": 1, "seen": 2, "writes": True}
     assert env.execute("get_weather", {"city": "Atlantis"}) == "Error: no such city"
+    TOOL_SIMULATORS._items.pop("coin_test")
 
 
 @pytest.mark.parametrize(
