@@ -46,4 +46,4 @@ class Filter:
         return Verdict(stage=self.name, passed=False, reason=reason)
 
 
-FILTERS: Registry[type[Filter]] = Registry("filter", "trajforge.filters")
+FILTERS: Registry[type[Filter]] = Registry("filter", "trajforge.filters", base=Filter, builtins="filters")

@@ -34,4 +34,5 @@ class Generator:
         raise NotImplementedError
 
 
-GENERATORS: Registry[type[Generator]] = Registry("generator", "trajforge.generators")
+GENERATORS: Registry[type[Generator]] = Registry("generator", "trajforge.generators", base=Generator,
+                                                builtins="generators")

@@ -25,7 +25,7 @@ from pipelines.steps import Steps, build_steps
 from schemas import Lineage, RunConfig, Task, Trajectory, Usage
 from simulators.agents import AssistantAgent, UserAgent
 from simulators.backends import BackendError, Endpoint, open_endpoints
-from simulators.conversation import RolloutError, ToolSimulator, rollout
+from simulators.conversation import AsyncToolSimulator, RolloutError, rollout
 from simulators.environment import Environment
 from simulators.kg_scripted import KGScriptedAssistant, KGScriptedUser
 from simulators.model_agents import LLMAssistant, LLMUser, ModelToolSimulator
@@ -67,7 +67,7 @@ class _Dialogue:
 
     user: UserAgent
     assistant: AssistantAgent
-    tool_simulator: ToolSimulator | None
+    tool_simulator: AsyncToolSimulator | None
     usage: dict[str, Usage]
 
 

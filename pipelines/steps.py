@@ -46,15 +46,21 @@ def _resolve(registry: Registry, spec: StepSpec, where: str) -> tuple[type, Any]
     return cls, _params(cls.Params, spec.params, where)
 
 
-def build_steps(config: RunConfig, source: str = "config") -> Steps:
+def build_environment(config: RunConfig, source: str = "config") -> Environment:
+    """The configured domain: its class by name, its params validated by its own model, then bound."""
     try:
         domain = DOMAINS.get(config.domain.name)
     except UnknownStepError as err:
         raise ConfigError(f"{source}: domain.name: {err}") from None
+    params = _params(domain.Params, config.domain.params, f"{source}: domain")
     try:
-        env = domain.from_config(config.domain.db_seed, config.domain.params)
-    except ValueError as err:
+        return domain.configure(params)(config.domain.db_seed)
+    except ValueError as err:  # e.g. a malformed tool spec, already one line naming the file
         raise ConfigError(f"{source}: domain.params: {err}") from None
+
+
+def build_steps(config: RunConfig, source: str = "config") -> Steps:
+    env = build_environment(config, source)
     gens = []
     for i, spec in enumerate(config.generators):
         cls, params = _resolve(GENERATORS, spec, f"{source}: generators[{i}]")

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from schemas import Message, Task, Tool, ToolCall
+from schemas import Message, Task, ToolCall
 from simulators.agents import STOP, AssistantAgent, UserAgent
 from simulators.environment import Environment
+from simulators.tool_simulator import SimulatedCall
 
 
-class ToolSimulator(Protocol):
-    async def simulate(self, tool: Tool, call: ToolCall, result_schema: dict[str, Any] | None) -> str:
-        """A result for a tool that has no implementation."""
+class AsyncToolSimulator(Protocol):
+    async def simulate(self, request: SimulatedCall) -> str:
+        """A result for a tool that has only a schema (a model's answer, say)."""
 
 
 class RolloutError(Exception):
@@ -32,7 +33,7 @@ async def rollout(
     assistant: AssistantAgent,
     max_turns: int = 40,
     max_steps_per_turn: int = 12,
-    tool_simulator: ToolSimulator | None = None,
+    tool_simulator: AsyncToolSimulator | None = None,
 ) -> Rollout:
     """Run one dialogue to its end; ``env`` must be fresh and is mutated.
 
@@ -55,7 +56,7 @@ async def rollout(
             if not reply.tool_calls:
                 break
             for call in reply.tool_calls:
-                result = await _run_tool(env, call, tools, tool_simulator)
+                result = await _run_tool(env, call, tool_simulator)
                 messages.append(Message(role="tool", tool_call_id=call.id, content=result))
         else:
             raise RolloutError(f"assistant made more than {max_steps_per_turn} tool steps in one turn")
@@ -64,10 +65,7 @@ async def rollout(
     return Rollout(messages=messages, final_state_hash=env.state_hash())
 
 
-async def _run_tool(env: Environment, call: ToolCall, tools: list[Tool], simulator: ToolSimulator | None) -> str:
-    name = call.function.name
-    if simulator is not None and env.is_simulated(name):
-        tool = next((t for t in tools if t.name == name), None)
-        if tool is not None:
-            return await simulator.simulate(tool, call, env.result_schema(name))
+async def _run_tool(env: Environment, call: ToolCall, simulator: AsyncToolSimulator | None) -> str:
+    if simulator is not None and (request := env.simulation_request(call)) is not None:
+        env.provide(request, await simulator.simulate(request))
     return env.execute_call(call)

@@ -26,11 +26,12 @@ from functools import lru_cache
 from typing import Annotated, Any, ClassVar, get_args, get_origin, get_type_hints
 
 import fastjsonschema
-from pydantic import TypeAdapter
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from schemas import Action, Message, Tool, ToolCall, canonical_json
 from simulators.intents import Identity, Intent
 from simulators.registry import Registry
+from simulators.tool_simulator import SimulatedCall
 
 ERROR_PREFIX = "Error: "
 
@@ -178,11 +179,19 @@ class Tables:
         return out
 
 
+class DomainParams(BaseModel):
+    """A domain's own parameters (``domain.params`` in the run config); none by default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class Environment:
     """Base class for a domain: subclass, set ``name``/``policy``, build data, add tools."""
 
     name: ClassVar[str]
     policy: ClassVar[str] = ""
+    Params: ClassVar[type[DomainParams]] = DomainParams
+    params: ClassVar[DomainParams | None] = None
     _specs: ClassVar[dict[str, ToolSpec]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -199,6 +208,20 @@ class Environment:
         self.db = Tables(base)
 
     # -- to override -------------------------------------------------------
+    @classmethod
+    def configure(cls, params: DomainParams) -> type[Environment]:
+        """The class to instantiate for ``params`` (already validated by ``cls.Params``).
+
+        A class, not an instance, because tools, the tool graph and the base
+        data are per class: a domain whose tools depend on its parameters
+        (a schema-only domain reads them from a spec file) returns a subclass
+        built for them. The default binds ``params`` to a cached subclass, or
+        returns ``cls`` itself when there are none to bind.
+        """
+        if not type(params).model_fields:
+            return cls
+        return _bound(cls, params.model_dump_json())
+
     @classmethod
     def build_data(cls, seed: int) -> dict[str, dict[str, Any]]:
         raise NotImplementedError
@@ -221,16 +244,6 @@ class Environment:
 
     def identify(self, rng: random.Random, user_id: str) -> Identity:
         raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, seed: int, params: dict[str, Any]) -> Environment:
-        """Build from the run config's ``domain`` section; a domain with settings overrides this.
-
-        Raises ValueError (phrased for ``domain.params``) on settings it does not take.
-        """
-        if params:
-            raise ValueError(f"domain {cls.name!r} takes no params (got {', '.join(sorted(params))})")
-        return cls(seed)
 
     # -- the contract --------------------------------------------------------
     def fresh(self, seed: int | None = None) -> Environment:
@@ -270,13 +283,16 @@ class Environment:
     def execute_call(self, call: ToolCall) -> str:
         return self.execute(call.function.name, call.function.arguments)
 
-    # Tools that exist only as a schema are answered by a tool simulator when
-    # the run has one (a model); ``execute`` stays the offline answer.
-    def is_simulated(self, name: str) -> bool:
-        return False
-
-    def result_schema(self, name: str) -> dict[str, Any] | None:
+    # A domain whose tools exist only as a schema lets an asynchronous (model)
+    # tool simulator answer a call before ``execute`` runs it; validation, the
+    # per-dialogue result cache and the state stay with the environment.
+    def simulation_request(self, call: ToolCall) -> SimulatedCall | None:
+        """The call a tool simulator should answer before it is executed; None when there is nothing to ask."""
         return None
+
+    def provide(self, request: SimulatedCall, result: str) -> None:
+        """Take a tool simulator's answer to ``simulation_request``; the next ``execute`` of that call uses it."""
+        raise NotImplementedError
 
     def run_actions(self, actions: list[Action]) -> list[str]:
         return [self.execute(a.name, a.arguments) for a in actions]
@@ -285,6 +301,13 @@ class Environment:
         digest = hashlib.sha256(self._base_hash.encode())
         digest.update(canonical_json(self.db.diff()).encode())
         return digest.hexdigest()[:32]
+
+
+@lru_cache(maxsize=32)
+def _bound(cls: type[Environment], params_json: str) -> type[Environment]:
+    """One subclass per (domain, params), so equal configs share tools, graph and base data."""
+    params = cls.Params.model_validate_json(params_json)
+    return type(cls.__name__, (cls,), {"params": params, "__module__": cls.__module__, "__qualname__": cls.__qualname__})
 
 
 @lru_cache(maxsize=32)
@@ -297,4 +320,5 @@ def is_error(result: str) -> bool:
     return result.startswith(ERROR_PREFIX)
 
 
-DOMAINS: Registry[type[Environment]] = Registry("domain", "trajforge.domains")
+DOMAINS: Registry[type[Environment]] = Registry("domain", "trajforge.domains", base=Environment,
+                                               builtins="simulators.domains")

@@ -14,9 +14,10 @@ from typing import Any
 
 import fastjsonschema
 
-from schemas import AssistantRoleConfig, Message, RoleConfig, Task, Tool, ToolCall, Usage, UserRoleConfig, canonical_json
+from schemas import AssistantRoleConfig, Message, RoleConfig, Task, Tool, Usage, UserRoleConfig, canonical_json
 from simulators.agents import STOP
 from simulators.backends import ChatParams, Endpoint
+from simulators.tool_simulator import SimulatedCall
 
 GREETING = "Hi! How can I help you today?"
 
@@ -88,28 +89,22 @@ class LLMAssistant:
 
 
 class ModelToolSimulator:
-    """Answers calls to tools that only have a schema, consistently within one dialogue.
+    """Answers calls to tools that only have a schema, with a model and structured output.
 
-    The same call returns the same result without asking again; earlier calls
-    and results are shown to the model so that ids and facts stay coherent;
-    the reply must parse and match the result schema, or it becomes an error
-    result the assistant has to deal with (and the execution filter sees).
+    The environment validates the call and caches results per dialogue (the
+    same call is never asked twice); earlier calls and results are shown to the
+    model so that ids and facts stay coherent; a reply that does not parse or
+    does not match the result schema becomes an error result that the
+    assistant has to deal with (and the execution filter sees).
     """
 
     def __init__(self, endpoint: Endpoint, role: RoleConfig, meter: Usage) -> None:
         self.endpoint, self.role, self.meter = endpoint, role, meter
-        self.seen: dict[str, str] = {}
 
-    async def simulate(self, tool: Tool, call: ToolCall, result_schema: dict[str, Any] | None) -> str:
-        try:
-            arguments = call.parsed_arguments()
-        except ValueError as err:
-            return f"Error: arguments are not valid JSON ({err})"
-        key = f"{tool.name}:{canonical_json(arguments)}"
-        if key in self.seen:
-            return self.seen[key]
-        schema = result_schema or {"type": "object"}
-        history = "\n".join(f"{k} -> {v}" for k, v in self.seen.items()) or "(none)"
+    async def simulate(self, request: SimulatedCall) -> str:
+        tool = request.tool
+        schema = request.response_schema or {"type": "object"}
+        history = "\n".join(f"{name}({canonical_json(args)}) -> {result}" for name, args, result in request.history)
         prompt = [
             Message(role="system", content=(
                 "You simulate a software tool. Reply with the tool's result only, as JSON matching the result "
@@ -117,14 +112,12 @@ class ModelToolSimulator:
             Message(role="user", content=(
                 f"Tool: {tool.name}\nDescription: {tool.function.description}\n"
                 f"Parameters schema: {canonical_json(tool.function.parameters)}\n"
-                f"Result schema: {canonical_json(schema)}\nEarlier calls and results:\n{history}\n\n"
-                f"Call: {tool.name}({canonical_json(arguments)})")),
+                f"Result schema: {canonical_json(schema)}\nEarlier calls and results:\n{history or '(none)'}\n\n"
+                f"Call: {tool.name}({canonical_json(request.arguments)})")),
         ]
         fmt = {"type": "json_schema", "json_schema": {"name": f"{tool.name}_result"[:64], "schema": schema}}
         reply = await self.endpoint.chat(prompt, None, chat_params(self.role, response_format=fmt), self.meter)
-        result = _checked(reply.content or "", schema)
-        self.seen[key] = result
-        return result
+        return _checked(reply.content or "", schema)
 
 
 def _checked(text: str, schema: dict[str, Any]) -> str:

@@ -169,38 +169,67 @@ def test_concurrency_limit_survives_cancellation():
     assert asyncio.run(go()) == 1
 
 
-def test_tool_simulator_asks_for_structured_output_and_stays_consistent():
-    from schemas import FunctionSpec, RoleConfig, Tool, ToolCall
+def test_model_tool_simulator_answers_schema_only_tools_in_a_dialogue(tmp_path):
+    """A schema-only domain (pet store OpenAPI spec) with the model tool simulator: structured output requested,
+    each distinct valid call asked once, invalid calls never reach the model, writes logged in the state."""
+    import json
+
+    from test_tool_specs import PETSTORE
+
+    from pipelines.steps import build_steps
+    from schemas import RoleConfig, ToolCall, parse_config
+    from simulators.conversation import rollout
     from simulators.model_agents import ModelToolSimulator
 
+    spec = tmp_path / "pets.json"
+    spec.write_text(json.dumps(PETSTORE))
+    env = build_steps(parse_config({"num_tasks": 1, "domain": {"name": "schema_only", "params": {"spec": str(spec)}},
+                                    "generators": [{"name": "tool_calls"}]})).env.fresh()
+    pet_schema = env.schema_tools["getPet"].response_schema
     bodies = []
 
     def brain(body):
         bodies.append(body)
-        if body["messages"][-1]["content"].rsplit("Call: ", 1)[1].startswith("get_weather"):
-            return Reply(content='{"city": "Oslo", "temp_c": 4}')
-        return Reply(content='{"city": 7}')  # violates the schema
+        call = body["messages"][-1]["content"].rsplit("Call: ", 1)[1]
+        if call.startswith("getPet"):
+            return Reply(content=json.dumps({"id": 7, "name": "Rex", "owner": {"name": "Ada"}}))
+        return Reply(content='{"status": 12}' if call.startswith("create_pet") else '{"ok": true}')
 
-    schema = {"type": "object", "properties": {"city": {"type": "string"}, "temp_c": {"type": "number"}},
-              "required": ["city"]}
-    weather = Tool(function=FunctionSpec(name="get_weather", parameters={"type": "object", "properties": {
-        "city": {"type": "string"}}}))
-    broken = Tool(function=FunctionSpec(name="get_city"))
+    calls = [ToolCall.make("c1", "getPet", {"petId": 7}), ToolCall.make("c2", "getPet", {"petId": 7}),
+             ToolCall.make("c3", "getPet", {"petId": 0}), ToolCall.make("c4", "create_pet", {"name": "Rex"})]
+
+    class OneTurnUser:
+        def __init__(self):
+            self.n = 0
+
+        async def respond(self, messages):
+            self.n += 1
+            return Message(role="user", content="look up pet 7" if self.n == 1 else "thanks ###STOP###")
+
+    class CallingAssistant:
+        def __init__(self):
+            self.steps = [Message(role="assistant", tool_calls=calls), Message(role="assistant", content="done")]
+
+        async def respond(self, messages, tools):
+            return self.steps.pop(0) if self.steps else Message(role="assistant", content="bye")
+
     with LoopbackServer(brain) as server:
         meter = Usage()
         sim = ModelToolSimulator(endpoint(server), RoleConfig(backend="loop", temperature=0.0), meter)
+        before = env.state_hash()
 
         async def go():
-            call = ToolCall.make("c1", "get_weather", {"city": "Oslo"})
-            first = await sim.simulate(weather, call, schema)
-            again = await sim.simulate(weather, ToolCall.make("c2", "get_weather", {"city": "Oslo"}), schema)
-            bad = await sim.simulate(broken, ToolCall.make("c3", "get_city", {}), schema)
-            return first, again, bad
+            try:
+                return await rollout(None, env, OneTurnUser(), CallingAssistant(), tool_simulator=sim)
+            finally:
+                await sim.endpoint.release_loop()
 
-        first, again, bad = asyncio.run(go())
-    assert first == again == '{"city":"Oslo","temp_c":4}'
-    assert server.requests == 2 and meter.requests == 2  # the repeated call was answered from the dialogue's memory
-    assert bodies[0]["response_format"]["type"] == "json_schema"
-    assert bodies[0]["response_format"]["json_schema"]["schema"] == schema
-    assert "get_weather" in bodies[1]["messages"][-1]["content"]  # earlier results are shown for consistency
-    assert bad.startswith("Error: the tool simulator's result does not match the result schema")
+        result = asyncio.run(go())
+    results = [m.content for m in result.messages if m.role == "tool"]
+    assert results[0] == results[1] == '{"id":7,"name":"Rex","owner":{"name":"Ada"}}'  # the repeated call came from the dialogue's cache
+    assert results[2].startswith("Error: invalid arguments for getPet")  # never sent to the model
+    assert results[3].startswith("Error: the tool simulator's result does not match the result schema")
+    assert server.requests == meter.requests == 2
+    assert bodies[0]["response_format"]["json_schema"]["schema"] == pet_schema
+    assert "getPet" in bodies[1]["messages"][-1]["content"].split("Call: ")[0]  # earlier results shown for consistency
+    assert result.final_state_hash != before  # the create_pet write is in the state

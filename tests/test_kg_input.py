@@ -143,12 +143,12 @@ def test_store_database_as_a_graph():
     products = set(kg.step(f"order:{order['order_id']}", "product", "out"))
     assert products == {f"product:{i['product_id']}" for i in order["items"]}
     assert kg.attributes(f"order:{order['order_id']}")["status"] == order["status"]
-    env = KGEnv(0, KGParams(source="store"))
+    env = KGEnv.configure(KGParams(source="store"))(0)
     assert env.kg is kg or env.kg.fingerprint == kg.fingerprint
 
 
 def test_kg_tools_search_read_follow_and_fail_as_strings():
-    env = KGEnv(0, KGParams())
+    env = KGEnv.configure(KGParams())(0)
     hits = json.loads(env.execute("search_entities", {"query": "paris"}))
     assert hits[0] == {"id": "city:paris:FRA", "name": "Paris", "type": "city"}
     assert json.loads(env.execute("search_entities", {"query": "République française"}))[0]["id"] == "country:FRA"

@@ -129,7 +129,7 @@ def test_bucket_is_a_1_2_5_range():
 
 
 def test_shipped_questions_are_unique_obfuscated_and_reproducible():
-    env = KGEnv(0, KGParams())
+    env = KGEnv.configure(KGParams())(0)
     gen = GENERATORS.get("kg_question")(env, KGQuestionParams(min_hops=2, max_hops=5))
     index = ClueIndex(env.kg, 50)
     made = 0
@@ -162,7 +162,7 @@ def test_synthesis_does_not_depend_on_the_hash_seed(tmp_path):
         "from simulators.domains.kg.env import KGEnv, KGParams\n"
         "from generators import GENERATORS, SynthesisError\n"
         "from generators.kg_question import KGQuestionParams\n"
-        "g = GENERATORS.get('kg_question')(KGEnv(0, KGParams()), KGQuestionParams(max_hops=6))\n"
+        "g = GENERATORS.get('kg_question')(KGEnv.configure(KGParams())(0), KGQuestionParams(max_hops=6))\n"
         "for s in range(40):\n"
         "    try: print(g.generate(random.Random(s)).id)\n"
         "    except SynthesisError as e: print(e)\n")
@@ -192,7 +192,7 @@ def test_numbers_match_with_or_without_separators():
 
 
 def test_answer_match_filter_wants_a_grounded_answer():
-    env = KGEnv(0, KGParams())
+    env = KGEnv.configure(KGParams())(0)
     gen = GENERATORS.get("kg_question")(env, KGQuestionParams())
     task = gen.generate(random.Random(3))
     final = Message(role="assistant", content=f"The answer is: {task.answer}")

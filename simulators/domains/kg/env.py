@@ -13,13 +13,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import model_validator
 
 from simulators.domains.kg.countries import countries_graph
 from simulators.domains.kg.graph import KnowledgeGraph
 from simulators.domains.kg.loaders import load_triples
 from simulators.domains.kg.store_graph import store_graph
-from simulators.environment import DOMAINS, Environment, Param, Tables, ToolError, tool
+from simulators.environment import DOMAINS, DomainParams, Environment, Param, Tables, ToolError, tool
 
 POLICY = """You answer questions with the help of a knowledge graph.
 - Find entities with search_entities, read them with get_entity and follow their relations with get_neighbors.
@@ -29,8 +29,7 @@ POLICY = """You answer questions with the help of a knowledge graph.
 NEIGHBOR_LIMIT = 200
 
 
-class KGParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class KGParams(DomainParams):
     source: Literal["countries", "store", "file"] = "countries"
     path: str | None = None
 
@@ -59,26 +58,14 @@ class KGEnv(Environment):
     name = "kg"
     policy = POLICY
 
-    def __init__(self, seed: int = 0, params: KGParams | None = None) -> None:
+    Params = KGParams
+
+    def __init__(self, seed: int = 0) -> None:
         self.seed = seed
-        self.params = params or KGParams()
-        self.kg = load_kg(self.params.source, self.params.path, seed)
+        params = type(self).params or KGParams()
+        self.kg = load_kg(params.source, params.path, seed)
         self.db = Tables({})
         self._base_hash = self.kg.fingerprint
-
-    @classmethod
-    def from_config(cls, seed: int, params: dict[str, Any]) -> KGEnv:
-        try:
-            parsed = KGParams.model_validate(params)
-        except ValidationError as err:
-            e = err.errors()[0]
-            loc = ".".join(str(x) for x in e["loc"])
-            msg = e["msg"].removeprefix("Value error, ")
-            raise ValueError(f"{loc + ': ' if loc else ''}{msg}") from None
-        return cls(seed, parsed)
-
-    def fresh(self, seed: int | None = None) -> KGEnv:
-        return KGEnv(self.seed if seed is None else seed, self.params)
 
     def _entity(self, entity_id: str) -> str:
         if entity_id not in self.kg:

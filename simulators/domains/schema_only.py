@@ -1,0 +1,204 @@
+"""A domain made from a tool spec alone: the researcher's tools, answered by a tool simulator.
+
+``domain: {name: schema_only, params: {spec: tools.json}}`` reads the spec
+(``simulators.tool_specs``: an OpenAI tools list or an OpenAPI 3 document),
+and every call is validated against the tool's schema exactly as in a coded
+domain, then answered by the configured tool simulator (``offline`` by
+default). There is no database, so the state is what the world has been told
+to do: the ordered log of successful calls to writing tools. That keeps the
+outcome check meaningful (the dialogue must make the gold writes, with the
+gold arguments, in the gold order) without pretending to know what a write
+does.
+
+Each tool gets one generic intent (``call_<tool>``) so the offline scripted
+agents and the ``tool_calls`` generator can build and play tasks on it.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from schemas import Action, StepSpec, ToolCall, canonical_json, content_hash
+from simulators.environment import (
+    DOMAINS,
+    DomainParams,
+    Environment,
+    ToolError,
+    ToolSpec,
+    compile_validator,
+    validate_arguments,
+)
+from simulators.intents import Intent
+from simulators.tool_simulator import TOOL_SIMULATORS, SimulatedCall, ToolSimulator
+from simulators.tool_specs import SchemaTool, load_tool_spec
+
+POLICY = """You are a helpful assistant with access to the tools listed. Use them to do what the user asks.
+Before calling a tool that changes something, state what you will do and get the user's explicit yes."""
+
+
+class SchemaOnlyParams(DomainParams):
+    spec: str = Field(description="path to an OpenAI tools JSON file or an OpenAPI 3 document (JSON or YAML), "
+                                  "relative to the working directory")
+    simulator: StepSpec = Field(default_factory=lambda: StepSpec(name="offline"),
+                                description="the tool simulator that answers calls, by name, with its params")
+
+
+class CallTool(Intent):
+    """The generic intent of a schema-only tool: the user wants this one call made."""
+
+    def __init__(self, tool: SchemaTool) -> None:
+        self.name = f"call_{tool.name}"
+        self.target_tool = tool.name
+        self.description = tool.tool.function.description
+
+    def outputs(self, target: Action, result: Any) -> list[str]:
+        """The first plain value of the result (an id, a status): what the user must be told."""
+        value = _first_scalar(result)
+        return [value] if value else []
+
+    @property
+    def tells_user(self) -> bool:
+        return True
+
+    def ask(self, rng: random.Random) -> str:
+        return rng.choice(["Sure. What are the details I should use?", "Of course. Which details should I use?"])
+
+    def confirm(self, target: Action, rng: random.Random) -> str:
+        args = ", ".join(f"{k} = {canonical_json(v)}" for k, v in sorted(target.arguments.items())) or "no arguments"
+        return f"To confirm: I will run {target.name} with {args}. Shall I proceed?"
+
+    def report(self, target: Action, outputs: list[str], rng: random.Random) -> str:
+        return f"Done: {target.name} went through" + (f" and returned {', '.join(outputs)}." if outputs else ".")
+
+
+def _first_scalar(value: Any, depth: int = 0) -> str | None:
+    if isinstance(value, bool) or value is None or depth > 4:
+        return None
+    if isinstance(value, str):
+        return value if 0 < len(value) <= 80 else None
+    if isinstance(value, int | float):
+        return str(value)
+    items = [value[k] for k in sorted(value)] if isinstance(value, dict) else value if isinstance(value, list) else []
+    for item in items:
+        found = _first_scalar(item, depth + 1)
+        if found:
+            return found
+    return None
+
+
+@DOMAINS.register("schema_only")
+class SchemaOnlyEnv(Environment):
+    """Base of the per-spec classes ``configure`` builds; not usable without a spec."""
+
+    name = "schema_only"
+    policy = POLICY
+    Params = SchemaOnlyParams
+    simulator: ToolSimulator
+    schema_tools: dict[str, SchemaTool] = {}
+
+    @classmethod
+    def configure(cls, params: SchemaOnlyParams) -> type[Environment]:  # type: ignore[override]
+        return _spec_domain(cls, params.model_dump_json(), _stamp(params.spec))
+
+    @classmethod
+    def build_data(cls, seed: int) -> dict[str, dict[str, Any]]:
+        return {"calls": {}}
+
+    def __init__(self, seed: int = 0) -> None:
+        if not self.schema_tools:
+            raise ValueError("schema_only needs domain.params.spec (a tool spec file)")
+        super().__init__(seed)
+        self._results: dict[str, str] = {}
+        self._history: list[tuple[str, dict[str, Any], str]] = []
+        self._writes = 0
+
+    def users(self) -> list[str]:
+        return []
+
+    def _request(self, name: str, arguments: dict[str, Any]) -> SimulatedCall:
+        schema_tool = self.schema_tools[name]
+        key = f"{name}:{canonical_json(arguments)}"
+        return SimulatedCall(tool=schema_tool.tool, arguments=arguments, response_schema=schema_tool.response_schema,
+                             writes=schema_tool.writes, seed=f"{self.seed}:{key}", history=tuple(self._history))
+
+    def simulation_request(self, call: ToolCall) -> SimulatedCall | None:
+        name = call.function.name
+        if name not in self.schema_tools:
+            return None
+        try:
+            arguments = call.parsed_arguments()
+        except ValueError:
+            return None  # execute() reports it
+        if validate_arguments(self._specs[name].validator, arguments) or \
+                f"{name}:{canonical_json(arguments)}" in self._results:
+            return None
+        return self._request(name, arguments)
+
+    def provide(self, request: SimulatedCall, result: str) -> None:
+        self._results[f"{request.tool.name}:{canonical_json(request.arguments)}"] = result
+
+    def answer(self, name: str, arguments: dict[str, Any]) -> Any:
+        """One validated call: a cached (or provided) result, or the simulator's, recorded in the state when it writes."""
+        key = f"{name}:{canonical_json(arguments)}"
+        if key not in self._results:
+            result = self.simulator.simulate(self._request(name, arguments))  # ToolError passes through as an error
+            self._results[key] = result if isinstance(result, str) else canonical_json(result)
+        result = self._results[key]
+        self._history.append((name, arguments, result))
+        if self.schema_tools[name].writes:
+            self.db.put("calls", f"{self._writes:06d}", {"tool": name, "arguments": arguments})
+            self._writes += 1
+        return result
+
+
+def _stamp(path: str) -> float:
+    """Modification time, so an edited spec is read again within one process."""
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _method(name: str):
+    def call(self: SchemaOnlyEnv, **arguments: Any) -> Any:
+        return self.answer(name, arguments)
+
+    call.__name__ = name
+    return call
+
+
+@lru_cache(maxsize=16)
+def _spec_domain(cls: type[SchemaOnlyEnv], params_json: str, _mtime: float) -> type[SchemaOnlyEnv]:
+    """A subclass of ``cls`` whose tools are the spec's: tools, validators and intents built once per spec."""
+    params = SchemaOnlyParams.model_validate_json(params_json)
+    tools = load_tool_spec(params.spec)
+    try:
+        simulator_cls = TOOL_SIMULATORS.get(params.simulator.name)
+    except KeyError as err:
+        raise ValueError(f"simulator.name: {err}") from None
+    try:
+        simulator = simulator_cls(simulator_cls.Params.model_validate(params.simulator.params))
+    except ValidationError as err:
+        e = err.errors()[0]
+        loc = "".join(f".{x}" for x in e["loc"])
+        raise ValueError(f"simulator.params{loc}: {e['msg']}") from None
+    specs = {
+        t.name: ToolSpec(name=t.name, method=_method(t.name), schema=t.tool, writes=t.writes, entities={},
+                         produces=frozenset(), validator=compile_validator(t.tool.function.parameters))
+        for t in tools
+    }
+    sub = type(f"SchemaOnly_{content_hash(params_json, 8)}", (cls,), {
+        "__module__": cls.__module__, "params": params, "simulator": simulator,
+        "schema_tools": {t.name: t for t in tools},
+        "intents": {f"call_{t.name}": CallTool(t) for t in tools},
+    })
+    sub._specs = specs
+    return sub
+
+
+__all__ = ["CallTool", "SchemaOnlyEnv", "SchemaOnlyParams", "ToolError"]
