@@ -35,7 +35,7 @@ def _params(model: type, params: dict, where: str):
     except ValidationError as err:
         e = err.errors()[0]
         loc = ".".join(str(x) for x in e["loc"])
-        raise ConfigError(f"{where}.params{'.' + loc if loc else ''}: {e['msg']}") from None
+        raise ConfigError(f"{where}.params{'.' + loc if loc else ''}: {e['msg'].removeprefix('Value error, ')}") from None
 
 
 def _resolve(registry: Registry, spec: StepSpec, where: str) -> tuple[type, Any]:
