@@ -4,9 +4,9 @@ Why not one ``MinHash`` object per document (datasketch's shape): the per-docume
 Python work (hashing every shingle, a small numpy call per document, a dict insert
 per band) dominates at 10^5 documents. Here a batch is one long token array:
 
-- tokens are hashed once per *distinct* token (a stable blake2b hash, cached), so the
-  per-token cost is a vectorized lookup, and signatures stay comparable across runs
-  and dataset versions (persisted indexes rely on that);
+- tokens are found by polars (a Rust regex) and hashed by polars' string hash, with a
+  fixed seed: the same on every run of one polars release (persisted indexes record
+  the release and are rebuilt when it changes);
 - word n-gram shingles are mixed from token hashes with vectorized arithmetic;
 - each permutation is a multiply-add in uint32 (a random odd multiplier: a bijection
   of the 32-bit shingle hashes), and ``np.minimum.reduceat`` takes every document's
@@ -16,11 +16,9 @@ per band) dominates at 10^5 documents. Here a batch is one long token array:
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 import polars as pl
@@ -44,9 +42,14 @@ def tokenize_many(texts: Sequence[str]) -> pl.Series:
     return series.str.to_lowercase().str.extract_all(TOKEN_PATTERN)
 
 
-@lru_cache(maxsize=1 << 20)
-def _token_hash(token: str) -> int:
-    return int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+TOKEN_HASH = f"polars-{pl.__version__}"
+"""Which token hash signatures were made with: polars' string hash is stable within a polars
+release only, so a persisted index records this and is rebuilt when it changes."""
+
+
+def hash_tokens(tokens: pl.Series) -> np.ndarray:
+    """A 64-bit hash per token, vectorized in Rust (fixed seed; see TOKEN_HASH)."""
+    return tokens.hash(seed=0x5EED).to_numpy().astype(np.uint64, copy=False)
 
 
 def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.1, fn_weight: float = 0.9) -> tuple[int, int]:
@@ -88,27 +91,29 @@ class MinHasher:
         """
         tokens = tokenize_many(texts)
         lengths = tokens.list.len().fill_null(0).to_numpy().astype(np.int64)
-        flat = tokens.filter(tokens.list.len() > 0).explode()
-        uniq = flat.unique()
-        hashes = pl.Series(values=[_token_hash(t) for t in uniq.to_list()], dtype=pl.UInt64)
-        tok = flat.replace_strict(uniq, hashes, return_dtype=pl.UInt64).to_numpy() if len(flat) else \
-            np.zeros(0, dtype=np.uint64)
-        n = self.ngram
+        tok = hash_tokens(tokens.filter(tokens.list.len() > 0).explode())
+        n, docs, total_tokens = self.ngram, len(lengths), len(tok)
         counts = np.maximum(lengths - n + 1, 1)  # shingles per document
-        offsets = np.zeros(len(lengths), dtype=np.int64)
+        offsets = np.zeros(docs, dtype=np.int64)
         np.cumsum(counts[:-1], out=offsets[1:])
-        starts = np.zeros(len(lengths), dtype=np.int64)
+        starts = np.zeros(docs, dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
-        # position of each shingle's first token in `tok`, and how many tokens it spans
-        doc_of = np.repeat(np.arange(len(lengths)), counts)
-        first = starts[doc_of] + (np.arange(int(counts.sum())) - offsets[doc_of])
-        span = np.minimum(lengths[doc_of], n)
-        padded = np.concatenate([tok, np.zeros(n, dtype=np.uint64)])
+        acc = np.empty(int(counts.sum()), dtype=np.uint64)
         with np.errstate(over="ignore"):
-            acc = np.full(first.shape, np.uint64(n), dtype=np.uint64)
-            for k in range(n):
-                use = span > k
-                acc += np.where(use, padded[first + k] * self.mult[k], np.uint64(0))
+            long_docs = lengths >= n
+            if total_tokens >= n:  # sliding windows over the token stream, kept where they stay inside one document
+                doc_of = np.repeat(np.arange(docs), lengths)
+                windows = np.full(total_tokens - n + 1, np.uint64(n), dtype=np.uint64)
+                for k in range(n):
+                    windows += tok[k:total_tokens - n + 1 + k] * self.mult[k]
+                acc[np.repeat(long_docs, counts)] = windows[doc_of[: total_tokens - n + 1] == doc_of[n - 1:]]
+            short = np.flatnonzero(~long_docs)  # fewer than n tokens: one shingle of what there is
+            if len(short):
+                padded = np.concatenate([tok, np.zeros(n, dtype=np.uint64)])
+                part = lengths[short].astype(np.uint64)
+                for k in range(n):
+                    part += np.where(lengths[short] > k, padded[starts[short] + k] * self.mult[k], np.uint64(0))
+                acc[offsets[short]] = part
             acc ^= acc >> np.uint64(31)
             acc *= _MIX
             acc ^= acc >> np.uint64(29)

@@ -21,4 +21,11 @@ class DatasetManifest(BaseModel):
     stages: dict[str, int] = Field(default_factory=dict, description="rows rejected per stage")
     reasons: dict[str, int] = Field(default_factory=dict, description="rows rejected per reason")
     config: dict = Field(default_factory=dict)
+    funnel: dict[str, int] = Field(
+        default_factory=dict,
+        description="rows rejected per step in pipeline order (synthesis, simulation, each filter as configured, "
+        "dedup.exact, dedup.near, dedup.semantic), zeros included")
+    similarity_histogram: dict[str, int] = Field(
+        default_factory=dict, description="semantic layer: this run's rows by cosine similarity to their nearest "
+        "earlier row, for choosing dedup.semantic.threshold")
     total_accepted: int = 0
