@@ -27,6 +27,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/offline_throughput.py
+	$(BIN)/python bench/dedup.py
 
 clean:
 	rm -rf $(VENV) .prefect out
