@@ -35,8 +35,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"\nversion {manifest.version} committed to {Path(config.output_dir).resolve()}")
     print(f"  run {manifest.run_id}: {manifest.tasks} tasks -> {manifest.accepted} accepted, "
           f"{manifest.rejected} rejected ({manifest.total_accepted} accepted in the dataset)")
-    for stage, n in manifest.stages.items():
-        print(f"  rejected at {stage}: {n}")
+    if manifest.funnel:
+        from pipelines.funnel import print_funnel
+
+        print_funnel(manifest)
+    else:
+        for stage, n in manifest.stages.items():
+            print(f"  rejected at {stage}: {n}")
     for role, u in manifest.usage.items():
         print(f"  {role} ({manifest.models.get(role, '?')}): {u.requests} requests, {u.cached} from cache, "
               f"{u.retries} retries, {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
@@ -62,6 +67,12 @@ def cmd_versions(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dedup_histogram(args: argparse.Namespace) -> int:
+    from pipelines.funnel import dedup_histogram
+
+    return dedup_histogram(args.dir, args.bins)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trajforge", description="Synthetic multi-turn tool-use trajectories.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -76,6 +87,11 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("dir", type=Path)
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_versions)
+    h = sub.add_parser("dedup-histogram", help="nearest-neighbour cosine similarity of the kept rows (all versions), "
+                       "to choose dedup.semantic.threshold")
+    h.add_argument("dir", type=Path)
+    h.add_argument("--bins", type=int, default=20)
+    h.set_defaults(func=cmd_dedup_histogram)
     return p
 
 

@@ -17,7 +17,8 @@ from prefect.cache_policies import NONE
 from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
-from filters import ExactDedup
+from filters.dedup_layers import Deduplicator
+from pipelines.dedup_index import load_index
 from pipelines.shard import rollout_shard, synthesize_shard
 from pipelines.store import DatasetStore
 from pipelines.version import code_version
@@ -44,9 +45,10 @@ def simulate(config: RunConfig, shard: int, tasks_path: str, staging: str, linea
 def publish(config: RunConfig, out_dir: str, run_id: str, shard_files: list[str], lineage: Lineage,
             usage: dict[str, Usage]) -> dict:
     store = DatasetStore(out_dir)
-    dedup = None
-    if config.dedup.exact:
-        dedup = ExactDedup(store.accepted_hashes() if config.dedup.against_previous_versions else ())
+    prior = None
+    if config.dedup.against_previous_versions and store.exists():
+        prior = load_index(out_dir, store.versions(), config.dedup)
+    dedup = Deduplicator(config.dedup, prior)
     draft = DatasetManifest(
         parent_version=None, run_id=run_id, config_hash=lineage.config_hash, code_version=lineage.code_version,
         seed=config.seed, created_at=datetime.now(UTC).isoformat(timespec="seconds"),

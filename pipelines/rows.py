@@ -50,6 +50,7 @@ ROW_SCHEMA = pa.schema([
     ("seed", pa.int64()),
     ("shard", pa.int32()),
     ("index", pa.int64()),
+    ("cluster_id", pa.string()),  # set at commit: the id of the row's dedup cluster representative (own id if alone)
 ])
 
 ACCEPTED, REJECTED = "accepted", "rejected"

@@ -68,6 +68,12 @@ def build_steps(config: RunConfig, source: str = "config") -> Steps:
             gens.append(cls(env, params))
         except ValueError as err:
             raise ConfigError(f"{source}: generators[{i}].params: {err}") from None
+    if config.dedup.semantic.enabled:
+        from filters import semantic
+
+        missing = semantic.available()
+        if missing:
+            raise ConfigError(f"{source}: dedup.semantic.enabled: {missing}")
     checks = []
     for i, spec in enumerate(config.filters):
         cls, params = _resolve(FILTERS, spec, f"{source}: filters[{i}]")

@@ -25,6 +25,9 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from filters import ExactDedup
+from filters.dedup_layers import Deduplicator
+from pipelines.dedup_index import save_part, user_texts
+from pipelines.funnel import funnel
 from pipelines.rows import ACCEPTED, REJECTED, ROW_SCHEMA
 from schemas import DatasetManifest
 
@@ -90,34 +93,50 @@ class DatasetStore:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def commit(self, shard_files: list[Path], manifest: DatasetManifest, dedup: ExactDedup | None) -> DatasetManifest:
+    def commit(self, shard_files: list[Path], manifest: DatasetManifest,
+               dedup: Deduplicator | ExactDedup | None) -> DatasetManifest:
         """Dedup the staged rows in order and commit them as one new version.
 
-        Two passes: the first reads only the small columns to decide
-        duplicates and count the funnel, so the manifest is complete before
-        the commit; the second streams full rows into Delta.
+        Two passes: the first reads only the small columns (and, for near and semantic
+        dedup, the user turns of rows still accepted) to decide duplicates and count the
+        funnel, so the manifest is complete before the commit; the second streams full
+        rows into Delta. The dedup index part for this version is written just before.
         """
         light = pa.concat_tables(
             [pq.read_table(f, columns=["id", "status", "stage", "reason", "dedup_hash"]) for f in shard_files])
         status, stage, reason = (light.column(c).to_pylist() for c in ("status", "stage", "reason"))
-        if dedup is not None:
-            ids, hashes = light.column("id").to_pylist(), light.column("dedup_hash").to_pylist()
+        ids = light.column("id").to_pylist()
+        cluster, layers, outcome = list(ids), {}, None
+        if isinstance(dedup, ExactDedup):
+            hashes = light.column("dedup_hash").to_pylist()
             for i, (row_id, h) in enumerate(zip(ids, hashes, strict=True)):
                 if status[i] == ACCEPTED:
                     first = dedup.first(h, row_id)
                     if first is not None:
                         status[i], stage[i], reason[i] = REJECTED, "dedup", f"exact duplicate of {first}"
+        elif dedup is not None:
+            outcome = dedup.run(ids, [st == ACCEPTED for st in status], light.column("dedup_hash").to_pylist(),
+                                lambda positions: self._user_texts(shard_files, positions))
+            for i, (_layer, why) in outcome.rejected.items():
+                status[i], stage[i], reason[i] = REJECTED, "dedup", why
+            cluster, layers = outcome.cluster_ids, outcome.counts
         rejected = [i for i, st in enumerate(status) if st == REJECTED]
         accepted = len(status) - len(rejected)
+        stages = Counter(stage[i] for i in rejected)
         final = manifest.model_copy(update={
             "parent_version": self.latest_version(),
             "tasks": len(status), "accepted": accepted, "rejected": len(rejected),
-            "stages": dict(sorted(Counter(stage[i] for i in rejected).items())),
+            "stages": dict(sorted(stages.items())),
             "reasons": dict(Counter(reason_key(stage[i], reason[i] or "") for i in rejected).most_common()),
             "total_accepted": self.total_accepted() + accepted,
+            "funnel": funnel(stages, layers, manifest.config),
+            "similarity_histogram": outcome.similarity_histogram if outcome else {},
         })
         columns = {"status": pa.array(status, pa.string()), "stage": pa.array(stage, pa.string()),
-                   "reason": pa.array(reason, pa.string())}
+                   "reason": pa.array(reason, pa.string()), "cluster_id": pa.array(cluster, pa.string())}
+        if outcome is not None:
+            expected = 0 if final.parent_version is None else final.parent_version + 1
+            save_part(self.root, expected, final.run_id, outcome.index, dedup.config)
 
         def batches() -> Iterator[pa.RecordBatch]:
             offset = 0
@@ -129,9 +148,25 @@ class DatasetStore:
                     yield pa.RecordBatch.from_arrays(arrays, schema=ROW_SCHEMA)
 
         reader = pa.RecordBatchReader.from_batches(ROW_SCHEMA, batches())
-        write_deltalake(str(self.root), reader, mode="append", commit_properties=CommitProperties(
+        write_deltalake(str(self.root), reader, mode="append", schema_mode="merge", commit_properties=CommitProperties(
             custom_metadata={MANIFEST_KEY: final.model_dump_json(exclude={"version"})}))
-        return final.model_copy(update={"version": self._table().version()})
+        version = self._table().version()
+        if outcome is not None and version != expected:  # another writer took that number meanwhile
+            save_part(self.root, version, final.run_id, outcome.index, dedup.config)
+        return final.model_copy(update={"version": version})
+
+    @staticmethod
+    def _user_texts(shard_files: list[Path], positions: list[int]) -> list[str]:
+        """User turns of the rows at ``positions`` (in shard-file order), one shard file in memory at a time."""
+        wanted, out, offset = sorted(positions), {}, 0
+        for f in shard_files:
+            n = pq.ParquetFile(f).metadata.num_rows
+            local = [p - offset for p in wanted if offset <= p < offset + n]
+            if local:
+                frame = pl.read_parquet(f, columns=["messages"])[local]
+                out.update(zip((offset + p for p in local), user_texts(frame), strict=True))
+            offset += n
+        return [out[p] for p in positions]
 
     def clear_staging(self, run_id: str) -> None:
         shutil.rmtree(self.root / "_staging" / run_id, ignore_errors=True)

@@ -109,9 +109,42 @@ class SimulationConfig(_Strict):
     )
 
 
+class NearDedupConfig(_Strict):
+    """MinHash + LSH over the user turns (filters/minhash.py)."""
+
+    enabled: bool = True
+    ngram: int = Field(default=3, ge=1, description="word n-gram shingles")
+    num_perm: int = Field(default=128, ge=8, le=1024)
+    bands: int | None = Field(default=None, ge=1, description="LSH bands; with rows, or neither (derived)")
+    rows: int | None = Field(default=None, ge=1)
+    threshold: float = Field(default=0.8, gt=0.0, le=1.0, description="estimated Jaccard that makes a duplicate")
+    cluster_threshold: float | None = Field(
+        default=0.5, gt=0.0, le=1.0,
+        description="kept rows at least this similar to an earlier kept row share its cluster_id (split by cluster)")
+    seed: int = 1
+
+    @model_validator(mode="after")
+    def _banding(self) -> NearDedupConfig:
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("set both bands and rows, or neither")
+        if self.bands is not None and self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands * rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        return self
+
+
+class SemanticDedupConfig(_Strict):
+    """all-MiniLM-L6-v2 embeddings of the user turns; needs the optional extra ``semantic``."""
+
+    enabled: bool = False
+    threshold: float = Field(default=0.95, gt=0.0, le=1.0, description="cosine similarity that makes a duplicate")
+    batch_size: int = Field(default=64, ge=1)
+
+
 class DedupConfig(_Strict):
     exact: bool = True
     against_previous_versions: bool = True
+    near: NearDedupConfig = Field(default_factory=NearDedupConfig)
+    semantic: SemanticDedupConfig = Field(default_factory=SemanticDedupConfig)
 
 
 class CacheConfig(_Strict):

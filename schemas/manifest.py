@@ -25,4 +25,11 @@ class DatasetManifest(BaseModel):
     config: dict = Field(default_factory=dict)
     models: dict[str, str] = Field(default_factory=dict, description="model per role; empty offline")
     usage: dict[str, Usage] = Field(default_factory=dict, description="model calls per role, this run")
+    funnel: dict[str, int] = Field(
+        default_factory=dict,
+        description="rows rejected per step in pipeline order (synthesis, simulation, each filter as configured, "
+        "dedup.exact, dedup.near, dedup.semantic), zeros included")
+    similarity_histogram: dict[str, int] = Field(
+        default_factory=dict, description="semantic layer: this run's rows by cosine similarity to their nearest "
+        "earlier row, for choosing dedup.semantic.threshold")
     total_accepted: int = 0

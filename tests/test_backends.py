@@ -226,7 +226,8 @@ def test_model_tool_simulator_answers_schema_only_tools_in_a_dialogue(tmp_path):
 
         result = asyncio.run(go())
     results = [m.content for m in result.messages if m.role == "tool"]
-    assert results[0] == results[1] == '{"id":7,"name":"Rex","owner":{"name":"Ada"}}'  # the repeated call came from the dialogue's cache
+    # the repeated call (results[1]) came from the dialogue's cache
+    assert results[0] == results[1] == '{"id":7,"name":"Rex","owner":{"name":"Ada"}}'
     assert results[2].startswith("Error: invalid arguments for getPet")  # never sent to the model
     assert results[3].startswith("Error: the tool simulator's result does not match the result schema")
     assert server.requests == meter.requests == 2

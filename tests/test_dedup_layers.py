@@ -1,0 +1,206 @@
+"""Dedup layers: MinHash near-duplicates, deterministic survivors, persisted per-version indexes,
+the funnel in the manifest and the summary, cluster ids, and the semantic layer."""
+
+from __future__ import annotations
+
+import random
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+
+from filters import semantic
+from filters.dedup_layers import DedupIndex, Deduplicator
+from filters.minhash import MinHasher, band_keys, candidate_pairs, jaccard
+from pipelines import dedup_index
+from pipelines.cli import main
+from pipelines.dedup_index import INDEX_DIR, load_index, part_name, save_part
+from pipelines.flow import run_generate
+from pipelines.store import DatasetStore
+from schemas import ConfigError, DedupConfig, parse_config
+
+WORDS = ("order package refund address card blue red jacket shoes return cancel exchange tracking late wrong size "
+         "color store help please thanks email number street city week today yesterday broken gift speaker").split()
+
+
+def dialogues(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return ["\n".join(" ".join(rng.choices(WORDS, k=12)) + f" #{rng.randrange(10**6)}" for _ in range(4))
+            for _ in range(n)]
+
+
+def edit(text: str, seed: int) -> str:
+    words = text.split(" ")
+    words[random.Random(seed).randrange(len(words))] = "zebra"
+    return " ".join(words)
+
+
+def run(dedup: Deduplicator, texts: list[str], hashes: list[str] | None = None):
+    ids = [f"r{i}" for i in range(len(texts))]
+    return dedup.run(ids, [True] * len(texts), hashes or ids, lambda pos: [texts[p] for p in pos])
+
+
+def test_minhash_estimates_jaccard_and_is_deterministic():
+    texts = dialogues(50)
+    a, b = MinHasher(seed=1).signatures(texts), MinHasher(seed=1).signatures(texts)
+    assert a.dtype == np.uint32 and a.shape == (50, 128) and (a == b).all()
+    assert not (MinHasher(seed=2).signatures(texts) == a).all()
+    near = MinHasher().signatures([texts[0], edit(texts[0], 1)])
+    assert jaccard(near[0], near[1]) > 0.8
+    assert jaccard(a[0], a[1]) < 0.3
+    # same tokens in another order are different shingles; short and empty texts still get a signature
+    short = MinHasher().signatures(["a b", "b a", "", ""])
+    assert jaccard(short[0], short[1]) < 0.2 and (short[2] == short[3]).all()
+
+
+def test_lsh_candidate_pairs_find_planted_pairs():
+    texts = dialogues(300)
+    texts += [edit(texts[i], i) for i in range(0, 300, 30)]
+    sig = MinHasher().signatures(texts)
+    pairs = {tuple(p) for p in candidate_pairs(band_keys(sig, 14, 9)).tolist()}
+    planted = {(i, 300 + k) for k, i in enumerate(range(0, 300, 30))}
+    assert planted <= pairs
+    assert len(pairs) < 30  # unrelated dialogues rarely share a bucket
+
+
+def test_near_duplicates_are_rejected_with_their_representative_deterministically():
+    base = dialogues(40)
+    texts = base + [edit(base[3], 1), edit(base[7], 2), base[3].upper()]  # case does not matter
+    first = run(Deduplicator(DedupConfig()), texts)
+    assert set(first.rejected) == {40, 41, 42}
+    layer, reason = first.rejected[40]
+    assert layer == "near" and reason.startswith("near duplicate of r3 (jaccard 0.")
+    assert first.cluster_ids[40] == first.cluster_ids[42] == "r3" and first.cluster_ids[41] == "r7"
+    assert first.counts == {"exact": 0, "near": 3, "semantic": 0}
+    assert first.index.ids == [f"r{i}" for i in range(40)] and len(first.index.signatures) == 40
+    again = run(Deduplicator(DedupConfig()), texts)
+    assert again.rejected == first.rejected and again.cluster_ids == first.cluster_ids
+    # the earlier row is the one kept: swap the order and the other one survives
+    swapped = run(Deduplicator(DedupConfig()), [texts[40]] + base)
+    assert swapped.rejected[4][1].startswith("near duplicate of r0")
+    off = run(Deduplicator(DedupConfig.model_validate({"near": {"enabled": False}})), texts)
+    assert not off.rejected
+
+
+def test_exact_layer_keeps_order_ids_apart_and_runs_first():
+    texts = ["cancel order #W1234 please", "cancel order #W9876 please", "cancel order #W1234 please"]
+    out = run(Deduplicator(DedupConfig.model_validate({"near": {"threshold": 0.99}})), texts, ["h1", "h2", "h1"])
+    assert out.rejected == {2: ("exact", "exact duplicate of r0")}
+    assert out.cluster_ids == ["r0", "r1", "r0"]
+
+
+def test_against_a_prior_index_and_config_validation():
+    base = dialogues(20)
+    first = run(Deduplicator(DedupConfig()), base)
+    later = Deduplicator(DedupConfig(), prior=first.index)
+    out = later.run(["n0", "n1", "n2"], [True, True, False], ["x0", "r5", "x2"],
+                    lambda pos: [[edit(base[9], 4), "brand new words here", ""][p] for p in pos])
+    assert out.rejected[0] == ("near", out.rejected[0][1]) and "an earlier version: r9" in out.rejected[0][1]
+    assert out.rejected[1] == ("exact", "exact duplicate of an earlier version")
+    assert 2 not in out.rejected and out.index.ids == []  # rejected before dedup: untouched, not indexed
+    with pytest.raises(ConfigError, match=r"dedup\.near: .*bands \* rows = 200 exceeds num_perm = 128"):
+        parse_config({"num_tasks": 1, "dedup": {"near": {"bands": 20, "rows": 10}}}, "c.yaml")
+    with pytest.raises(ConfigError, match=r"dedup\.near: .*set both bands and rows"):
+        parse_config({"num_tasks": 1, "dedup": {"near": {"bands": 20}}}, "c.yaml")
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_cross_version_dedup_from_persisted_parts(tmp_path, small_config, monkeypatch):
+    root = tmp_path / "ds"
+    config = small_config(num_tasks=30, shard_size=15)
+    first = run_generate(config, root, "run-1")
+    parts = sorted(p.name for p in (root / INDEX_DIR).iterdir())
+    assert parts == [part_name(0, "run-1")]
+
+    df = pl.read_delta(str(root))
+    accepted = df.filter(pl.col("status") == "accepted")
+    assert df["cluster_id"].null_count() == 0
+    assert set(accepted["cluster_id"]) <= set(accepted["id"])  # representatives are kept rows
+    assert (df.filter(pl.col("status") == "rejected", pl.col("stage") != "dedup")["cluster_id"]
+            == df.filter(pl.col("status") == "rejected", pl.col("stage") != "dedup")["id"]).all()
+
+    # a part written for a commit that never happened is ignored
+    ghost = DedupIndex(ids=["ghost"], cluster_ids=["ghost"], hashes=["ghost-hash"],
+                       signatures=np.zeros((1, 128), np.uint32))
+    save_part(root, 1, "run-never-committed", ghost, config.dedup)
+
+    # the second run reads the parts, not the rows of earlier versions
+    def no_rereading(*args, **kwargs):
+        raise AssertionError("earlier versions were re-read")
+
+    monkeypatch.setattr(dedup_index, "_rebuild", no_rereading)
+    second = run_generate(config, root, "run-2")  # same seed: every dialogue repeats
+    assert second.accepted == 0 and second.funnel["dedup.exact"] == first.accepted
+    index = load_index(root, DatasetStore(root).versions(), config.dedup)
+    assert "ghost" not in index.ids and len(index) == first.accepted
+    monkeypatch.undo()
+
+    # a lost part is rebuilt from that version's own rows, identically
+    kept = load_index(root, DatasetStore(root).versions()[:1], config.dedup)
+    shutil.rmtree(root / INDEX_DIR / part_name(0, "run-1"))
+    rebuilt = load_index(root, DatasetStore(root).versions()[:1], config.dedup)
+    assert rebuilt.ids == kept.ids and rebuilt.hashes == kept.hashes
+    assert (rebuilt.signatures == kept.signatures).all()
+    assert (root / INDEX_DIR / part_name(0, "run-1") / "meta.json").exists()
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_funnel_in_manifest_and_summary(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "num_tasks: 40\nshard_size: 20\nseed: 3\nsimulation: {perturb_rate: 0.3}\n"
+        "filters: [{name: format}, {name: execution}, {name: policy}, {name: outcome}, {name: required_outputs},\n"
+        "          {name: turn_count, params: {max_user_turns: 4}}, {name: repetition}, {name: secrets}]\n"
+        "generators: [{name: blueprint, params: {min_requests: 1, max_requests: 3}}]\n")
+    assert main(["generate", "--config", str(config), "--out", str(tmp_path / "ds"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    manifest = DatasetStore(tmp_path / "ds").versions()[-1]
+    assert list(manifest.funnel) == ["synthesis", "simulation", "format", "execution", "policy", "outcome",
+                                     "required_outputs", "turn_count", "repetition", "secrets", "dedup.exact",
+                                     "dedup.near", "dedup.semantic"]
+    assert sum(manifest.funnel.values()) == manifest.rejected
+    assert manifest.funnel["turn_count"] > 0  # three requests take more than four user turns
+    assert f"funnel ({manifest.tasks} tasks)" in out and f"{manifest.accepted:>7} left" in out
+    rows = pl.read_delta(str(tmp_path / "ds")).filter(pl.col("stage") == "turn_count")
+    assert rows["reason"].str.contains("more than 4").all()
+
+
+needs_semantic = pytest.mark.skipif(semantic.available() is not None, reason=str(semantic.available()))
+
+
+@needs_semantic
+def test_semantic_layer_catches_paraphrases_and_reports_a_histogram():
+    texts = ["I want to cancel my order because it is late.",
+             "The weather in the mountains was lovely last weekend.",
+             "I'd like to cancel my order since it is running late.",
+             "Can you tell me where my package is?"]
+    config = DedupConfig.model_validate({"near": {"enabled": False}, "semantic": {"enabled": True, "threshold": 0.8}})
+    out = run(Deduplicator(config), texts)
+    assert list(out.rejected) == [2]
+    assert out.rejected[2][0] == "semantic" and out.rejected[2][1].startswith("semantic duplicate of r0 (cosine 0.")
+    assert sum(out.similarity_histogram.values()) == len(texts) - 1  # every row after the first has a neighbour
+    assert out.index.embeddings.shape == (3, 384)
+    prior = Deduplicator(config, prior=out.index)
+    again = prior.run(["n0"], [True], ["h"], lambda pos: ["Please cancel my order, it is late."])
+    assert "an earlier version: r0" in again.rejected[0][1]
+
+
+@needs_semantic
+@pytest.mark.usefixtures("prefect_server")
+def test_semantic_layer_in_a_run_and_the_histogram_command(tmp_path, small_config, capsys):
+    config = small_config(num_tasks=20, shard_size=10, dedup={"semantic": {"enabled": True, "threshold": 0.99}})
+    manifest = run_generate(config, tmp_path / "ds", "run-s")
+    assert "dedup.semantic" in manifest.funnel and sum(manifest.similarity_histogram.values()) > 0
+    assert (tmp_path / "ds" / INDEX_DIR / part_name(0, "run-s") / "embeddings.npy").exists()
+    assert main(["dedup-histogram", str(tmp_path / "ds")]) == 0
+    out = capsys.readouterr().out
+    assert f"{manifest.accepted} kept rows in 1 version(s)" in out and "0.95-1.00" in out
+
+
+def test_semantic_without_the_extra_is_a_config_error(small_config, monkeypatch):
+    from pipelines.steps import build_steps
+
+    monkeypatch.setattr(semantic, "available", lambda: "the semantic dedup layer needs the optional extra")
+    with pytest.raises(ConfigError, match=r"x\.yaml: dedup\.semantic\.enabled: .*optional extra"):
+        build_steps(small_config(dedup={"semantic": {"enabled": True}}), "x.yaml")
