@@ -39,9 +39,13 @@ def simulate(config: RunConfig, shard: int, tasks_path: str, staging: str, linea
 @task(name="publish", cache_policy=NONE)
 def publish(config: RunConfig, out_dir: str, run_id: str, shard_files: list[str], lineage: Lineage) -> dict:
     store = DatasetStore(out_dir)
-    dedup = None
-    if config.dedup.exact:
-        dedup = ExactDedup(store.accepted_hashes() if config.dedup.against_previous_versions else ())
+
+    def dedup() -> ExactDedup | None:
+        """Built per commit attempt, so a retry after a concurrent commit dedups against that commit too."""
+        if not config.dedup.exact:
+            return None
+        return ExactDedup(store.accepted_hashes() if config.dedup.against_previous_versions else ())
+
     draft = DatasetManifest(
         parent_version=None, run_id=run_id, config_hash=lineage.config_hash, code_version=lineage.code_version,
         seed=config.seed, created_at=datetime.now(UTC).isoformat(timespec="seconds"),

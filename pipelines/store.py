@@ -16,13 +16,14 @@ import json
 import re
 import shutil
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError
 
 from filters import ExactDedup
 from pipelines.rows import ACCEPTED, REJECTED, ROW_SCHEMA
@@ -90,13 +91,36 @@ class DatasetStore:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def commit(self, shard_files: list[Path], manifest: DatasetManifest, dedup: ExactDedup | None) -> DatasetManifest:
+    def commit(self, shard_files: list[Path], manifest: DatasetManifest,
+               dedup: ExactDedup | Callable[[], ExactDedup | None] | None, retries: int = 3) -> DatasetManifest:
         """Dedup the staged rows in order and commit them as one new version.
 
         Two passes: the first reads only the small columns to decide
         duplicates and count the funnel, so the manifest is complete before
         the commit; the second streams full rows into Delta.
+
+        Optimistic concurrency: the commit lands only if the table is still at
+        the version the dedup decisions were made against. When another run
+        committed in between, a ``dedup`` given as a factory is rebuilt (so it
+        sees the rows just committed) and the commit retried, up to
+        ``retries`` times; a ``dedup`` object cannot be rebuilt, so the run
+        fails instead. Either way no version is half-written or deduplicated
+        against a stale view.
         """
+        for attempt in range(retries + 1):
+            base = self.latest_version()
+            try:
+                return self._commit_once(shard_files, manifest, dedup() if callable(dedup) else dedup, base)
+            except CommitFailedError:
+                if not callable(dedup) or attempt == retries:
+                    raise StoreError(
+                        f"{self.root}: another run committed a new version while run {manifest.run_id} was committing "
+                        f"on top of version {base}; gave up after {attempt + 1} attempt(s). Nothing was committed; "
+                        f"the staged shards stay under _staging/{manifest.run_id}/") from None
+        raise AssertionError("unreachable")
+
+    def _commit_once(self, shard_files: list[Path], manifest: DatasetManifest, dedup: ExactDedup | None,
+                     base: int | None) -> DatasetManifest:
         light = pa.concat_tables(
             [pq.read_table(f, columns=["id", "status", "stage", "reason", "dedup_hash"]) for f in shard_files])
         status, stage, reason = (light.column(c).to_pylist() for c in ("status", "stage", "reason"))
@@ -110,7 +134,7 @@ class DatasetStore:
         rejected = [i for i, st in enumerate(status) if st == REJECTED]
         accepted = len(status) - len(rejected)
         final = manifest.model_copy(update={
-            "parent_version": self.latest_version(),
+            "parent_version": base,
             "tasks": len(status), "accepted": accepted, "rejected": len(rejected),
             "stages": dict(sorted(Counter(stage[i] for i in rejected).items())),
             "reasons": dict(Counter(reason_key(stage[i], reason[i] or "") for i in rejected).most_common()),
@@ -129,9 +153,11 @@ class DatasetStore:
                     yield pa.RecordBatch.from_arrays(arrays, schema=ROW_SCHEMA)
 
         reader = pa.RecordBatchReader.from_batches(ROW_SCHEMA, batches())
-        write_deltalake(str(self.root), reader, mode="append", commit_properties=CommitProperties(
-            custom_metadata={MANIFEST_KEY: final.model_dump_json(exclude={"version"})}))
-        return final.model_copy(update={"version": self._table().version()})
+        # Writing through the table as of ``base`` with no retries makes a concurrent commit a conflict, not a merge.
+        target = str(self.root) if base is None else DeltaTable(str(self.root), version=base)
+        write_deltalake(target, reader, mode="append", commit_properties=CommitProperties(
+            custom_metadata={MANIFEST_KEY: final.model_dump_json(exclude={"version"})}, max_commit_retries=0))
+        return final.model_copy(update={"version": 0 if base is None else base + 1})
 
     def clear_staging(self, run_id: str) -> None:
         shutil.rmtree(self.root / "_staging" / run_id, ignore_errors=True)
