@@ -8,13 +8,12 @@ message that says how to provide it.
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from huggingface_hub import HfApi, get_token
+from huggingface_hub import HfApi, constants, get_token
 
 from pipelines.export import ExportError, ExportOptions, export_version, resolve_version
 from pipelines.store import DatasetStore
@@ -49,9 +48,12 @@ def push_version(dataset_dir: str | Path, repo_id: str, options: ExportOptions |
     if not re.match(_REPO, repo_id):
         raise PushError(f"--repo: expected ORG/NAME, got {repo_id!r}")
     options = options or ExportOptions()
-    version, _ = resolve_version(DatasetStore(dataset_dir), options.version)
+    try:
+        version, _ = resolve_version(DatasetStore(dataset_dir), options.version)
+    except ExportError as err:
+        raise PushError(str(err)) from None
     if api is None:
-        if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
+        if constants.HF_HUB_OFFLINE:
             raise PushError("HF_HUB_OFFLINE is set: unset it to push to the Hub")
         if get_token() is None:
             raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")

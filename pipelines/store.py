@@ -23,7 +23,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError
+from deltalake.exceptions import CommitFailedError, DeltaError
 
 from filters import ExactDedup
 from pipelines.rows import ACCEPTED, REJECTED, ROW_SCHEMA
@@ -34,6 +34,10 @@ MANIFEST_KEY = "trajforge.manifest"
 
 class StoreError(RuntimeError):
     pass
+
+
+class _Conflict(Exception):
+    """Another writer committed after the version this commit was built on."""
 
 
 def reason_key(stage: str, reason: str) -> str:
@@ -111,7 +115,7 @@ class DatasetStore:
             base = self.latest_version()
             try:
                 return self._commit_once(shard_files, manifest, dedup() if callable(dedup) else dedup, base)
-            except CommitFailedError:
+            except _Conflict:
                 if not callable(dedup) or attempt == retries:
                     raise StoreError(
                         f"{self.root}: another run committed a new version while run {manifest.run_id} was committing "
@@ -154,9 +158,17 @@ class DatasetStore:
 
         reader = pa.RecordBatchReader.from_batches(ROW_SCHEMA, batches())
         # Writing through the table as of ``base`` with no retries makes a concurrent commit a conflict, not a merge.
+        # A first commit uses mode="error", so a table created meanwhile is a conflict too.
         target = str(self.root) if base is None else DeltaTable(str(self.root), version=base)
-        write_deltalake(target, reader, mode="append", commit_properties=CommitProperties(
-            custom_metadata={MANIFEST_KEY: final.model_dump_json(exclude={"version"})}, max_commit_retries=0))
+        try:
+            write_deltalake(target, reader, mode="error" if base is None else "append", commit_properties=CommitProperties(
+                custom_metadata={MANIFEST_KEY: final.model_dump_json(exclude={"version"})}, max_commit_retries=0))
+        except CommitFailedError as err:
+            raise _Conflict from err
+        except DeltaError as err:
+            if base is None and "already exists" in str(err):
+                raise _Conflict from err
+            raise
         return final.model_copy(update={"version": 0 if base is None else base + 1})
 
     def clear_staging(self, run_id: str) -> None:

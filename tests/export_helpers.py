@@ -54,3 +54,32 @@ def load_offline(folder: Path, config_name: str, tmp: Path) -> subprocess.Comple
             "print(json.dumps({s: d[s].num_rows for s in d}))")
     return subprocess.run([sys.executable, "-c", code, str(folder), config_name], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
+
+
+def draft_manifest(run_id: str):
+    from schemas import DatasetManifest
+
+    return DatasetManifest(parent_version=None, run_id=run_id, config_hash="cfg", code_version="test", seed=0,
+                           created_at="2026-01-01T00:00:00+00:00", tasks=0, accepted=0, rejected=0)
+
+
+def commit_worker(root: str, files: list[str], run_id: str, barrier, results) -> None:
+    """One process committing staged rows; waits at ``barrier`` once its dedup view is pinned, so two collide."""
+    from filters import ExactDedup
+    from pipelines.store import DatasetStore, StoreError
+
+    store = DatasetStore(root)
+    attempts = []
+
+    def dedup() -> ExactDedup:
+        seen = ExactDedup(store.accepted_hashes())
+        attempts.append(len(seen.seen))
+        if len(attempts) == 1:
+            barrier.wait(timeout=120)
+        return seen
+
+    try:
+        manifest = store.commit([Path(f) for f in files], draft_manifest(run_id), dedup)
+        results.put({"run_id": run_id, "ok": True, "manifest": manifest.model_dump(), "attempts": attempts})
+    except StoreError as err:
+        results.put({"run_id": run_id, "ok": False, "error": str(err), "attempts": attempts})
