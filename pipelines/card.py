@@ -128,9 +128,12 @@ def render_card(summary: ExportSummary) -> str:
                   for v in configs for s in (TRAIN, TEST) if summary.rows[v].get(s)]
     load = "\n".join(f'{v} = load_dataset("{where}", "{v}"{revision})' for v in configs)
     expired = "" if summary.manifests[0].parent_version is None else (
-        f"\nVersions before {summary.manifests[0].version} have expired (retention); their rows remain part of "
+        f"\n\nVersions before {summary.manifests[0].version} have expired (retention); their rows remain part of "
         "every later version, but their manifests are no longer listed.\n")
-    config_yaml = yaml.safe_dump(m.config, sort_keys=False, default_flow_style=None).strip()
+    # Where the run wrote and how it was parallelised are not part of the data (nor of the config hash), and a
+    # local path has no place in a published card.
+    shown = {k: v for k, v in m.config.items() if k not in {"output_dir", "runner"}}
+    config_yaml = yaml.safe_dump(shown, sort_keys=False, default_flow_style=None).strip()
     sections = [
         f"# {summary.name}: trajforge dataset, version {summary.version}",
         "Synthetic multi-turn tool-use dialogues: a simulated user talks to an assistant that calls tools on a "
@@ -155,7 +158,7 @@ def render_card(summary: ExportSummary) -> str:
         "## Generation\n\nModels used:\n\n" + "\n".join(f"- {x}" for x in models_used(m.config))
         + f"\n\nRun config of version {summary.version} (config hash `{m.config_hash}`):\n\n```yaml\n"
         + config_yaml + "\n```",
-        "## Lineage\n\n" + lineage(summary) + "\n" + expired,
+        "## Lineage\n\n" + lineage(summary) + expired.rstrip(),
         f"## License\n\n`{o.license}`" + (" (set with `trajforge export --license`)" if o.license == "other" else ""),
     ]
     return "---\n" + yaml.safe_dump(front_matter(summary), sort_keys=False) + "---\n\n" + "\n\n".join(sections) + "\n"

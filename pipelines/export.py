@@ -182,7 +182,8 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     light = light.with_columns(assign_splits(light, options.test_ratio, options.salt))
     accepted = light.filter(pl.col("status") == ACCEPTED)
     summary = ExportSummary(
-        dataset_dir=str(store.root), name=options.name or store.root.resolve().name, version=version,
+        dataset_dir=str(store.root), version=version,
+        name=options.name or manifests[-1].config.get("name") or store.root.resolve().name,
         manifests=manifests, options=options, total_rows=light.height,
         by_domain=dict(Counter(accepted["domain"].to_list()).most_common()),
         by_kind=dict(Counter(accepted["kind"].to_list()).most_common()),

@@ -190,10 +190,13 @@ def test_every_rl_row_reward_spec_verifies_its_gold_trajectory(exported, tmp_pat
             assert all(normalize(o) in said for o in spec["expected_outputs"])
             checked += 1
     assert checked == sum(s.num_rows for s in rl.values()) > 0
-    # the check can fail: a task that writes, replayed without its last gold action, misses the expected state
+    # the check can fail: a task that writes, replayed without its last state-changing action, misses the state
     row = next(r for r in rl["train"] if _state_after(r["domain"], r["env_seed"], []) != r["reward_spec"]["expected_state_hash"])
     gold = [(a["name"], a["arguments"]) for a in row["reward_spec"]["gold_actions"]]
-    assert _state_after(row["domain"], row["env_seed"], gold[:-1]) != row["reward_spec"]["expected_state_hash"]
+    last_write = max(i for i in range(len(gold)) if _state_after("store", row["env_seed"], gold[: i + 1])
+                     != _state_after("store", row["env_seed"], gold[:i]))
+    without = gold[:last_write] + gold[last_write + 1:]
+    assert _state_after(row["domain"], row["env_seed"], without) != row["reward_spec"]["expected_state_hash"]
 
 
 def test_kg_question_reward_spec_is_answer_and_aliases():
@@ -244,7 +247,8 @@ def test_card_describes_the_version(dataset, exported):
     assert f"| tasks generated | {sum(m.tasks for m in manifests)} |" in body
     assert f"| store | {latest.total_accepted} |" in body
     assert "| blueprint |" in body and "| user turns |" in body
-    assert "offline mode" in body and "perturb_rate" in body
+    assert "offline mode" in body and "perturb_rate" in body and "output_dir" not in body
+    assert meta["pretty_name"] == "export-test (trajforge v1)"
     assert f'load_dataset("{folder}", "sft")' in body
 
 
