@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/trajforge generate --config examples/demo.yaml
 	$(BIN)/trajforge versions out/demo
+	$(BIN)/trajforge export out/demo --to out/demo-hf --force
 
 test: $(STAMP)
 	$(BIN)/ruff check .

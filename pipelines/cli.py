@@ -54,6 +54,8 @@ def cmd_versions(args: argparse.Namespace) -> int:
     from pipelines.store import DatasetStore, StoreError
 
     try:
+        if args.diff is not None or args.retain is not None:
+            return _versions_change(args, DatasetStore(args.dir))
         versions = DatasetStore(args.dir).versions()
     except StoreError as err:
         raise ConfigError(str(err)) from None
@@ -73,6 +75,73 @@ def cmd_dedup_histogram(args: argparse.Namespace) -> int:
     return dedup_histogram(args.dir, args.bins)
 
 
+def _versions_change(args: argparse.Namespace, store) -> int:
+    """``versions --diff A B`` and ``versions --retain N``."""
+    from pipelines.versioning import diff_versions, retain_versions
+
+    if args.diff is not None:
+        diff = diff_versions(store, *args.diff).as_dict()
+        if args.json:
+            print(json.dumps(diff, indent=2))
+        else:
+            print(f"version {diff['from']} -> {diff['to']}: +{diff['added_total']} rows "
+                  f"({diff['added']['accepted']} accepted, {diff['added']['rejected']} rejected), "
+                  f"-{diff['removed_total']} rows ({diff['removed']['accepted']} accepted, "
+                  f"{diff['removed']['rejected']} rejected)")
+        return 0
+    result = retain_versions(store, args.retain)
+    print(f"kept versions {', '.join(map(str, result.kept))}; expired {len(result.expired)} older version(s)"
+          f"{' (' + ', '.join(map(str, result.expired)) + ')' if result.expired else ''}; "
+          f"vacuumed {len(result.vacuumed)} unreferenced file(s)")
+    return 0
+
+
+def _export_options(args: argparse.Namespace):
+    from pipelines.export import ExportOptions
+
+    return ExportOptions(version=args.version, test_ratio=args.test_ratio, rejects=args.rejects,
+                         sharegpt=args.sharegpt, license=args.license, shard_rows=args.shard_rows)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipelines.export import ExportError, export_version
+
+    try:
+        summary = export_version(args.dir, args.to, _export_options(args), force=args.force)
+    except ExportError as err:
+        raise ConfigError(str(err)) from None
+    print(f"exported version {summary.version} of {args.dir} to {args.to}")
+    for view, splits in summary.rows.items():
+        print(f"  {view}: " + ", ".join(f"{split} {n}" for split, n in splits.items()))
+    print(f'  open it: datasets.load_dataset({str(args.to)!r}, "sft")')
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from pipelines.hub import PushError, push_version
+
+    try:
+        result = push_version(args.dir, args.repo, _export_options(args), private=args.private or None)
+    except PushError as err:
+        raise ConfigError(str(err)) from None
+    except HfHubHTTPError as err:
+        print(f"trajforge: error: push to {args.repo} failed: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 1
+    print(f"pushed version {result.version} to {result.repo_id} (commit {result.commit}, tag {result.tag})")
+    print(f'  open it: datasets.load_dataset({result.repo_id!r}, "sft", revision={result.tag!r})')
+    return 0
+
+
+def _add_export_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--test-ratio", type=float, default=0.1, help="share of task groups in the test split (0.1)")
+    p.add_argument("--rejects", action="store_true", help="add the rejects config")
+    p.add_argument("--sharegpt", action="store_true", help="add the sharegpt config")
+    p.add_argument("--license", default="other", help="license id for the card (default: other)")
+    p.add_argument("--shard-rows", type=int, default=20_000, help="rows per Parquet shard (20000)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trajforge", description="Synthetic multi-turn tool-use trajectories.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -86,12 +155,30 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("versions", help="list the versions of a dataset")
     v.add_argument("dir", type=Path)
     v.add_argument("--json", action="store_true")
+    v.add_argument("--diff", nargs=2, type=int, metavar=("A", "B"), help="rows added / removed from version A to B")
+    v.add_argument("--retain", type=int, metavar="N", help="keep the newest N versions readable, expire older ones")
     v.set_defaults(func=cmd_versions)
     h = sub.add_parser("dedup-histogram", help="nearest-neighbour cosine similarity of the kept rows (all versions), "
                        "to choose dedup.semantic.threshold")
     h.add_argument("dir", type=Path)
     h.add_argument("--bins", type=int, default=20)
     h.set_defaults(func=cmd_dedup_histogram)
+
+
+    e = sub.add_parser("export", help="write a version as a Hugging Face datasets folder (sft / rl configs + card)")
+    e.add_argument("dir", type=Path)
+    e.add_argument("--version", type=int, help="version to export (default: the newest)")
+    e.add_argument("--to", required=True, type=Path, help="destination folder")
+    e.add_argument("--force", action="store_true", help="replace the destination folder if it is not empty")
+    _add_export_options(e)
+    e.set_defaults(func=cmd_export)
+    h = sub.add_parser("push", help="export a version and upload it to the Hub, tagged v<N>")
+    h.add_argument("dir", type=Path)
+    h.add_argument("--version", type=int, required=True)
+    h.add_argument("--repo", required=True, help="ORG/NAME of the dataset repo (created if missing)")
+    h.add_argument("--private", action="store_true", help="create the repo private")
+    _add_export_options(h)
+    h.set_defaults(func=cmd_push)
     return p
 
 

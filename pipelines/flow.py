@@ -45,10 +45,14 @@ def simulate(config: RunConfig, shard: int, tasks_path: str, staging: str, linea
 def publish(config: RunConfig, out_dir: str, run_id: str, shard_files: list[str], lineage: Lineage,
             usage: dict[str, Usage]) -> dict:
     store = DatasetStore(out_dir)
-    prior = None
-    if config.dedup.against_previous_versions and store.exists():
-        prior = load_index(out_dir, store.versions(), config.dedup)
-    dedup = Deduplicator(config.dedup, prior)
+
+    def dedup() -> Deduplicator:
+        """Built per commit attempt, so a retry after a concurrent commit dedups against that commit too."""
+        prior = None
+        if config.dedup.against_previous_versions and store.exists():
+            prior = load_index(out_dir, store.versions(), config.dedup)
+        return Deduplicator(config.dedup, prior)
+
     draft = DatasetManifest(
         parent_version=None, run_id=run_id, config_hash=lineage.config_hash, code_version=lineage.code_version,
         seed=config.seed, created_at=datetime.now(UTC).isoformat(timespec="seconds"),

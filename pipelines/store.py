@@ -16,13 +16,14 @@ import json
 import re
 import shutil
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError
 
 from filters import ExactDedup
 from filters.dedup_layers import Deduplicator
@@ -36,6 +37,10 @@ MANIFEST_KEY = "trajforge.manifest"
 
 class StoreError(RuntimeError):
     pass
+
+
+class _Conflict(Exception):
+    """Another writer committed after the version this commit was built on."""
 
 
 def reason_key(stage: str, reason: str) -> str:
@@ -94,14 +99,37 @@ class DatasetStore:
         return path
 
     def commit(self, shard_files: list[Path], manifest: DatasetManifest,
-               dedup: Deduplicator | ExactDedup | None) -> DatasetManifest:
+               dedup: Deduplicator | ExactDedup | Callable[[], Deduplicator | ExactDedup | None] | None,
+               retries: int = 3) -> DatasetManifest:
         """Dedup the staged rows in order and commit them as one new version.
 
         Two passes: the first reads only the small columns (and, for near and semantic
         dedup, the user turns of rows still accepted) to decide duplicates and count the
         funnel, so the manifest is complete before the commit; the second streams full
         rows into Delta. The dedup index part for this version is written just before.
+
+        Optimistic concurrency: the commit lands only if the table is still at
+        the version the dedup decisions were made against. When another run
+        committed in between, a ``dedup`` given as a factory is rebuilt (so it
+        sees the rows just committed) and the commit retried, up to
+        ``retries`` times; a ``dedup`` object cannot be rebuilt, so the run
+        fails instead. Either way no version is half-written or deduplicated
+        against a stale view.
         """
+        for attempt in range(retries + 1):
+            base = self.latest_version()
+            try:
+                return self._commit_once(shard_files, manifest, dedup() if callable(dedup) else dedup, base)
+            except _Conflict:
+                if not callable(dedup) or attempt == retries:
+                    raise StoreError(
+                        f"{self.root}: another run committed a new version while run {manifest.run_id} was committing "
+                        f"on top of version {base}; gave up after {attempt + 1} attempt(s). Nothing was committed; "
+                        f"the staged shards stay under _staging/{manifest.run_id}/") from None
+        raise AssertionError("unreachable")
+
+    def _commit_once(self, shard_files: list[Path], manifest: DatasetManifest,
+                     dedup: Deduplicator | ExactDedup | None, base: int | None) -> DatasetManifest:
         light = pa.concat_tables(
             [pq.read_table(f, columns=["id", "status", "stage", "reason", "dedup_hash"]) for f in shard_files])
         status, stage, reason = (light.column(c).to_pylist() for c in ("status", "stage", "reason"))
@@ -124,7 +152,7 @@ class DatasetStore:
         accepted = len(status) - len(rejected)
         stages = Counter(stage[i] for i in rejected)
         final = manifest.model_copy(update={
-            "parent_version": self.latest_version(),
+            "parent_version": base,
             "tasks": len(status), "accepted": accepted, "rejected": len(rejected),
             "stages": dict(sorted(stages.items())),
             "reasons": dict(Counter(reason_key(stage[i], reason[i] or "") for i in rejected).most_common()),
@@ -134,8 +162,8 @@ class DatasetStore:
         })
         columns = {"status": pa.array(status, pa.string()), "stage": pa.array(stage, pa.string()),
                    "reason": pa.array(reason, pa.string()), "cluster_id": pa.array(cluster, pa.string())}
+        expected = 0 if base is None else base + 1
         if outcome is not None:
-            expected = 0 if final.parent_version is None else final.parent_version + 1
             save_part(self.root, expected, final.run_id, outcome.index, dedup.config)
 
         def batches() -> Iterator[pa.RecordBatch]:
@@ -148,12 +176,21 @@ class DatasetStore:
                     yield pa.RecordBatch.from_arrays(arrays, schema=ROW_SCHEMA)
 
         reader = pa.RecordBatchReader.from_batches(ROW_SCHEMA, batches())
-        write_deltalake(str(self.root), reader, mode="append", schema_mode="merge", commit_properties=CommitProperties(
-            custom_metadata={MANIFEST_KEY: final.model_dump_json(exclude={"version"})}))
-        version = self._table().version()
-        if outcome is not None and version != expected:  # another writer took that number meanwhile
-            save_part(self.root, version, final.run_id, outcome.index, dedup.config)
-        return final.model_copy(update={"version": version})
+        # Writing through the table as of ``base`` with no retries makes a concurrent commit a conflict, not a merge.
+        # A first commit uses mode="error", so a table created meanwhile is a conflict too.
+        target = str(self.root) if base is None else DeltaTable(str(self.root), version=base)
+        try:
+            write_deltalake(target, reader, mode="error" if base is None else "append", schema_mode="merge",
+                            commit_properties=CommitProperties(
+                                custom_metadata={MANIFEST_KEY: final.model_dump_json(exclude={"version"})},
+                                max_commit_retries=0))
+        except CommitFailedError as err:
+            raise _Conflict from err
+        except DeltaError as err:
+            if base is None and "already exists" in str(err):
+                raise _Conflict from err
+            raise
+        return final.model_copy(update={"version": expected})
 
     @staticmethod
     def _user_texts(shard_files: list[Path], positions: list[int]) -> list[str]:

@@ -1,0 +1,164 @@
+"""The dataset card: README.md with the YAML the Hub and ``datasets`` read, and the prose a person reads.
+
+Everything in it is computed from the exported rows and the versions'
+manifests, never typed by hand, so the card cannot drift from the data.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from pipelines.splits import TEST, TRAIN
+
+if TYPE_CHECKING:
+    from pipelines.export import ExportSummary
+
+_ABOUT = {
+    "sft": "whole accepted dialogues: `messages` (OpenAI chat format, tool-call `arguments` as objects) and the "
+           "`tools` offered (OpenAI function schemas), the conversational format TRL's `SFTTrainer` reads",
+    "rl": "accepted tasks as RL prompts: `prompt` (messages up to the first assistant turn), `tools`, `domain`, "
+          "`env_seed`, the simulated user's `scenario`, and a `reward_spec` (gold actions, expected final-state "
+          "hash, expected outputs; for KG questions the answer and its aliases)",
+    "rejects": "rejected rows with the `stage` and `reason` that rejected them, the dialogue if there was one, "
+               "the `task` and all `verdicts`",
+    "sharegpt": "accepted dialogues in ShareGPT form as LLaMA-Factory reads it (`conversations` of human / gpt / "
+                "function_call / observation turns, `system`, `tools` as a JSON string)",
+}
+_STAGES_FIRST = ["synthesis", "simulation"]
+
+
+def size_category(n: int) -> str:
+    for limit, label in [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]:
+        if n < limit:
+            return label
+    return "1M<n<10M" if n < 10_000_000 else "n>10M"
+
+
+def front_matter(summary: ExportSummary) -> dict[str, Any]:
+    """The card's YAML: one config per view, its splits pointing at the shard files."""
+    configs = []
+    for view in summary.options.configs():
+        splits = [s for s in (TRAIN, TEST) if summary.rows.get(view, {}).get(s)]
+        if not splits:
+            continue
+        entry: dict[str, Any] = {"config_name": view}
+        if view == "sft":
+            entry["default"] = True
+        entry["data_files"] = [{"split": s, "path": f"data/{view}/{s}-*.parquet"} for s in splits]
+        configs.append(entry)
+    accepted = summary.manifest.total_accepted
+    return {
+        "license": summary.options.license,
+        "pretty_name": f"{summary.name} (trajforge v{summary.version})",
+        "language": ["en"],
+        "task_categories": ["text-generation"],
+        "tags": ["synthetic", "tool-use", "function-calling", "multi-turn", "agents", "trajforge"],
+        "size_categories": [size_category(accepted)],
+        "configs": configs,
+    }
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _counts(counts: dict[Any, int], name: str) -> str:
+    total = sum(counts.values()) or 1
+    return _table([name, "accepted trajectories", "share"],
+                  [[k, v, f"{100 * v / total:.1f}%"] for k, v in counts.items()])
+
+
+def models_used(config: dict[str, Any]) -> list[str]:
+    """Model names in a run config (any key named ``model``), or the offline scripted agents."""
+    found: list[str] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k == "model" and isinstance(v, str):
+                    found.append(f"{v} ({path or 'config'})")
+                walk(v, f"{path}.{k}" if path else k)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]")
+
+    walk(config, "")
+    if config.get("simulation", {}).get("mode", "offline") == "offline" and not found:
+        return ["none: offline mode, a scripted user and a scripted assistant with real tool results"]
+    return found
+
+
+def funnel(summary: ExportSummary) -> str:
+    """Tasks in, rejections per stage in pipeline order, accepted out, summed over the listed versions."""
+    manifests = summary.manifests
+    tasks = sum(m.tasks for m in manifests)
+    stages: dict[str, int] = {}
+    for m in manifests:
+        for stage, n in m.stages.items():
+            stages[stage] = stages.get(stage, 0) + n
+    filters = [f.get("name") for f in summary.manifest.config.get("filters", []) if isinstance(f, dict)]
+    order = [s for s in [*_STAGES_FIRST, *filters, "dedup"] if s in stages]
+    order += sorted(s for s in stages if s not in order)
+    rows, left = [["tasks generated", tasks, ""]], tasks
+    for stage in order:
+        left -= stages[stage]
+        rows.append([f"rejected at `{stage}`", stages[stage], left])
+    rows.append(["**accepted**", sum(m.accepted for m in manifests), ""])
+    return _table(["step", "rows", "remaining"], rows)
+
+
+def lineage(summary: ExportSummary) -> str:
+    return _table(
+        ["version", "parent", "run_id", "created_at", "tasks", "accepted", "rejected", "config_hash", "code_version",
+         "seed"],
+        [[m.version, "" if m.parent_version is None else m.parent_version, m.run_id, m.created_at, m.tasks, m.accepted,
+          m.rejected, f"`{m.config_hash}`", f"`{m.code_version}`", m.seed] for m in summary.manifests])
+
+
+def render_card(summary: ExportSummary) -> str:
+    o, m = summary.options, summary.manifest
+    where = o.repo_id or o.load_path or summary.name
+    revision = f', revision="v{summary.version}"' if o.repo_id else ""
+    configs = [v for v in o.configs() if summary.rows.get(v)]
+    split_rows = [[f"`{v}`", s, summary.rows[v][s], len(summary.files[v][s])]
+                  for v in configs for s in (TRAIN, TEST) if summary.rows[v].get(s)]
+    load = "\n".join(f'{v} = load_dataset("{where}", "{v}"{revision})' for v in configs)
+    expired = "" if summary.manifests[0].parent_version is None else (
+        f"\n\nVersions before {summary.manifests[0].version} have expired (retention); their rows remain part of "
+        "every later version, but their manifests are no longer listed.\n")
+    # Where the run wrote and how it was parallelised are not part of the data (nor of the config hash), and a
+    # local path has no place in a published card.
+    shown = {k: v for k, v in m.config.items() if k not in {"output_dir", "runner"}}
+    config_yaml = yaml.safe_dump(shown, sort_keys=False, default_flow_style=None).strip()
+    sections = [
+        f"# {summary.name}: trajforge dataset, version {summary.version}",
+        "Synthetic multi-turn tool-use dialogues: a simulated user talks to an assistant that calls tools on a "
+        "stateful environment. Each task is an APIGen-MT-style blueprint (instruction, gold tool calls, expected "
+        "outputs) or a KG question; every dialogue was verified tau-bench style (well-formed, ran cleanly, followed "
+        "the domain policy, reached the gold final state, told the user what they needed) and deduplicated, and "
+        "every task that failed is kept as a rejected row with its reason. Generated by trajforge and "
+        "versioned as a Delta Lake table; this folder is a snapshot of "
+        f"version {summary.version}.",
+        "## Size\n\n"
+        f"{m.total_accepted} accepted trajectories in version {summary.version} ({summary.total_rows} rows with the "
+        f"rejected ones), {summary.bytes / 1e6:.1f} MB of Parquet. Train/test split by hashing the task id (and the "
+        f"near-duplicate cluster, where rows have one), so no task and no near-duplicate cluster is in both; "
+        f"test ratio {o.test_ratio}.\n\n" + _table(["config", "split", "rows", "files"], split_rows),
+        "## Configs\n\n" + "\n".join(f"- `{v}`: {_ABOUT[v]}." for v in configs),
+        "## How to load\n\n```python\nfrom datasets import load_dataset\n\n" + load + "\n```\n\n"
+        "Tool-call `arguments` and `tools` are JSON objects (the `Json` feature), as chat templates expect: "
+        "`tokenizer.apply_chat_template(row[\"messages\"], tools=row[\"tools\"])`.",
+        "## Contents\n\n" + _counts(summary.by_domain, "domain") + "\n\n" + _counts(summary.by_kind, "kind")
+        + "\n\n" + _counts(summary.by_turns, "user turns"),
+        "## Filter funnel\n\nSummed over the versions listed under Lineage.\n\n" + funnel(summary),
+        "## Generation\n\nModels used:\n\n" + "\n".join(f"- {x}" for x in models_used(m.config))
+        + f"\n\nRun config of version {summary.version} (config hash `{m.config_hash}`):\n\n```yaml\n"
+        + config_yaml + "\n```",
+        "## Lineage\n\n" + lineage(summary) + expired.rstrip(),
+        f"## License\n\n`{o.license}`" + (" (set with `trajforge export --license`)" if o.license == "other" else ""),
+    ]
+    return "---\n" + yaml.safe_dump(front_matter(summary), sort_keys=False) + "---\n\n" + "\n\n".join(sections) + "\n"

@@ -1,0 +1,229 @@
+"""A dataset version as a Hugging Face datasets folder: Parquet shards per config and split, plus a card.
+
+Layout (what the Hub's loader expects, and what the card's YAML declares)::
+
+    FOLDER/README.md
+    FOLDER/data/<config>/<split>-00000-of-00002.parquet
+
+Two passes over the version's data files keep memory flat: the first reads
+only small columns to assign splits and count shards; the second streams full
+rows, one file and one batch at a time, into the shard writers. The folder is
+built beside its destination and renamed into place, so a failed export
+leaves no half-written folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+
+from pipelines.rows import ACCEPTED, REJECTED
+from pipelines.splits import DEFAULT_SALT, TEST, TRAIN, assign_splits
+from pipelines.store import DatasetStore, StoreError
+from pipelines.views import RECORDS, SCHEMAS, to_table
+from schemas import DatasetManifest
+
+# Which rows feed which config; rl and sft are the same rows, so their splits agree row by row.
+SOURCES = {"sft": ACCEPTED, "rl": ACCEPTED, "sharegpt": ACCEPTED, "rejects": REJECTED}
+_LIGHT = ["id", "task_id", "status", "domain", "kind", "num_turns", "run_id", "shard", "index"]
+_BATCH = 512
+
+
+class ExportError(ValueError):
+    """An export request that cannot be met, phrased as one line."""
+
+
+@dataclass
+class ExportOptions:
+    version: int | None = None
+    test_ratio: float = 0.1
+    rejects: bool = False
+    sharegpt: bool = False
+    license: str = "other"
+    shard_rows: int = 20_000
+    salt: str = DEFAULT_SALT
+    name: str | None = None
+    repo_id: str | None = None  # where the card says to load from: a Hub repo ...
+    load_path: str | None = None  # ... or a local folder (default: the export folder as given)
+
+    def configs(self) -> list[str]:
+        return ["sft", "rl"] + (["rejects"] if self.rejects else []) + (["sharegpt"] if self.sharegpt else [])
+
+
+@dataclass
+class ExportSummary:
+    """What the card describes: the version, its lineage, and what landed in each config and split."""
+
+    dataset_dir: str
+    name: str
+    version: int
+    manifests: list[DatasetManifest]
+    options: ExportOptions
+    rows: dict[str, dict[str, int]] = field(default_factory=dict)  # config -> split -> rows
+    files: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # config -> split -> relative paths
+    bytes: int = 0
+    by_domain: dict[str, int] = field(default_factory=dict)
+    by_kind: dict[str, int] = field(default_factory=dict)
+    by_turns: dict[int, int] = field(default_factory=dict)
+    total_rows: int = 0
+
+    @property
+    def manifest(self) -> DatasetManifest:
+        return self.manifests[-1]
+
+
+class _ShardWriter:
+    """Writes one config/split as ``<split>-xxxxx-of-yyyyy.parquet`` files of at most ``shard_rows`` rows each."""
+
+    def __init__(self, folder: Path, view: str, split: str, total: int, shard_rows: int) -> None:
+        self.folder, self.view, self.split = folder, view, split
+        self.shards = max(1, -(-total // shard_rows))
+        self.shard_rows = shard_rows
+        self.buffer: list[dict[str, Any]] = []
+        self.writer: pq.ParquetWriter | None = None
+        self.index, self.in_shard = -1, 0
+        self.paths: list[str] = []
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.buffer.append(record)
+        if self.in_shard + len(self.buffer) >= self.shard_rows or len(self.buffer) >= _BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        while self.buffer:
+            if self.writer is None or self.in_shard >= self.shard_rows:
+                self._next_file()
+            take = self.buffer[: self.shard_rows - self.in_shard]
+            del self.buffer[: len(take)]
+            self.writer.write_table(to_table(self.view, take))
+            self.in_shard += len(take)
+
+    def _next_file(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.index += 1
+        rel = f"data/{self.view}/{self.split}-{self.index:05d}-of-{self.shards:05d}.parquet"
+        path = self.folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.writer = pq.ParquetWriter(path, SCHEMAS[self.view], compression="zstd")
+        self.paths.append(rel)
+        self.in_shard = 0
+
+    def close(self) -> list[str]:
+        self._flush()
+        if self.writer is not None:
+            self.writer.close()
+        if len(self.paths) != self.shards:
+            raise RuntimeError(f"{self.view}/{self.split}: wrote {len(self.paths)} shards, planned {self.shards}")
+        return self.paths
+
+
+def resolve_version(store: DatasetStore, version: int | None) -> tuple[int, list[DatasetManifest]]:
+    """The version to export (default: the newest) and the manifests of every version up to it."""
+    try:
+        manifests = store.versions()
+    except StoreError as err:
+        raise ExportError(str(err)) from None
+    if not manifests:
+        raise ExportError(f"{store.root}: the dataset has no committed versions")
+    known = [m.version for m in manifests]
+    if version is None:
+        version = known[-1]
+    if version not in known:
+        raise ExportError(f"{store.root}: no version {version}; readable versions: {', '.join(map(str, known))}")
+    return version, [m for m in manifests if m.version <= version]
+
+
+def _light_rows(files: list[str], run_order: dict[str, int]) -> pl.DataFrame:
+    """The small columns of every row, with its file and position, ordered by run, shard and index."""
+    frames = []
+    for n, path in enumerate(files):
+        names = pq.read_schema(path).names
+        columns = _LIGHT + (["cluster_id"] if "cluster_id" in names else [])
+        frame = pl.from_arrow(pq.read_table(path, columns=columns))
+        frames.append(frame.with_columns(pl.lit(n).alias("_file"), pl.int_range(pl.len()).alias("_row")))
+    rows = pl.concat(frames, how="diagonal_relaxed")
+    order = rows.group_by("_file").agg(
+        pl.col("run_id").first().replace_strict(run_order, default=len(run_order)).alias("_run"),
+        pl.col("shard").min(), pl.col("index").min()).sort("_run", "shard", "index")
+    rank = {f: i for i, f in enumerate(order["_file"])}
+    return rows.with_columns(pl.col("_file").replace_strict(rank).alias("_order")).sort("_order", "_row")
+
+
+def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptions | None = None,
+                   force: bool = False) -> ExportSummary:
+    """Write ``options.version`` of the dataset at ``dataset_dir`` as an HF datasets folder at ``to``."""
+    from pipelines.card import render_card
+
+    options = options or ExportOptions()
+    if options.load_path is None and options.repo_id is None:
+        options = replace(options, load_path=str(to))
+    if not 0.0 <= options.test_ratio < 1.0:
+        raise ExportError(f"--test-ratio: must be in [0, 1), got {options.test_ratio}")
+    if options.shard_rows < 1:
+        raise ExportError(f"--shard-rows: must be at least 1, got {options.shard_rows}")
+    store = DatasetStore(dataset_dir)
+    version, manifests = resolve_version(store, options.version)
+    dest = Path(to)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())) and not force:
+        raise ExportError(f"{dest}: exists and is not empty; choose another folder or pass --force to replace it")
+
+    files = DeltaTable(str(store.root), version=version).file_uris()
+    run_order = {m.run_id: m.version for m in manifests}
+    light = _light_rows(files, run_order)
+    light = light.with_columns(assign_splits(light, options.test_ratio, options.salt))
+    accepted = light.filter(pl.col("status") == ACCEPTED)
+    summary = ExportSummary(
+        dataset_dir=str(store.root), version=version,
+        name=options.name or manifests[-1].config.get("name") or store.root.resolve().name,
+        manifests=manifests, options=options, total_rows=light.height,
+        by_domain=dict(Counter(accepted["domain"].to_list()).most_common()),
+        by_kind=dict(Counter(accepted["kind"].to_list()).most_common()),
+        by_turns=dict(sorted(Counter(accepted["num_turns"].to_list()).items())))
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        counts = Counter((v, s) for v in options.configs()
+                         for st, s in zip(light["status"], light["split"], strict=True) if st == SOURCES[v])
+        writers = _write_views(files, light, options.configs(), counts, options.shard_rows, work)
+        for (view, split), writer in writers.items():
+            summary.files.setdefault(view, {})[split] = writer.close()
+            summary.rows.setdefault(view, {})[split] = counts[(view, split)]
+        summary.bytes = sum(p.stat().st_size for p in (work / "data").rglob("*.parquet"))
+        (work / "README.md").write_text(render_card(summary))
+        if dest.exists():
+            trash = dest.parent / f".{dest.name}.old-{os.getpid()}"
+            dest.rename(trash)
+            shutil.rmtree(trash)
+        work.rename(dest)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return summary
+
+
+def _write_views(files: list[str], light: pl.DataFrame, views: list[str], counts: Counter, shard_rows: int,
+                 work: Path) -> dict[tuple[str, str], _ShardWriter]:
+    """Stream every data file once, in order, into the writers of the configs each row feeds."""
+    writers = {(v, s): _ShardWriter(work, v, s, counts[(v, s)], shard_rows)
+               for v in views for s in (TRAIN, TEST) if counts[(v, s)]}
+    for frame in light.partition_by("_order", maintain_order=True):
+        path = files[frame["_file"][0]]
+        splits = iter(frame.sort("_row")["split"].to_list())
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH):
+            for row in batch.to_pylist():
+                split = next(splits)
+                for v in views:
+                    if row["status"] == SOURCES[v]:
+                        writers[(v, split)].add(RECORDS[v](row))
+    return writers

@@ -1,0 +1,277 @@
+"""`trajforge export`: the HF datasets folder, its views, its splits and its card, checked the way consumers read it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import datasets
+import polars as pl
+import pytest
+import yaml
+from export_helpers import load_offline, two_versions
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+import simulators.domains  # noqa: F401  (registers the store domain)
+from filters.verification import normalize
+from pipelines.cli import main
+from pipelines.export import ExportError, ExportOptions, export_version
+from pipelines.splits import assign_splits, group_keys
+from pipelines.store import MANIFEST_KEY, DatasetStore
+from pipelines.views import reward_spec
+from schemas import Action, Task, UserScenario
+from simulators.environment import DOMAINS
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+TEMPLATE = Path(__file__).parent / "data" / "tool_chat_template.jinja"
+SHARD = re.compile(r"^(train|test)-(\d{5})-of-(\d{5})\.parquet$")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, prefect_server):
+    return two_versions(tmp_path_factory.mktemp("export") / "ds")
+
+
+@pytest.fixture(scope="module")
+def exported(dataset, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hf") / "folder"
+    summary = export_version(dataset, folder, ExportOptions(test_ratio=0.3, rejects=True, sharegpt=True, shard_rows=15,
+                                                            license="cc-by-4.0"))
+    return folder, summary
+
+
+def load(folder: Path, name: str, tmp: Path) -> datasets.DatasetDict:
+    return datasets.load_dataset(str(folder), name, cache_dir=str(tmp / "cache"))
+
+
+def test_layout_shards_and_offline_load_of_every_config(dataset, exported, tmp_path):
+    folder, summary = exported
+    store = DatasetStore(dataset)
+    latest = store.versions()[-1]
+    table = store.read()
+    for view in ("sft", "rl", "rejects", "sharegpt"):
+        files = sorted(p.name for p in (folder / "data" / view).iterdir())
+        by_split: dict[str, list[re.Match]] = {}
+        for name in files:
+            match = SHARD.match(name)
+            assert match, name
+            by_split.setdefault(match[1], []).append(match)
+        assert set(by_split) == {"train", "test"}
+        for split, matches in by_split.items():  # xxxxx runs 0..n-1 and every file says "of n"
+            assert [int(m[2]) for m in matches] == list(range(len(matches)))
+            assert {int(m[3]) for m in matches} == {len(matches)}
+            assert -(-summary.rows[view][split] // 15) == len(matches)
+        run = load_offline(folder, view, tmp_path)
+        assert run.returncode == 0, run.stderr[-2000:]
+        counts = json.loads(run.stdout.strip().splitlines()[-1])
+        status = "rejected" if view == "rejects" else "accepted"
+        assert sum(counts.values()) == table.filter(pl.col("status") == status).height
+        assert counts == summary.rows[view]
+    assert summary.rows["sft"]["train"] + summary.rows["sft"]["test"] == latest.total_accepted
+
+
+def test_splits_never_share_a_task_and_agree_across_configs(exported, tmp_path):
+    folder, _ = exported
+    sft, rl, rejects = (load(folder, n, tmp_path) for n in ("sft", "rl", "rejects"))
+    for d in (sft, rl):
+        assert not set(d["train"]["task_id"]) & set(d["test"]["task_id"])
+    assert dict(zip(sft["test"]["id"], sft["test"]["task_id"], strict=True)) == \
+        dict(zip(rl["test"]["id"], rl["test"]["task_id"], strict=True))
+    # a rejected attempt at a test task is in the rejects' test split too
+    test_tasks = set(sft["test"]["task_id"])
+    assert not test_tasks & set(t for t in rejects["train"]["task_id"] if t)
+
+
+def test_split_groups_follow_near_duplicate_clusters():
+    # t1~t2 share cluster a, t2~t3 share cluster b: one group of three; t4 alone.
+    rows = pl.DataFrame({"id": ["r1", "r2", "r3", "r4", "r5"], "task_id": ["t1", "t2", "t3", "t4", None],
+                         "cluster_id": ["a", "a", "b", "c", None]})
+    rows = rows.vstack(pl.DataFrame({"id": ["r6"], "task_id": ["t2"], "cluster_id": ["b"]}))
+    keys = group_keys(rows)
+    assert keys[0] == keys[1] == keys[2] == keys[5] != keys[3]
+    assert keys[4] == "r5"  # no task: its own group
+    assert group_keys(rows.drop("cluster_id"))[0] == "t1"  # without clusters a group is the task id
+
+
+def test_export_keeps_clusters_whole(dataset, tmp_path):
+    """A dataset whose rows carry cluster_id (as near-dup dedup adds them): no cluster straddles train and test."""
+    store = DatasetStore(dataset)
+    table = store.read()
+    tasks = sorted(set(table["task_id"].drop_nulls()))
+    cluster = {t: f"c{i // 4}" for i, t in enumerate(tasks)}  # four distinct tasks per cluster
+    clustered = table.with_columns(pl.col("task_id").replace_strict(cluster, default=None).alias("cluster_id"))
+    without = assign_splits(table, 0.5)
+    straddling = clustered.with_columns(without).group_by("cluster_id").agg(pl.col("split").n_unique())
+    assert straddling.filter(pl.col("split") > 1).height > 0  # task-only splits would leak across these clusters
+
+    ds2 = tmp_path / "clustered"
+    manifest = store.versions()[-1].model_dump_json(exclude={"version"})
+    from deltalake import CommitProperties, write_deltalake
+    write_deltalake(str(ds2), clustered.to_arrow(), mode="append",
+                    commit_properties=CommitProperties(custom_metadata={MANIFEST_KEY: manifest}))
+    folder = tmp_path / "hf"
+    export_version(ds2, folder, ExportOptions(test_ratio=0.5))
+    sft = load(folder, "sft", tmp_path)
+    train = {cluster[t] for t in sft["train"]["task_id"]}
+    test = {cluster[t] for t in sft["test"]["task_id"]}
+    assert train and test and not train & test
+
+
+def _render(template, row: dict) -> str:
+    return template.render(messages=row["messages"], tools=row["tools"], add_generation_prompt=False)
+
+
+def test_every_sft_row_renders_through_a_tools_chat_template(dataset, exported, tmp_path):
+    folder, _ = exported
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=False)
+
+    def raise_exception(message):
+        raise ValueError(message)
+
+    env.globals["raise_exception"] = raise_exception
+    template = env.from_string(TEMPLATE.read_text())
+    stored = {r["id"]: r for r in DatasetStore(dataset).read().to_dicts()}
+    sft = load(folder, "sft", tmp_path)
+    rendered = 0
+    for split in sft.values():
+        for row in split:
+            text = _render(template, row)
+            for tool in row["tools"]:
+                assert json.dumps(tool["function"]["name"]) in text
+            calls = [c for m in row["messages"] for c in (m["tool_calls"] or [])]
+            original = [c for m in stored[row["id"]]["messages"] for c in (m["tool_calls"] or [])]
+            assert len(calls) == len(original) > 0
+            for call, before in zip(calls, original, strict=True):
+                assert isinstance(call["function"]["arguments"], dict)
+                assert call["function"]["arguments"] == json.loads(before["function"]["arguments"])
+                assert json.dumps(call["function"]["arguments"], ensure_ascii=False) in text
+            rendered += 1
+    assert rendered == sum(s.num_rows for s in sft.values()) > 0
+    # the check can fail: arguments left as the stored JSON string are refused
+    row = dict(sft["train"][0])
+    row["messages"] = [dict(m) for m in row["messages"]]
+    for m in row["messages"]:
+        if m["tool_calls"]:
+            m["tool_calls"] = [{**c, "function": {**c["function"], "arguments": json.dumps(c["function"]["arguments"])}}
+                               for c in m["tool_calls"]]
+    with pytest.raises(ValueError, match="must be a mapping"):
+        _render(template, row)
+
+
+def _state_after(domain: str, seed: int, calls: list[tuple[str, dict]]) -> str:
+    env = DOMAINS.get(domain)(seed)
+    for name, arguments in calls:
+        env.execute(name, arguments)
+    return env.state_hash()
+
+
+def test_every_rl_row_reward_spec_verifies_its_gold_trajectory(exported, tmp_path):
+    folder, _ = exported
+    rl, sft = load(folder, "rl", tmp_path), load(folder, "sft", tmp_path)
+    dialogues = {r["id"]: r for s in sft.values() for r in s}
+    checked = 0
+    for split in rl.values():
+        for row in split:
+            spec = row["reward_spec"]
+            assert spec["type"] == "outcome" and spec["expected_state_hash"]
+            assert row["prompt"] and all(m["role"] != "assistant" for m in row["prompt"])
+            assert row["prompt"][-1]["role"] == "user"
+            assert row["scenario"]["instruction"]
+            gold = [(a["name"], a["arguments"]) for a in spec["gold_actions"]]
+            assert _state_after(row["domain"], row["env_seed"], gold) == spec["expected_state_hash"]
+            dialogue = dialogues[row["id"]]
+            assert dialogue["messages"][: len(row["prompt"])] == row["prompt"]
+            played = [(c["function"]["name"], c["function"]["arguments"])
+                      for m in dialogue["messages"] for c in (m["tool_calls"] or [])]
+            assert _state_after(row["domain"], row["env_seed"], played) == spec["expected_state_hash"]
+            said = normalize(" ".join(m["content"] or "" for m in dialogue["messages"] if m["role"] == "assistant"))
+            assert all(normalize(o) in said for o in spec["expected_outputs"])
+            checked += 1
+    assert checked == sum(s.num_rows for s in rl.values()) > 0
+    # the check can fail: a task that writes, replayed without its last state-changing action, misses the state
+    row = next(r for r in rl["train"] if _state_after(r["domain"], r["env_seed"], []) != r["reward_spec"]["expected_state_hash"])
+    gold = [(a["name"], a["arguments"]) for a in row["reward_spec"]["gold_actions"]]
+    last_write = max(i for i in range(len(gold)) if _state_after("store", row["env_seed"], gold[: i + 1])
+                     != _state_after("store", row["env_seed"], gold[:i]))
+    without = gold[:last_write] + gold[last_write + 1:]
+    assert _state_after(row["domain"], row["env_seed"], without) != row["reward_spec"]["expected_state_hash"]
+
+
+def test_kg_question_reward_spec_is_answer_and_aliases():
+    task = Task(kind="kg_question", domain="kg", env_seed=3, generator="kg",
+                scenario=UserScenario(persona="p", instruction="Which city?", identity="-"),
+                gold_actions=[Action(name="lookup", arguments={"entity": "Q1"})], answer="Paris",
+                answer_aliases=["Paris, France", "City of Light"])
+    spec = reward_spec({"id": "x", "task": task.model_dump_json()})
+    assert spec["type"] == "answer" and spec["answer"] == "Paris"
+    assert spec["answer_aliases"] == ["Paris, France", "City of Light"]
+    assert json.loads(spec["gold_actions"][0]["arguments"]) == {"entity": "Q1"}
+
+
+def test_sharegpt_turns_alternate(exported, tmp_path):
+    folder, _ = exported
+    sharegpt = load(folder, "sharegpt", tmp_path)
+    for row in sharegpt["train"]:
+        turns = row["conversations"]
+        assert row["system"] and json.loads(row["tools"])
+        for i, turn in enumerate(turns):
+            assert turn["from"] in (("human", "observation") if i % 2 == 0 else ("gpt", "function_call")), (i, turns)
+            if turn["from"] == "function_call":
+                assert set(json.loads(turn["value"])) == {"name", "arguments"}
+
+
+def test_card_describes_the_version(dataset, exported):
+    folder, summary = exported
+    text = (folder / "README.md").read_text()
+    _, front, body = text.split("---\n", 2)
+    meta = yaml.safe_load(front)
+    assert meta["license"] == "cc-by-4.0"
+    names = [c["config_name"] for c in meta["configs"]]
+    assert names == ["sft", "rl", "rejects", "sharegpt"]
+    for config in meta["configs"]:
+        for entry in config["data_files"]:
+            assert list(folder.glob(entry["path"])), entry
+    manifests = DatasetStore(dataset).versions()
+    latest = manifests[-1]
+    assert f"{latest.total_accepted} accepted trajectories in version {latest.version}" in body
+    for m in manifests:
+        assert m.run_id in body and m.config_hash in body and m.code_version in body
+    stages: dict[str, int] = {}
+    for m in manifests:
+        for stage, n in m.stages.items():
+            stages[stage] = stages.get(stage, 0) + n
+    for stage, n in stages.items():
+        assert f"| rejected at `{stage}` | {n} |" in body
+    assert f"| tasks generated | {sum(m.tasks for m in manifests)} |" in body
+    assert f"| store | {latest.total_accepted} |" in body
+    assert "| blueprint |" in body and "| user turns |" in body
+    assert "offline mode" in body and "perturb_rate" in body and "output_dir" not in body
+    assert meta["pretty_name"] == "export-test (trajforge v1)"
+    assert f'load_dataset("{folder}", "sft")' in body
+
+
+def test_past_version_and_cli_errors(dataset, tmp_path, capsys):
+    assert main(["export", str(dataset), "--version", "0", "--to", str(tmp_path / "v0"), "--test-ratio", "0"]) == 0
+    assert "exported version 0" in capsys.readouterr().out
+    v0 = DatasetStore(dataset).versions()[0]
+    sft = load(tmp_path / "v0", "sft", tmp_path)
+    assert list(sft) == ["train"] and sft["train"].num_rows == v0.accepted
+    assert set(sft["train"]["task_id"]) <= set(DatasetStore(dataset).read(0)["task_id"])
+    capsys.readouterr()  # datasets' progress bars
+
+    # non-empty destination: refused, nothing replaced, no partial folder left
+    assert main(["export", str(dataset), "--to", str(tmp_path / "v0")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not empty" in err[0] and str(tmp_path / "v0") in err[0]
+    assert main(["export", str(dataset), "--version", "7", "--to", str(tmp_path / "x")]) == 2
+    assert "no version 7" in capsys.readouterr().err
+    assert main(["export", str(dataset), "--test-ratio", "1.5", "--to", str(tmp_path / "x")]) == 2
+    assert "--test-ratio" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "nothing"), "--to", str(tmp_path / "x")]) == 2
+    assert "no trajforge dataset" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+    with pytest.raises(ExportError):
+        export_version(dataset, tmp_path / "v0", ExportOptions())
