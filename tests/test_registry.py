@@ -60,12 +60,13 @@ def test_plugin_problems_are_one_line_naming_the_package(registry):
 
 
 def test_unknown_names_list_what_exists():
-    for reg, known in ((GENERATORS, "blueprint, tool_calls"), (DOMAINS, "schema_only, store"),
+    for reg, known in ((GENERATORS, "blueprint, kg_question, tool_calls"), (DOMAINS, "kg, schema_only, store"),
                        (TOOL_SIMULATORS, "offline")):
         with pytest.raises(UnknownStepError) as err:
             reg.get("nope")
         assert str(err.value).startswith(f"unknown {reg.kind} 'nope'; known: {known}")
-    with pytest.raises(UnknownStepError, match="known: execution, format, outcome, policy, required_outputs"):
+    with pytest.raises(UnknownStepError, match="known: answer_match, control_tokens, execution, format, language, "
+                       "outcome, policy, repetition, required_outputs, secrets, turn_count"):
         FILTERS.get("nope")
 
 
