@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from schemas import Task, Trajectory, Verdict
+from schemas import Task, Trajectory, Usage, Verdict
 from simulators.environment import Environment
 from simulators.registry import Registry
 
@@ -18,10 +18,13 @@ class FilterParams(BaseModel):
 
 @dataclass
 class Context:
-    """What a filter may consult besides the trajectory: the task and a clean environment."""
+    """What a filter may consult besides the trajectory: the task, a clean environment, and for
+    model-backed filters the run's endpoints and the usage meters their calls are charged to."""
 
     task: Task
     env: Environment
+    endpoints: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, Usage] = field(default_factory=dict)
 
     def fresh_env(self) -> Environment:
         return self.env.fresh(self.task.env_seed)
@@ -38,6 +41,14 @@ class Filter:
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
         raise NotImplementedError
+
+    async def acheck(self, trajectory: Trajectory, ctx: Context) -> Verdict:
+        """The shard calls this; a filter that waits on a model overrides it instead of ``check``."""
+        return self.check(trajectory, ctx)
+
+    def backend(self) -> str | None:
+        """The run-config backend this filter calls, if any (its ``backend`` parameter)."""
+        return getattr(self.params, "backend", None)
 
     def passed(self) -> Verdict:
         return Verdict(stage=self.name, passed=True)

@@ -77,7 +77,7 @@ def _public_config(config: RunConfig) -> dict:
 
 
 def cache_path_for(config: RunConfig, out_dir: str) -> str | None:
-    if not config.cache.enabled or not config.roles():
+    if not config.cache.enabled or not config.model_users():
         return None
     return config.cache.path or str(Path(out_dir) / "_cache" / "requests.sqlite")
 
@@ -91,7 +91,7 @@ def generate(config: RunConfig, out_dir: str, run_id: str, progress: bool = Fals
     """
     with ExitStack() as servers:
         for name, backend in config.backends.items():
-            if backend.kind == "vllm" and any(r.backend == name for r in config.roles().values()):
+            if backend.kind == "vllm" and name in config.model_users().values():
                 url = servers.enter_context(managed_vllm(name, backend, Path(out_dir) / "_logs"))
                 config = config.model_copy(update={"backends": {
                     **config.backends, name: backend.model_copy(update={"base_url": url})}})
@@ -99,7 +99,7 @@ def generate(config: RunConfig, out_dir: str, run_id: str, progress: bool = Fals
 
 
 def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool) -> dict:
-    models = {role: config.backends[spec.backend].model for role, spec in config.roles().items()}
+    models = {user: config.backends[backend].model for user, backend in config.model_users().items()}
     lineage = Lineage(run_id=run_id, config_hash=config.config_hash(), code_version=code_version(),
                       seed=config.seed, models=models)
     staging = str(DatasetStore(out_dir).staging(run_id))
@@ -109,7 +109,7 @@ def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool) -> d
         tasks = synthesize.submit(config, shard, staging)
         futures.append(simulate.submit(config, shard, tasks, staging, lineage, cache_path))
     results = []
-    usage: dict[str, Usage] = {role: Usage() for role in config.roles()}
+    usage: dict[str, Usage] = {name: Usage() for name in config.model_users()}
     with _progress(progress, config.num_tasks) as advance:
         for future in as_completed(futures):
             result = future.result()

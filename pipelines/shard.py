@@ -79,8 +79,9 @@ def _agents(config: RunConfig, endpoints: dict[str, Endpoint], task: Task, env: 
     if sim.mode == "offline":
         rate = sim.perturb_rate
         perturbation = rng.choice(PERTURBATIONS) if rate and rng.random() < rate else None
-        return _Dialogue(scripted_user(task, rng), scripted_assistant(task, env, rng, perturbation), None, {})
-    usage = {role: Usage() for role in config.roles()}
+        return _Dialogue(scripted_user(task, rng), scripted_assistant(task, env, rng, perturbation), None,
+                         {name: Usage() for name in config.model_users()})
+    usage = {name: Usage() for name in config.model_users()}
     user: UserAgent = (LLMUser(task, endpoints[sim.user.backend], sim.user, usage["user"]) if sim.user
                        else scripted_user(task, rng))
     assert sim.assistant is not None  # the config validator requires it in model mode
@@ -97,10 +98,14 @@ async def _simulate(config: RunConfig, steps: Steps, task: Task, env: Environmen
                       messages=result.messages, final_state_hash=result.final_state_hash, usage=dialogue.usage)
 
 
-def _verify(steps: Steps, trajectory: Trajectory, task: Task) -> None:
-    ctx = Context(task=task, env=steps.env)
+async def _verify(steps: Steps, trajectory: Trajectory, task: Task, endpoints: dict[str, Endpoint],
+                  usage: dict[str, Usage]) -> None:
+    ctx = Context(task=task, env=steps.env, endpoints=endpoints, usage=usage)
     for check in steps.filters:
-        verdict = check.check(trajectory, ctx)
+        try:
+            verdict = await check.acheck(trajectory, ctx)
+        except BackendError as err:  # a judge that could not be reached rejects, with the reason, never crashes
+            verdict = check.failed(f"model backend: {err}")
         trajectory.verdicts.append(verdict)
         if not verdict.passed:
             return
@@ -122,10 +127,10 @@ def rollout_shard(
     slots frees, so one slow dialogue never holds back the rest.
     """
     steps = steps or build_steps(config)
-    endpoints = open_endpoints(config.backends, cache_path) if config.roles() else {}
+    endpoints = open_endpoints(config.backends, cache_path) if config.model_users() else {}
     table = pq.read_table(tasks_path)
     rows: list[dict[str, Any] | None] = [None] * table.num_rows
-    usage: dict[str, Usage] = {role: Usage() for role in config.roles()}
+    usage: dict[str, Usage] = {name: Usage() for name in config.model_users()}
     limit = asyncio.Semaphore(config.simulation.concurrency)
 
     async def one(slot: int, index: int, task_json: str | None, error: str | None) -> None:
@@ -136,24 +141,25 @@ def rollout_shard(
         task = Task.model_validate_json(task_json)
         env = steps.env.fresh(task.env_seed)
         dialogue = _agents(config, endpoints, task, env, index)
-        async with limit:
-            try:
-                trajectory = await _simulate(config, steps, task, env, dialogue)
-            except (RolloutError, BackendError, TimeoutError) as err:
-                reason = (f"dialogue exceeded its time budget of {config.simulation.dialogue_timeout_s:g}s"
-                          if isinstance(err, TimeoutError) else str(err))
-                if isinstance(err, BackendError):
-                    reason = f"model backend: {reason}"
-                rows[slot] = rejected_row("simulation", reason, lineage, shard, index, task=task)
-                return
-            except Exception as err:  # one broken dialogue must not sink the shard
-                rows[slot] = rejected_row("simulation", f"internal error: {type(err).__name__}: {err}",
-                                          lineage, shard, index, task=task)
-                return
-            finally:
-                for role, meter in dialogue.usage.items():
-                    usage[role].add(meter)
-        _verify(steps, trajectory, task)
+        try:
+            async with limit:
+                try:
+                    trajectory = await _simulate(config, steps, task, env, dialogue)
+                except (RolloutError, BackendError, TimeoutError) as err:
+                    reason = (f"dialogue exceeded its time budget of {config.simulation.dialogue_timeout_s:g}s"
+                              if isinstance(err, TimeoutError) else str(err))
+                    if isinstance(err, BackendError):
+                        reason = f"model backend: {reason}"
+                    rows[slot] = rejected_row("simulation", reason, lineage, shard, index, task=task)
+                    return
+                except Exception as err:  # one broken dialogue must not sink the shard
+                    rows[slot] = rejected_row("simulation", f"internal error: {type(err).__name__}: {err}",
+                                              lineage, shard, index, task=task)
+                    return
+            await _verify(steps, trajectory, task, endpoints, dialogue.usage)
+        finally:
+            for name, meter in dialogue.usage.items():
+                usage[name].add(meter)
         rows[slot] = trajectory_row(trajectory, task, exact_hash(trajectory.messages), lineage, shard, index)
 
     async def run_all() -> None:

@@ -186,11 +186,15 @@ class RunConfig(_Strict):
         sim = self.simulation
         if sim.mode == "model" and sim.assistant is None:
             raise ValueError("simulation.assistant: required when simulation.mode is 'model'")
+        known = ", ".join(sorted(self.backends)) or "none defined under `backends`"
         for role in ("user", "assistant", "tool"):
             spec = getattr(sim, role)
             if spec is not None and spec.backend not in self.backends:
-                known = ", ".join(sorted(self.backends)) or "none defined under `backends`"
                 raise ValueError(f"simulation.{role}.backend: unknown backend {spec.backend!r}; known: {known}")
+        for i, step in enumerate(self.filters):
+            backend = step.params.get("backend")
+            if backend is not None and backend not in self.backends:
+                raise ValueError(f"filters[{i}].params.backend: unknown backend {backend!r}; known: {known}")
         return self
 
     def config_hash(self) -> str:
@@ -205,6 +209,12 @@ class RunConfig(_Strict):
         if self.simulation.mode != "model":
             return {}
         return {r: s for r in ("user", "assistant", "tool") if (s := getattr(self.simulation, r)) is not None}
+
+    def model_users(self) -> dict[str, str]:
+        """Everything that calls a model, role or filter, with the backend it calls: the keys of usage accounting."""
+        out = {role: spec.backend for role, spec in self.roles().items()}
+        out.update({step.name: step.params["backend"] for step in self.filters if step.params.get("backend")})
+        return out
 
     @property
     def num_shards(self) -> int:
