@@ -7,6 +7,6 @@ Public API for a generator step: subclass ``Generator``, give it a
 """
 
 from generators import blueprints, kg_question, tool_calls  # noqa: F401
-from generators.base import GENERATORS, Generator, GeneratorParams, SynthesisError
+from generators.base import GENERATORS, Generator, GeneratorParams, SynthesisContext, SynthesisError
 
-__all__ = ["GENERATORS", "Generator", "GeneratorParams", "SynthesisError"]
+__all__ = ["GENERATORS", "Generator", "GeneratorParams", "SynthesisContext", "SynthesisError"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from schemas import Task
+from schemas import Task, Usage
 from simulators.environment import Environment
 from simulators.registry import Registry
 
@@ -20,8 +21,20 @@ class GeneratorParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+@dataclass
+class SynthesisContext:
+    """What a model-backed generator may use: the run's endpoints, and meters charged by generator name."""
+
+    endpoints: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, Usage] = field(default_factory=dict)
+
+
 class Generator:
-    """Proposes one Task per call; all randomness comes from the ``rng`` it is given."""
+    """Proposes one Task per call; all randomness comes from the ``rng`` it is given.
+
+    The shard calls ``agenerate``; a generator that waits on a model overrides
+    it (and names its backend in a ``backend`` parameter); others write ``generate``.
+    """
 
     name: ClassVar[str]
     Params: ClassVar[type[GeneratorParams]] = GeneratorParams
@@ -32,6 +45,9 @@ class Generator:
 
     def generate(self, rng: random.Random) -> Task:
         raise NotImplementedError
+
+    async def agenerate(self, rng: random.Random, ctx: SynthesisContext) -> Task:
+        return self.generate(rng)
 
 
 GENERATORS: Registry[type[Generator]] = Registry("generator", "trajforge.generators", base=Generator,

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import Field, model_validator
 
-from generators.base import GENERATORS, Generator, GeneratorParams, SynthesisError
+from generators.base import GENERATORS, Generator, GeneratorParams, SynthesisContext, SynthesisError
 from generators.kg_clues import Clue, ClueIndex, QuestionSpec, answer_value, evaluate, flip
 from generators.kg_walk import WalkParams, random_walk
-from schemas import Action, Request, Task, UserScenario
+from schemas import Action, Message, Request, Task, UserScenario
+from simulators.backends import ChatParams
 from simulators.domains.kg.graph import KnowledgeGraph, fold
 from simulators.environment import Environment, is_error
 
@@ -107,14 +109,18 @@ class KGQuestionParams(GeneratorParams):
     extra_clue_rate: float = Field(default=0.25, ge=0, le=1, description="chance of one more clue per entity")
     max_clues: int = Field(default=8, ge=1, description="clues per question before it is dropped as ambiguous")
     max_attempts: int = Field(default=5, ge=1, description="walks tried before the task is rejected")
-    writer: str = "template"
+    writer: str = Field(default="template", description="template, or model (rewrites the template with `backend`)")
+    backend: str | None = Field(default=None, description="the run config backend the model writer calls")
+    temperature: float = Field(default=0.7, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> KGQuestionParams:
         if self.max_hops < self.min_hops:
             raise ValueError("max_hops must be >= min_hops")
-        if self.writer not in WRITERS:
-            raise ValueError(f"unknown writer {self.writer!r}; known: {', '.join(sorted(WRITERS))}")
+        if self.writer == "model" and not self.backend:
+            raise ValueError("writer 'model' needs a backend")
+        if self.writer not in WRITERS and self.writer != "model":
+            raise ValueError(f"unknown writer {self.writer!r}; known: {', '.join(sorted([*WRITERS, 'model']))}")
         return self
 
 
@@ -267,7 +273,37 @@ class KGQuestionGenerator(Generator):
             raise ValueError(f"kg_question needs a knowledge-graph domain (domain.name: kg), not {env.name!r}")
         self.kg = kg
         self.builder = QuestionBuilder(kg, params)
-        self.writer = WRITERS[params.writer]()
+        self.writer = WRITERS.get(params.writer, TemplateWriter)()
+
+    async def agenerate(self, rng: random.Random, ctx: SynthesisContext) -> Task:
+        """With the model writer, the template's exact constraints are rewritten as one natural question.
+
+        The rewrite may not name an entity of the path (that would give the
+        search away); one that does is dropped with that reason. Whether it
+        kept every constraint is for the judge and difficulty filters to check.
+        """
+        task = self.generate(rng)
+        if self.params.writer != "model":
+            return task
+        template = task.scenario.requests[0].opening
+        prompt = [Message(role="system", content=(
+            "Rewrite the puzzle below as one natural, fluent question a curious person might ask. Keep every "
+            "constraint exactly; do not add facts; never name the lettered entities; reply with the question only.")),
+            Message(role="user", content=template)]
+        params = ChatParams(temperature=self.params.temperature, max_tokens=400)
+        reply = await ctx.endpoints[self.params.backend].chat(prompt, None, params, ctx.usage[self.name])
+        question = (reply.content or "").strip()
+        if not question:
+            raise SynthesisError("model writer returned no question")
+        lowered = question.lower()
+        named = [step["name"] for step in task.path
+                 if step.get("name") and re.search(rf"\b{re.escape(step['name'].lower())}\b", lowered)]
+        if named:
+            raise SynthesisError(f"model writer named an entity of the path: {named[0]!r}")
+        data = task.model_dump(exclude={"id"})
+        data["scenario"]["requests"][0].update(opening=question, details=question)
+        data["scenario"]["instruction"] = data["scenario"]["instruction"].replace(template, question)
+        return Task.model_validate(data)
 
     def generate(self, rng: random.Random) -> Task:
         problem = "no attempt made"

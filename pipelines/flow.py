@@ -27,9 +27,9 @@ from simulators.backends import managed_vllm
 
 
 @task(name="synthesize-shard", cache_policy=NONE)
-def synthesize(config: RunConfig, shard: int, staging: str) -> str:
+def synthesize(config: RunConfig, shard: int, staging: str, cache_path: str | None) -> str:
     out = Path(staging) / f"tasks-{shard:05d}.parquet"
-    return str(synthesize_shard(config, shard, out))
+    return str(synthesize_shard(config, shard, out, cache_path=cache_path))
 
 
 @task(name="rollout-shard", cache_policy=NONE)
@@ -106,7 +106,7 @@ def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool) -> d
     cache_path = cache_path_for(config, out_dir)
     futures = []
     for shard in range(config.num_shards):
-        tasks = synthesize.submit(config, shard, staging)
+        tasks = synthesize.submit(config, shard, staging, cache_path)
         futures.append(simulate.submit(config, shard, tasks, staging, lineage, cache_path))
     results = []
     usage: dict[str, Usage] = {name: Usage() for name in config.model_users()}

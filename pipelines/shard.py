@@ -9,6 +9,7 @@ shard's output depends on nothing but the config and its own index.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from filters import Context, exact_hash
-from generators import SynthesisError
+from generators import SynthesisContext, SynthesisError
 from pipelines.rows import ROW_SCHEMA, rejected_row, trajectory_row
 from pipelines.steps import Steps, build_steps
 from schemas import Lineage, RunConfig, Task, Trajectory, Usage
@@ -46,18 +47,40 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | None = None) -> Path:
+USAGE_KEY = b"trajforge.usage"
+
+
+def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | None = None,
+                     cache_path: str | None = None) -> Path:
+    """Propose one task per index; model calls made here are charged in the file's metadata."""
     steps = steps or build_steps(config)
-    rows: list[dict[str, Any]] = []
-    for index in shard_indices(config, shard):
+    indices = shard_indices(config, shard)
+    rows: list[dict[str, Any] | None] = [None] * len(indices)
+    endpoints = open_endpoints(config.backends, cache_path) if config.model_users() else {}
+    ctx = SynthesisContext(endpoints=endpoints, usage={name: Usage() for name in config.model_users()})
+    limit = asyncio.Semaphore(config.simulation.concurrency)
+
+    async def one(slot: int, index: int) -> None:
         rng = random.Random(f"{config.seed}:task:{index}")
         generator = rng.choices(steps.generators, weights=steps.weights)[0]
+        async with limit:
+            try:
+                task = await generator.agenerate(rng, ctx)
+                rows[slot] = {"index": index, "task": task.model_dump_json(), "error": None}
+            except (SynthesisError, BackendError) as err:
+                rows[slot] = {"index": index, "task": None, "error": f"{generator.name}: {err}"}
+
+    async def run_all() -> None:
         try:
-            task = generator.generate(rng)
-            rows.append({"index": index, "task": task.model_dump_json(), "error": None})
-        except SynthesisError as err:
-            rows.append({"index": index, "task": None, "error": f"{generator.name}: {err}"})
-    _write_atomic(pa.Table.from_pylist(rows, schema=TASK_SCHEMA), out)
+            await asyncio.gather(*(one(slot, index) for slot, index in enumerate(indices)))
+        finally:
+            for endpoint in endpoints.values():
+                await endpoint.release_loop()
+
+    asyncio.run(run_all())
+    usage = {name: u.model_dump() for name, u in ctx.usage.items() if u.requests or u.cached}
+    table = pa.Table.from_pylist(rows, schema=TASK_SCHEMA.with_metadata({USAGE_KEY: json.dumps(usage)}))
+    _write_atomic(table, out)
     return out
 
 
@@ -131,6 +154,8 @@ def rollout_shard(
     table = pq.read_table(tasks_path)
     rows: list[dict[str, Any] | None] = [None] * table.num_rows
     usage: dict[str, Usage] = {name: Usage() for name in config.model_users()}
+    for name, spent in json.loads((table.schema.metadata or {}).get(USAGE_KEY, b"{}")).items():
+        usage[name].add(Usage.model_validate(spent))  # synthesis's model calls travel with its tasks
     limit = asyncio.Semaphore(config.simulation.concurrency)
 
     async def one(slot: int, index: int, task_json: str | None, error: str | None) -> None:

@@ -191,10 +191,11 @@ class RunConfig(_Strict):
             spec = getattr(sim, role)
             if spec is not None and spec.backend not in self.backends:
                 raise ValueError(f"simulation.{role}.backend: unknown backend {spec.backend!r}; known: {known}")
-        for i, step in enumerate(self.filters):
-            backend = step.params.get("backend")
-            if backend is not None and backend not in self.backends:
-                raise ValueError(f"filters[{i}].params.backend: unknown backend {backend!r}; known: {known}")
+        for section in ("generators", "filters"):
+            for i, step in enumerate(getattr(self, section)):
+                backend = step.params.get("backend")
+                if backend is not None and backend not in self.backends:
+                    raise ValueError(f"{section}[{i}].params.backend: unknown backend {backend!r}; known: {known}")
         return self
 
     def config_hash(self) -> str:
@@ -213,7 +214,9 @@ class RunConfig(_Strict):
     def model_users(self) -> dict[str, str]:
         """Everything that calls a model, role or filter, with the backend it calls: the keys of usage accounting."""
         out = {role: spec.backend for role, spec in self.roles().items()}
-        out.update({step.name: step.params["backend"] for step in self.filters if step.params.get("backend")})
+        for step in [*self.generators, *self.filters]:
+            if step.params.get("backend"):
+                out[step.name] = step.params["backend"]
         return out
 
     @property

@@ -86,3 +86,41 @@ def test_difficulty_drops_kg_questions_a_model_answers_without_tools(tmp_path):
 def test_a_filter_backend_must_be_defined():
     with pytest.raises(ConfigError, match=r"filters\[0\].params.backend: unknown backend 'gpt'; known: none defined"):
         parse_config({"num_tasks": 1, "filters": [{"name": "judge", "params": {"backend": "gpt"}}]}, "c.yaml")
+
+
+def test_kg_model_writer_rewrites_questions_and_drops_ones_that_name_the_path(tmp_path):
+    config = load_config(ROOT / "examples" / "kg.yaml", num_tasks=16, shard_size=8)
+    steps = build_steps(config)
+    templates: dict[str, tuple[int, Task]] = {}
+    for shard in range(config.num_shards):
+        table = synthesize_shard(config, shard, tmp_path / f"t{shard}.parquet", steps)
+        import pyarrow.parquet as pq
+
+        for row, index in zip(pq.read_table(table).to_pylist(), shard_indices(config, shard), strict=True):
+            if row["task"]:
+                task = Task.model_validate_json(row["task"])
+                templates[task.scenario.requests[0].opening] = (index, task)
+
+    def brain(body):
+        template = body["messages"][-1]["content"]
+        index, task = templates[template]
+        if index % 2 == 0:
+            return Reply(content=f"{template} (Hint: it involves {task.path[0]['name']}.)")
+        return Reply(content=f"Plainly put: {template}")
+
+    with LoopbackServer(brain) as server:
+        data = config.model_dump()
+        data.update(backends=backends(server.url), simulation={"perturb_rate": 0.0})
+        data["generators"][0]["params"].update(writer="model", backend="judge")
+        manifest = run_generate(parse_config(data), tmp_path / "ds", "run-writer")
+    rows = {r["index"]: r for r in DatasetStore(tmp_path / "ds").read().to_dicts()}
+    leaked = {i for i, r in rows.items() if r["stage"] == "synthesis" and "named an entity of the path" in r["reason"]}
+    assert leaked == {i for i, _ in templates.values() if i % 2 == 0}
+    rewritten = [r for r in rows.values() if r["status"] == "accepted"]
+    assert rewritten and len(rewritten) == len(templates) - len(leaked)
+    for r in rewritten:
+        first_user = next(m["content"] for m in r["messages"] if m["role"] == "user")
+        assert first_user.startswith("Plainly put: ")
+        assert json.loads(r["task"])["scenario"]["requests"][0]["opening"] == first_user
+    assert manifest.usage["kg_question"].requests == len(templates)
+    assert manifest.models == {"kg_question": "judge-model"}
