@@ -56,7 +56,8 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
     steps = steps or build_steps(config)
     indices = shard_indices(config, shard)
     rows: list[dict[str, Any] | None] = [None] * len(indices)
-    endpoints = open_endpoints(config.backends, cache_path) if config.model_users() else {}
+    used = {s.params["backend"] for s in config.generators if s.params.get("backend")}
+    endpoints = open_endpoints({name: config.backends[name] for name in used}, cache_path)
     ctx = SynthesisContext(endpoints=endpoints, usage={name: Usage() for name in config.model_users()})
     limit = asyncio.Semaphore(config.simulation.concurrency)
 
