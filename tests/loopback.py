@@ -179,6 +179,25 @@ class LoopbackServer:
 # -- a brain that replays offline transcripts ------------------------------------------------------
 
 
+def synthesized_tasks(config: Any, steps: Any = None) -> dict[int, Any]:
+    """The tasks a run with ``config`` will synthesize, by index: what a scripted server needs to know."""
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    from pipelines.shard import shard_indices, synthesize_shard
+    from schemas import Task
+
+    tasks = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for shard in range(config.num_shards):
+            path = synthesize_shard(config, shard, Path(tmp) / f"t{shard}.parquet", steps)
+            for row, index in zip(pq.read_table(path).to_pylist(), shard_indices(config, shard), strict=True):
+                if row["task"]:
+                    tasks[index] = Task.model_validate_json(row["task"])
+    return tasks
+
+
 class TranscriptBrain:
     """Plays the user simulator and the assistant by replaying the offline rollouts of a run's own tasks.
 
@@ -193,27 +212,14 @@ class TranscriptBrain:
     def __init__(self, config: Any, perturb: dict[int, str] | None = None,
                  faults: dict[int, tuple[str, int]] | None = None, slow_s: float = 2.0,
                  retry_after: str = "1") -> None:
-        from pipelines.shard import shard_indices, synthesize_shard
         from pipelines.steps import build_steps
-        from schemas import Task
 
         self.steps = build_steps(config)
         self.perturb = perturb or {}
         self.faults = faults or {}
         self.slow_s, self.retry_after = slow_s, retry_after
-        self.tasks: dict[int, Task] = {}
+        self.tasks = synthesized_tasks(config, self.steps)
         self.transcripts: dict[int, list[dict[str, Any]]] = {}
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            for shard in range(config.num_shards):
-                path = synthesize_shard(config, shard, Path(tmp) / f"t{shard}.parquet", self.steps)
-                import pyarrow.parquet as pq
-
-                table = pq.read_table(path).to_pylist()
-                for row, index in zip(table, shard_indices(config, shard), strict=True):
-                    if row["task"]:
-                        self.tasks[index] = Task.model_validate_json(row["task"])
         for index, task in self.tasks.items():
             self.transcripts[index] = self._transcript(task, self.perturb.get(index))
         self._index()

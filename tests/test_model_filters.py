@@ -7,13 +7,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from loopback import LoopbackServer, Reply
+from loopback import LoopbackServer, Reply, synthesized_tasks
 
 from pipelines.flow import run_generate
-from pipelines.shard import shard_indices, synthesize_shard
-from pipelines.steps import build_steps
 from pipelines.store import DatasetStore
-from schemas import ConfigError, Task, load_config, parse_config
+from schemas import ConfigError, load_config, parse_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,16 +52,7 @@ def test_judge_scores_every_verified_dialogue_and_rejects_low_scores(tmp_path):
 
 def test_difficulty_drops_kg_questions_a_model_answers_without_tools(tmp_path):
     config = load_config(ROOT / "examples" / "kg.yaml", num_tasks=24, shard_size=12)
-    steps = build_steps(config)
-    answers: dict[str, tuple[int, Task]] = {}
-    for shard in range(config.num_shards):
-        table = synthesize_shard(config, shard, tmp_path / f"t{shard}.parquet", steps)
-        import pyarrow.parquet as pq
-
-        for row, index in zip(pq.read_table(table).to_pylist(), shard_indices(config, shard), strict=True):
-            if row["task"]:
-                task = Task.model_validate_json(row["task"])
-                answers[task.scenario.requests[0].opening] = (index, task)
+    answers = {task.scenario.requests[0].opening: (i, task) for i, task in synthesized_tasks(config).items()}
 
     def brain(body):
         index, task = answers[body["messages"][-1]["content"]]
@@ -90,16 +79,7 @@ def test_a_filter_backend_must_be_defined():
 
 def test_kg_model_writer_rewrites_questions_and_drops_ones_that_name_the_path(tmp_path):
     config = load_config(ROOT / "examples" / "kg.yaml", num_tasks=16, shard_size=8)
-    steps = build_steps(config)
-    templates: dict[str, tuple[int, Task]] = {}
-    for shard in range(config.num_shards):
-        table = synthesize_shard(config, shard, tmp_path / f"t{shard}.parquet", steps)
-        import pyarrow.parquet as pq
-
-        for row, index in zip(pq.read_table(table).to_pylist(), shard_indices(config, shard), strict=True):
-            if row["task"]:
-                task = Task.model_validate_json(row["task"])
-                templates[task.scenario.requests[0].opening] = (index, task)
+    templates = {task.scenario.requests[0].opening: (i, task) for i, task in synthesized_tasks(config).items()}
 
     def brain(body):
         template = body["messages"][-1]["content"]
