@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -81,6 +83,8 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
+    client_cpu = resource.getrusage(resource.RUSAGE_SELF)
+    server_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     requests = sum(u.requests for u in result.usage.values())
     errors = sum(u.errors for u in result.usage.values())
     dialogues = sum(result.counts.values())
@@ -89,6 +93,8 @@ def main() -> None:
     print(f"{dialogues} dialogues ({result.counts}), {requests} requests ({errors} errors) in {wall:.1f}s")
     print(f"requests/trajectory {requests / dialogues:.1f}; trajectories/s {dialogues / wall:.1f} "
           f"vs ideal {ideal:.1f} ({dialogues / wall / ideal:.2f} of ideal)")
+    print(f"cpu seconds: client {client_cpu.ru_utime + client_cpu.ru_stime:.0f}, server "
+          f"{server_cpu.ru_utime + server_cpu.ru_stime:.0f} (over {wall:.0f}s wall, {os.cpu_count()} cores)")
     print(f"backend_concurrency: utilization={utilization:.2f}")
 
 
