@@ -7,7 +7,6 @@ embeddings: "cancel order #1234" and "#9876" must stay two dialogues.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 
 from filters.verification import normalize
 from schemas import Message, canonical_json, content_hash
@@ -24,17 +23,3 @@ def exact_hash(messages: list[Message]) -> str:
                 args = call.function.arguments
             calls.append([call.function.name, args])
     return content_hash({"users": users, "calls": calls}, 32)
-
-
-class ExactDedup:
-    """Keeps the first row per hash, in the order rows are offered; seeded with earlier versions."""
-
-    def __init__(self, known: Iterable[str] = ()) -> None:
-        self.seen: dict[str, str] = {h: "an earlier version" for h in known}
-
-    def first(self, dedup_hash: str, row_id: str) -> str | None:
-        """None for a new hash (now remembered), else who had it first."""
-        if dedup_hash in self.seen:
-            return self.seen[dedup_hash]
-        self.seen[dedup_hash] = row_id
-        return None

@@ -17,8 +17,6 @@ from prefect.cache_policies import NONE
 from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
-from filters.dedup_layers import Deduplicator
-from pipelines.dedup_index import load_index
 from pipelines.shard import rollout_shard, synthesize_shard
 from pipelines.store import DatasetStore
 from pipelines.version import code_version
@@ -46,18 +44,12 @@ def publish(config: RunConfig, out_dir: str, run_id: str, shard_files: list[str]
             usage: dict[str, Usage]) -> dict:
     store = DatasetStore(out_dir)
 
-    def dedup() -> Deduplicator:
-        """Built per commit attempt, so a retry after a concurrent commit dedups against that commit too."""
-        prior = None
-        if config.dedup.against_previous_versions and store.exists():
-            prior = load_index(out_dir, store.versions(), config.dedup)
-        return Deduplicator(config.dedup, prior)
-
     draft = DatasetManifest(
         parent_version=None, run_id=run_id, config_hash=lineage.config_hash, code_version=lineage.code_version,
         seed=config.seed, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         tasks=0, accepted=0, rejected=0, config=_public_config(config), models=lineage.models, usage=usage)
-    manifest = store.commit([Path(f) for f in shard_files], draft, dedup)
+    # A factory, not an object: a retry after a concurrent commit dedups against that commit too.
+    manifest = store.commit([Path(f) for f in shard_files], draft, lambda: store.deduplicator(config.dedup))
     store.clear_staging(run_id)
     return manifest.model_dump()
 

@@ -19,10 +19,7 @@ def funnel(stages: Mapping[str, int], dedup_layers: Mapping[str, int], config: M
     names = list(BEFORE_FILTERS) + [f.get("name") for f in config.get("filters", []) if isinstance(f, Mapping)]
     out = {name: stages.get(name, 0) for name in names}
     out.update({name: n for name, n in sorted(stages.items()) if name not in out and name != "dedup"})
-    layered = sum(dedup_layers.values())
     out.update({f"dedup.{layer}": dedup_layers.get(layer, 0) for layer in LAYERS})
-    if stages.get("dedup", 0) != layered:  # exact dedup through the legacy ExactDedup path
-        out["dedup.exact"] += stages.get("dedup", 0) - layered
     return out
 
 

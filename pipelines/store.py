@@ -25,12 +25,11 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from filters import ExactDedup
 from filters.dedup_layers import Deduplicator
-from pipelines.dedup_index import save_part, user_texts
+from pipelines.dedup_index import load_index, save_part, user_texts
 from pipelines.funnel import funnel
 from pipelines.rows import ACCEPTED, REJECTED, ROW_SCHEMA
-from schemas import DatasetManifest
+from schemas import DatasetManifest, DedupConfig
 
 MANIFEST_KEY = "trajforge.manifest"
 
@@ -84,13 +83,12 @@ class DatasetStore:
         versions = self.versions() if self.exists() else []
         return versions[-1].total_accepted if versions else 0
 
-    def accepted_hashes(self) -> list[str]:
-        """Dedup hashes of every accepted row so far, read as one column."""
-        if not self.exists():
-            return []
-        frame = (pl.scan_delta(str(self.root)).filter(pl.col("status") == ACCEPTED)
-                 .select("dedup_hash").collect())
-        return frame["dedup_hash"].to_list()
+    def deduplicator(self, config: DedupConfig) -> Deduplicator:
+        """The dedup layers for a new commit, seeded with every committed version's index when asked to."""
+        prior = None
+        if config.against_previous_versions and self.exists():
+            prior = load_index(self.root, self.versions(), config)
+        return Deduplicator(config, prior)
 
     # -- writing -------------------------------------------------------------
     def staging(self, run_id: str) -> Path:
@@ -99,7 +97,7 @@ class DatasetStore:
         return path
 
     def commit(self, shard_files: list[Path], manifest: DatasetManifest,
-               dedup: Deduplicator | ExactDedup | Callable[[], Deduplicator | ExactDedup | None] | None,
+               dedup: Deduplicator | Callable[[], Deduplicator] | None,
                retries: int = 3) -> DatasetManifest:
         """Dedup the staged rows in order and commit them as one new version.
 
@@ -129,20 +127,13 @@ class DatasetStore:
         raise AssertionError("unreachable")
 
     def _commit_once(self, shard_files: list[Path], manifest: DatasetManifest,
-                     dedup: Deduplicator | ExactDedup | None, base: int | None) -> DatasetManifest:
+                     dedup: Deduplicator | None, base: int | None) -> DatasetManifest:
         light = pa.concat_tables(
             [pq.read_table(f, columns=["id", "status", "stage", "reason", "dedup_hash"]) for f in shard_files])
         status, stage, reason = (light.column(c).to_pylist() for c in ("status", "stage", "reason"))
         ids = light.column("id").to_pylist()
         cluster, layers, outcome = list(ids), {}, None
-        if isinstance(dedup, ExactDedup):
-            hashes = light.column("dedup_hash").to_pylist()
-            for i, (row_id, h) in enumerate(zip(ids, hashes, strict=True)):
-                if status[i] == ACCEPTED:
-                    first = dedup.first(h, row_id)
-                    if first is not None:
-                        status[i], stage[i], reason[i] = REJECTED, "dedup", f"exact duplicate of {first}"
-        elif dedup is not None:
+        if dedup is not None:
             outcome = dedup.run(ids, [st == ACCEPTED for st in status], light.column("dedup_hash").to_pylist(),
                                 lambda positions: self._user_texts(shard_files, positions))
             for i, (_layer, why) in outcome.rejected.items():

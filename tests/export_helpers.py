@@ -65,15 +65,16 @@ def draft_manifest(run_id: str):
 
 def commit_worker(root: str, files: list[str], run_id: str, barrier, results) -> None:
     """One process committing staged rows; waits at ``barrier`` once its dedup view is pinned, so two collide."""
-    from filters import ExactDedup
+    from filters.dedup_layers import Deduplicator
     from pipelines.store import DatasetStore, StoreError
+    from schemas import DedupConfig
 
     store = DatasetStore(root)
     attempts = []
 
-    def dedup() -> ExactDedup:
-        seen = ExactDedup(store.accepted_hashes())
-        attempts.append(len(seen.seen))
+    def dedup() -> Deduplicator:
+        seen = store.deduplicator(DedupConfig())
+        attempts.append(len(seen.prior))
         if len(attempts) == 1:
             barrier.wait(timeout=120)
         return seen

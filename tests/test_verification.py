@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from filters import FILTERS, Context, ExactDedup, exact_hash
+from filters import FILTERS, Context, exact_hash
 from filters.verification import normalize
 from generators import GENERATORS
 from schemas import Message, Task, ToolCall, Trajectory, Verdict
@@ -412,22 +412,3 @@ def test_assistant_wording_and_tool_results_do_not_matter():
     assert exact_hash(a) == exact_hash(b)
 
 
-def test_exact_dedup_keeps_first():
-    dedup = ExactDedup()
-    h1 = exact_hash(small_dialogue("Cancel #W1234"))
-    h2 = exact_hash(small_dialogue("Cancel #W9876"))
-    assert dedup.first(h1, "row-a") is None
-    assert dedup.first(h1, "row-b") == "row-a"
-    assert dedup.first(h1, "row-c") == "row-a"  # still names the first, not the latest
-    assert dedup.first(h2, "row-d") is None
-    assert dedup.first(h2, "row-e") == "row-d"
-
-
-def test_exact_dedup_seeded_with_earlier_versions():
-    old = exact_hash(small_dialogue("Cancel #W1234"))
-    new = exact_hash(small_dialogue("Cancel #W9876"))
-    dedup = ExactDedup(known=[old])
-    assert dedup.first(old, "row-a") == "an earlier version"
-    assert dedup.first(old, "row-b") == "an earlier version"
-    assert dedup.first(new, "row-c") is None
-    assert dedup.first(new, "row-d") == "row-c"

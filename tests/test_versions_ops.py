@@ -12,11 +12,12 @@ import time
 import pytest
 from export_helpers import commit_worker, draft_manifest, stage_rows, two_versions
 
-from filters import ExactDedup
+from filters.dedup_layers import Deduplicator
 from pipelines.cli import main
 from pipelines.export import export_version
 from pipelines.store import DatasetStore, StoreError
 from pipelines.versioning import diff_versions
+from schemas import DedupConfig
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -54,7 +55,7 @@ def test_retention_keeps_the_newest_versions_and_vacuums_orphans(dataset, tmp_pa
     store = DatasetStore(root)
     v0, v1 = store.versions()
     files = stage_rows(store.read(0).to_arrow(), tmp_path / "staged")
-    v2 = store.commit(files, draft_manifest("run-c"), ExactDedup(store.accepted_hashes()))
+    v2 = store.commit(files, draft_manifest("run-c"), store.deduplicator(DedupConfig()))
     assert v2.version == 2 and v2.parent_version == 1 and v2.accepted == 0  # all duplicates of version 0
     data_file = next(root.glob("part-*.parquet"))
     old_orphan, young_orphan = root / "part-orphan-old.parquet", root / "part-orphan-young.parquet"
@@ -82,7 +83,7 @@ def test_retention_keeps_the_newest_versions_and_vacuums_orphans(dataset, tmp_pa
     assert main(["versions", str(root), "--retain", "2"]) == 0
     assert "expired 0" in capsys.readouterr().out
     young_orphan.unlink()
-    v3 = store.commit(files, draft_manifest("run-d"), ExactDedup(store.accepted_hashes()))
+    v3 = store.commit(files, draft_manifest("run-d"), store.deduplicator(DedupConfig()))
     # vacuum's own commits take version numbers (without a manifest), so the next version may skip some
     assert [m.version for m in store.versions()] == [1, 2, v3.version] and v3.parent_version == v3.version - 1
     assert main(["versions", str(root), "--retain", "0"]) == 2
@@ -117,18 +118,16 @@ def test_two_processes_committing_at_once_one_wins_the_other_retries_and_dedups(
     assert len(set(store.read().filter(store.read()["status"] == "accepted")["dedup_hash"])) == w["accepted"]
 
 
-class _MeetingDedup(ExactDedup):
-    """An ExactDedup that waits for the other committer at its first decision (after the base version is pinned)."""
+class _MeetingDedup(Deduplicator):
+    """Dedup that waits for the other committer when it decides (after the base version is pinned)."""
 
     def __init__(self, barrier: threading.Barrier) -> None:
-        super().__init__()
-        self.barrier, self.met = barrier, False
+        super().__init__(DedupConfig())
+        self.barrier = barrier
 
-    def first(self, dedup_hash, row_id):
-        if not self.met:
-            self.met = True
-            self.barrier.wait(timeout=60)
-        return super().first(dedup_hash, row_id)
+    def run(self, *args, **kwargs):
+        self.barrier.wait(timeout=60)
+        return super().run(*args, **kwargs)
 
 
 def test_two_threads_with_a_fixed_dedup_one_fails_clearly_nothing_half_written(dataset, tmp_path):
