@@ -13,7 +13,6 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from schemas import BackendConfig, Message, Usage
@@ -24,9 +23,8 @@ from simulators.backends.openai_http import OpenAICompatible
 
 
 class Endpoint:
-    def __init__(self, name: str, config: BackendConfig, cache: RequestCache | None = None,
-                 make_backend: Callable[[], Backend] | None = None) -> None:
-        if not config.base_url and make_backend is None:
+    def __init__(self, name: str, config: BackendConfig, cache: RequestCache | None = None) -> None:
+        if not config.base_url:
             raise BackendError(f"backend {name!r}: no base_url (a managed vLLM server must be started first)")
         self.name = name
         self.config = config
@@ -35,7 +33,6 @@ class Endpoint:
         self.limit = ConcurrencyLimit(config.max_concurrency)
         self.rpm = RateLimit(config.requests_per_minute) if config.requests_per_minute else None
         self.tpm = RateLimit(config.tokens_per_minute) if config.tokens_per_minute else None
-        self._make_backend = make_backend or self._openai
         self._backends: dict[int, Backend] = {}  # one HTTP client per event loop: clients are bound to their loop
         self._lock = threading.Lock()
 
@@ -48,7 +45,7 @@ class Endpoint:
         with self._lock:
             backend = self._backends.get(loop_id)
             if backend is None:
-                backend = self._backends[loop_id] = self._make_backend()
+                backend = self._backends[loop_id] = self._openai()
             return backend
 
     async def release_loop(self) -> None:
