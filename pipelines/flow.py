@@ -18,6 +18,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from filters.dedup_layers import Deduplicator
+from pipelines.artifacts import create_run_artifacts
 from pipelines.dedup_index import load_index
 from pipelines.shard import rollout_shard, synthesize_shard
 from pipelines.store import DatasetStore
@@ -118,7 +119,9 @@ def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool) -> d
                 usage[role].add(Usage.model_validate(u))
             advance(sum(result["counts"].values()), result["counts"].get("accepted", 0))
     shard_files = [r["path"] for r in sorted(results, key=lambda r: r["shard"])]
-    return publish(config, out_dir, run_id, shard_files, lineage, usage)
+    manifest = publish(config, out_dir, run_id, shard_files, lineage, usage)
+    create_run_artifacts(DatasetManifest.model_validate(manifest), out_dir)
+    return manifest
 
 
 class _progress:
