@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(BIN)/trajforge export out/demo --to out/demo-hf --force
 
 test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

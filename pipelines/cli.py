@@ -134,6 +134,19 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipelines.report import ReportError, write_report
+
+    try:
+        data = write_report(args.dir, args.to, args.version)
+    except ReportError as err:
+        raise ConfigError(str(err)) from None
+    m = data.manifest
+    print(f"wrote {args.to}: version {m.version} (run {m.run_id}), {m.accepted} accepted, {m.rejected} rejected, "
+          f"{len(data.samples)} sample dialogues")
+    return 0
+
+
 def _add_export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-ratio", type=float, default=0.1, help="share of task groups in the test split (0.1)")
     p.add_argument("--rejects", action="store_true", help="add the rejects config")
@@ -179,6 +192,11 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--private", action="store_true", help="create the repo private")
     _add_export_options(h)
     h.set_defaults(func=cmd_push)
+    r = sub.add_parser("report", help="write one self-contained HTML page with plots and sample dialogues of a version")
+    r.add_argument("dir", type=Path)
+    r.add_argument("--version", type=int, help="version to report on (default: the newest)")
+    r.add_argument("--to", required=True, type=Path, help="the HTML file to write")
+    r.set_defaults(func=cmd_report)
     return p
 
 

@@ -17,6 +17,7 @@ from prefect.cache_policies import NONE
 from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
+from pipelines.artifacts import create_run_artifacts
 from pipelines.shard import rollout_shard, synthesize_shard
 from pipelines.store import DatasetStore
 from pipelines.version import code_version
@@ -110,7 +111,9 @@ def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool) -> d
                 usage[role].add(Usage.model_validate(u))
             advance(sum(result["counts"].values()), result["counts"].get("accepted", 0))
     shard_files = [r["path"] for r in sorted(results, key=lambda r: r["shard"])]
-    return publish(config, out_dir, run_id, shard_files, lineage, usage)
+    manifest = publish(config, out_dir, run_id, shard_files, lineage, usage)
+    create_run_artifacts(DatasetManifest.model_validate(manifest), out_dir)
+    return manifest
 
 
 class _progress:
