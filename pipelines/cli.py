@@ -31,6 +31,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from pipelines.flow import run_generate
 
     run_id = args.run_id or _run_id()
+    from pipelines.resume import committed
+    from pipelines.store import DatasetStore
+
+    if args.run_id and (done := committed(DatasetStore(config.output_dir), run_id)) is not None:
+        print(f"run {run_id} was already committed as version {done.version}; nothing to redo")
     manifest = run_generate(config, config.output_dir, run_id, progress=not args.no_progress)
     print(f"\nversion {manifest.version} committed to {Path(config.output_dir).resolve()}")
     print(f"  run {manifest.run_id}: {manifest.tasks} tasks -> {manifest.accepted} accepted, "

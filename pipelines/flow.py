@@ -18,7 +18,8 @@ from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from pipelines.artifacts import create_run_artifacts
-from pipelines.shard import rollout_shard, synthesize_shard
+from pipelines.resume import checkpoint, claim_staging, committed, finished, staged_summary
+from pipelines.shard import rollout_shard, shard_indices, synthesize_shard
 from pipelines.store import DatasetStore
 from pipelines.version import code_version
 from schemas import DatasetManifest, Lineage, RunConfig, Usage
@@ -28,14 +29,23 @@ from simulators.backends import managed_vllm
 @task(name="synthesize-shard", cache_policy=NONE)
 def synthesize(config: RunConfig, shard: int, staging: str, cache_path: str | None) -> str:
     out = Path(staging) / f"tasks-{shard:05d}.parquet"
-    return str(synthesize_shard(config, shard, out, cache_path=cache_path))
+    if finished(out, len(shard_indices(config, shard))):  # resumed run: this shard's tasks were already staged
+        return str(out)
+    synthesize_shard(config, shard, out, cache_path=cache_path)
+    checkpoint(f"synthesized:{shard}")
+    return str(out)
 
 
 @task(name="rollout-shard", cache_policy=NONE)
 def simulate(config: RunConfig, shard: int, tasks_path: str, staging: str, lineage: Lineage,
              cache_path: str | None) -> dict:
     out = Path(staging) / f"rows-{shard:05d}.parquet"
+    if finished(out, len(shard_indices(config, shard))):  # resumed run: this shard was already rolled out
+        counts, spent = staged_summary(out)
+        return {"shard": shard, "path": str(out), "counts": counts,
+                "usage": {role: u.model_dump() for role, u in spent.items()}}
     result = rollout_shard(config, shard, Path(tasks_path), out, lineage, cache_path=cache_path)
+    checkpoint(f"rolled-out:{shard}")
     return {"shard": shard, "path": str(out), "counts": result.counts,
             "usage": {role: u.model_dump() for role, u in result.usage.items()}}
 
@@ -44,13 +54,13 @@ def simulate(config: RunConfig, shard: int, tasks_path: str, staging: str, linea
 def publish(config: RunConfig, out_dir: str, run_id: str, shard_files: list[str], lineage: Lineage,
             usage: dict[str, Usage]) -> dict:
     store = DatasetStore(out_dir)
-
     draft = DatasetManifest(
         parent_version=None, run_id=run_id, config_hash=lineage.config_hash, code_version=lineage.code_version,
         seed=config.seed, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         tasks=0, accepted=0, rejected=0, config=_public_config(config), models=lineage.models, usage=usage)
     # A factory, not an object: a retry after a concurrent commit dedups against that commit too.
     manifest = store.commit([Path(f) for f in shard_files], draft, lambda: store.deduplicator(config.dedup))
+    checkpoint("committed")
     store.clear_staging(run_id)
     return manifest.model_dump()
 
@@ -81,7 +91,17 @@ def generate(config: RunConfig, out_dir: str, run_id: str, progress: bool = Fals
 
     Managed vLLM servers the config asks for run for exactly the length of the
     flow: started before the first shard, stopped after the commit or failure.
+
+    Started again with the run id of a run that was killed, it resumes: staged
+    shards are kept, and a run that already committed commits nothing again
+    (see ``pipelines.resume``).
     """
+    store = DatasetStore(out_dir)
+    done = committed(store, run_id)
+    if done is not None:  # killed after its commit, before staging was cleared: only clean up
+        store.clear_staging(run_id)
+        print(f"run {run_id} was already committed as version {done.version}; nothing to redo")
+        return done.model_dump()
     with ExitStack() as servers:
         for name, backend in config.backends.items():
             if backend.kind == "vllm" and name in config.model_users().values():
@@ -96,6 +116,7 @@ def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool) -> d
     lineage = Lineage(run_id=run_id, config_hash=config.config_hash(), code_version=code_version(),
                       seed=config.seed, models=models)
     staging = str(DatasetStore(out_dir).staging(run_id))
+    claim_staging(Path(staging), run_id, lineage.config_hash)
     cache_path = cache_path_for(config, out_dir)
     futures = []
     for shard in range(config.num_shards):

@@ -200,7 +200,9 @@ def rollout_shard(
                 await endpoint.release_loop()
 
     asyncio.run(run_all())
-    _write_atomic(pa.Table.from_pylist(rows, schema=ROW_SCHEMA), out)
+    # The usage rides in the file's metadata, so a resumed run that keeps this shard still reports it.
+    spent = json.dumps({name: u.model_dump() for name, u in usage.items()})
+    _write_atomic(pa.Table.from_pylist(rows, schema=ROW_SCHEMA.with_metadata({USAGE_KEY: spent})), out)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1

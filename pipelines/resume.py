@@ -1,0 +1,84 @@
+"""Crash-safe resume: what a run started again with the same ``--run-id`` can keep.
+
+A run's state lives in three places, each written atomically, so a SIGKILL at any
+moment leaves every one either whole or absent:
+
+- staged shard files ``DIR/_staging/RUN_ID/{tasks,rows}-NNNNN.parquet`` (written beside,
+  then renamed): a file that is there and holds its shard's row count is finished and
+  is not redone;
+- the Delta commit, whose manifest names the run id: once it is in the table the run
+  is done, and a restart only clears the leftover staging folder — it never commits
+  a second version;
+- ``run.json`` in the staging folder, the config hash the staged files were made with,
+  so a restart with another config cannot mix its rows with the old ones.
+
+Model calls redone for an unfinished shard come from the request cache, so they cost nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipelines.shard import USAGE_KEY
+from pipelines.store import DatasetStore
+from schemas import ConfigError, DatasetManifest, Usage
+
+RUN_FILE = "run.json"
+KILL_AT_ENV = "TRAJFORGE_TEST_KILL_AT"
+
+
+def committed(store: DatasetStore, run_id: str) -> DatasetManifest | None:
+    """The version this run already committed, if a crash came after the commit."""
+    if not store.exists():
+        return None
+    return next((m for m in store.versions() if m.run_id == run_id), None)
+
+
+def claim_staging(staging: Path, run_id: str, config_hash: str) -> None:
+    """Record which config the staged files belong to; refuse to resume them under another one."""
+    marker = Path(staging) / RUN_FILE
+    if marker.exists():
+        started = json.loads(marker.read_text()).get("config_hash")
+        if started != config_hash:
+            raise ConfigError(f"{marker}: run {run_id} was started with another config (hash {started}); "
+                              f"resume it with that config, or start a new run with another --run-id")
+        return
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"run_id": run_id, "config_hash": config_hash}))
+    os.replace(tmp, marker)
+
+
+def finished(path: Path, rows: int) -> bool:
+    """A staged shard file that is there, readable and holds all of its shard's rows."""
+    try:
+        return pq.ParquetFile(path).metadata.num_rows == rows
+    except (OSError, ValueError):  # absent, or not a Parquet file (cannot happen with atomic writes, but cheap)
+        return False
+
+
+def staged_summary(path: Path) -> tuple[dict[str, int], dict[str, Usage]]:
+    """Counts by status and model usage of a finished rows file, as the rollout task reported them."""
+    file = pq.ParquetFile(path)
+    counts: dict[str, int] = {}
+    for status in file.read(columns=["status"]).column("status").to_pylist():
+        counts[status] = counts.get(status, 0) + 1
+    spent = json.loads((file.schema_arrow.metadata or {}).get(USAGE_KEY, b"{}"))
+    return counts, {role: Usage.model_validate(u) for role, u in spent.items()}
+
+
+def checkpoint(point: str) -> None:
+    """Test-only hook: SIGKILL this process when ``TRAJFORGE_TEST_KILL_AT`` names ``point``.
+
+    Points: ``synthesized:N`` and ``rolled-out:N`` (just after shard N's file was
+    written, only when the shard was really computed, not skipped on resume) and
+    ``committed`` (after the Delta commit, before staging is cleared). It kills the
+    current process only, so it is meant for the thread task runner; tests start the
+    run in its own session and kill the rest of its process group themselves.
+    """
+    if os.environ.get(KILL_AT_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
