@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[dev,semantic]"
+	$(BIN)/pip install --quiet -e ".[dev,semantic,ray]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -55,6 +55,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pipelines.steps import build_steps
+
+    config = load_config(args.config, output_dir=args.out)
+    build_steps(config, str(args.config))  # fail on bad step names/params before anything is registered
+    if not config.output_dir:
+        raise ConfigError(f"{args.config}: output_dir: not set; give --out DIR")
+    from pipelines.prefect_server import ServerError
+    from pipelines.schedule import check_cron, serve
+
+    try:
+        serve(json.loads(config.model_dump_json()), config.output_dir, check_cron(args.cron), args.name or config.name)
+    except ServerError as err:
+        print(f"trajforge: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_versions(args: argparse.Namespace) -> int:
     from pipelines.store import DatasetStore, StoreError
 
@@ -170,6 +188,13 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--run-id", help="name this run (default: a timestamp)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
+    s = sub.add_parser("serve", help="serve a cron-scheduled deployment: each run commits a new dataset version "
+                       "(a local Prefect server is started unless PREFECT_API_URL is set)")
+    s.add_argument("--config", required=True, type=Path)
+    s.add_argument("--cron", required=True, help='cron expression, e.g. "0 3 * * *" (daily at 03:00 UTC)')
+    s.add_argument("--name", help="deployment name (default: the config's name)")
+    s.add_argument("--out", help="dataset directory (overrides output_dir in the config)")
+    s.set_defaults(func=cmd_serve)
     v = sub.add_parser("versions", help="list the versions of a dataset")
     v.add_argument("dir", type=Path)
     v.add_argument("--json", action="store_true")

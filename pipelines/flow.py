@@ -66,6 +66,10 @@ def publish(config: RunConfig, out_dir: str, run_id: str, shard_files: list[str]
 
 
 def task_runner_for(config: RunConfig):
+    if config.runner.kind == "ray":
+        from pipelines.ray_runner import ray_task_runner
+
+        return ray_task_runner(config.runner)
     if config.runner.kind == "process":
         return ProcessPoolTaskRunner(max_workers=config.runner.workers)
     return ThreadPoolTaskRunner(max_workers=config.runner.workers or 4)

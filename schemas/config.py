@@ -155,8 +155,18 @@ class CacheConfig(_Strict):
 
 
 class RunnerConfig(_Strict):
-    kind: Literal["thread", "process"] = "thread"
+    kind: Literal["thread", "process", "ray"] = "thread"
     workers: int | None = Field(default=None, ge=1)
+    address: str | None = Field(
+        default=None,
+        description="ray: a running cluster, e.g. ray://head:10001; none starts a local Ray instance "
+        "with `workers` CPUs (default 2)")
+
+    @model_validator(mode="after")
+    def _address_needs_ray(self) -> RunnerConfig:
+        if self.address is not None and self.kind != "ray":
+            raise ValueError("address: only for kind 'ray'")
+        return self
 
 
 DEFAULT_FILTERS = ["format", "execution", "policy", "outcome", "required_outputs"]
