@@ -132,7 +132,7 @@ def render_card(summary: ExportSummary) -> str:
         "every later version, but their manifests are no longer listed.\n")
     # Where the run wrote and how it was parallelised are not part of the data (nor of the config hash), and a
     # local path has no place in a published card.
-    shown = {k: v for k, v in m.config.items() if k not in {"output_dir", "runner", "cache"}}
+    shown = {k: v for k, v in m.config.items() if k not in {"output_dir", "runner", "cache", "publish"}}
     config_yaml = yaml.safe_dump(shown, sort_keys=False, default_flow_style=None).strip()
     sections = [
         f"# {summary.name}: trajforge dataset, version {summary.version}",

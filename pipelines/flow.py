@@ -65,6 +65,20 @@ def publish(config: RunConfig, out_dir: str, run_id: str, shard_files: list[str]
     return manifest.model_dump()
 
 
+@task(name="push", cache_policy=NONE)
+def push(config: RunConfig, out_dir: str, version: int) -> str:
+    """The version just committed, exported and pushed to the Hub repo the config names."""
+    from pipelines.export import ExportOptions
+    from pipelines.hub import push_version
+
+    p = config.publish
+    result = push_version(out_dir, p.repo or "", ExportOptions(version=version, test_ratio=p.test_ratio,
+                                                               license=p.license, rejects=p.rejects),
+                          private=p.private or None)
+    print(f"pushed version {version} to {result.repo_id} (tag {result.tag})")
+    return result.tag
+
+
 def task_runner_for(config: RunConfig):
     if config.runner.kind == "ray":
         from pipelines.ray_runner import ray_task_runner
@@ -138,6 +152,8 @@ def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool) -> d
     shard_files = [r["path"] for r in sorted(results, key=lambda r: r["shard"])]
     manifest = publish(config, out_dir, run_id, shard_files, lineage, usage)
     create_run_artifacts(DatasetManifest.model_validate(manifest), out_dir)
+    if config.publish.repo:
+        push(config, out_dir, manifest["version"])
     return manifest
 
 

@@ -154,6 +154,17 @@ class CacheConfig(_Strict):
     path: str | None = Field(default=None, description="SQLite file; default OUTPUT_DIR/_cache/requests.sqlite")
 
 
+class PublishConfig(_Strict):
+    """Push each new version to the Hub after its commit (the token comes from the environment, never from here)."""
+
+    repo: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$",
+                             description="ORG/NAME of a Hugging Face dataset repo; unset: no push")
+    private: bool = False
+    test_ratio: float = Field(default=0.1, ge=0, lt=1)
+    license: str = "other"
+    rejects: bool = False
+
+
 class RunnerConfig(_Strict):
     kind: Literal["thread", "process", "ray"] = "thread"
     workers: int | None = Field(default=None, ge=1)
@@ -188,6 +199,7 @@ class RunConfig(_Strict):
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     output_dir: str | None = None
 
@@ -210,7 +222,7 @@ class RunConfig(_Strict):
 
     def config_hash(self) -> str:
         """Hash of what shapes the data: where it is written, how it is run and where a model is served do not."""
-        data = self.model_dump(mode="json", exclude={"output_dir", "runner", "cache", "backends"})
+        data = self.model_dump(mode="json", exclude={"output_dir", "runner", "cache", "backends", "publish"})
         if self.backends:
             data["models"] = {name: b.model for name, b in sorted(self.backends.items())}
         return content_hash(data)

@@ -15,6 +15,7 @@ from huggingface_hub import HfApi
 import pipelines.hub
 from pipelines.cli import main
 from pipelines.store import DatasetStore
+from schemas import ConfigError
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 SECRET = "hf_trajforgeTESTtokenDoNotLeak0123456789"
@@ -105,3 +106,20 @@ def test_push_refuses_without_token_or_with_bad_input(dataset, recorder, monkeyp
     assert main(["push", str(dataset), "--version", "0", "--repo", "acme/x"]) == 2
     assert "HF_HUB_OFFLINE" in capfd.readouterr().err
     assert recorder.calls == []
+
+
+def test_a_run_whose_config_names_a_repo_pushes_its_new_version(recorder, monkeypatch, tmp_path, small_config):
+    from pipelines.flow import run_generate
+
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    config = small_config(num_tasks=20, shard_size=10, publish={"repo": "acme/nightly", "private": True})
+    first = run_generate(config, tmp_path / "ds", "night-1")
+    second = run_generate(config.model_copy(update={"seed": 12}), tmp_path / "ds", "night-2")
+    tags = [kw["tag"] for name, kw in recorder.calls if name == "create_tag"]
+    assert tags == [f"v{first.version}", f"v{second.version}"]
+    assert all(kw["private"] is True for name, kw in recorder.calls if name == "create_repo")
+    card = (recorder.uploads / "upload-2" / "README.md").read_text()
+    assert "publish:" not in card  # where it is pushed is not part of how the data was made ...
+    assert config.config_hash() == small_config(num_tasks=20, shard_size=10).config_hash()  # ... nor of its hash
+    with pytest.raises(ConfigError, match=r"publish.repo: String should match pattern"):
+        small_config(publish={"repo": "no-slash"})
