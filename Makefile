@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(BIN)/trajforge generate --config examples/demo.yaml
 	$(BIN)/trajforge versions out/demo
 	$(BIN)/trajforge export out/demo --to out/demo-hf --force
+	$(BIN)/trajforge report out/demo --to out/demo-report.html
 
 test: $(STAMP)
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
