@@ -41,6 +41,13 @@ def render(messages: list[Message], limit: int = 600) -> str:
     return "\n".join(lines)
 
 
+class ModelFilter(Filter):
+    """A filter that waits on a model: the shard calls ``acheck``; there is no synchronous answer."""
+
+    def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
+        raise TypeError(f"the {self.name} filter calls a model: use acheck")
+
+
 class JudgeParams(FilterParams):
     backend: str = Field(description="a key of the run config's `backends`")
     rubric: str = RUBRIC
@@ -50,14 +57,11 @@ class JudgeParams(FilterParams):
 
 
 @FILTERS.register("judge")
-class JudgeFilter(Filter):
+class JudgeFilter(ModelFilter):
     """A model grades the dialogue against a rubric; score and rationale go on the verdict either way."""
 
     name = "judge"
     Params = JudgeParams
-
-    def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
-        raise TypeError("the judge calls a model: use acheck")
 
     async def acheck(self, trajectory: Trajectory, ctx: Context) -> Verdict:
         p = self.params
@@ -93,14 +97,11 @@ class DifficultyParams(FilterParams):
 
 
 @FILTERS.register("difficulty")
-class DifficultyFilter(Filter):
+class DifficultyFilter(ModelFilter):
     """DeepDive's filter: a KG question that a model answers without tools in k tries teaches no searching."""
 
     name = "difficulty"
     Params = DifficultyParams
-
-    def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
-        raise TypeError("the difficulty filter calls a model: use acheck")
 
     async def acheck(self, trajectory: Trajectory, ctx: Context) -> Verdict:
         task, p = ctx.task, self.params

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -64,9 +65,7 @@ def finished(path: Path, rows: int) -> bool:
 def staged_summary(path: Path) -> tuple[dict[str, int], dict[str, Usage]]:
     """Counts by status and model usage of a finished rows file, as the rollout task reported them."""
     file = pq.ParquetFile(path)
-    counts: dict[str, int] = {}
-    for status in file.read(columns=["status"]).column("status").to_pylist():
-        counts[status] = counts.get(status, 0) + 1
+    counts = dict(Counter(file.read(columns=["status"]).column("status").to_pylist()))
     spent = json.loads((file.schema_arrow.metadata or {}).get(USAGE_KEY, b"{}"))
     return counts, {role: Usage.model_validate(u) for role, u in spent.items()}
 

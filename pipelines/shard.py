@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,12 +101,11 @@ def _agents(config: RunConfig, endpoints: dict[str, Endpoint], task: Task, env: 
     sim = config.simulation
     scripted_user, scripted_assistant = ((KGScriptedUser, KGScriptedAssistant) if task.kind == "kg_question"
                                          else (ScriptedUser, ScriptedAssistant))
+    usage = {name: Usage() for name in config.model_users()}  # filters may call models in offline mode too
     if sim.mode == "offline":
         rate = sim.perturb_rate
         perturbation = rng.choice(PERTURBATIONS) if rate and rng.random() < rate else None
-        return _Dialogue(scripted_user(task, rng), scripted_assistant(task, env, rng, perturbation), None,
-                         {name: Usage() for name in config.model_users()})
-    usage = {name: Usage() for name in config.model_users()}
+        return _Dialogue(scripted_user(task, rng), scripted_assistant(task, env, rng, perturbation), None, usage)
     user: UserAgent = (LLMUser(task, endpoints[sim.user.backend], sim.user, usage["user"]) if sim.user
                        else scripted_user(task, rng))
     assert sim.assistant is not None  # the config validator requires it in model mode
@@ -203,7 +203,4 @@ def rollout_shard(
     # The usage rides in the file's metadata, so a resumed run that keeps this shard still reports it.
     spent = json.dumps({name: u.model_dump() for name, u in usage.items()})
     _write_atomic(pa.Table.from_pylist(rows, schema=ROW_SCHEMA.with_metadata({USAGE_KEY: spent})), out)
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    return ShardResult(counts=counts, usage=usage)
+    return ShardResult(counts=dict(Counter(row["status"] for row in rows)), usage=usage)

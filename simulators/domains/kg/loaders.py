@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,21 +40,22 @@ def _number(text: str) -> Any:
     return value if value == value and abs(value) != float("inf") else text
 
 
-def _columns(path: Path, names: list[str] | None) -> None:
-    names = names or []
+def _check_fields(path: Path, where: str, names: Iterable[str] | None, noun: str) -> None:
+    """Required fields present and nothing unknown: a CSV/TSV header, or one JSONL object's keys."""
+    names = list(names or [])
     missing = [c for c in REQUIRED if c not in names]
     if missing:
-        raise KGError(f"{path}: line 1: missing column(s) {', '.join(missing)} (need head, relation, tail)")
+        raise KGError(f"{path}: {where}: missing {noun}(s) {', '.join(missing)} (need head, relation, tail)")
     extra = [c for c in names if c not in REQUIRED + OPTIONAL]
     if extra:
-        raise KGError(f"{path}: line 1: unknown column(s) {', '.join(extra)} (allowed: head, relation, tail, kind)")
+        raise KGError(f"{path}: {where}: unknown {noun}(s) {', '.join(extra)} (allowed: head, relation, tail, kind)")
 
 
 def _rows_delimited(path: Path, delimiter: str) -> Iterator[tuple[str, dict[str, Any]]]:
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f, delimiter=delimiter, strict=True)
         try:
-            _columns(path, reader.fieldnames)
+            _check_fields(path, "line 1", reader.fieldnames, "column")
             for row in reader:
                 where = f"line {reader.line_num}"
                 if None in row:
@@ -79,12 +80,7 @@ def _rows_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 raise KGError(f"{path}: line {n}: not valid JSON ({err.msg})") from None
             if not isinstance(row, dict):
                 raise KGError(f"{path}: line {n}: expected a JSON object, got {type(row).__name__}")
-            missing = [c for c in REQUIRED if c not in row]
-            if missing:
-                raise KGError(f"{path}: line {n}: missing key(s) {', '.join(missing)}")
-            extra = [c for c in row if c not in REQUIRED + OPTIONAL]
-            if extra:
-                raise KGError(f"{path}: line {n}: unknown key(s) {', '.join(extra)}")
+            _check_fields(path, f"line {n}", row, "key")
             yield f"line {n}", row
 
 
@@ -95,7 +91,7 @@ def _rows_parquet(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         table = pq.read_table(path)
     except Exception as err:  # pyarrow raises several types for a broken file
         raise KGError(f"{path}: not a readable Parquet file ({err})") from None
-    _columns(path, table.column_names)
+    _check_fields(path, "line 1", table.column_names, "column")
     for n, row in enumerate(table.to_pylist(), 1):
         yield f"row {n}", row
 
