@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from filters.verification import normalize
 from schemas import Message, canonical_json, content_hash
+from simulators.text import normalize
 
 
 def exact_hash(messages: list[Message]) -> str:

@@ -13,8 +13,8 @@ from collections import Counter
 from pydantic import Field, model_validator
 
 from filters.base import FILTERS, Context, Filter, FilterParams
-from filters.verification import normalize
 from schemas import Trajectory, Verdict
+from simulators.text import normalize
 
 
 class TurnCountParams(FilterParams):

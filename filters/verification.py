@@ -4,15 +4,13 @@ they needed to hear."""
 
 from __future__ import annotations
 
-import re
-import unicodedata
-
 from pydantic import Field
 
 from filters.answer_match import check_answer
 from filters.base import FILTERS, Context, Filter, FilterParams
 from schemas import Trajectory, Verdict, canonical_json
 from simulators.environment import Validator, compile_validator, is_error, validate_arguments
+from simulators.text import normalize
 
 
 @FILTERS.register("format")
@@ -110,12 +108,6 @@ class OutcomeFilter(Filter):
         if env.state_hash() != gold:
             return self.failed("final state differs from the gold final state")
         return self.passed()
-
-
-def normalize(text: str) -> str:
-    """Case, width and punctuation folded; digits and '#' kept so '#1234' never equals '#9876'."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return re.sub(r"[^\w#$.]+", " ", text).strip()
 
 
 @FILTERS.register("required_outputs")

@@ -6,7 +6,7 @@ Public API for a generator step: subclass ``Generator``, give it a
 ``GENERATORS.register(name)`` or a ``trajforge.generators`` entry point.
 """
 
-from generators import blueprints, kg_question, tool_calls  # noqa: F401
+from generators import blueprints, kg_question, model_blueprints, tool_calls  # noqa: F401
 from generators.base import GENERATORS, Generator, GeneratorParams, SynthesisContext, SynthesisError
 
 __all__ = ["GENERATORS", "Generator", "GeneratorParams", "SynthesisContext", "SynthesisError"]

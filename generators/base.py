@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -21,12 +23,58 @@ class GeneratorParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ExamplePool:
+    """What a shard's generators have validated so far, seen deterministically.
+
+    A generator that learns from earlier output (few-shot examples, recombination)
+    sets ``pool_lag``; the item at index ``i`` then sees exactly the items of
+    indices below ``i - pool_lag``, and the shard holds it back until those have
+    finished. So the pool an item sees never depends on which request returned
+    first, while ``pool_lag`` items still run at once.
+    """
+
+    def __init__(self, indices: range) -> None:
+        self._done = {i: asyncio.Event() for i in indices}
+        self._items: dict[str, list[tuple[int, Any]]] = {}
+
+    def add(self, generator: str, index: int, item: Any) -> None:
+        self._items.setdefault(generator, []).append((index, item))
+
+    def finish(self, index: int) -> None:
+        if index in self._done:
+            self._done[index].set()
+
+    async def settled(self, below: int) -> None:
+        """Wait until every item of an index below ``below`` has finished."""
+        for i, event in self._done.items():
+            if i < below:
+                await event.wait()
+
+    def before(self, generator: str, below: int) -> list[Any]:
+        """This generator's items of indices below ``below``, in index order."""
+        return [item for i, item in sorted(self._items.get(generator, []), key=lambda x: x[0]) if i < below]
+
+
 @dataclass
 class SynthesisContext:
-    """What a model-backed generator may use: the run's endpoints, and meters charged by generator name."""
+    """What one item's synthesis may use: the run's endpoints, meters and funnel counters, the shard's pool.
+
+    ``usage`` is charged by step name (``config.model_users()``); ``funnel``
+    counts what a generator's own stages did (generated, passed, dropped ...)
+    and reaches the manifest and the end-of-run summary.
+    """
 
     endpoints: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, Usage] = field(default_factory=dict)
+    funnel: dict[str, Counter[str]] = field(default_factory=dict)
+    pool: ExamplePool = field(default_factory=lambda: ExamplePool(range(0)))
+    index: int = 0
+
+    def at(self, index: int) -> SynthesisContext:
+        return replace(self, index=index)
+
+    def count(self, generator: str, step: str, n: int = 1) -> None:
+        self.funnel.setdefault(generator, Counter())[step] += n
 
 
 class Generator:
@@ -38,6 +86,7 @@ class Generator:
 
     name: ClassVar[str]
     Params: ClassVar[type[GeneratorParams]] = GeneratorParams
+    pool_lag: int | None = None  # set to learn from earlier items of the shard (see ``ExamplePool``)
 
     def __init__(self, env: Environment, params: GeneratorParams) -> None:
         self.env = env

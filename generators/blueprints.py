@@ -11,17 +11,35 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from pydantic import Field
 
 from generators.base import GENERATORS, Generator, GeneratorParams, SynthesisError
+from generators.blueprint_rules import Execution, execute_gold
 from generators.personas import INSTRUCTION_TEMPLATES, PERSONAS
 from generators.tool_graph import ToolGraph
 from schemas import Action, Request, Task, UserScenario
-from simulators.environment import Environment, is_error
+from simulators.environment import Environment
 from simulators.intents import Grounding, Identity, Intent
+
+
+@dataclass
+class Draft:
+    """A rule-built blueprint: executed, so every call is known to work, but not yet put into words."""
+
+    identity: Identity
+    gold: list[Action]
+    chosen: list[tuple[Intent, Grounding, list[int]]]  # each request: intent, its grounding, its gold indices
+    outputs: list[str]
+    execution: Execution
+    tools: list[str]  # the tool-graph walks, in order
+
+    @property
+    def user_id(self) -> str:
+        return self.identity.user_id
 
 
 class BlueprintParams(GeneratorParams):
@@ -62,17 +80,25 @@ class BlueprintGenerator(Generator):
             raise ValueError(f"domain {env.name!r} has no users to ground tasks in")
 
     def generate(self, rng: random.Random) -> Task:
+        draft = self.draft(rng)
+        return self._task(rng, draft)
+
+    def draft(self, rng: random.Random, user_id: str | None = None) -> Draft:
+        """A validated blueprint before it has words: intents, a user whose data fits, gold actions, outputs.
+
+        ``user_id`` pins the user (recombination wants a second task for the same one).
+        """
         wanted = rng.randint(self.params.min_requests, self.params.max_requests)
         last_problem = "no attempt made"
         for _ in range(self.params.max_attempts):
             try:
-                return self._attempt(rng, wanted)
+                return self._attempt(rng, wanted, user_id)
             except SynthesisError as err:
                 last_problem = str(err)
         raise SynthesisError(f"no valid blueprint in {self.params.max_attempts} attempts; last: {last_problem}")
 
     # -- one attempt ---------------------------------------------------------
-    def _attempt(self, rng: random.Random, wanted: int) -> Task:
+    def _attempt(self, rng: random.Random, wanted: int, user_id: str | None = None) -> Draft:
         """Walk the graph to pick intents, then find a user whose data fits them all.
 
         Intents first, user second: picking the user first would favour
@@ -89,16 +115,16 @@ class BlueprintGenerator(Generator):
             intent = rng.choice(self.by_target[path[-1]])
             if all(intent is not w[0] for w in walks):
                 walks.append((intent, path))
-        for _ in range(self.params.max_attempts):
-            user_id = rng.choice(self.users)
-            record = env.user_record(user_id)
+        for _ in range(1 if user_id else self.params.max_attempts):
+            user = user_id or rng.choice(self.users)
+            record = env.user_record(user)
             groundings = [intent.ground(env, rng, record) for intent, _ in walks]
             if all(g is not None for g in groundings):
                 break
         else:
             raise SynthesisError(f"no user has data for {', '.join(i.name for i, _ in walks)}")
 
-        identity = env.identify(rng, user_id)
+        identity = env.identify(rng, user)
         known_types = set(env.user_knows)
         gold: list[Action] = [identity.action]
         chosen: list[tuple[Intent, Grounding, list[int]]] = []
@@ -114,8 +140,13 @@ class BlueprintGenerator(Generator):
                         gold.append(action)
             gold.append(grounding.target)
             chosen.append((intent, grounding, list(range(start, len(gold)))))
-        outputs, final_hash = self._validate(gold, chosen)
-        return self._task(rng, identity, gold, chosen, outputs, final_hash)
+        execution = execute_gold(env, gold)
+        outputs: list[str] = []
+        for intent, grounding, indices in chosen:
+            result = json.loads(execution.results[indices[-1]])
+            outputs += [o for o in intent.outputs(grounding.target, result) if o not in outputs]
+        return Draft(identity=identity, gold=gold, chosen=chosen, outputs=outputs, execution=execution,
+                     tools=[t for _, path in walks for t in path])
 
     def _bind(self, tool_name: str, bindings: dict[str, list[str]]) -> list[Action]:
         """One call per bound value; none when a required parameter has no binding."""
@@ -128,28 +159,8 @@ class BlueprintGenerator(Generator):
             actions = [{**a, p: v} for a in actions for v in bindings[spec.entities[p]]]
         return [Action(name=tool_name, arguments=a) for a in actions]
 
-    def _validate(
-        self, gold: list[Action], chosen: list[tuple[Intent, Grounding, list[int]]]
-    ) -> tuple[list[str], str]:
-        """Execute gold on a fresh environment: no errors, and every write changes state."""
-        env = self.env.fresh()
-        results: list[str] = []
-        for action in gold:
-            before = env.state_hash() if env.specs()[action.name].writes else None
-            result = env.execute(action.name, action.arguments)
-            if is_error(result):
-                raise SynthesisError(f"gold action {action.name} failed: {result}")
-            if before is not None and env.state_hash() == before:
-                raise SynthesisError(f"gold write {action.name} left the state unchanged")
-            results.append(result)
-        outputs: list[str] = []
-        for intent, grounding, indices in chosen:
-            result = json.loads(results[indices[-1]])
-            outputs += [o for o in intent.outputs(grounding.target, result) if o not in outputs]
-        return outputs, env.state_hash()
-
-    def _task(self, rng: random.Random, identity: Identity, gold: list[Action],
-              chosen: list[tuple[Intent, Grounding, list[int]]], outputs: list[str], final_hash: str) -> Task:
+    def _task(self, rng: random.Random, draft: Draft) -> Task:
+        identity, chosen = draft.identity, draft.chosen
         persona = rng.choice(PERSONAS)
         known = dict(identity.known_info)
         unknown: list[str] = []
@@ -171,5 +182,6 @@ class BlueprintGenerator(Generator):
         scenario = UserScenario(persona=persona.description, instruction=instruction, known_info=known,
                                 unknown_info=unknown, identity=identity.says, requests=requests,
                                 closing=rng.choice(persona.closings))
-        return Task(domain=self.env.name, env_seed=self.env.seed, scenario=scenario, gold_actions=gold,
-                    expected_outputs=outputs, expected_state_hash=final_hash, generator=self.name)
+        return Task(domain=self.env.name, env_seed=self.env.seed, scenario=scenario, gold_actions=draft.gold,
+                    expected_outputs=draft.outputs, expected_state_hash=draft.execution.final_hash,
+                    generator=self.name)

@@ -8,6 +8,7 @@ only the final publish step makes them a version.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,23 +42,23 @@ def simulate(config: RunConfig, shard: int, tasks_path: str, staging: str, linea
              cache_path: str | None) -> dict:
     out = Path(staging) / f"rows-{shard:05d}.parquet"
     if finished(out, len(shard_indices(config, shard))):  # resumed run: this shard was already rolled out
-        counts, spent = staged_summary(out)
-        return {"shard": shard, "path": str(out), "counts": counts,
-                "usage": {role: u.model_dump() for role, u in spent.items()}}
-    result = rollout_shard(config, shard, Path(tasks_path), out, lineage, cache_path=cache_path)
-    checkpoint(f"rolled-out:{shard}")
-    return {"shard": shard, "path": str(out), "counts": result.counts,
+        result = staged_summary(out)
+    else:
+        result = rollout_shard(config, shard, Path(tasks_path), out, lineage, cache_path=cache_path)
+        checkpoint(f"rolled-out:{shard}")
+    return {"shard": shard, "path": str(out), "counts": result.counts, "synthesis": result.synthesis,
             "usage": {role: u.model_dump() for role, u in result.usage.items()}}
 
 
 @task(name="publish", cache_policy=NONE)
 def publish(config: RunConfig, out_dir: str, run_id: str, shard_files: list[str], lineage: Lineage,
-            usage: dict[str, Usage]) -> dict:
+            usage: dict[str, Usage], synthesis: dict[str, dict[str, int]]) -> dict:
     store = DatasetStore(out_dir)
     draft = DatasetManifest(
         parent_version=None, run_id=run_id, config_hash=lineage.config_hash, code_version=lineage.code_version,
         seed=config.seed, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        tasks=0, accepted=0, rejected=0, config=_public_config(config), models=lineage.models, usage=usage)
+        tasks=0, accepted=0, rejected=0, config=_public_config(config), models=lineage.models, usage=usage,
+        synthesis=synthesis)
     # A factory, not an object: a retry after a concurrent commit dedups against that commit too.
     manifest = store.commit([Path(f) for f in shard_files], draft, lambda: store.deduplicator(config.dedup))
     checkpoint("committed")
@@ -142,15 +143,19 @@ def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool) -> d
         futures.append(simulate.submit(config, shard, tasks, staging, lineage, cache_path))
     results = []
     usage: dict[str, Usage] = {name: Usage() for name in config.model_users()}
+    synthesis: dict[str, Counter[str]] = {}
     with _progress(progress, config.num_tasks) as advance:
         for future in as_completed(futures):
             result = future.result()
             results.append(result)
             for role, u in result["usage"].items():
                 usage[role].add(Usage.model_validate(u))
+            for generator, counts in result["synthesis"].items():
+                synthesis.setdefault(generator, Counter()).update(counts)
             advance(sum(result["counts"].values()), result["counts"].get("accepted", 0))
     shard_files = [r["path"] for r in sorted(results, key=lambda r: r["shard"])]
-    manifest = publish(config, out_dir, run_id, shard_files, lineage, usage)
+    manifest = publish(config, out_dir, run_id, shard_files, lineage, usage,
+                       {g: dict(sorted(c.items())) for g, c in sorted(synthesis.items())})
     create_run_artifacts(DatasetManifest.model_validate(manifest), out_dir)
     if config.publish.repo:
         push(config, out_dir, manifest["version"])

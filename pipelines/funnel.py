@@ -28,8 +28,30 @@ def _bars(counts: Mapping[str, int], width: int = 40) -> list[str]:
     return [f"  {key:>9}  {n:>7}  {'#' * round(width * n / top)}" for key, n in counts.items()]
 
 
+def synthesis_lines(generator: str, c: Mapping[str, int]) -> list[str]:
+    """A generator's own funnel in words: a model blueprint's stages, or any generator's counters as they are."""
+    if "generated" not in c:
+        return [f"{generator}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items()))]
+    from generators.blueprint_rules import STAGES
+
+    rules = ", ".join(f"{stage} -{c.get(f'failed_{stage}', 0)}" for stage in STAGES)
+    lines = [f"{generator}: {c.get('blueprints', 0)} blueprints, {c['generated']} written "
+             f"({c.get('regenerated', 0)} rewritten with feedback)",
+             f"  stage 1 rules ({rules}) -> {c.get('passed_rules', 0)} reviewed",
+             f"  stage 2 committee -{c.get('failed_committee', 0)} -> {c.get('passed_committee', 0)} validated; "
+             f"{c.get('dropped', 0)} dropped after the last round, {c.get('failed_backend', 0)} lost to the backend, "
+             f"{c.get('contexts_failed', 0)} without a context"]
+    if c.get("recombinations"):
+        lines.append(f"  recombination: {c['recombinations']} tried -> {c.get('recombined', 0)} recombined "
+                     f"({c.get('recombination_conflicts', 0)} conflicts)")
+    return lines
+
+
 def print_funnel(manifest) -> None:
-    """The end-of-run summary's funnel: rows left after each step, and the semantic similarity histogram."""
+    """The end-of-run summary's funnels: what each generator's stages did, then rows left after each step,
+    and the semantic similarity histogram."""
+    for generator, counts in manifest.synthesis.items():
+        print("  synthesis " + "\n  ".join(synthesis_lines(generator, counts)))
     left = manifest.tasks
     print(f"  funnel ({manifest.tasks} tasks):")
     for step, n in manifest.funnel.items():

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipelines.shard import USAGE_KEY
+from pipelines.shard import FUNNEL_KEY, USAGE_KEY, ShardResult, read_meta
 from pipelines.store import DatasetStore
 from schemas import ConfigError, DatasetManifest, Usage
 
@@ -62,12 +62,13 @@ def finished(path: Path, rows: int) -> bool:
         return False
 
 
-def staged_summary(path: Path) -> tuple[dict[str, int], dict[str, Usage]]:
-    """Counts by status and model usage of a finished rows file, as the rollout task reported them."""
+def staged_summary(path: Path) -> ShardResult:
+    """Counts by status, model usage and synthesis funnel of a finished rows file, as the rollout task reported them."""
     file = pq.ParquetFile(path)
     counts = dict(Counter(file.read(columns=["status"]).column("status").to_pylist()))
-    spent = json.loads((file.schema_arrow.metadata or {}).get(USAGE_KEY, b"{}"))
-    return counts, {role: Usage.model_validate(u) for role, u in spent.items()}
+    spent = read_meta(file.schema_arrow, USAGE_KEY)
+    return ShardResult(counts=counts, usage={role: Usage.model_validate(u) for role, u in spent.items()},
+                       synthesis=read_meta(file.schema_arrow, FUNNEL_KEY))
 
 
 def checkpoint(point: str) -> None:

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from filters import Context, exact_hash
 from generators import SynthesisContext, SynthesisError
+from generators.base import ExamplePool
 from pipelines.rows import ROW_SCHEMA, rejected_row, trajectory_row
 from pipelines.steps import Steps, build_steps
 from schemas import Lineage, RunConfig, Task, Trajectory, Usage
@@ -49,40 +50,53 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
 
 
 USAGE_KEY = b"trajforge.usage"
+FUNNEL_KEY = b"trajforge.synthesis"
+
+
+def read_meta(schema: pa.Schema, key: bytes) -> dict[str, Any]:
+    """A JSON value the shard stored in a Parquet file's metadata (model usage, the synthesis funnel)."""
+    return json.loads((schema.metadata or {}).get(key, b"{}"))
 
 
 def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | None = None,
                      cache_path: str | None = None) -> Path:
-    """Propose one task per index; model calls made here are charged in the file's metadata."""
+    """Propose one task per index; model calls and each generator's funnel are kept in the file's metadata."""
     steps = steps or build_steps(config)
     indices = shard_indices(config, shard)
     rows: list[dict[str, Any] | None] = [None] * len(indices)
-    used = {s.params["backend"] for s in config.generators if s.params.get("backend")}
+    used = config.generator_backends()
     endpoints = open_endpoints({name: config.backends[name] for name in used}, cache_path)
-    ctx = SynthesisContext(endpoints=endpoints, usage={name: Usage() for name in config.model_users()})
     limit = asyncio.Semaphore(config.simulation.concurrency)
 
-    async def one(slot: int, index: int) -> None:
+    async def one(ctx: SynthesisContext, slot: int, index: int) -> None:
         rng = random.Random(f"{config.seed}:task:{index}")
         generator = rng.choices(steps.generators, weights=steps.weights)[0]
-        async with limit:
-            try:
-                task = await generator.agenerate(rng, ctx)
-                rows[slot] = {"index": index, "task": task.model_dump_json(), "error": None}
-            except (SynthesisError, BackendError) as err:
-                rows[slot] = {"index": index, "task": None, "error": f"{generator.name}: {err}"}
-
-    async def run_all() -> None:
         try:
-            await asyncio.gather(*(one(slot, index) for slot, index in enumerate(indices)))
+            if generator.pool_lag:  # waits outside the slot: items it waits for must be able to run
+                await ctx.pool.settled(index - generator.pool_lag)
+            async with limit:
+                try:
+                    task = await generator.agenerate(rng, ctx.at(index))
+                    rows[slot] = {"index": index, "task": task.model_dump_json(), "error": None}
+                except (SynthesisError, BackendError) as err:
+                    rows[slot] = {"index": index, "task": None, "error": f"{generator.name}: {err}"}
+        finally:
+            ctx.pool.finish(index)
+
+    async def run_all() -> SynthesisContext:
+        ctx = SynthesisContext(endpoints=endpoints, usage={name: Usage() for name in config.model_users()},
+                               pool=ExamplePool(indices))
+        try:
+            await asyncio.gather(*(one(ctx, slot, index) for slot, index in enumerate(indices)))
         finally:
             for endpoint in endpoints.values():
                 await endpoint.release_loop()
+        return ctx
 
-    asyncio.run(run_all())
+    ctx = asyncio.run(run_all())
     usage = {name: u.model_dump() for name, u in ctx.usage.items() if u.requests or u.cached}
-    table = pa.Table.from_pylist(rows, schema=TASK_SCHEMA.with_metadata({USAGE_KEY: json.dumps(usage)}))
-    _write_atomic(table, out)
+    meta = {USAGE_KEY: json.dumps(usage), FUNNEL_KEY: json.dumps({g: dict(c) for g, c in ctx.funnel.items()})}
+    _write_atomic(pa.Table.from_pylist(rows, schema=TASK_SCHEMA.with_metadata(meta)), out)
     return out
 
 
@@ -139,6 +153,7 @@ async def _verify(steps: Steps, trajectory: Trajectory, task: Task, endpoints: d
 class ShardResult:
     counts: dict[str, int]
     usage: dict[str, Usage]
+    synthesis: dict[str, dict[str, int]]  # per generator: its own funnel counters
 
 
 def rollout_shard(
@@ -155,8 +170,9 @@ def rollout_shard(
     table = pq.read_table(tasks_path)
     rows: list[dict[str, Any] | None] = [None] * table.num_rows
     usage: dict[str, Usage] = {name: Usage() for name in config.model_users()}
-    for name, spent in json.loads((table.schema.metadata or {}).get(USAGE_KEY, b"{}")).items():
+    for name, spent in read_meta(table.schema, USAGE_KEY).items():
         usage[name].add(Usage.model_validate(spent))  # synthesis's model calls travel with its tasks
+    synthesis = read_meta(table.schema, FUNNEL_KEY)
     limit = asyncio.Semaphore(config.simulation.concurrency)
 
     async def one(slot: int, index: int, task_json: str | None, error: str | None) -> None:
@@ -200,7 +216,8 @@ def rollout_shard(
                 await endpoint.release_loop()
 
     asyncio.run(run_all())
-    # The usage rides in the file's metadata, so a resumed run that keeps this shard still reports it.
-    spent = json.dumps({name: u.model_dump() for name, u in usage.items()})
-    _write_atomic(pa.Table.from_pylist(rows, schema=ROW_SCHEMA.with_metadata({USAGE_KEY: spent})), out)
-    return ShardResult(counts=dict(Counter(row["status"] for row in rows)), usage=usage)
+    # Usage and the synthesis funnel ride in the file's metadata, so a resumed run that keeps this shard reports them.
+    meta = {USAGE_KEY: json.dumps({name: u.model_dump() for name, u in usage.items()}),
+            FUNNEL_KEY: json.dumps(synthesis)}
+    _write_atomic(pa.Table.from_pylist(rows, schema=ROW_SCHEMA.with_metadata(meta)), out)
+    return ShardResult(counts=dict(Counter(row["status"] for row in rows)), usage=usage, synthesis=synthesis)

@@ -215,9 +215,10 @@ class RunConfig(_Strict):
                 raise ValueError(f"simulation.{role}.backend: unknown backend {spec.backend!r}; known: {known}")
         for section in ("generators", "filters"):
             for i, step in enumerate(getattr(self, section)):
-                backend = step.params.get("backend")
-                if backend is not None and backend not in self.backends:
-                    raise ValueError(f"{section}[{i}].params.backend: unknown backend {backend!r}; known: {known}")
+                for path, backend in _backends_in(step.params):
+                    if backend not in self.backends:
+                        where = ".".join(["params", *path, "backend"])
+                        raise ValueError(f"{section}[{i}].{where}: unknown backend {backend!r}; known: {known}")
         return self
 
     def config_hash(self) -> str:
@@ -237,13 +238,33 @@ class RunConfig(_Strict):
         """Everything that calls a model, role or filter, with the backend it calls: the keys of usage accounting."""
         out = {role: spec.backend for role, spec in self.roles().items()}
         for step in [*self.generators, *self.filters]:
-            if step.params.get("backend"):
-                out[step.name] = step.params["backend"]
+            for path, backend in _backends_in(step.params):
+                out[".".join([step.name, *path])] = backend
         return out
+
+    def generator_backends(self) -> set[str]:
+        """The backends task synthesis calls."""
+        return {backend for step in self.generators for _, backend in _backends_in(step.params)}
 
     @property
     def num_shards(self) -> int:
         return -(-self.num_tasks // self.shard_size)
+
+
+def _backends_in(params: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    """Every ``backend`` a step's params name, with where: a step may call several models (a writer and
+    its reviewers), each charged under ``step.path`` (``model_blueprint.committee.reviewers.0``)."""
+    found: list[tuple[tuple[str, ...], str]] = []
+    if isinstance(params, dict):
+        for key, value in params.items():
+            if key == "backend" and isinstance(value, str):
+                found.append((path, value))
+            else:
+                found += _backends_in(value, (*path, str(key)))
+    elif isinstance(params, list):
+        for n, value in enumerate(params):
+            found += _backends_in(value, (*path, str(n)))
+    return found
 
 
 class ConfigError(ValueError):

@@ -52,9 +52,15 @@ class Task(BaseModel):
     answer_aliases: list[str] = Field(default_factory=list)
     path: list[dict[str, Any]] = Field(default_factory=list)
     generator: str = "blueprint"
+    provenance: dict[str, Any] = Field(
+        default_factory=dict,
+        description="how the task was made, for whoever filters the data later: a model blueprint's rounds, "
+        "committee scores and recorded state diff; the task ids a recombined task was built from")
 
     @model_validator(mode="after")
     def _fill_id(self) -> Task:
         if not self.id:
-            self.id = content_hash(self.model_dump(exclude={"id"}, mode="json"))
+            # Left out while empty, so tasks made without provenance keep the ids they always had.
+            self.id = content_hash(self.model_dump(exclude={"id"} if self.provenance else {"id", "provenance"},
+                                                   mode="json"))
         return self

@@ -228,7 +228,7 @@ def test_blueprint_whose_gold_errors_is_refused(blueprint):
         with pytest.raises(SynthesisError, match="in 5 attempts") as err:
             gen.generate(random.Random(seed))
         messages.append(str(err.value))
-    assert any("gold action cancel_pending_order failed: Error: " in m and "not pending" in m for m in messages), messages
+    assert any("(cancel_pending_order) failed: Error: " in m and "not pending" in m for m in messages), messages
 
 
 # -- the tool graph ------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from export_helpers import load_offline, two_versions
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 import simulators.domains  # noqa: F401  (registers the store domain)
-from filters.verification import normalize
 from pipelines.cli import main
 from pipelines.export import ExportError, ExportOptions, export_version
 from pipelines.splits import assign_splits, group_keys
@@ -22,6 +21,7 @@ from pipelines.store import MANIFEST_KEY, DatasetStore
 from pipelines.views import reward_spec
 from schemas import Action, Task, UserScenario
 from simulators.environment import DOMAINS
+from simulators.text import normalize
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 TEMPLATE = Path(__file__).parent / "data" / "tool_chat_template.jinja"

@@ -10,13 +10,13 @@ import random
 import pytest
 
 from filters import FILTERS, Context, exact_hash
-from filters.verification import normalize
 from generators import GENERATORS
 from schemas import Message, Task, ToolCall, Trajectory, Verdict
 from simulators.conversation import rollout
 from simulators.domains.store import StoreEnv
 from simulators.environment import is_error
 from simulators.scripted import PERTURBATIONS, ScriptedAssistant, ScriptedUser
+from simulators.text import normalize
 
 STAGES = ["format", "execution", "policy", "outcome", "required_outputs"]
 WRITE_INTENTS = ["cancel_order", "change_order_address", "change_order_payment", "update_address"]
