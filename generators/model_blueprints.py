@@ -305,6 +305,7 @@ class ModelBlueprintGenerator(Generator):
                 self._count(ctx, "recombination_conflicts")
                 return None, "", ""
             task, _, written = await self._single(rng, ctx, pool, draft)
+            self._count(ctx, "second_components")
             second = PoolEntry(task, written, first.user_id, False)
             combined = combine(first.task, second.task)
             if not self._fits(combined, second.task):

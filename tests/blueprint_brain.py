@@ -41,6 +41,7 @@ class BlueprintBrain:
         self.jitter_s = jitter_s
         self.intent_for = {i.target_tool: i for _, i in sorted(self.env.intents.items())}
         self.users = self.env.users()
+        self.seen: list[str] = []  # users of first-round writer prompts, in arrival order
 
     def handles(self, body: dict[str, Any]) -> bool:
         fmt = body.get("response_format") or {}
@@ -65,6 +66,8 @@ class BlueprintBrain:
         context = json.loads(re.search(r"<context>(.*?)</context>", messages[1]["content"], re.S).group(1))
         feedback = " ".join(m["content"] for m in messages[3::2])
         user = context["user_id"]
+        if len(messages) == 2:
+            self.seen.append(user)
         blueprint = self._blueprint(context)
         fault = self.faults.get(user) if len(messages) == 2 else None
         if fault == "bad_json":
