@@ -6,6 +6,7 @@ manifests, never typed by hand, so the card cannot drift from the data.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -111,6 +112,20 @@ def funnel(summary: ExportSummary) -> str:
     return _table(["step", "rows", "remaining"], rows)
 
 
+def synthesis(summary: ExportSummary) -> str:
+    """What model-backed generators did before any dialogue existed (blueprints written, reviewed, dropped)."""
+    from pipelines.funnel import synthesis_lines
+
+    totals: dict[str, Counter[str]] = {}
+    for m in summary.manifests:
+        for generator, counts in m.synthesis.items():
+            totals.setdefault(generator, Counter()).update(counts)
+    if not totals:
+        return ""
+    lines = [line for g, c in sorted(totals.items()) for line in synthesis_lines(g, c)]
+    return "\n\nTask synthesis, before any dialogue:\n\n```\n" + "\n".join(lines) + "\n```"
+
+
 def lineage(summary: ExportSummary) -> str:
     return _table(
         ["version", "parent", "run_id", "created_at", "tasks", "accepted", "rejected", "config_hash", "code_version",
@@ -154,7 +169,8 @@ def render_card(summary: ExportSummary) -> str:
         "`tokenizer.apply_chat_template(row[\"messages\"], tools=row[\"tools\"])`.",
         "## Contents\n\n" + _counts(summary.by_domain, "domain") + "\n\n" + _counts(summary.by_kind, "kind")
         + "\n\n" + _counts(summary.by_turns, "user turns"),
-        "## Filter funnel\n\nSummed over the versions listed under Lineage.\n\n" + funnel(summary),
+        "## Filter funnel\n\nSummed over the versions listed under Lineage.\n\n" + funnel(summary)
+        + synthesis(summary),
         "## Generation\n\nModels used:\n\n" + "\n".join(f"- {x}" for x in models_used(m.config))
         + f"\n\nRun config of version {summary.version} (config hash `{m.config_hash}`):\n\n```yaml\n"
         + config_yaml + "\n```",

@@ -20,6 +20,7 @@ from loopback import LoopbackServer
 from generators.blueprint_rules import RuleViolation, check_rules
 from generators.blueprints import BlueprintGenerator, BlueprintParams
 from generators.committee import CommitteeParams, Review, decide
+from pipelines.export import export_version
 from pipelines.flow import run_generate
 from pipelines.shard import FUNNEL_KEY, read_meta, synthesize_shard
 from pipelines.store import DatasetStore
@@ -106,6 +107,9 @@ def test_committee_feedback_and_recombination_end_to_end(tmp_path):
     # Validated means executable: every blueprint that left synthesis passed the offline dialogue's verification.
     assert manifest.accepted == N - synthesis_rejects
     assert {r["generator"] for r in rows if r["status"] == "accepted"} == {"model_blueprint"}
+    export_version(tmp_path / "out", tmp_path / "hf")
+    card = (tmp_path / "hf" / "README.md").read_text()
+    assert f"model_blueprint: {c['blueprints']} blueprints, {c['generated']} written" in card
 
 
 def test_the_pool_makes_synthesis_deterministic_whatever_finishes_first(tmp_path):
