@@ -23,8 +23,9 @@ from generators.committee import CommitteeParams, Review, decide
 from pipelines.export import export_version
 from pipelines.flow import run_generate
 from pipelines.shard import FUNNEL_KEY, read_meta, synthesize_shard
+from pipelines.steps import build_steps
 from pipelines.store import DatasetStore
-from schemas import Action, ConfigError, RunConfig, parse_config
+from schemas import Action, ConfigError, RunConfig, load_config, parse_config
 from simulators.domains.store import StoreEnv
 
 N, K = 24, 2
@@ -208,5 +209,8 @@ def test_every_model_a_step_names_is_checked_and_metered():
         parse_config({**config().model_dump(exclude={"generators"}), "generators": [{"name": "model_blueprint",
                       "params": {"backend": "writer", "committee": {"reviewers": [{"backend": "writer"},
                                                                                   {"backend": "nope"}]}}}]})
+    example = load_config(Path(__file__).resolve().parents[1] / "examples" / "model_blueprints.yaml")
+    assert build_steps(example).generators[0].name == "model_blueprint"
+    assert example.model_users()["model_blueprint.committee.reviewers.2"] == "reviewer"
     assert config().model_users() == {"model_blueprint": "writer", **{
         f"model_blueprint.committee.reviewers.{k}": "writer" for k in range(3)}}
