@@ -116,7 +116,7 @@ def _top(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
 
 
 def charts(data: ReportData) -> list[str]:
-    """The five plots, in page order."""
+    """The five plots, and one per generator that reports its own funnel, in page order."""
     return [
         bar_chart("Filter funnel: rows left after each step", data.funnel),
         bar_chart("Rejections by reason", _top(data.reasons, TOP_REASONS), empty="no rejected rows", label_width=560),
@@ -124,7 +124,20 @@ def charts(data: ReportData) -> list[str]:
                   empty="no accepted dialogues"),
         bar_chart("Tool usage (calls in accepted dialogues)", list(data.tools.items()), empty="no tool calls"),
         bar_chart("Message lengths (accepted dialogues)", list(data.lengths.items()), empty="no messages"),
+        *(bar_chart(f"Task synthesis: {generator}", synthesis_steps(counts))
+          for generator, counts in data.manifest.synthesis.items()),
     ]
+
+
+SYNTHESIS_STEPS = ("blueprints", "generated", "regenerated", "passed_rules", "failed_committee", "passed_committee",
+                   "dropped", "recombined")
+
+
+def synthesis_steps(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """A model blueprint's stages in the order a blueprint meets them; other generators' counters as they are."""
+    if "generated" not in counts:
+        return sorted(counts.items())
+    return [(step.replace("_", " "), counts.get(step, 0)) for step in SYNTHESIS_STEPS]
 
 
 def _pretty(arguments: str | None) -> str:

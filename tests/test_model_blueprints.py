@@ -22,6 +22,7 @@ from generators.blueprints import BlueprintGenerator, BlueprintParams
 from generators.committee import CommitteeParams, Review, decide
 from pipelines.export import export_version
 from pipelines.flow import run_generate
+from pipelines.report import write_report
 from pipelines.shard import FUNNEL_KEY, read_meta, synthesize_shard
 from pipelines.steps import build_steps
 from pipelines.store import DatasetStore
@@ -111,6 +112,8 @@ def test_committee_feedback_and_recombination_end_to_end(tmp_path):
     export_version(tmp_path / "out", tmp_path / "hf")
     card = (tmp_path / "hf" / "README.md").read_text()
     assert f"model_blueprint: {c['blueprints']} blueprints, {c['generated']} written" in card
+    write_report(tmp_path / "out", tmp_path / "report.html")
+    assert "Task synthesis: model_blueprint" in (tmp_path / "report.html").read_text()
 
 
 def test_the_pool_makes_synthesis_deterministic_whatever_finishes_first(tmp_path):
