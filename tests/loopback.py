@@ -336,7 +336,7 @@ class RefineBrain:
     the task's expected outputs that carry no digit from rewritten assistant turns (the cheap fact check
     cannot see those: required_outputs must); ``invent_id`` adds an order id the dialogue never mentions
     to customer turns; ``refuse_consent`` turns a consent into a hedge;
-    ``invalid_json`` replies with text that is not JSON.
+    ``invalid_json`` replies with text that is not JSON; ``missing_slot`` leaves the last slot unfilled.
     """
 
     USER_OPENERS = ("So, ", "Okay, so ", "Right, ", "Hey, ")
@@ -367,6 +367,8 @@ class RefineBrain:
         for slot in slots:
             text, wrong = self._fill(slot, wrong, fault, self.tasks.get(index))
             fills.append({"slot": slot["slot"], "text": text})
+        if fault == "missing_slot":
+            fills.pop()
         return Reply(content=json.dumps({"fills": fills}))
 
     def _fill(self, slot: dict[str, Any], wrong: str, fault: str | None, task: Any) -> tuple[str, str]:

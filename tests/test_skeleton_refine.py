@@ -55,7 +55,7 @@ def _faults(config: RunConfig) -> dict[int, str]:
     consent = next(i for i in order if i != carrier and {r.intent for r in tasks[i].scenario.requests} & writes)
     rest = [i for i in order if i not in (carrier, consent)]
     return {carrier: "drop_output", consent: "refuse_consent", rest[0]: "drop_id", rest[1]: "invalid_json",
-            rest[2]: "invent_id"}
+            rest[2]: "invent_id", rest[3]: "missing_slot"}
 
 
 @pytest.mark.usefixtures("prefect_server")
@@ -81,6 +81,8 @@ def test_refined_runs_take_one_request_per_dialogue_and_faults_end_with_their_re
         assert bad_json["stage"] == "simulation" and bad_json["reason"].startswith("refine: the reply is not the fills")
         invented = got[by_fault["invent_id"]]
         assert invented["stage"] == "simulation" and "introduced '#W0000001'" in invented["reason"]
+        missing = got[by_fault["missing_slot"]]
+        assert missing["stage"] == "simulation" and missing["reason"].startswith("refine: no fill for slot(s) ")
         accepted = {i for i, r in got.items() if r["status"] == "accepted"}
         assert accepted == set(range(16)) - set(faults)
 
@@ -98,7 +100,7 @@ def test_refined_runs_take_one_request_per_dialogue_and_faults_end_with_their_re
             inserted["correction"] += any(m["content"].startswith("Just to double-check") for m in texts)
             verdicts = json.loads(got[i]["verdicts"])
             assert verdicts[-1]["stage"] == "required_outputs" and all(v["passed"] for v in verdicts)
-        assert inserted["clarify"] and inserted["correction"]  # rates 0.5 over 11 dialogues: both kinds occur
+        assert inserted["clarify"] and inserted["correction"]  # rates 0.5 over 10 dialogues: both kinds occur
 
         # One request per dialogue reached the server (synthesis is offline), charged to the refine role.
         assert first_requests == 16 and set(brain.requests_by_index.values()) == {1}
