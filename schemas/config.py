@@ -253,6 +253,8 @@ class RunConfig(_Strict):
     def config_hash(self) -> str:
         """Hash of what shapes the data: where it is written, how it is run and where a model is served do not."""
         data = self.model_dump(mode="json", exclude={"output_dir", "runner", "cache", "backends", "publish"})
+        if data["simulation"]["strategy"] == "simulate" and data["simulation"]["refine"] is None:
+            del data["simulation"]["strategy"], data["simulation"]["refine"]  # configs written before them keep their hash
         if self.backends:
             data["models"] = {name: b.model for name, b in sorted(self.backends.items())}
         return content_hash(data)

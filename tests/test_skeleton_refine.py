@@ -178,6 +178,7 @@ def test_refine_config_errors_name_the_field():
         parse_config({"num_tasks": 1, "simulation": {"strategy": "refine"}})
     config = refine_config()
     assert set(config.roles()) == {"refine"} and config.model_users() == {"refine": "loop"}
+    assert config.config_hash() != refine_config(mask_rate=0.9).config_hash()  # refine settings shape the data
     offline = parse_config({"num_tasks": 1, "simulation": {"strategy": "skeleton_refine"}})
     assert offline.roles() == {}  # offline, the scripted skeleton alone is the dialogue
 
