@@ -151,27 +151,26 @@ def _plan(messages: list[Message], env: Environment, rng: random.Random, cfg: Re
 
     def slot(role: Literal["user", "assistant"], kind: Kind, instruction: str, original: str | None = None,
              keep: set[str] | None = None) -> None:
-        s = Slot(len(slots), role, kind, INSTRUCTIONS[instruction], original, sorted(keep or ()))
+        s = Slot(len(slots), role, kind, instruction, original, sorted(keep or ()))
         slots.append(s)
         plan.append(s)
 
     for i, m in enumerate(messages):
         text = m.content or ""
         if i == correction:
-            slot("user", "correction_wrong", "correction_wrong", text, facts(text))
-            slot("assistant", "correction_check", "correction_check")
-            slot("user", "correction_fix", "correction_fix", text, facts(text))
+            slot("user", "correction_wrong", INSTRUCTIONS["correction_wrong"], text, facts(text))
+            slot("assistant", "correction_check", INSTRUCTIONS["correction_check"])
+            slot("user", "correction_fix", INSTRUCTIONS["correction_fix"], text, facts(text))
         elif i in masked:
             extra = " " + INSTRUCTIONS["consent"] if i in consent else ""
-            slot("user", "rewrite", "rewrite_user", text, facts(text))
-            slots[-1].instruction += extra
+            slot("user", "rewrite", INSTRUCTIONS["rewrite_user"] + extra, text, facts(text))
         elif i in masked_assistant:
-            slot("assistant", "rewrite", "rewrite_assistant", text, facts(text))
+            slot("assistant", "rewrite", INSTRUCTIONS["rewrite_assistant"], text, facts(text))
         else:
             plan.append(m)
         if i == clarify:
-            slot("assistant", "clarify_question", "clarify_question")
-            slot("user", "clarify_answer", "clarify_answer")
+            slot("assistant", "clarify_question", INSTRUCTIONS["clarify_question"])
+            slot("user", "clarify_answer", INSTRUCTIONS["clarify_answer"])
     return plan, slots
 
 
