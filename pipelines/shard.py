@@ -33,6 +33,7 @@ from simulators.environment import Environment
 from simulators.kg_scripted import KGScriptedAssistant, KGScriptedUser
 from simulators.model_agents import LLMAssistant, LLMUser, ModelToolSimulator
 from simulators.scripted import PERTURBATIONS, ScriptedAssistant, ScriptedUser
+from simulators.skeleton_refine import Refiner, refine_rollout
 
 TASK_SCHEMA = pa.schema([("index", pa.int64()), ("task", pa.string()), ("error", pa.string())])
 
@@ -108,6 +109,7 @@ class _Dialogue:
     assistant: AssistantAgent
     tool_simulator: AsyncToolSimulator | None
     usage: dict[str, Usage]
+    refiner: Refiner | None = None  # skeleton_refine: the scripted pair builds the skeleton, this model refines it
 
 
 def _agents(config: RunConfig, endpoints: dict[str, Endpoint], task: Task, env: Environment, index: int) -> _Dialogue:
@@ -120,6 +122,11 @@ def _agents(config: RunConfig, endpoints: dict[str, Endpoint], task: Task, env: 
         rate = sim.perturb_rate
         perturbation = rng.choice(PERTURBATIONS) if rate and rng.random() < rate else None
         return _Dialogue(scripted_user(task, rng), scripted_assistant(task, env, rng, perturbation), None, usage)
+    if sim.strategy == "skeleton_refine":
+        assert sim.refine is not None  # the config validator requires it
+        refiner = Refiner(endpoints[sim.refine.backend], sim.refine, usage["refine"],
+                          random.Random(f"{config.seed}:refine:{index}"))
+        return _Dialogue(scripted_user(task, rng), scripted_assistant(task, env, rng), None, usage, refiner)
     user: UserAgent = (LLMUser(task, endpoints[sim.user.backend], sim.user, usage["user"]) if sim.user
                        else scripted_user(task, rng))
     assert sim.assistant is not None  # the config validator requires it in model mode
@@ -130,8 +137,12 @@ def _agents(config: RunConfig, endpoints: dict[str, Endpoint], task: Task, env: 
 
 async def _simulate(config: RunConfig, steps: Steps, task: Task, env: Environment, dialogue: _Dialogue) -> Trajectory:
     async with asyncio.timeout(config.simulation.dialogue_timeout_s):
-        result = await rollout(task, env, dialogue.user, dialogue.assistant, max_turns=config.simulation.max_turns,
-                               tool_simulator=dialogue.tool_simulator)
+        if dialogue.refiner is not None:
+            result = await refine_rollout(task, env, dialogue.user, dialogue.assistant, dialogue.refiner,
+                                          max_turns=config.simulation.max_turns)
+        else:
+            result = await rollout(task, env, dialogue.user, dialogue.assistant, max_turns=config.simulation.max_turns,
+                                   tool_simulator=dialogue.tool_simulator)
     return Trajectory(task_id=task.id, domain=task.domain, kind=task.kind, tools=env.tools(),
                       messages=result.messages, final_state_hash=result.final_state_hash, usage=dialogue.usage)
 

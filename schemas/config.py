@@ -92,8 +92,30 @@ class AssistantRoleConfig(RoleConfig):
     parallel_tool_calls: bool = False
 
 
+class RefineConfig(RoleConfig):
+    """skeleton_refine: how much of the scripted skeleton a model rewrites, in one request per dialogue.
+
+    Rates are per dialogue and seeded, so the same config masks the same turns.
+    Tool calls and tool results are never model-written.
+    """
+
+    mask_rate: float = Field(default=0.5, ge=0.0, le=1.0,
+                             description="share of user turns rewritten (at least one per dialogue)")
+    assistant_mask_rate: float = Field(default=0.0, ge=0.0, le=1.0,
+                                       description="share of assistant text turns rewritten")
+    clarify_rate: float = Field(default=0.3, ge=0.0, le=1.0,
+                                description="chance of one inserted clarification (assistant asks, user answers)")
+    correction_rate: float = Field(default=0.2, ge=0.0, le=1.0,
+                                   description="chance of one user correction (a detail stated wrongly, then fixed)")
+
+
 class SimulationConfig(_Strict):
     mode: Literal["offline", "model"] = "offline"
+    strategy: Literal["simulate", "skeleton_refine"] = Field(
+        default="simulate",
+        description="model mode: 'simulate' runs model agents turn by turn; 'skeleton_refine' builds the "
+        "scripted skeleton and has one model request per dialogue rewrite masked turns")
+    refine: RefineConfig | None = Field(default=None, description="the refining model (strategy skeleton_refine)")
     max_turns: int = Field(default=40, ge=2)
     concurrency: int = Field(default=64, ge=1, description="dialogues in flight per shard")
     dialogue_timeout_s: float = Field(default=900, gt=0, description="a dialogue's time budget")
@@ -206,10 +228,18 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _check_roles(self) -> RunConfig:
         sim = self.simulation
-        if sim.mode == "model" and sim.assistant is None:
+        refining = sim.mode == "model" and sim.strategy == "skeleton_refine"
+        if refining:
+            if sim.refine is None:
+                raise ValueError("simulation.refine: required when simulation.strategy is 'skeleton_refine'")
+            for role in ("user", "assistant", "tool"):  # the skeleton is scripted: a model role here would be unused
+                if getattr(sim, role) is not None:
+                    raise ValueError(f"simulation.{role}: not used when simulation.strategy is 'skeleton_refine'; "
+                                     "remove it")
+        elif sim.mode == "model" and sim.assistant is None:
             raise ValueError("simulation.assistant: required when simulation.mode is 'model'")
         known = ", ".join(sorted(self.backends)) or "none defined under `backends`"
-        for role in ("user", "assistant", "tool"):
+        for role in ("user", "assistant", "tool", "refine"):
             spec = getattr(sim, role)
             if spec is not None and spec.backend not in self.backends:
                 raise ValueError(f"simulation.{role}.backend: unknown backend {spec.backend!r}; known: {known}")
@@ -224,6 +254,8 @@ class RunConfig(_Strict):
     def config_hash(self) -> str:
         """Hash of what shapes the data: where it is written, how it is run and where a model is served do not."""
         data = self.model_dump(mode="json", exclude={"output_dir", "runner", "cache", "backends", "publish"})
+        if data["simulation"]["strategy"] == "simulate" and data["simulation"]["refine"] is None:
+            del data["simulation"]["strategy"], data["simulation"]["refine"]  # configs written before them keep their hash
         if self.backends:
             data["models"] = {name: b.model for name, b in sorted(self.backends.items())}
         return content_hash(data)
@@ -232,6 +264,8 @@ class RunConfig(_Strict):
         """The model-played roles of this run (none offline)."""
         if self.simulation.mode != "model":
             return {}
+        if self.simulation.strategy == "skeleton_refine":
+            return {"refine": self.simulation.refine} if self.simulation.refine is not None else {}
         return {r: s for r in ("user", "assistant", "tool") if (s := getattr(self.simulation, r)) is not None}
 
     def model_users(self) -> dict[str, str]:

@@ -324,6 +324,95 @@ def _prefix(value: Any) -> str:
     return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
+# -- a brain that fills skeleton_refine slots ---------------------------------------------------------------------
+
+
+class RefineBrain:
+    """Answers skeleton_refine requests by reading the slot list of the prompt; one reply fills every slot.
+
+    By default each fill is a natural rewrite that keeps the slot's facts. ``faults`` (task index → kind)
+    plant a scripted failure in chosen dialogues, which needs ``config`` to tell the dialogues apart:
+    ``drop_id`` leaves an id (else the first fact) out of a rewritten customer turn; ``drop_output`` removes
+    the task's expected outputs that carry no digit from rewritten assistant turns (the cheap fact check
+    cannot see those: required_outputs must); ``invent_id`` adds an order id the dialogue never mentions
+    to customer turns; ``refuse_consent`` turns a consent into a hedge;
+    ``invalid_json`` replies with text that is not JSON; ``missing_slot`` leaves the last slot unfilled.
+    """
+
+    USER_OPENERS = ("So, ", "Okay, so ", "Right, ", "Hey, ")
+
+    def __init__(self, config: Any = None, faults: dict[int, str] | None = None) -> None:
+        self.faults = faults or {}
+        self.tasks = synthesized_tasks(config) if config is not None else {}
+        self.by_goal = {task.scenario.instruction: index for index, task in self.tasks.items()}
+        self.requests_by_index: Counter[int] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, body: dict[str, Any]) -> Reply:
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") != "json_schema" or body.get("tools"):
+            return Reply(status=400, error="refine requests ask for json_schema output and offer no tools")
+        prompt = body["messages"][-1]["content"]
+        if "SLOTS:\n" not in prompt:
+            return Reply(status=400, error="no slot list in the prompt")
+        slots = json.loads(prompt.split("SLOTS:\n", 1)[1])
+        goal = prompt.split("The customer's goal: ", 1)[1].split("\n", 1)[0]
+        index = self.by_goal.get(goal)
+        with self._lock:
+            self.requests_by_index[-1 if index is None else index] += 1
+        fault = self.faults.get(index) if index is not None else None
+        if fault == "invalid_json":
+            return Reply(content='{"fills": [{"slot": 0, "text": "unterminated')
+        fills, wrong = [], ""
+        for slot in slots:
+            text, wrong = self._fill(slot, wrong, fault, self.tasks.get(index))
+            fills.append({"slot": slot["slot"], "text": text})
+        if fault == "missing_slot":
+            fills.pop()
+        return Reply(content=json.dumps({"fills": fills}))
+
+    def _fill(self, slot: dict[str, Any], wrong: str, fault: str | None, task: Any) -> tuple[str, str]:
+        kind, original, keep = slot["kind"], slot["original"] or "", slot["keep"]
+        opener = self.USER_OPENERS[int(hashlib.sha1(original.encode()).hexdigest(), 16) % len(self.USER_OPENERS)]
+        if kind == "clarify_question":
+            return "Just so I get this right, could you put that another way for me?", wrong
+        if kind == "clarify_answer":
+            return "Sure, I mean exactly what I said before.", wrong
+        if kind == "correction_wrong":
+            wrong = _garbled(keep[0])
+            return opener + original.replace(keep[0], wrong), wrong
+        if kind == "correction_check":
+            return f"Just to double-check: did you say {wrong}?", wrong
+        if kind == "correction_fix":
+            return f"Oh sorry, I mistyped that. {original}", wrong
+        if slot["speaker"] == "assistant":
+            text = f"Alright. {original}"
+            if fault == "drop_output" and task is not None:
+                for out in task.expected_outputs:
+                    if not any(c.isdigit() for c in out):
+                        text = text.replace(out, "the carrier")
+            return text, wrong
+        if "explicit yes" in slot["instruction"]:
+            if fault == "refuse_consent":
+                return "Hmm, I'm not sure about that yet, let me think it over.", wrong
+            return "Yes, that all sounds right, please go ahead.", wrong
+        text = opener + original[:1].lower() + original[1:]
+        if fault == "drop_id" and keep:
+            gone = next((k for k in keep if k.startswith("#")), keep[0])
+            text = text.replace(gone, "my order")
+        if fault == "invent_id":
+            text += " Oh, and my other order is #W0000001."
+        return text, wrong
+
+
+def _garbled(fact: str) -> str:
+    """The same detail with its last digit changed: the typo a correction then fixes."""
+    for i in range(len(fact) - 1, -1, -1):
+        if fact[i].isdigit():
+            return fact[:i] + str((int(fact[i]) + 1) % 10) + fact[i + 1:]
+    return fact + "x"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("serve", nargs="?")          # accepts `vllm serve MODEL ...` argument shapes
