@@ -87,7 +87,7 @@ class BlueprintBrain:
         data = [d["call"] for d in context["data"]]
         goals = [g["call"] for g in context["goals"]]
         auth, lookups = data[0], [c for c in data[1:] if c not in goals]
-        requests = [{"opening": "Hi, I need some help with my account.", "details": _first_person(g["goal"]),
+        requests = [{"opening": "Hi, " + _first_person(g["goal"]), "details": "Yes: " + _first_person(g["goal"]),
                      "actions": ([*lookups] if n == 0 else []) + [g["call"]]}
                     for n, g in enumerate(context["goals"])]
         env = self.env.fresh()

@@ -211,14 +211,15 @@ class TranscriptBrain:
 
     def __init__(self, config: Any, perturb: dict[int, str] | None = None,
                  faults: dict[int, tuple[str, int]] | None = None, slow_s: float = 2.0,
-                 retry_after: str = "1") -> None:
+                 retry_after: str = "1", tasks: dict[int, Any] | None = None) -> None:
         from pipelines.steps import build_steps
 
         self.steps = build_steps(config)
         self.perturb = perturb or {}
         self.faults = faults or {}
         self.slow_s, self.retry_after = slow_s, retry_after
-        self.tasks = synthesized_tasks(config, self.steps)
+        # Tasks a model wrote (model blueprints) are passed in: synthesizing them here would need this server.
+        self.tasks = tasks if tasks is not None else synthesized_tasks(config, self.steps)
         self.transcripts: dict[int, list[dict[str, Any]]] = {}
         for index, task in self.tasks.items():
             self.transcripts[index] = self._transcript(task, self.perturb.get(index))
