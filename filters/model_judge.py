@@ -15,6 +15,7 @@ from filters.answer_match import matches
 from filters.base import FILTERS, Context, Filter, FilterParams
 from schemas import Message, Trajectory, Verdict
 from simulators.backends import ChatParams
+from simulators.structured_output import json_object
 
 RUBRIC = """Score the assistant in this dialogue from 1 (unusable) to 5 (exemplary) for training data:
 - correctness: tool calls are right for the user's requests and the results are reported truthfully;
@@ -78,7 +79,7 @@ class JudgeFilter(ModelFilter):
             "type": "json_schema", "json_schema": {"name": "judge_verdict", "schema": VERDICT_SCHEMA}})
         reply = await ctx.endpoints[p.backend].chat(prompt, None, params, ctx.usage[self.name])
         try:
-            data = json.loads(reply.content or "")
+            data = json.loads(json_object(reply.content or ""))
             score, rationale = int(data["score"]), str(data["rationale"]).strip()
         except (ValueError, KeyError, TypeError):
             return self.failed(f"judge reply is not the JSON asked for: {(reply.content or '')[:120]!r}")

@@ -16,10 +16,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import Message, Task, Usage, canonical_json
 from simulators.backends import ChatParams, Endpoint
+from simulators.structured_output import parse_structured
 
 SCORES = ("correctness", "completeness", "realism")
 
@@ -97,8 +98,8 @@ def review_prompt(policy: str, task: Task, results: list[str], diff: dict[str, A
 
 def parse_review(text: str) -> Review | None:
     try:
-        return Review.model_validate_json(text)
-    except ValidationError:
+        return parse_structured(Review, text)
+    except ValueError:
         return None
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from generators.base import GENERATORS, Generator, GeneratorParams, SynthesisContext, SynthesisError
 from generators.blueprint_rules import Execution, RuleViolation, check_rules, execute_gold
@@ -40,6 +40,7 @@ from generators.personas import PERSONAS, Persona
 from schemas import Action, Message, Request, Task, UserScenario, canonical_json
 from simulators.backends import BackendError, ChatParams
 from simulators.environment import Environment
+from simulators.structured_output import M, parse_structured
 
 
 class WrittenAction(BaseModel):
@@ -352,13 +353,11 @@ def combine(first: Task, second: Task) -> Task:
                 provenance={"components": [first.id, second.id]})
 
 
-def _parse(model: type[BaseModel], text: str) -> Any:
+def _parse(model: type[M], text: str) -> M:
     try:
-        return model.model_validate_json(text)
-    except ValidationError as err:
-        e = err.errors()[0]
-        where = ".".join(str(x) for x in e["loc"]) or "reply"
-        raise RuleViolation("format", f"reply is not a valid {model.__name__}: {where}: {e['msg']}") from None
+        return parse_structured(model, text)
+    except ValueError as err:
+        raise RuleViolation("format", str(err)) from None
 
 
 def _loads(text: str) -> Any:

@@ -35,6 +35,7 @@ from simulators.backends import Endpoint
 from simulators.conversation import Rollout, RolloutError, rollout
 from simulators.environment import Environment
 from simulators.model_agents import chat_params
+from simulators.structured_output import json_object
 
 Kind = Literal["rewrite", "clarify_question", "clarify_answer", "correction_wrong", "correction_check",
                "correction_fix"]
@@ -220,7 +221,7 @@ async def _fill(task: Task, plan: Plan, slots: list[Slot], refiner: Refiner) -> 
     reply = await refiner.endpoint.chat(prompt, None, chat_params(refiner.role, response_format=fmt), refiner.meter)
     text = reply.content or ""
     try:
-        data = _validate_fills(json.loads(text))
+        data = _validate_fills(json.loads(json_object(text)))
     except ValueError as err:  # JSONDecodeError and JsonSchemaException are both ValueErrors
         raise RolloutError(f"refine: the reply is not the fills JSON ({str(err)[:120]})") from None
     fills: dict[int, str] = {}

@@ -217,3 +217,13 @@ def test_every_model_a_step_names_is_checked_and_metered():
     assert example.model_users()["model_blueprint.committee.reviewers.2"] == "reviewer"
     assert config().model_users() == {"model_blueprint": "writer", **{
         f"model_blueprint.committee.reviewers.{k}": "writer" for k in range(3)}}
+
+
+def test_structured_replies_are_read_out_of_fences_and_prose():
+    from simulators.structured_output import parse_structured
+
+    review = '{"correctness": 5, "completeness": 4, "realism": 4, "approve": true, "feedback": ""}'
+    assert parse_structured(Review, f"Here you go:\n```json\n{review}\n```").completeness == 4
+    assert parse_structured(Review, f"Sure. {review} Hope it helps.").approve
+    with pytest.raises(ValueError, match="reply is not a valid Review: correctness: Input should be less than or equal"):
+        parse_structured(Review, review.replace('"correctness": 5', '"correctness": 9'))
