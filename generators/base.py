@@ -35,6 +35,7 @@ class ExamplePool:
 
     def __init__(self, indices: range) -> None:
         self._done = {i: asyncio.Event() for i in indices}
+        self._low = indices.start  # every index below this one has finished
         self._items: dict[str, list[tuple[int, Any]]] = {}
 
     def add(self, generator: str, index: int, item: Any) -> None:
@@ -43,12 +44,13 @@ class ExamplePool:
     def finish(self, index: int) -> None:
         if index in self._done:
             self._done[index].set()
+        while self._low in self._done and self._done[self._low].is_set():
+            self._low += 1
 
     async def settled(self, below: int) -> None:
         """Wait until every item of an index below ``below`` has finished."""
-        for i, event in self._done.items():
-            if i < below:
-                await event.wait()
+        for i in range(self._low, below):
+            await self._done[i].wait()
 
     def before(self, generator: str, below: int) -> list[Any]:
         """This generator's items of indices below ``below``, in index order."""

@@ -176,8 +176,10 @@ class ModelBlueprintGenerator(Generator):
                 "You write task blueprints for training customer-support agents (APIGen-MT). A blueprint is an "
                 "instruction for a simulated user, the exact tool calls an agent following the policy must make "
                 "(authentication first, then each request's lookups and its goal call) and the values the agent "
-                "must tell the user. Use only ids and values from the context data. Split what the user knows from "
-                "what they do not, so the agent has to look things up. Reply with JSON only.\n\n"
+                "must tell the user. Use only ids and values from the context data; every output must be a value "
+                "some call returns (an amount, a status, a tracking number). Split what the user knows (what a real "
+                "customer would have at hand) from what they do not (what the agent must look up), and keep the "
+                "openings vague so the agent has to ask. Reply with JSON only.\n\n"
                 f"# Tools\n{self.tool_lines}\n\n# Policy\n{self.env.policy}")),
             Message(role="user", content=(
                 f"## Context\n<context>{canonical_json(self.context_for(draft, persona))}</context>\n\n"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from blueprint_brain import DEADLINE, BlueprintBrain
-from loopback import LoopbackServer
+from blueprint_brain import DEADLINE, BlueprintBrain, Router
+from loopback import LoopbackServer, RefineBrain
 
 from generators.blueprint_rules import RuleViolation, check_rules
 from generators.blueprints import BlueprintGenerator, BlueprintParams
@@ -26,7 +26,7 @@ from pipelines.report import write_report
 from pipelines.shard import FUNNEL_KEY, read_meta, synthesize_shard
 from pipelines.steps import build_steps
 from pipelines.store import DatasetStore
-from schemas import Action, ConfigError, RunConfig, load_config, parse_config
+from schemas import Action, CacheConfig, ConfigError, RunConfig, SimulationConfig, load_config, parse_config
 from simulators.domains.store import StoreEnv
 
 N, K = 24, 2
@@ -114,6 +114,30 @@ def test_committee_feedback_and_recombination_end_to_end(tmp_path):
     assert f"model_blueprint: {c['blueprints']} blueprints, {c['generated']} written" in card
     write_report(tmp_path / "out", tmp_path / "report.html")
     assert "Task synthesis: model_blueprint" in (tmp_path / "report.html").read_text()
+
+    # Same config, same seed: the same blueprints, every request answered by the first run's cache.
+    again = config(server.url).model_copy(update={"cache": CacheConfig(
+        path=str(tmp_path / "out" / "_cache" / "requests.sqlite"))})
+    with LoopbackServer(brain) as server:
+        second = run_generate(again, tmp_path / "out2", "run-2")
+        assert server.requests == 0
+    assert second.synthesis == manifest.synthesis
+    assert sorted((r["index"], r["task_id"]) for r in DatasetStore(tmp_path / "out2").read().to_dicts()) == \
+        sorted((r["index"], r["task_id"]) for r in rows)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_model_blueprints_simulated_by_skeleton_refine(tmp_path):
+    """The cheap path end to end: written, reviewed, then one refine request per dialogue."""
+    refine = {"mode": "model", "strategy": "skeleton_refine", "refine": {"backend": "writer"}}
+    with LoopbackServer(Router(BlueprintBrain(config()), RefineBrain())) as server:
+        cfg = config(server.url).model_copy(update={"simulation": SimulationConfig.model_validate(refine)})
+        manifest = run_generate(cfg, tmp_path / "out", "run-1")
+        served = server.requests
+    dialogues = N - manifest.stages.get("synthesis", 0)
+    assert manifest.usage["refine"].requests == dialogues and manifest.accepted == dialogues
+    writing = sum(u.requests for k, u in manifest.usage.items() if k.startswith("model_blueprint"))
+    assert served == writing + dialogues and writing >= 4 * dialogues  # a writer and three reviewers at least
 
 
 def test_the_pool_makes_synthesis_deterministic_whatever_finishes_first(tmp_path):
