@@ -22,6 +22,7 @@ from generators.blueprints import BlueprintGenerator, BlueprintParams
 from generators.committee import CommitteeParams, Review, decide
 from pipelines.export import export_version
 from pipelines.flow import run_generate
+from pipelines.funnel import print_funnel
 from pipelines.report import write_report
 from pipelines.shard import FUNNEL_KEY, read_meta, synthesize_shard
 from pipelines.steps import build_steps
@@ -66,7 +67,7 @@ def users_in_contexts(brain: BlueprintBrain, cfg: RunConfig, tmp: Path) -> list[
 
 
 @pytest.mark.usefixtures("prefect_server")
-def test_committee_feedback_and_recombination_end_to_end(tmp_path):
+def test_committee_feedback_and_recombination_end_to_end(tmp_path, capsys):
     probe = BlueprintBrain(config())
     with LoopbackServer(probe) as server:
         users = users_in_contexts(probe, config(server.url), tmp_path)
@@ -109,6 +110,11 @@ def test_committee_feedback_and_recombination_end_to_end(tmp_path):
     # Validated means executable: every blueprint that left synthesis passed the offline dialogue's verification.
     assert manifest.accepted == N - synthesis_rejects
     assert {r["generator"] for r in rows if r["status"] == "accepted"} == {"model_blueprint"}
+    capsys.readouterr()
+    print_funnel(manifest)  # the end-of-run summary
+    summary = capsys.readouterr().out
+    assert f"stage 2 committee -{c['failed_committee']} -> {c['passed_committee']} validated" in summary
+    assert f"recombination: {c['recombinations']} tried -> {c['recombined']} recombined" in summary
     export_version(tmp_path / "out", tmp_path / "hf")
     card = (tmp_path / "hf" / "README.md").read_text()
     assert f"model_blueprint: {c['blueprints']} blueprints, {c['generated']} written" in card
