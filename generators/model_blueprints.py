@@ -40,6 +40,7 @@ from generators.personas import PERSONAS, Persona
 from schemas import Action, Message, Request, Task, UserScenario, canonical_json
 from simulators.backends import BackendError, ChatParams
 from simulators.environment import Environment
+from simulators.intents import Intent
 from simulators.structured_output import M, parse_structured
 
 
@@ -116,7 +117,7 @@ class ModelBlueprintGenerator(Generator):
         self.sampler = BlueprintGenerator(env, BlueprintParams(
             min_requests=params.min_requests, max_requests=params.max_requests, intents=params.intents))
         self.pool_lag = params.pool_lag
-        self.intent_for = {}
+        self.intent_for: dict[str, Intent] = {}
         for name in sorted(env.intents):
             self.intent_for.setdefault(env.intents[name].target_tool, env.intents[name])
         self.tool_lines = "\n".join(
@@ -148,7 +149,8 @@ class ModelBlueprintGenerator(Generator):
                 raise
         persona = rng.choice(PERSONAS)
         closing = rng.choice(persona.closings)
-        examples = [e.written for e in rng.sample(pool, min(self.params.few_shot, len(pool)))]
+        shots = [e for e in pool if not e.combined]  # a recombination's record is not in the writer's format
+        examples = [e.written for e in rng.sample(shots, min(self.params.few_shot, len(shots)))]
         prompt = self._write_prompt(draft, persona, examples)
 
         def parse(text: str) -> Task:

@@ -42,6 +42,7 @@ class BlueprintBrain:
         self.intent_for = {i.target_tool: i for _, i in sorted(self.env.intents.items())}
         self.users = self.env.users()
         self.seen: list[str] = []  # users of first-round writer prompts, in arrival order
+        self.examples: list[list[str]] = []  # the few-shot examples each of those prompts carried
 
     def handles(self, body: dict[str, Any]) -> bool:
         fmt = body.get("response_format") or {}
@@ -68,6 +69,7 @@ class BlueprintBrain:
         user = context["user_id"]
         if len(messages) == 2:
             self.seen.append(user)
+            self.examples.append(re.findall(r"<example>(.*?)</example>", messages[1]["content"], re.S))
         blueprint = self._blueprint(context)
         fault = self.faults.get(user) if len(messages) == 2 else None
         if fault == "bad_json":

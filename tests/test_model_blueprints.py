@@ -20,6 +20,7 @@ from loopback import LoopbackServer, RefineBrain
 from generators.blueprint_rules import RuleViolation, check_rules
 from generators.blueprints import BlueprintGenerator, BlueprintParams
 from generators.committee import CommitteeParams, Review, decide
+from generators.model_blueprints import WrittenBlueprint
 from pipelines.export import export_version
 from pipelines.flow import run_generate
 from pipelines.funnel import print_funnel
@@ -103,6 +104,9 @@ def test_committee_feedback_and_recombination_end_to_end(tmp_path, capsys):
         assert [r["approve"] for r in t["provenance"]["reviews"]] == [True, True, False]
         assert t["provenance"]["state_diff"] or not any(
             StoreEnv.specs()[a["name"]].writes for a in t["gold_actions"])
+    # Few-shot examples come from the pool: validated single blueprints, in the writer's own format.
+    assert [len(x) for x in brain.examples[:4]] == [0, 0, 0, 0] and max(map(len, brain.examples)) == 2
+    assert all(WrittenBlueprint.model_validate_json(e) for x in brain.examples for e in x)
     combined = [t for t in tasks.values() if "components" in t["provenance"]]
     assert combined and c["recombined"] == len(combined)
     assert all(len(t["scenario"]["requests"]) >= 2 and " After that, " in t["scenario"]["instruction"]
