@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import random
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -39,7 +40,7 @@ class ExamplePool:
         self._items: dict[str, list[tuple[int, Any]]] = {}
 
     def add(self, generator: str, index: int, item: Any) -> None:
-        self._items.setdefault(generator, []).append((index, item))
+        bisect.insort(self._items.setdefault(generator, []), (index, item), key=_index)
 
     def finish(self, index: int) -> None:
         if index in self._done:
@@ -54,7 +55,12 @@ class ExamplePool:
 
     def before(self, generator: str, below: int) -> list[Any]:
         """This generator's items of indices below ``below``, in index order."""
-        return [item for i, item in sorted(self._items.get(generator, []), key=lambda x: x[0]) if i < below]
+        items = self._items.get(generator, [])
+        return [item for _, item in items[:bisect.bisect_left(items, below, key=_index)]]
+
+
+def _index(entry: tuple[int, Any]) -> int:
+    return entry[0]
 
 
 @dataclass

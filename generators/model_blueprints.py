@@ -269,8 +269,7 @@ class ModelBlueprintGenerator(Generator):
             alone = execute_gold(self.env, second.gold_actions).results
         except RuleViolation:
             return False
-        start = second.scenario.requests[0].actions[0]
-        return together[len(together) - len(alone) + start:] == alone[start:]
+        return _unchanged(together, alone, len(alone) - second.scenario.requests[0].actions[0])
 
     def _second_draft(self, rng: random.Random, first: Task, user_id: str, tries: int = 5) -> Draft | None:
         """A context for the same user whose calls still work after the first task's."""
@@ -281,7 +280,7 @@ class ModelBlueprintGenerator(Generator):
                 together = execute_gold(self.env, first.gold_actions + tail).results
             except SynthesisError:
                 continue
-            if together[len(together) - len(tail):] == draft.execution.results[len(draft.gold) - len(tail):]:
+            if _unchanged(together, draft.execution.results, len(tail)):
                 return draft
         return None
 
@@ -355,6 +354,11 @@ def combine(first: Task, second: Task) -> Task:
     return Task(domain=first.domain, env_seed=first.env_seed, scenario=scenario, gold_actions=gold,
                 expected_outputs=outputs, generator=first.generator,
                 provenance={"components": [first.id, second.id]})
+
+
+def _unchanged(together: list[str], alone: list[str], tail: int) -> bool:
+    """The last ``tail`` calls returned the same after another task's calls as they did on their own."""
+    return together[len(together) - tail:] == alone[len(alone) - tail:]
 
 
 def _parse(model: type[M], text: str) -> M:

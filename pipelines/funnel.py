@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from filters.dedup_layers import LAYERS
+from generators.blueprint_rules import STAGES
 
 BEFORE_FILTERS = ("synthesis", "simulation")
 
@@ -32,8 +33,6 @@ def synthesis_lines(generator: str, c: Mapping[str, int]) -> list[str]:
     """A generator's own funnel in words: a model blueprint's stages, or any generator's counters as they are."""
     if "generated" not in c:
         return [f"{generator}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items()))]
-    from generators.blueprint_rules import STAGES
-
     rules = ", ".join(f"{stage} -{c.get(f'failed_{stage}', 0)}" for stage in STAGES)
     lines = [f"{generator}: {c.get('blueprints', 0)} blueprints, {c['generated']} written "
              f"({c.get('regenerated', 0)} rewritten with feedback)",

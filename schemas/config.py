@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from schemas.documents import read_document
 from schemas.hashing import content_hash
 
 
@@ -324,19 +324,7 @@ def parse_config(data: Any, source: str = "config") -> RunConfig:
 
 def load_config(path: str | Path, **overrides: Any) -> RunConfig:
     """Read and validate a YAML run config; ``overrides`` replace top-level keys."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigError(f"{path}: {where}invalid YAML: {getattr(err, 'problem', err)}") from None
+    data = read_document(path, "config", ConfigError)
     if isinstance(data, dict):
         data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
     return parse_config(data, str(path))

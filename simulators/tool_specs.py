@@ -19,16 +19,15 @@ the offending place, and what is wrong with it.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import fastjsonschema
-import yaml
 
 from schemas import Tool
+from schemas.documents import read_document
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 READ_METHODS = frozenset({"get", "head", "options"})
@@ -75,21 +74,7 @@ def writes_by_name(name: str) -> bool:
 
 def load_tool_spec(path: str | Path) -> list[SchemaTool]:
     """Read an OpenAI tools file or an OpenAPI 3 document (JSON or YAML) into tools."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such tool spec file") from None
-    except OSError as err:
-        raise SpecError(f"{path}: cannot read: {err.strerror}") from None
-    try:
-        doc = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except json.JSONDecodeError as err:
-        raise SpecError(f"{path}: line {err.lineno}: invalid JSON: {err.msg}") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise SpecError(f"{path}: {where}invalid YAML: {getattr(err, 'problem', err)}") from None
+    doc = read_document(path, "tool spec", SpecError)
     return parse_tool_spec(doc, str(path))
 
 
