@@ -54,6 +54,24 @@ class FormatFilter(Filter):
                 pending.discard(msg.tool_call_id)
         if pending:
             return self.failed(f"unanswered tool calls: {sorted(pending)}")
+        return self._check_user_actions(trajectory)
+
+    def _check_user_actions(self, trajectory: Trajectory) -> Verdict:
+        """Dual control: every device action of the user names one of the user's tools, with valid arguments."""
+        offered = {t.name: t for t in trajectory.user_tools}
+        for k, action in enumerate(trajectory.user_actions):
+            name = action.call.function.name
+            if name not in offered:
+                return self.failed(f"user action {k}: unknown user-side tool {name!r}")
+            try:
+                args = action.call.parsed_arguments()
+            except ValueError as err:
+                return self.failed(f"user action {k}: {name} arguments are not a JSON object ({err})")
+            problem = validate_arguments(self._validator(offered[name].function.parameters), args)
+            if problem:
+                return self.failed(f"user action {k}: {name} arguments invalid: {problem}")
+            if action.at > len(trajectory.messages):
+                return self.failed(f"user action {k}: placed after the end of the dialogue (at {action.at})")
         return self.passed()
 
 
@@ -70,6 +88,8 @@ class ExecutionFilter(Filter):
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
         errors = [m.content for m in trajectory.messages if m.role == "tool" and is_error(m.content or "")]
+        errors += [f"(user-side {a.call.function.name}) {a.result}" for a in trajectory.user_actions
+                   if is_error(a.result)]
         if len(errors) > self.params.max_errors:
             return self.failed(f"{len(errors)} tool error(s); first: {errors[0]}")
         return self.passed()
@@ -82,7 +102,12 @@ class PolicyFilter(Filter):
     name = "policy"
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
-        violations = ctx.fresh_env().check_policy(trajectory.messages)
+        env = ctx.fresh_env()
+        if env.user_specs():  # dual control: the policy also governs what the user was guided to do
+            violations = env.check_policy(trajectory.messages, user_actions=trajectory.user_actions,
+                                          user=ctx.task.user)
+        else:
+            violations = env.check_policy(trajectory.messages)
         return self.failed("; ".join(violations)) if violations else self.passed()
 
 
@@ -90,24 +115,33 @@ class PolicyFilter(Filter):
 class OutcomeFilter(Filter):
     """Replaying the gold actions and the dialogue's own calls on fresh environments ends in the same state.
 
-    Both hashes are recomputed here rather than trusted from the rollout.
+    Both hashes are recomputed here rather than trusted from the rollout. In a
+    dual-control domain the state is the account *and* the user's device, and
+    the replay runs the user's actions where they happened in the dialogue.
     """
 
     name = "outcome"
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
         gold_env = ctx.fresh_env()
-        gold_env.run_actions(ctx.task.gold_actions)
+        gold_env.run_actions(ctx.task.gold_actions, user=ctx.task.user)
         gold = gold_env.state_hash()
         if ctx.task.expected_state_hash and gold != ctx.task.expected_state_hash:
             return self.failed("gold actions no longer reach the blueprint's state (environment changed)")
         env = ctx.fresh_env()
-        for msg in trajectory.messages:
-            for call in msg.tool_calls or []:
-                env.execute_call(call)
+        env.replay(trajectory.messages, trajectory.user_actions, user=ctx.task.user)
         if env.state_hash() != gold:
-            return self.failed("final state differs from the gold final state")
+            return self.failed(f"final state differs from the gold final state{_which_side(env, gold_env)}")
         return self.passed()
+
+
+def _which_side(env, gold_env) -> str:
+    """For a dual-control domain, which side of the state differs: the evidence a reviewer looks for first."""
+    if not env.user_tables:
+        return ""
+    mine, gold = env.state_sides(), gold_env.state_sides()
+    sides = [side for side in ("account", "device") if canonical_json(mine[side]) != canonical_json(gold[side])]
+    return f" ({' and '.join(sides)})" if sides else ""
 
 
 @FILTERS.register("required_outputs")

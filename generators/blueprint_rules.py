@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from generators.base import SynthesisError
-from schemas import Action, Message, Task, ToolCall
+from schemas import Action, Message, Task, ToolCall, UserAction
 from simulators.environment import Environment, is_error, validate_arguments
 from simulators.text import normalize
 
@@ -44,13 +44,17 @@ class Execution:
     final_hash: str
 
 
-def execute_gold(env: Environment, gold: list[Action]) -> Execution:
-    """Run ``gold`` on a fresh copy of ``env``; an error or a write that changes nothing is a violation."""
+def execute_gold(env: Environment, gold: list[Action], user: str | None = None) -> Execution:
+    """Run ``gold`` on a fresh copy of ``env``; an error or a write that changes nothing is a violation.
+
+    ``user`` is whose device the user-side actions (dual control) act on.
+    """
     env = env.fresh()
     results: list[str] = []
     for n, action in enumerate(gold):
-        before = env.state_hash() if env.specs()[action.name].writes else None
-        result = env.execute(action.name, action.arguments)
+        spec = env.spec_of(action)
+        before = env.state_hash() if spec is not None and spec.writes else None
+        result = env.run_actions([action], user=user)[0]
         if is_error(result):
             raise RuleViolation("execution", f"action {n} ({action.name}) failed: {result}")
         if before is not None and env.state_hash() == before:
@@ -64,9 +68,10 @@ def check_format(env: Environment, gold: list[Action]) -> None:
     if not gold:
         raise RuleViolation("format", "no gold actions")
     for n, action in enumerate(gold):
-        spec = specs.get(action.name)
+        spec = specs.get(action.name) if action.actor == "assistant" else env.spec_of(action)
         if spec is None:
-            raise RuleViolation("format", f"action {n}: unknown tool {action.name!r}")
+            raise RuleViolation("format", f"action {n}: unknown {'user-side ' * (action.actor == 'user')}tool "
+                                f"{action.name!r}")
         problem = validate_arguments(spec.validator, action.arguments)
         if problem:
             raise RuleViolation("format", f"action {n} ({action.name}): {problem}")
@@ -78,15 +83,26 @@ def skeleton_messages(env: Environment, task: Task, results: list[str]) -> list[
     Checking the domain policy on this catches what no dialogue could repair
     (a write before authentication, a write on another customer's order).
     """
+    return skeleton(env, task, results)[0]
+
+
+def skeleton(env: Environment, task: Task, results: list[str]) -> tuple[list[Message], list[UserAction]]:
+    """``skeleton_messages`` with the user's own actions (dual control): each asked for, done, then reported."""
     messages = [Message(role="system", content=env.policy), Message(role="user", content=task.scenario.identity)]
+    actions: list[UserAction] = []
     for n, (action, result) in enumerate(zip(task.gold_actions, results, strict=True)):
+        call = ToolCall.make(f"call_{n}", action.name, action.arguments)
+        if action.actor == "user":
+            messages.append(Message(role="assistant", content=f"Please use {action.name} on your device."))
+            actions.append(UserAction(at=len(messages), call=call, result=result))
+            messages.append(Message(role="user", content="Done."))
+            continue
         if env.specs()[action.name].writes:
             messages += [Message(role="assistant", content=f"I will run {action.name}. Shall I proceed?"),
                          Message(role="user", content="Yes.")]
-        call = ToolCall.make(f"call_{n}", action.name, action.arguments)
         messages += [Message(role="assistant", tool_calls=[call]),
                      Message(role="tool", tool_call_id=call.id, content=result)]
-    return messages
+    return messages, actions
 
 
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
@@ -108,10 +124,14 @@ def grounded(output: str, results: str) -> bool:
 def check_rules(env: Environment, task: Task) -> Execution:
     """All of stage 1, in order; the first violation is raised with its stage."""
     check_format(env, task.gold_actions)
-    execution = execute_gold(env, task.gold_actions)
-    if any(env.specs()[a.name].writes for a in task.gold_actions) and not execution.diff:
+    execution = execute_gold(env, task.gold_actions, user=task.user)
+    if any(env.spec_of(a).writes for a in task.gold_actions) and not execution.diff:
         raise RuleViolation("execution", "a write task whose actions leave no state diff")
-    violations = env.check_policy(skeleton_messages(env, task, execution.results))
+    messages, actions = skeleton(env, task, execution.results)
+    if env.user_specs():
+        violations = env.check_policy(messages, user_actions=actions, user=task.user)
+    else:
+        violations = env.check_policy(messages)
     if violations:
         raise RuleViolation("policy", "; ".join(violations))
     seen = " ".join(execution.results)

@@ -24,6 +24,7 @@ from generators.tool_graph import ToolGraph
 from schemas import Action, Request, Task, UserScenario
 from simulators.environment import Environment
 from simulators.intents import Grounding, Identity, Intent
+from simulators.phrasing import expand
 
 
 @dataclass
@@ -51,7 +52,8 @@ class BlueprintParams(GeneratorParams):
 
 @lru_cache(maxsize=8)
 def tool_graph(env_cls: type[Environment]) -> ToolGraph:
-    return ToolGraph(env_cls.specs())
+    """Both sides' tools: in a dual-control domain a request can end on an action the user takes on their device."""
+    return ToolGraph({**env_cls.specs(), **env_cls.user_specs()})
 
 
 @GENERATORS.register("blueprint")
@@ -130,7 +132,7 @@ class BlueprintGenerator(Generator):
         chosen: list[tuple[Intent, Grounding, list[int]]] = []
         for (intent, path), grounding in zip(walks, groundings, strict=True):
             bindings = {**identity.bindings, **grounding.bindings}
-            have = known_types | {e for t in path[:-1] for e in env.specs()[t].produces}
+            have = known_types | {e for t in path[:-1] for e in self.graph.specs[t].produces}
             target_tool = path[-1]
             lookups = path[1:-1] + [t for t in self.graph.plan(target_tool, have) if t not in path]
             start = len(gold)
@@ -138,19 +140,21 @@ class BlueprintGenerator(Generator):
                 for action in self._bind(name, bindings):
                     if action not in gold:
                         gold.append(action)
-            gold.append(grounding.target)
+            gold += [*grounding.before, grounding.target, *grounding.after]
             chosen.append((intent, grounding, list(range(start, len(gold)))))
-        execution = execute_gold(env, gold)
+        execution = execute_gold(env, gold, user=user)
         outputs: list[str] = []
         for intent, grounding, indices in chosen:
-            result = json.loads(execution.results[indices[-1]])
+            result = json.loads(execution.results[indices[-1 - len(grounding.after)]])
             outputs += [o for o in intent.outputs(grounding.target, result) if o not in outputs]
         return Draft(identity=identity, gold=gold, chosen=chosen, outputs=outputs, execution=execution,
                      tools=[t for _, path in walks for t in path])
 
     def _bind(self, tool_name: str, bindings: dict[str, list[str]]) -> list[Action]:
-        """One call per bound value; none when a required parameter has no binding."""
-        spec = self.env.specs()[tool_name]
+        """One call per bound value; none when a required parameter has no binding (or the tool is the user's)."""
+        spec = self.graph.specs[tool_name]
+        if spec.actor != "assistant":
+            return []
         required = spec.schema.function.parameters.get("required", [])
         if any(spec.entities.get(p) not in bindings for p in required):
             return []
@@ -168,8 +172,8 @@ class BlueprintGenerator(Generator):
         for i, (intent, grounding, indices) in enumerate(chosen):
             known.update({f"{k}" if k not in known else f"{k}_{i + 1}": v for k, v in grounding.known_info.items()})
             unknown += [u for u in grounding.unknown_info if u not in unknown]
-            opening = grounding.opening if i else f"{rng.choice(persona.greetings)} {grounding.opening}"
-            requests.append(Request(intent=intent.name, opening=opening, details=grounding.details, actions=indices))
+            requests.append(Request(intent=intent.name, opening=grounding.opening, details=grounding.details,
+                                    actions=indices))
         goals = " ".join(
             (g.goal if i == 0 else f"Once that is done, {g.goal[0].lower()}{g.goal[1:]}")
             for i, (_, g, _) in enumerate(chosen))
@@ -181,7 +185,7 @@ class BlueprintGenerator(Generator):
             unknown=unknown_text).strip()
         scenario = UserScenario(persona=persona.description, instruction=instruction, known_info=known,
                                 unknown_info=unknown, identity=identity.says, requests=requests,
-                                closing=rng.choice(persona.closings))
+                                closing=expand(rng.choice(persona.closings), rng))
         return Task(domain=self.env.name, env_seed=self.env.seed, scenario=scenario, gold_actions=draft.gold,
                     expected_outputs=draft.outputs, expected_state_hash=draft.execution.final_hash,
-                    generator=self.name)
+                    generator=self.name, user=draft.user_id if self.env.user_specs() else None)

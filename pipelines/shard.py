@@ -32,7 +32,7 @@ from simulators.conversation import AsyncToolSimulator, RolloutError, rollout
 from simulators.environment import Environment
 from simulators.kg_scripted import KGScriptedAssistant, KGScriptedUser
 from simulators.model_agents import LLMAssistant, LLMUser, ModelToolSimulator
-from simulators.scripted import PERTURBATIONS, ScriptedAssistant, ScriptedUser
+from simulators.scripted import ScriptedAssistant, ScriptedUser, perturbations_for
 from simulators.skeleton_refine import Refiner, refine_rollout
 
 TASK_SCHEMA = pa.schema([("index", pa.int64()), ("task", pa.string()), ("error", pa.string())])
@@ -115,20 +115,24 @@ class _Dialogue:
 def _agents(config: RunConfig, endpoints: dict[str, Endpoint], task: Task, env: Environment, index: int) -> _Dialogue:
     rng = random.Random(f"{config.seed}:rollout:{index}")
     sim = config.simulation
-    scripted_user, scripted_assistant = ((KGScriptedUser, KGScriptedAssistant) if task.kind == "kg_question"
-                                         else (ScriptedUser, ScriptedAssistant))
+    kg = task.kind == "kg_question"
+    scripted_assistant = KGScriptedAssistant if kg else ScriptedAssistant
+
+    def scripted_user() -> UserAgent:
+        return KGScriptedUser(task, rng) if kg else ScriptedUser(task, rng, env)
+
     usage = {name: Usage() for name in config.model_users()}  # filters may call models in offline mode too
     if sim.mode == "offline":
         rate = sim.perturb_rate
-        perturbation = rng.choice(PERTURBATIONS) if rate and rng.random() < rate else None
-        return _Dialogue(scripted_user(task, rng), scripted_assistant(task, env, rng, perturbation), None, usage)
+        perturbation = rng.choice(perturbations_for(env)) if rate and rng.random() < rate else None
+        return _Dialogue(scripted_user(), scripted_assistant(task, env, rng, perturbation), None, usage)
     if sim.strategy == "skeleton_refine":
         assert sim.refine is not None  # the config validator requires it
         refiner = Refiner(endpoints[sim.refine.backend], sim.refine, usage["refine"],
                           random.Random(f"{config.seed}:refine:{index}"))
-        return _Dialogue(scripted_user(task, rng), scripted_assistant(task, env, rng), None, usage, refiner)
-    user: UserAgent = (LLMUser(task, endpoints[sim.user.backend], sim.user, usage["user"]) if sim.user
-                       else scripted_user(task, rng))
+        return _Dialogue(scripted_user(), scripted_assistant(task, env, rng), None, usage, refiner)
+    user: UserAgent = (LLMUser(task, endpoints[sim.user.backend], sim.user, usage["user"], env.user_tools())
+                       if sim.user else scripted_user())
     assert sim.assistant is not None  # the config validator requires it in model mode
     assistant = LLMAssistant(endpoints[sim.assistant.backend], sim.assistant, usage["assistant"])
     tools = ModelToolSimulator(endpoints[sim.tool.backend], sim.tool, usage["tool"]) if sim.tool else None
@@ -144,7 +148,8 @@ async def _simulate(config: RunConfig, steps: Steps, task: Task, env: Environmen
             result = await rollout(task, env, dialogue.user, dialogue.assistant, max_turns=config.simulation.max_turns,
                                    tool_simulator=dialogue.tool_simulator)
     return Trajectory(task_id=task.id, domain=task.domain, kind=task.kind, tools=env.tools(),
-                      messages=result.messages, final_state_hash=result.final_state_hash, usage=dialogue.usage)
+                      messages=result.messages, user_tools=env.user_tools(), user_actions=result.user_actions,
+                      final_state_hash=result.final_state_hash, usage=dialogue.usage)
 
 
 async def _verify(steps: Steps, trajectory: Trajectory, task: Task, endpoints: dict[str, Endpoint],

@@ -22,7 +22,7 @@ from schemas.hashing import canonical_json, content_hash
 from schemas.manifest import DatasetManifest
 from schemas.messages import Action, FunctionCall, FunctionSpec, Message, Tool, ToolCall
 from schemas.task import Request, Task, UserScenario
-from schemas.trajectory import Lineage, Trajectory, Usage, Verdict, total_usage
+from schemas.trajectory import Lineage, Trajectory, Usage, UserAction, Verdict, total_usage
 
 __all__ = [
     "Action",
@@ -50,6 +50,7 @@ __all__ = [
     "ToolCall",
     "Trajectory",
     "Usage",
+    "UserAction",
     "UserRoleConfig",
     "UserScenario",
     "Verdict",

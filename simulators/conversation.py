@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from schemas import Message, Task, ToolCall
+from schemas import Message, Task, ToolCall, UserAction
 from simulators.agents import STOP, AssistantAgent, UserAgent
 from simulators.environment import Environment
 from simulators.tool_simulator import SimulatedCall
@@ -24,6 +24,7 @@ class RolloutError(Exception):
 class Rollout:
     messages: list[Message]
     final_state_hash: str
+    user_actions: list[UserAction] = field(default_factory=list)  # dual control: what the user did on their side
 
 
 async def rollout(
@@ -42,8 +43,9 @@ async def rollout(
     """
     tools = env.tools()
     messages: list[Message] = [Message(role="system", content=env.policy)]
+    actions: list[UserAction] = []
     for _turn in range(max_turns):
-        said = await user.respond(messages)
+        said = await _user_turn(task, env, user, messages, actions, max_steps_per_turn)
         text = (said.content or "").replace(STOP, "").strip()
         stop = STOP in (said.content or "")
         if text:
@@ -62,7 +64,25 @@ async def rollout(
             raise RolloutError(f"assistant made more than {max_steps_per_turn} tool steps in one turn")
     else:
         raise RolloutError(f"dialogue did not end within {max_turns} turns")
-    return Rollout(messages=messages, final_state_hash=env.state_hash())
+    return Rollout(messages=messages, final_state_hash=env.state_hash(), user_actions=actions)
+
+
+async def _user_turn(task: Task, env: Environment, user: UserAgent, messages: list[Message],
+                     actions: list[UserAction], max_steps: int) -> Message:
+    """The user's next message; in a dual-control domain, after running the device actions the user chose first.
+
+    Text that comes with device actions is not said: the user speaks once they
+    have seen the results, as a person reports back after trying something.
+    """
+    if not env.user_specs():
+        return await user.respond(messages)
+    for _step in range(max_steps):
+        said = await user.respond(messages, actions)
+        if not said.tool_calls:
+            return said
+        for call in said.tool_calls:
+            actions.append(UserAction(at=len(messages), call=call, result=env.execute_user_call(task.user, call)))
+    raise RolloutError(f"user made more than {max_steps} device steps in one turn")
 
 
 async def _run_tool(env: Environment, call: ToolCall, simulator: AsyncToolSimulator | None) -> str:

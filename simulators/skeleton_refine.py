@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,6 +35,7 @@ from simulators.conversation import Rollout, RolloutError, rollout
 from simulators.environment import Environment
 from simulators.model_agents import chat_params
 from simulators.structured_output import json_object
+from simulators.text import facts
 
 Kind = Literal["rewrite", "clarify_question", "clarify_answer", "correction_wrong", "correction_check",
                "correction_fix"]
@@ -53,8 +53,6 @@ FILLS_SCHEMA: dict[str, Any] = {
 }
 _validate_fills = fastjsonschema.compile(FILLS_SCHEMA)
 
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_TOKEN = re.compile(r"[#$]?\w(?:[\w.,/-]*\w)?")
 
 INSTRUCTIONS: dict[str, str] = {
     "rewrite_user": "Rewrite this customer message in the customer's own voice (the persona): natural, not "
@@ -75,18 +73,6 @@ INSTRUCTIONS: dict[str, str] = {
     "correction_fix": "The customer apologises and corrects the detail: the message must contain every item of "
                       "`keep` exactly as written.",
 }
-
-
-def facts(text: str) -> set[str]:
-    """The checkable details of a turn, as written: emails and tokens with a digit (ids, amounts, zip codes, sizes).
-
-    Compared case-folded (``folded``): '#w123' still names order '#W123', while one changed digit does not.
-    """
-    found = set(_EMAIL.findall(text))
-    for token in _TOKEN.findall(_EMAIL.sub(" ", text)):
-        if any(c.isdigit() for c in token):
-            found.add(token.lstrip("$").rstrip(".,"))
-    return found
 
 
 def folded(items: set[str] | list[str]) -> set[str]:

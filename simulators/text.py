@@ -10,3 +10,19 @@ def normalize(text: str) -> str:
     """Case, width and punctuation folded; digits and '#' kept so '#1234' never equals '#9876'."""
     text = unicodedata.normalize("NFKC", text).lower()
     return re.sub(r"[^\w#$.]+", " ", text).strip()
+
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_TOKEN = re.compile(r"[#$]?\w(?:[\w.,/-]*\w)?")
+
+
+def facts(text: str) -> set[str]:
+    """The checkable details of a turn, as written: emails and tokens with a digit (ids, amounts, zip codes, sizes).
+
+    Compared case-folded (``folded``): '#w123' still names order '#W123', while one changed digit does not.
+    """
+    found = set(_EMAIL.findall(text))
+    for token in _TOKEN.findall(_EMAIL.sub(" ", text)):
+        if any(c.isdigit() for c in token):
+            found.add(token.lstrip("$").rstrip(".,"))
+    return found

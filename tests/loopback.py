@@ -396,7 +396,8 @@ class RefineBrain:
         if "explicit yes" in slot["instruction"]:
             if fault == "refuse_consent":
                 return "Hmm, I'm not sure about that yet, let me think it over.", wrong
-            return "Yes, that all sounds right, please go ahead.", wrong
+            with_facts = f" with {', '.join(keep)}" if keep else ""  # the instruction: keep every item of `keep`
+            return f"Yes, that all sounds right, please go ahead{with_facts}.", wrong
         text = opener + original[:1].lower() + original[1:]
         if fault == "drop_id" and keep:
             gone = next((k for k in keep if k.startswith("#")), keep[0])
