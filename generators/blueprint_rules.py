@@ -83,14 +83,23 @@ def skeleton_messages(env: Environment, task: Task, results: list[str]) -> list[
     Checking the domain policy on this catches what no dialogue could repair
     (a write before authentication, a write on another customer's order).
     """
-    return skeleton(env, task, results)[0]
+    return skeleton(env, task.gold_actions, results, task.scenario.identity, _requests_said(task))[0]
 
 
-def skeleton(env: Environment, task: Task, results: list[str]) -> tuple[list[Message], list[UserAction]]:
-    """``skeleton_messages`` with the user's own actions (dual control): each asked for, done, then reported."""
-    messages = [Message(role="system", content=env.policy), Message(role="user", content=task.scenario.identity)]
+def _requests_said(task: Task) -> str:
+    return " ".join(f"{r.opening} {r.details}" for r in task.scenario.requests)
+
+
+def skeleton(env: Environment, gold: list[Action], results: list[str], identity: str = "", said: str = ""
+             ) -> tuple[list[Message], list[UserAction]]:
+    """``skeleton_messages`` with the user's own actions (dual control): each asked for, done, then reported.
+
+    ``said`` is what the user asks for (a policy may require the user to ask, as for compensation).
+    """
+    messages = [Message(role="system", content=env.policy),
+                Message(role="user", content=" ".join(t for t in (identity, said) if t) or "Hello.")]
     actions: list[UserAction] = []
-    for n, (action, result) in enumerate(zip(task.gold_actions, results, strict=True)):
+    for n, (action, result) in enumerate(zip(gold, results, strict=True)):
         call = ToolCall.make(f"call_{n}", action.name, action.arguments)
         if action.actor == "user":
             messages.append(Message(role="assistant", content=f"Please use {action.name} on your device."))
@@ -103,6 +112,15 @@ def skeleton(env: Environment, task: Task, results: list[str]) -> tuple[list[Mes
         messages += [Message(role="assistant", tool_calls=[call]),
                      Message(role="tool", tool_call_id=call.id, content=result)]
     return messages, actions
+
+
+def skeleton_violations(env: Environment, gold: list[Action], results: list[str], user: str | None = None,
+                        identity: str = "", said: str = "") -> list[str]:
+    """The domain policy on the bare dialogue a blueprint implies (see ``skeleton``)."""
+    messages, actions = skeleton(env, gold, results, identity, said)
+    if env.user_specs():
+        return env.check_policy(messages, user_actions=actions, user=user)
+    return env.check_policy(messages)
 
 
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
@@ -127,11 +145,8 @@ def check_rules(env: Environment, task: Task) -> Execution:
     execution = execute_gold(env, task.gold_actions, user=task.user)
     if any(env.spec_of(a).writes for a in task.gold_actions) and not execution.diff:
         raise RuleViolation("execution", "a write task whose actions leave no state diff")
-    messages, actions = skeleton(env, task, execution.results)
-    if env.user_specs():
-        violations = env.check_policy(messages, user_actions=actions, user=task.user)
-    else:
-        violations = env.check_policy(messages)
+    violations = skeleton_violations(env, task.gold_actions, execution.results, task.user, task.scenario.identity,
+                                     _requests_said(task))
     if violations:
         raise RuleViolation("policy", "; ".join(violations))
     seen = " ".join(execution.results)

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import Field
 
 from generators.base import GENERATORS, Generator, GeneratorParams, SynthesisError
-from generators.blueprint_rules import Execution, execute_gold
+from generators.blueprint_rules import Execution, execute_gold, skeleton_violations
 from generators.personas import INSTRUCTION_TEMPLATES, PERSONAS
 from generators.tool_graph import ToolGraph
 from schemas import Action, Request, Task, UserScenario
@@ -111,10 +111,12 @@ class BlueprintGenerator(Generator):
         walks: list[tuple[Intent, list[str]]] = []
         entry = rng.choice(self.entries)
         for _ in range(wanted):
-            path = self.graph.walk(rng, entry, set(self.by_target))
+            # The intent first, uniformly, then a walk to its target: walking to any target instead favours the
+            # targets that lie on every path (a lookup that is also a read intent's goal).
+            intent = rng.choice(self.intents)
+            path = self.graph.walk(rng, entry, {intent.target_tool})
             if path is None:
-                raise SynthesisError("no intent reachable on the tool graph")
-            intent = rng.choice(self.by_target[path[-1]])
+                raise SynthesisError(f"intent {intent.name}: its target is not reachable on the tool graph")
             if all(intent is not w[0] for w in walks):
                 walks.append((intent, path))
         for _ in range(1 if user_id else self.params.max_attempts):
@@ -140,9 +142,15 @@ class BlueprintGenerator(Generator):
                 for action in self._bind(name, bindings):
                     if action not in gold:
                         gold.append(action)
-            gold += [*grounding.before, grounding.target, *grounding.after]
+            # A read the lookups already made is not made twice; the user's checks may repeat (before and after a fix).
+            gold += [a for a in grounding.before if a.actor == "user" or a not in gold]
+            gold += [grounding.target, *grounding.after]
             chosen.append((intent, grounding, list(range(start, len(gold)))))
         execution = execute_gold(env, gold, user=user)
+        said = " ".join(f"{g.opening} {g.details}" for _, g, _ in chosen)
+        violations = skeleton_violations(env, gold, execution.results, user, said=said)
+        if violations:  # requests that work alone may not together (a rebooking, then compensation for the old flight)
+            raise SynthesisError(f"policy: {violations[0]}")
         outputs: list[str] = []
         for intent, grounding, indices in chosen:
             result = json.loads(execution.results[indices[-1 - len(grounding.after)]])

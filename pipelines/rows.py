@@ -12,7 +12,18 @@ from typing import Any
 
 import pyarrow as pa
 
-from schemas import Lineage, Message, Task, Trajectory, Verdict, canonical_json, content_hash, total_usage
+from schemas import (
+    Lineage,
+    Message,
+    Task,
+    Tool,
+    Trajectory,
+    UserAction,
+    Verdict,
+    canonical_json,
+    content_hash,
+    total_usage,
+)
 
 _FUNCTION = pa.struct([("name", pa.string()), ("arguments", pa.string())])
 _TOOL_CALL = pa.struct([("id", pa.string()), ("type", pa.string()), ("function", _FUNCTION)])
@@ -51,6 +62,15 @@ ROW_SCHEMA = pa.schema([
     ("shard", pa.int32()),
     ("index", pa.int64()),
     ("cluster_id", pa.string()),  # set at commit: the id of the row's dedup cluster representative (own id if alone)
+    # Dual control: the user's own tools (JSON, like ``tools``) and what the user did with them (JSON list of
+    # ``UserAction``: the call, its result, and ``at``, the index in ``messages`` of the user turn that followed).
+    # Not messages: the assistant never sees them, so ``messages`` stay a chat every template renders.
+    ("user_tools", pa.string()),
+    ("user_actions", pa.string()),
+    # Per-dialogue figures for the diversity/difficulty report (pipelines/difficulty.py); null on older rows.
+    ("tool_chain", pa.string()),
+    ("num_writes", pa.int32()),
+    ("difficulty", pa.float64()),
 ])
 
 ACCEPTED, REJECTED = "accepted", "rejected"
@@ -89,6 +109,9 @@ def trajectory_row(
         "dedup_hash": dedup_hash,
         "usage": total_usage(trajectory.usage).model_dump(include={f.name for f in USAGE}),
         **_lineage(lineage, shard, index),
+        "user_tools": canonical_json([t.model_dump() for t in trajectory.user_tools]) if trajectory.user_tools else None,
+        "user_actions": canonical_json([a.model_dump() for a in trajectory.user_actions])
+        if trajectory.user_actions else None,
     }
 
 
@@ -126,6 +149,15 @@ def _lineage(lineage: Lineage, shard: int, index: int) -> dict[str, Any]:
 def row_messages(row: dict[str, Any]) -> list[Message]:
     """Messages of a stored row back as models (for re-verification and exports)."""
     return [Message.model_validate({k: v for k, v in m.items() if v is not None}) for m in row["messages"]]
+
+
+def row_user_actions(row: dict[str, Any]) -> list[UserAction]:
+    """The user's own actions of a stored row (dual control); none for rows without them or from older code."""
+    return [UserAction.model_validate(a) for a in json.loads(row.get("user_actions") or "[]")]
+
+
+def row_user_tools(row: dict[str, Any]) -> list[Tool]:
+    return [Tool.model_validate(t) for t in json.loads(row.get("user_tools") or "[]")]
 
 
 def row_task(row: dict[str, Any]) -> Task | None:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from filters import Context, exact_hash
 from generators import SynthesisContext, SynthesisError
 from generators.base import ExamplePool
+from pipelines.difficulty import dialogue_figures
 from pipelines.rows import ROW_SCHEMA, rejected_row, trajectory_row
 from pipelines.steps import Steps, build_steps
 from schemas import Lineage, RunConfig, Task, Trajectory, Usage
@@ -218,7 +219,8 @@ def rollout_shard(
         finally:
             for name, meter in dialogue.usage.items():
                 usage[name].add(meter)
-        rows[slot] = trajectory_row(trajectory, task, exact_hash(trajectory.messages), lineage, shard, index)
+        rows[slot] = {**trajectory_row(trajectory, task, exact_hash(trajectory.messages), lineage, shard, index),
+                      **dialogue_figures(trajectory, task, steps.env)}
 
     async def run_all() -> None:
         try:

@@ -161,7 +161,9 @@ class DatasetStore:
             offset = 0
             for f in shard_files:
                 for batch in pq.ParquetFile(f).iter_batches(batch_size=1024):
-                    arrays = [columns[n].slice(offset, batch.num_rows) if n in columns else batch.column(n)
+                    names = set(batch.schema.names)  # a shard staged by older code lacks the newer columns
+                    arrays = [columns[n].slice(offset, batch.num_rows) if n in columns else
+                              batch.column(n) if n in names else pa.nulls(batch.num_rows, ROW_SCHEMA.field(n).type)
                               for n in ROW_SCHEMA.names]
                     offset += batch.num_rows
                     yield pa.RecordBatch.from_arrays(arrays, schema=ROW_SCHEMA)

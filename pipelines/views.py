@@ -23,7 +23,7 @@ _FUNCTION = pa.struct([("name", pa.string()), ("arguments", pa.string())])
 _TOOL_CALL = pa.struct([("id", pa.string()), ("type", pa.string()), ("function", _FUNCTION)])
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string()), ("tool_calls", pa.list_(_TOOL_CALL)),
                       ("tool_call_id", pa.string())])
-_ACTION = pa.struct([("name", pa.string()), ("arguments", pa.string())])
+_ACTION = pa.struct([("name", pa.string()), ("arguments", pa.string()), ("actor", pa.string())])
 _REWARD = pa.struct([
     ("type", pa.string()),
     ("gold_actions", pa.list_(_ACTION)),
@@ -40,9 +40,11 @@ RAW_SCHEMAS: dict[str, pa.Schema] = {
     "sft": pa.schema([*_COMMON, ("num_turns", pa.int32()), ("messages", pa.list_(_MESSAGE)),
                       ("tools", pa.list_(pa.string()))]),
     "rl": pa.schema([*_COMMON, ("env_seed", pa.int64()), ("prompt", pa.list_(_MESSAGE)),
-                     ("tools", pa.list_(pa.string())), ("scenario", pa.string()), ("reward_spec", _REWARD)]),
+                     ("tools", pa.list_(pa.string())), ("scenario", pa.string()), ("reward_spec", _REWARD),
+                     ("user_tools", pa.list_(pa.string()))]),
     "rejects": pa.schema([*_COMMON, ("stage", pa.string()), ("reason", pa.string()), ("messages", pa.list_(_MESSAGE)),
-                          ("tools", pa.list_(pa.string())), ("task", pa.string()), ("verdicts", pa.string())]),
+                          ("tools", pa.list_(pa.string())), ("task", pa.string()), ("verdicts", pa.string()),
+                          ("user_actions", pa.string())]),
     "sharegpt": pa.schema([*_COMMON, ("system", pa.string()), ("conversations", pa.list_(_TURN)),
                            ("tools", pa.string())]),
 }
@@ -59,8 +61,9 @@ def _jsonify(t: pa.DataType, path: str, json_paths: set[str]) -> pa.DataType:
 
 _JSON_PATHS = {
     "sft": {".messages[].tool_calls[].function.arguments", ".tools[]"},
-    "rl": {".prompt[].tool_calls[].function.arguments", ".tools[]", ".scenario", ".reward_spec.gold_actions[].arguments"},
-    "rejects": {".messages[].tool_calls[].function.arguments", ".tools[]", ".task", ".verdicts"},
+    "rl": {".prompt[].tool_calls[].function.arguments", ".tools[]", ".scenario", ".reward_spec.gold_actions[].arguments",
+           ".user_tools[]"},
+    "rejects": {".messages[].tool_calls[].function.arguments", ".tools[]", ".task", ".verdicts", ".user_actions"},
     "sharegpt": set(),
 }
 
@@ -98,8 +101,8 @@ def _messages(stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _tools(row: dict[str, Any]) -> list[str]:
-    return [canonical_json(t) for t in json.loads(row["tools"] or "[]")]
+def _tools(row: dict[str, Any], column: str = "tools") -> list[str]:
+    return [canonical_json(t) for t in json.loads(row.get(column) or "[]")]
 
 
 def _common(row: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +121,8 @@ def reward_spec(row: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"row {row['id']}: no task stored, cannot build a reward spec")
     return {
         "type": "answer" if task.kind == "kg_question" else "outcome",
-        "gold_actions": [{"name": a.name, "arguments": canonical_json(a.arguments)} for a in task.gold_actions],
+        "gold_actions": [{"name": a.name, "arguments": canonical_json(a.arguments), "actor": a.actor}
+                         for a in task.gold_actions],
         "expected_state_hash": task.expected_state_hash,
         "expected_outputs": list(task.expected_outputs),
         "answer": task.answer,
@@ -130,20 +134,23 @@ def rl_record(row: dict[str, Any]) -> dict[str, Any]:
     """The prompt up to the first assistant turn, plus what an environment needs to roll out and score.
 
     ``scenario`` is the user simulator's brief: a multi-turn rollout needs the
-    simulated user as much as the tools.
+    simulated user as much as the tools; in a dual-control domain ``user_tools``
+    are the simulated user's own (their phone), and gold actions with
+    ``actor: user`` are theirs to make.
     """
     messages = _messages(row["messages"])
     first = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
     task = row_task(row)
     return {**_common(row), "env_seed": task.env_seed if task else None, "prompt": messages[:first],
             "tools": _tools(row), "scenario": task.scenario.model_dump_json() if task else None,
-            "reward_spec": reward_spec(row)}
+            "reward_spec": reward_spec(row), "user_tools": _tools(row, "user_tools")}
 
 
 def reject_record(row: dict[str, Any]) -> dict[str, Any]:
     """A rejected row with the stage and reason that rejected it (negatives, or material for debugging filters)."""
     return {**_common(row), "stage": row["stage"], "reason": row["reason"], "messages": _messages(row["messages"]),
-            "tools": _tools(row), "task": row["task"], "verdicts": row["verdicts"]}
+            "tools": _tools(row), "task": row["task"], "verdicts": row["verdicts"],
+            "user_actions": row.get("user_actions") or "[]"}
 
 
 def sharegpt_record(row: dict[str, Any]) -> dict[str, Any]:

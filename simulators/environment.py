@@ -114,6 +114,24 @@ def _strip_titles(schema: Any) -> Any:
     return schema
 
 
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter schema with its ``$defs`` inlined: a nested type (a list of objects) stays self-contained
+    inside ``properties``, where a ``#/$defs/...`` reference would point nowhere."""
+    defs = schema.pop("$defs", {})
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            ref = value.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(dict(defs[ref.split("/")[-1]]))
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(schema)
+
+
 def _build_spec(name: str, fn: Callable) -> ToolSpec:
     hints = get_type_hints(fn, include_extras=True)
     properties: dict[str, Any] = {}
@@ -127,7 +145,7 @@ def _build_spec(name: str, fn: Callable) -> ToolSpec:
         if meta is None:
             raise TypeError(f"tool {name}: parameter {pname!r} needs Annotated[..., Param(...)]")
         base = get_args(hint)[0]
-        prop = _strip_titles(TypeAdapter(base).json_schema())
+        prop = _inline_refs(_strip_titles(TypeAdapter(base).json_schema()))
         prop["description"] = meta.description
         properties[pname] = prop
         if p.default is inspect.Parameter.empty:

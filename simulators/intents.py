@@ -107,8 +107,11 @@ class Intent:
         """The question before a write: ``target`` is whichever write of the request is next (usually the target)."""
         return f"I am about to run {target.name}. Shall I proceed?"
 
-    def forbidden(self, target: Action) -> Action | None:
+    def forbidden(self, target: Action, env: Environment) -> Action | None:
         """The write a careless agent makes here against the policy (a refund the fare rules exclude), if any.
+
+        Derived from the target and the (fresh) environment alone: intents are
+        shared by every task, so nothing may be remembered from grounding.
 
         The scripted assistant plants it for the ``break_rule`` mistake, so the
         domain's own policy check is exercised offline.

@@ -5,8 +5,9 @@ comes from here. Two tools:
 
 - ``expand`` turns a template into one phrasing: ``{a|b|c}`` picks one
   alternative (groups nest), ``[...]`` is optional, ``<name>`` is a slot filled
-  verbatim. A sentence with four groups of four reads 256 ways, which is what
-  keeps one stock turn from appearing in hundreds of dialogues.
+  verbatim (``<Name>``: the same slot with a capital first letter). A sentence
+  with four groups of four reads 256 ways, which is what keeps one stock turn
+  from appearing in hundreds of dialogues.
 - ``Style`` is how one persona writes (register, length, typos, lower case,
   punctuation), applied by ``styled`` to everything the user says. Facts (ids,
   amounts, emails, anything with a digit) and the first word of a consent are
@@ -83,7 +84,12 @@ def _render(nodes: list | tuple, rng: random.Random, slots: dict[str, str], out:
         if isinstance(node, str):
             out.append(node)
         elif node[0] == "slot":
-            out.append(slots[node[1]])
+            name = node[1]
+            if name in slots:
+                out.append(slots[name])
+            else:  # <Name> is <name> starting with a capital
+                value = slots[name[:1].lower() + name[1:]]
+                out.append(value[:1].upper() + value[1:])
         elif node[0] == "opt":
             if rng.random() < 0.5:
                 _render(node[1], rng, slots, out)
@@ -161,6 +167,8 @@ from get go had has have he her here him his how i if in into is it its just kno
 on one or our out please so some that the their them then there these they this to up us want was we were what when
 where which who will with would yes you your yeah yep sure okay""".split())
 _KEYS = "qwertyuiopasdfghjklzxcvbnm"
+# Words a policy check reads in the user's text (a request for compensation): a slip there changes the meaning.
+_KEYWORDS = ("compens", "voucher", "certificate")
 
 
 def styled(text: str, style: Style, rng: random.Random, keep_first_word: bool = False) -> str:
@@ -187,16 +195,18 @@ def styled(text: str, style: Style, rng: random.Random, keep_first_word: bool = 
 
 
 def _typos(text: str, rate: float, rng: random.Random, protected: set[str], keep_first_word: bool) -> str:
-    """Slips in plain words only: a token with a digit, an '@' or any protected fact is never touched."""
+    """Slips in plain words only: a token with a digit, an '@' or any protected fact is never touched; with
+    ``keep_first_word``, nor the first two words ("go ahead" is a consent as much as "yes")."""
     tokens = re.split(r"(\s+)", text)
-    first = next((i for i, t in enumerate(tokens) if t.strip()), -1)
+    opening = [i for i, t in enumerate(tokens) if t.strip()][:2]
     for i, token in enumerate(tokens):
         m = _PLAIN.match(token)
-        if (m is None or (keep_first_word and i == first) or token in protected
+        if (m is None or (keep_first_word and i in opening) or token in protected
                 or any(f in token for f in protected)):
             continue
         lead, word, trail = m.groups()
-        if len(word) >= 4 and word.lower() not in _FUNCTION_WORDS and rng.random() < rate:
+        if (len(word) >= 4 and word.lower() not in _FUNCTION_WORDS and not word.lower().startswith(_KEYWORDS)
+                and rng.random() < rate):
             tokens[i] = lead + _typo(word, rng) + trail
     return "".join(tokens)
 
@@ -245,7 +255,7 @@ TRANSITIONS = (
 
 SMALL_TALK = (
     "{Hope|I hope} your {day|shift|morning|afternoon|week} is going {well|okay|alright|smoothly}.",
-    "{Sorry|Apologies}, it's been {a long|a crazy|a hectic|one of those} {day|week|morning}.",
+    "{Sorry|Apologies}, it's been {{a long|a crazy|a hectic} {day|week|morning}|one of those {days|weeks|mornings}}.",
     "I'm {on my lunch break|between meetings|in a bit of a rush|on the bus|waiting for a call}, so "
     "{I'll keep this short|bear with me|sorry if I'm brief}.",
     "{Thanks|Thank you} for {getting back to me|being here|the quick reply|taking this}{ so fast|}.",

@@ -144,7 +144,7 @@ class ScriptedUser:
 
     def _identity(self) -> str:
         lead = pick(self.rng, "", "", "{Sure|Of course|Okay|Sure thing|No problem|Yes}{,|.|!| —}", "{Here you go|Here"
-                    " it is}{:|.|,}", "{It should be|That would be|You can use}")
+                    " it is}{:|.|,}")
         return " ".join(p for p in (lead, self.scenario.identity) if p)
 
     def _details(self) -> str:
@@ -152,6 +152,8 @@ class ScriptedUser:
         rng = self.rng
         lead = pick(rng, "", "", "", "{Sure|Right|Okay|So|Of course|Yes}{,|.| —}", "{Let me see|Hmm|Well}{,|.|...}")
         body = self._with_correction(request.details, self.request, inline=False)
+        if lead.endswith((",", "—")):
+            body = lower_first(body)
         tail = self._story(request.intent) or (self._extra() if rng.random() < 0.5 else "")
         return " ".join(p for p in (lead, body, tail) if p)
 
@@ -301,7 +303,7 @@ class ScriptedAssistant:
         if mistake == "omit_outputs":
             ok = intent.tells_user
         elif mistake == "break_rule":
-            ok = intent.forbidden(target) is not None
+            ok = intent.forbidden(target, self.env.fresh()) is not None
         elif mistake == "wrong_device_step":
             ok = bool(user_writes) and self.voice is not None and self.voice.decoy(gold[user_writes[0]]) is not None
         elif mistake == "skip_device_check":
@@ -348,7 +350,7 @@ class ScriptedAssistant:
             steps.append(_Step(action=self._mistaken(action, mistake) if is_target else action,
                                target=r if is_target else None))
             if is_target and mistake == "break_rule":
-                forbidden = intent.forbidden(action)
+                forbidden = intent.forbidden(action, self.env.fresh())
                 steps.append(_Step(say=lambda _m, a=forbidden: intent.confirm(a, rng)))
                 steps.append(_Step(action=forbidden))
         flush()

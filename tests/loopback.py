@@ -394,8 +394,9 @@ class RefineBrain:
                         text = text.replace(out, "the carrier")
             return text, wrong
         if "explicit yes" in slot["instruction"]:
-            if fault == "refuse_consent":
-                return "Hmm, I'm not sure about that yet, let me think it over.", wrong
+            if fault == "refuse_consent":  # a hedge that still keeps the facts, so only the policy can object
+                about = f" {', '.join(keep)}" if keep else " that"
+                return f"Hmm, I'm not sure about{about} yet, let me think it over.", wrong
             with_facts = f" with {', '.join(keep)}" if keep else ""  # the instruction: keep every item of `keep`
             return f"Yes, that all sounds right, please go ahead{with_facts}.", wrong
         text = opener + original[:1].lower() + original[1:]
