@@ -144,6 +144,9 @@ class BlueprintGenerator(Generator):
                         gold.append(action)
             # A read the lookups already made is not made twice; the user's checks may repeat (before and after a fix).
             gold += [a for a in grounding.before if a.actor == "user" or a not in gold]
+            target_spec = self.graph.specs[grounding.target.name]
+            if not target_spec.writes and target_spec.actor == "assistant" and gold.count(grounding.target) >= 2:
+                raise SynthesisError(f"intent {intent.name}: its lookup would be the third identical call")
             gold += [grounding.target, *grounding.after]
             chosen.append((intent, grounding, list(range(start, len(gold)))))
         execution = execute_gold(env, gold, user=user)

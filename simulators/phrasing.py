@@ -155,6 +155,8 @@ class Style:
     indirect: float = 0.2  # "I was wondering if ..." rather than "I need to ..."
     correction: float = 0.1  # a detail first given wrong, then corrected
     volunteer: float = 0.2  # gives the specifics before being asked (out of order)
+    paraphrase: float = 0.8  # per swappable phrase: said with other words ("I'd like to" -> "I'm hoping to")
+    fillers: float = 0.25  # a discourse marker at a sentence start ("So,", "tbh")
 
 
 _CONTRACTIONS = [("I would like", "I'd like"), ("I am ", "I'm "), ("do not", "don't"), ("it is ", "it's "),
@@ -174,6 +176,9 @@ _KEYWORDS = ("compens", "voucher", "certificate")
 def styled(text: str, style: Style, rng: random.Random, keep_first_word: bool = False) -> str:
     """``text`` as this persona types it. Facts and (for consents) the first word stay exactly as they are."""
     protected = facts(text)
+    text = paraphrase(text, rng, style.paraphrase, keep_first_words=2 if keep_first_word else 0)
+    if not keep_first_word and rng.random() < style.fillers:
+        text = with_filler(text, rng, style.register)
     if style.register == "formal":
         for short, long in ((b, a) for a, b in _CONTRACTIONS):
             text = text.replace(short, long)
@@ -238,13 +243,17 @@ def _lowercase(text: str, protected: set[str], keep_first_word: bool) -> str:
 
 CONSENT = (
     "{Yes|Yes|Yeah|Yep|Sure|Okay|OK|Correct|Confirmed|Go ahead}{,| —|.|!} {please {go ahead|do it|do that|proceed}"
-    "|that's {right|correct|what I want|it}|go for it|{that all|all of that} sounds {right|good}|{do it|proceed}"
-    "[ please]|{exactly|perfect}, thanks|you can go ahead|that's fine}[{.| —| then.}"
-    " {thanks|thank you|appreciate it|cheers|much appreciated}]{.|!|}",
-    "{Yes|Yeah|Sure|Okay|Yep|Correct}, {that's {right|correct}|sounds right|all good}. {Please {go ahead|proceed"
-    "|do it}|Go ahead and {do it|proceed}|You can go ahead}{.|!}",
+    "|that's {right|correct|what I want|it|the one|what I asked for}|go for it|{that all|all of that|everything}"
+    " {sounds|looks|seems} {right|good|fine|spot on}|{do it|proceed|make it happen}[ please]|{exactly|perfect|great}"
+    ", thanks|{please|} {go|carry} on|that's fine|{sounds|looks} like a plan|{let's|let's just} do it|"
+    "{that works|works for me|fine by me}}[{.| —| then.} {thanks|thank you|appreciate it|cheers|much appreciated"
+    "|thanks for checking|ty}]{.|!|}",
+    "{Yes|Yeah|Sure|Okay|Yep|Correct}, {that's {right|correct|it}|{sounds|looks} {right|good}|all good|"
+    "{exactly|precisely}|spot on}. {Please {go ahead|proceed|do it|continue}|Go ahead and {do it|proceed|make the "
+    "change}|{Do|Make} the change|Proceed{ please|}|{Let's|We can} do that}{.|!}",
     "{Yes|Sure|Yep|Okay}[ please], <restated>{.|!| please.}",
-    "{Yes|Yeah|Correct|Okay}{,| —} <restated>, {that's {right|correct}|exactly|like I said}{.|!}",
+    "{Yes|Yeah|Correct|Okay}{,| —} <restated>, {that's {right|correct}|exactly|like I said|as discussed}{.|!}",
+    "{Yes|Yep|Sure}{,|.} <restated>[ — {thanks|cheers}].",
 )
 """A customer's yes: always starts with a consent word (the policy checks that), then a wide tail."""
 
@@ -264,6 +273,17 @@ SMALL_TALK = (
     "{First time|This is my first time} {using this chat|contacting support|doing this}, {so|and} "
     "{bear with me|hopefully this works|I'm not sure how it works}.",
     "{Quick question|Hopefully this is quick|This should be simple}{, I think|}.",
+    "I've been {on hold|waiting} for <n> minutes {already|on the phone line|before trying chat}.",
+    "It's <h>:<mm> {here|where I am} and I'm {exhausted|still at work|about to head out}.",
+    "{My|Our} {dog|cat|kid|neighbour's dog} {is|has been} {barking|demanding attention|climbing on me} the whole time.",
+    "I {got your email|saw a notification|read the FAQ} {this morning|last night|<when>} {but|and} {it didn't help|I'm "
+    "still confused}.",
+    "{This is|It's} my {second|third|fourth} time {reaching out|writing in|asking} about this.",
+    "I {spent|wasted} <n> minutes on the {website|app|FAQ} before {trying|opening} this chat.",
+    "{Sorry|Excuse me} if I'm slow, I'm {on a train|at the airport|in a queue} {to|in} <place>.",
+    "{My|Our} {internet|laptop|other phone} died at <h>:<mm> so I'm {on my tablet|borrowing a phone}.",
+    "{I paid|I've already paid} <price> {for shipping|in fees|for this} {alone|already|}{.|, ugh.}",
+    "{<Name>|My friend <Name>} said you {were helpful|sorted hers out|fixed theirs} in <n> minutes.",
 )
 
 THANKS_TAIL = ("{Thanks|Thank you|Thanks a lot|Much appreciated|Cheers|Thanks so much}{.|!|}",)
@@ -309,6 +329,28 @@ PLACES = ("Lisbon", "Chicago", "the coast", "my parents' place", "Denver", "the 
           "Seattle", "Mexico City", "a wedding", "the mountains", "Boston", "Tokyo", "a work trip", "Berlin")
 
 
+def small_talk(rng: random.Random, extra: tuple[str, ...] = ()) -> str:
+    """A sentence of small talk (or one of ``extra``, a persona's own), with its small facts filled in."""
+    return expand(rng.choice(SMALL_TALK + extra), rng, n=str(rng.randint(3, 45)), h=str(rng.randint(1, 12)),
+                  mm=f"{rng.randrange(0, 60, 5):02d}", when=when(rng), price=price(rng), place=rng.choice(PLACES),
+                  name=rng.choice(NAMES))
+
+
+def price(rng: random.Random) -> str:
+    """An amount as people quote it from memory: '$40', 'about $12.50'."""
+    return pick_fragment(rng, "${n}", "about ${n}", "${n}.{c}", "like ${n}", n=str(rng.randint(5, 400)),
+                         c=f"{rng.randrange(0, 100, 5):02d}")
+
+
+def shuffled(text: str, rng: random.Random) -> str:
+    """The sentences of ``text`` in another order, the way people give details out of order."""
+    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
+    if len(sentences) < 2:
+        return text
+    rng.shuffle(sentences)
+    return " ".join(sentences)
+
+
 def someone(rng: random.Random) -> str:
     """'my sister Maya', 'my coworker', 'Theo (my neighbor)': a person in the customer's story."""
     return pick_fragment(rng, "my <rel> <name>", "my <rel>", "<name> (my <rel>)", "my <rel> <name>",
@@ -321,3 +363,167 @@ def when(rng: random.Random) -> str:
                 "{over|on} the weekend", "on <day>", "<n> or <m> days ago", "{earlier|at the start of} this week",
                          day=rng.choice(DAYS), n=str(rng.randint(2, 12)), m=str(rng.randint(13, 15)),
                          month=rng.choice(MONTHS), d=str(rng.randint(1, 28)))
+
+
+# -- saying the same thing with other words ---------------------------------------------------------------------------
+
+# Phrase-level swaps that are grammatical wherever the phrase stands (so no context is needed); the first entry
+# of a group is only a pattern, every entry is a possible replacement. Matched whole-word, case-insensitively.
+SWAPS: tuple[tuple[str, ...], ...] = (
+    ("I'd like to", "I want to", "I would like to", "I need to", "I'd love to", "I'm hoping to", "I'm trying to"),
+    ("I want to", "I'd like to", "I need to", "I wanna", "I'm looking to"),
+    ("I need to", "I have to", "I've got to", "I need to", "I must"),
+    ("Can you", "Could you", "Would you", "Can you please", "Would you be able to", "Any chance you could"),
+    ("Could you", "Can you", "Could you please", "Is it possible for you to", "Would you"),
+    ("please", "please", "if you can", "if possible", "if that's okay"),
+    ("I think", "I believe", "I guess", "I'm pretty sure", "I suppose", "it seems", "I reckon"),
+    ("really", "very", "super", "so", "truly", "quite"),
+    ("right now", "at the moment", "currently", "as we speak"),
+    ("a couple of", "two or so", "a few", "a couple"),
+    ("help me with", "help me out with", "give me a hand with", "assist me with"),
+    ("problem", "issue", "trouble", "glitch"),
+    ("fix", "sort out", "resolve", "fix up", "deal with"),
+    ("thanks", "thank you", "cheers", "many thanks", "thanks a bunch"),
+    ("Thanks", "Thank you", "Cheers", "Many thanks", "Thanks a ton"),
+    ("Okay", "OK", "Alright", "All right", "Right"),
+    ("actually", "in fact", "to be honest", "honestly", "as it happens"),
+    ("instead", "instead", "in its place"),
+    ("again", "once more", "again"),
+    ("anymore", "any longer", "anymore"),
+    ("by mistake", "by accident", "accidentally", "in error"),
+    ("don't need", "have no use for", "don't want", "don't really need"),
+    ("doesn't work", "isn't working", "won't work", "has stopped working", "is broken"),
+    ("won't load", "doesn't load", "never loads", "refuses to load"),
+    ("slow", "slow", "sluggish", "crawling", "laggy"),
+    ("quick question", "small question", "quick one", "brief question"),
+    ("I'm not sure", "I don't know", "I have no idea", "no clue", "I'm unsure"),
+    ("just", "just", "simply", "only"),
+    ("right away", "straight away", "immediately", "asap"),
+    ("a lot", "loads", "plenty", "heaps", "a ton"),
+    ("for a while", "for some time", "for ages", "for a bit"),
+    ("recently", "lately", "not long ago", "the other day"),
+    ("tell me", "let me know", "give me", "share"),
+    ("the amount", "the total", "the figure", "the number"),
+    ("the new address", "the new one", "my new address", "the updated address"),
+    ("I'm worried", "I'm concerned", "I'm nervous", "it worries me"),
+    ("it's fine", "that's fine", "no worries", "all good"),
+    ("that's all", "that's everything", "that's it", "nothing more"),
+    ("phone", "phone", "mobile", "cell"),
+    ("trip", "trip", "journey"),
+    ("booking", "booking", "reservation", "ticket"),
+    ("want it cancelled", "need it cancelled", "want to cancel it", "would like it cancelled"),
+    ("charge", "bill", "charge"),
+    ("I'm talking about", "I mean", "I'm referring to", "this is about", "it concerns"),
+    ("I ordered", "I bought", "I purchased", "I got"),
+    ("I got the wrong", "I ended up with the wrong", "they sent me the wrong", "I received the wrong"),
+    ("something", "something", "an item", "a thing"),
+    ("my card", "my card", "the card"),
+    ("any difference", "any difference", "the difference", "whatever the difference is"),
+    ("Is it possible", "Would it be possible", "Is there a way", "Can I"),
+    ("I was wondering if", "I'm wondering if", "I wondered if", "Just wondering if"),
+    ("as soon as possible", "asap", "soon", "quickly"),
+    ("to be honest", "honestly", "tbh", "frankly"),
+    ("for me", "for me", "on my behalf"),
+    ("no idea", "no clue", "not a clue"),
+    ("sounds right", "sounds good", "looks right", "is right", "seems right"),
+    ("go ahead", "go ahead", "go on", "carry on"),
+    ("all good", "all fine", "good", "fine"),
+    ("put it on", "charge it to", "stick it on", "bill it to", "use"),
+    ("one more thing", "another thing", "one other thing", "a second thing"),
+    ("while I have you", "since you're here", "while we're at it", "since I've got you"),
+    ("thank you for", "thanks for", "appreciate", "grateful for"),
+    ("I would like", "I'd like", "I'd love", "I'd prefer"),
+    ("Now that you mention it", "Come to think of it", "Actually", "Oh, wait"),
+    ("my name is", "my name's", "I'm", "I am"),
+    ("have a good", "have a great", "enjoy your", "have a nice"),
+    ("give me", "send me", "tell me", "get me"),
+    ("want to", "want to", "wish to", "hope to", "plan to"),
+    ("would like", "would like", "would love", "want"),
+    ("the one with", "the one that has", "the one containing"),
+    ("you'll find it under", "it's listed under", "look under", "search for"),
+    ("doesn't fit", "doesn't fit", "is the wrong size", "doesn't suit me"),
+    ("my flight", "my flight", "my trip", "the flight"),
+    ("stopped working", "quit working", "died", "went dead", "stopped"),
+    ("the tracking number", "the tracking number", "the tracking code", "the tracking info", "a tracking number"),
+    ("my order", "my order", "my purchase", "the order I placed"),
+    ("a different day", "another day", "some other day", "a later day"),
+    ("how much would", "what would", "how much will", "roughly how much would"),
+    ("can I switch", "could I swap", "can I change", "is it possible to switch"),
+    ("Would it be possible", "Is it possible", "Could I", "Any way"),
+    ("I'd love to", "I'd like to", "I'd really like to", "I'd be happy to"),
+    ("the line is", "the number is", "the line's", "it's the line"),
+    ("I have a", "I've got a", "there's a", "I have this"),
+    ("it's only", "it's just", "it's only ever", "only"),
+    ("from home", "from the house", "from my place"),
+    ("pay it with", "pay with", "settle it with", "cover it with"),
+    ("thank you so much", "thanks so much", "thank you very much", "many thanks", "thanks heaps"),
+    ("here you go", "here it is", "there you go", "here"),
+)
+FILLERS = {  # one word each: a filler's value is the new neighbours it gives the words after it
+    "formal": ("Incidentally,", "Additionally,", "Admittedly,", "Frankly,", "Regrettably,", "Naturally,", "Indeed,"),
+    "neutral": ("So,", "Basically,", "Honestly,", "Anyway,", "Well,", "Look,", "Okay,", "Right,", "Hmm,", "Oh,",
+                "Also,", "Actually,", "Ah,", "Um,", "Now,", "Plus,"),
+    "casual": ("so", "like,", "tbh", "basically", "lol", "ngl,", "anyway", "btw,", "idk,", "welp,", "ugh,", "omg",
+               "yeah,", "hmm", "ok,", "literally"),
+    "terse": ("Note:", "FYI,", "Also:", "Again:", "Re:"),
+}
+_SWAP_PATTERNS = [(re.compile(r"(?<![\w'])" + re.escape(group[0]) + r"(?![\w'])", re.I), group) for group in SWAPS]
+
+
+def paraphrase(text: str, rng: random.Random, rate: float, keep_first_words: int = 0) -> str:
+    """Each swappable phrase replaced, with chance ``rate``, by another way of saying it (case kept at the start).
+
+    The first ``keep_first_words`` words stay as they are (the "yes" of a consent); facts are never matched,
+    since no swap pattern contains a digit.
+    """
+    if rate <= 0:
+        return text
+    floor = 0
+    if keep_first_words:
+        words = list(re.finditer(r"\S+", text))
+        floor = words[min(keep_first_words, len(words)) - 1].end() if words else 0
+    for pattern, group in _SWAP_PATTERNS:
+        def swap(m: re.Match, group: tuple[str, ...] = group) -> str:
+            if m.start() < floor or rng.random() >= rate:
+                return m.group(0)
+            new = rng.choice(group[1:])
+            if m.group(0)[:1].isupper():
+                return new[:1].upper() + new[1:]
+            return new if new.startswith(("I ", "I'")) else new[:1].lower() + new[1:]
+        text = pattern.sub(swap, text)
+    return text
+
+
+def with_filler(text: str, rng: random.Random, register: str) -> str:
+    """A discourse marker ("So,", "tbh", "Basically,") at a sentence start, as people pad their typing."""
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    i = rng.randrange(len(sentences))
+    filler = rng.choice(FILLERS.get(register, FILLERS["neutral"]))
+    s = sentences[i]
+    if not s or not s[0].isalpha():
+        return text
+    first = s[0].lower() + s[1:] if not s.startswith(("I ", "I'")) else s
+    sentences[i] = f"{filler} {first}"
+    return " ".join(sentences)
+
+
+def refer(rng: random.Random, ref: str) -> str:
+    """The sentence that names what the request is about ('It's order #W123.'), in one of many ways."""
+    return pick(rng, "It's <ref>.", "<Ref>.", "That's <ref>.", "I'm talking about <ref>.", "This is about <ref>.",
+                "{Okay|So}, it's <ref>.", "The one I mean is <ref>.", "You'll find it under <ref>.",
+                "{It should be|That'd be|That would be} <ref>.", "{Regarding|About} <ref>:", "{Look up|Check} <ref>.",
+                "<Ref> is the one.", "{For|With} <ref>.", "{We're talking|I'm asking} about <ref>.",
+                "{My question is about|This concerns} <ref>.", "{Reference|Ref}: <ref>.", "Got it here: <ref>.",
+                "{Pulling it up|Checking my email}... <ref>.", "{It's listed as|On my end it says} <ref>.", ref=ref)
+
+
+_BRANDS = {"visa": "Visa", "mastercard": "Mastercard", "amex": "Amex"}
+
+
+def say_card(rng: random.Random, brand: str, last_four: str) -> str:
+    """A card as its owner names it; the last four digits survive every form."""
+    return pick_fragment(rng, "<b> card ending in <l4>", "<B> ending <l4>", "card ending in <l4>", "<B> that ends in "
+                         "<l4>", "credit card ending <l4>", "<B> (last four <l4>)", "<B> card, the one ending <l4>",
+                         "<B> with the last digits <l4>", "card that ends <l4>", "<l4> card", "<B> *<l4>",
+                         "<B> — ends in <l4>", "usual <B>, <l4>", b=brand, B=_BRANDS.get(brand, brand.title()),
+                         l4=last_four)

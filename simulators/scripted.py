@@ -33,15 +33,16 @@ from simulators.intents import DeviceVoice, Intent
 from simulators.personas import persona_of
 from simulators.phrasing import (
     CLOSERS,
-    SMALL_TALK,
     THANKS_TAIL,
     TRANSITIONS,
     consent,
     expand,
-    fragment,
     indirect,
     lower_first,
     pick,
+    pick_fragment,
+    shuffled,
+    small_talk,
     styled,
 )
 from simulators.text import facts
@@ -124,7 +125,7 @@ class ScriptedUser:
         """A sentence of small talk or the persona's own aside, as chatty as the persona is."""
         if self.rng.random() >= self.style.chatty:
             return ""
-        return expand(self.rng.choice(SMALL_TALK + self.persona.asides), self.rng)
+        return small_talk(self.rng, self.persona.asides)
 
     def _opening(self, r: int, first: bool) -> str:
         request = self.scenario.requests[r]
@@ -133,11 +134,15 @@ class ScriptedUser:
         if rng.random() < style.indirect:
             core = indirect(core, rng)
         volunteer = facts(request.details) and rng.random() < style.volunteer
-        tail = self._with_correction(request.details, r, inline=True) if volunteer else ""
+        tail = self._with_correction(request.details, r, inline=True) if volunteer else \
+            (self._story(request.intent) if rng.random() < style.chatty / 2 else "")
         if first:
             greeting = expand(rng.choice(self.persona.greetings), rng) if rng.random() < 0.85 else ""
+            name = self._first_name()
+            intro = pick(rng, "This is <n>.", "<N> here.", "My name's <n>.", "It's <n>.", n=name) \
+                if name and rng.random() < 0.25 else ""
             extra = self._extra()
-            parts = [greeting, extra, core, tail] if rng.random() < 0.5 else [greeting, core, extra, tail]
+            parts = [greeting, intro, extra, core, tail] if rng.random() < 0.5 else [greeting, intro, core, extra, tail]
         else:
             parts = [expand(rng.choice(TRANSITIONS), rng), lower_first(core), tail]
         return " ".join(p for p in parts if p)
@@ -151,7 +156,8 @@ class ScriptedUser:
         request = self.scenario.requests[self.request]
         rng = self.rng
         lead = pick(rng, "", "", "", "{Sure|Right|Okay|So|Of course|Yes}{,|.| —}", "{Let me see|Hmm|Well}{,|.|...}")
-        body = self._with_correction(request.details, self.request, inline=False)
+        details = shuffled(request.details, rng) if rng.random() < 0.35 else request.details
+        body = self._with_correction(details, self.request, inline=False)
         if lead.endswith((",", "—")):
             body = lower_first(body)
         tail = self._story(request.intent) or (self._extra() if rng.random() < 0.5 else "")
@@ -192,14 +198,33 @@ class ScriptedUser:
         """A fact of the confirmation question, said back: 'go ahead with #W123'; None half the time."""
         mine = facts(" ".join(m for m in (r.details for r in self.scenario.requests)))
         shared = sorted(f for f in facts(question) if f in mine)
-        if not shared or self.rng.random() < 0.5:
+        if not shared or self.rng.random() < 0.3:
             return None
-        return fragment("{go ahead with|do it for|that's right for|yes to} <fact>", self.rng,
-                        fact=self.rng.choice(shared))
+        return pick_fragment(self.rng, "{go ahead with|do it for|that's right for|yes to|go with|confirmed for} <f>",
+                             "<f> {is right|is the one|sounds right|is correct|it is}", "<f>{, yes|, exactly|, please}",
+                             "{that's|yes,} <f>", "{use|for} <f>", f=self.rng.choice(shared))
+
+    def _first_name(self) -> str:
+        """The user's first name, as the brief gives it ('You are Maya, ...'); empty when it does not."""
+        m = re.match(r"^(?:You are|Play) ([A-Z][a-z]+)\b", self.scenario.instruction) or re.search(
+            r"You are ([A-Z][a-z]+);", self.scenario.instruction)
+        return m.group(1) if m else ""
 
     def _closing(self) -> str:
-        tail = expand(self.rng.choice(THANKS_TAIL), self.rng) if self.rng.random() < 0.3 else ""
-        return " ".join(p for p in (self.scenario.closing, tail) if p)
+        rng = self.rng
+        tail = expand(rng.choice(THANKS_TAIL), rng) if rng.random() < 0.3 else ""
+        mine = sorted(facts(" ".join(r.details for r in self.scenario.requests)))
+        after = ""
+        if mine and rng.random() < 0.4:  # people say back what got done: "so #W123 is sorted"
+            after = pick(rng, "So <f> is {sorted|done|taken care of}{, great|}.", "{Good|Great}, {that's|so} <f> "
+                         "{handled|done|dealt with}.", "{I'll|Let me} {note down|screenshot|remember} <f>.",
+                         f=rng.choice(mine))
+        elif rng.random() < 0.25:
+            after = pick(rng, "Have a {great|good|lovely|nice} <day>{!|.}", "{Take care|Bye for now|Talk soon|"
+                         "Cheers}{!|.}", "I'll {keep an eye on my email|check back if anything else comes up|let you "
+                         "know if it acts up again}.", "{You've|You have} been {very|really|super} {helpful|patient|"
+                         "quick}{!|.}", day=rng.choice(["day", "evening", "weekend", "afternoon", "week", "night"]))
+        return " ".join(p for p in (self.scenario.closing, tail, after) if p)
 
     def _report(self, done: list[UserAction]) -> str:
         assert self.voice is not None

@@ -86,7 +86,7 @@ class AirlineEnv(Environment):
         else:
             action = Action(name="find_user_id_by_name_dob",
                             arguments={"first_name": first, "last_name": last, "date_of_birth": dob})
-            says = pick(rng, "I'm <f> <l>, born <d>.", "<f> <l>, date of birth <d>.",
+            says = pick(rng, "I'm <f> <l>, born <d>.", "<f> <l>, {date of birth|DOB|born on|birthday} <d>.",
                         "{My name is|It's} <f> <l>{,| and} {I was born on|my birthday is|DOB} <d>.",
                         "<f> <l> — <d>.", f=first, l=last, d=dob)
             known = {"name": f"{first} {last}", "date_of_birth": dob}

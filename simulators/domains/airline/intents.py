@@ -26,7 +26,7 @@ from simulators.domains.airline.rules import (
 )
 from simulators.environment import Environment
 from simulators.intents import Grounding, Intent
-from simulators.phrasing import PLACES, expand, pick, pick_fragment, someone, when
+from simulators.phrasing import PLACES, expand, pick, pick_fragment, price, refer, say_card, someone, when
 
 CONFIRM_LEAD = "{To confirm|Just to confirm|Let me confirm|Before I go ahead|Here's the change|So, to be clear}:"
 CONFIRM_ASK = "{Shall I proceed|Should I go ahead|Do you want me to go ahead|Would you like me to proceed" \
@@ -71,8 +71,7 @@ def _ref(rng: random.Random, reservation: dict[str, Any]) -> tuple[str, dict[str
 
 
 def _its(rng: random.Random, ref: str) -> str:
-    return pick(rng, "It's <ref>.", "That's <ref>.", "I mean <ref>.", "This is about <ref>.", "<Ref>.",
-                "The booking is <ref>.", ref=ref, Ref=ref[:1].upper() + ref[1:])
+    return refer(rng, ref)
 
 
 def _card(user: dict[str, Any], rng: random.Random) -> dict[str, Any] | None:
@@ -81,9 +80,7 @@ def _card(user: dict[str, Any], rng: random.Random) -> dict[str, Any] | None:
 
 
 def say_method(rng: random.Random, method: dict[str, Any]) -> str:
-    brand = {"visa": "Visa", "mastercard": "Mastercard", "amex": "Amex"}.get(method.get("brand", ""), "card")
-    return pick_fragment(rng, "<b> ending in <l4>", "<b> card ending <l4>", "card ending in <l4>",
-                         "<b> (last four <l4>)", b=brand, l4=method["last_four"])
+    return say_card(rng, method.get("brand", "card"), method["last_four"])
 
 
 class CancelReservation(Intent):
@@ -120,7 +117,8 @@ class CancelReservation(Intent):
 
     def story(self, rng):
         return pick(rng, "I was {supposed|going} to visit <someone>.", "It was for a trip to <place>.",
-                    "I booked it <when>.", someone=someone(rng), place=rng.choice(PLACES), when=when(rng))
+                    "I booked it <when>.", "I paid <price> for it, so I'd really like the money back.",
+                    someone=someone(rng), place=rng.choice(PLACES), when=when(rng), price=price(rng))
 
     def outputs(self, target, result):
         return [money(result["refund_amount"])]
@@ -246,8 +244,9 @@ class ChangeFlight(Intent):
             unknown_info=unknown + ["the flight number"])
 
     def story(self, rng):
-        return pick(rng, "{My meeting|The conference|The wedding} got moved.", "<someone> can't pick me up that day.",
-                    "I'd rather not fly on a {weekday|Monday|Friday}.", someone=someone(rng))
+        return pick(rng, "{My meeting|The conference|The wedding} got moved.", "<Someone> can't pick me up that day.",
+                    "I'd rather not fly on a {weekday|Monday|Friday}.", "My {meeting|appointment} moved to <h>:<mm>.",
+                    someone=someone(rng), h=str(rng.randint(7, 18)), mm=f"{rng.randrange(0, 60, 15):02d}")
 
     def outputs(self, target, result):
         return [money(result["price_difference"])]
@@ -525,7 +524,9 @@ class FlightStatus(Intent):
 
     def story(self, rng):
         return pick(rng, "<Someone> is picking me up.", "I have a connection to <place> after.",
-                    "I don't want to get to the airport too early.", Someone=someone(rng), place=rng.choice(PLACES))
+                    "I don't want to get to the airport too early.", "My {taxi|ride} is booked for <h>:<mm>.",
+                    Someone=someone(rng), place=rng.choice(PLACES), h=str(rng.randint(4, 11)),
+                    mm=f"{rng.randrange(0, 60, 5):02d}")
 
     def outputs(self, target, result):
         out = [result["status"]]
@@ -553,14 +554,15 @@ class FlightStatus(Intent):
                     d=a["date"], s=outputs[0])
 
 
-_COMPLAINTS = {
+_COMPLAINTS = {  # every one asks for compensation in so many words: the policy grants it only to those who ask
     "cancelled": ("My flight {was|got} cancelled and I'd like {some|} compensation.",
                   "{You|The airline} cancelled my flight. {What compensation can I get|Can I get compensated}?",
-                  "I {want|expect} compensation for a cancelled flight."),
+                  "I {want|expect} compensation for a cancelled flight.",
+                  "{A flight of mine|My flight} {was|got} scrapped{ last minute|}; {is there|I'd like} compensation?"),
     "delayed": ("My flight is {badly|really} delayed. {Is there any compensation|Can I get compensation}?",
                 "I'd like {some|} compensation for a delay.",
-                "The delay on my flight {ruined|messed up} my plans. {What compensation do you offer|Can you make "
-                "this up to me}?"),
+                "The delay on my flight {ruined|messed up} my plans. {What compensation do you offer|Do I get "
+                "compensation for that}?"),
 }
 
 
@@ -605,7 +607,8 @@ class Compensation(Intent):
     def story(self, rng):
         return pick(rng, "I {missed|almost missed} <someone>'s {birthday|wedding|graduation}.",
                     "I had to {rebook a hotel|pay for a taxi|wait for hours}.", "This is the {second|third} time this "
-                    "{month|year}.", someone=someone(rng))
+                    "{month|year}.", "I spent <price> on {a hotel|a taxi|food} because of it.", "I waited <n> hours "
+                    "at the gate.", someone=someone(rng), price=price(rng), n=str(rng.randint(2, 9)))
 
     def outputs(self, target, result):
         return [money(result["amount"])]

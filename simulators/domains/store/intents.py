@@ -15,7 +15,7 @@ from schemas import Action
 from simulators.domains.store.data import CITIES, STREETS
 from simulators.environment import Environment
 from simulators.intents import Grounding, Intent
-from simulators.phrasing import PLACES, expand, pick, pick_fragment, someone, when
+from simulators.phrasing import PLACES, expand, pick, pick_fragment, price, refer, say_card, someone, when
 
 CONFIRM_LEAD = "{To confirm|Just to confirm|Let me confirm|Before I do that|Here's what I'll do|So, to be clear}:"
 CONFIRM_ASK = "{Shall I proceed|Should I go ahead|Do you want me to go ahead|Would you like me to proceed" \
@@ -38,19 +38,14 @@ def describe_method(method: dict[str, Any]) -> str:
     return method["kind"].replace("_", " ")
 
 
-_BRANDS = {"visa": "Visa", "mastercard": "Mastercard", "amex": "Amex"}
-
-
 def say_method(rng: random.Random, method: dict[str, Any]) -> str:
     """A payment method as a customer names it (the last four digits survive every form)."""
     if method["kind"] == "credit_card":
-        return pick_fragment(rng, "<brand> card ending in <l4>", "<Brand> ending <l4>", "card ending in <l4>",
-                             "<Brand> that ends in <l4>", "credit card ending <l4>", "<Brand> (last four <l4>)",
-                             "<Brand> card, the one ending <l4>", brand=method["brand"],
-                             Brand=_BRANDS.get(method["brand"], method["brand"]), l4=method["last_four"])
+        return say_card(rng, method["brand"], method["last_four"])
     if method["kind"] == "gift_card":
-        return pick_fragment(rng, "gift card", "store gift card", "gift card balance", "gift card on the account")
-    return pick_fragment(rng, "PayPal", "PayPal account", "paypal")
+        return pick_fragment(rng, "gift card", "store gift card", "gift card balance", "gift card on the account",
+                             "store credit card", "gift card I got")
+    return pick_fragment(rng, "PayPal", "PayPal account", "paypal", "PayPal wallet")
 
 
 def say_item(rng: random.Random, item: dict[str, Any]) -> str:
@@ -74,7 +69,9 @@ def _order_ref(rng: random.Random, order: dict[str, Any]) -> tuple[str, dict[str
         return ref, {"order_id": order["order_id"]}, []
     names = " and ".join(sorted({i["name"] for i in order["items"]}))
     ref = pick_fragment(rng, "the order with the <names>", "my order with the <names> in it",
-                        "the one with the <names>", "the order that has the <names>", names=names)
+                        "the one with the <names>", "the order that has the <names>", "the <names> order",
+                        "my <names> order", "the order containing the <names>", "the one where I got the <names>",
+                        "that order of mine with the <names>", names=names)
     return ref, {"order_contents": names}, [f"the id of the order with the {names}"]
 
 
@@ -105,10 +102,7 @@ def _address_words(a: dict[str, str]) -> str:
 
 
 def _its(rng: random.Random, ref: str) -> str:
-    """The sentence that names the order, in one of many ways."""
-    return pick(rng, "It's <ref>.", "It's <ref>.", "That's <ref>.", "<Ref>.", "I'm talking about <ref>.",
-                "The order is <ref>.", "This is about <ref>.", "{Okay|So}, it's <ref>.", ref=ref, Ref=ref[:1].upper()
-                + ref[1:])
+    return refer(rng, ref)
 
 
 class CancelOrder(Intent):
@@ -144,9 +138,11 @@ class CancelOrder(Intent):
 
     def story(self, rng):
         return pick(rng, "I placed it <when>.", "<Someone> already {got|bought} me one.",
+                    "It was <price> and I {found|saw} it for less <when>.", "I {ordered|placed it} at <h>am by "
+                    "mistake, half asleep.",
                     "I found it cheaper {elsewhere|at another shop} <when>.", "I ordered it <when> without thinking.",
                     "{We|I} {won't be home|am away} {for a while|next month}, so there's no point.",
-                    when=when(rng), Someone=someone(rng))
+                    when=when(rng), Someone=someone(rng), price=price(rng), h=str(rng.randint(1, 6)))
 
     def outputs(self, target, result):
         return [money(result["refund_amount"])]
@@ -396,8 +392,9 @@ class ReturnItems(Intent):
 
     def story(self, rng):
         return pick(rng, "It arrived <when> {and|but} {it's not what I expected|doesn't fit}.",
+                    "I paid <price> and {it broke|it stopped working} after <n> days.",
                     "<Someone> got me the same thing.", "I {tried it out|used it once} and {it's not for me|didn't "
-                    "like it}.", when=when(rng), Someone=someone(rng))
+                    "like it}.", when=when(rng), Someone=someone(rng), price=price(rng), n=str(rng.randint(2, 20)))
 
     def outputs(self, target, result):
         return [money(result["refund_amount"])]
@@ -529,8 +526,9 @@ class OrderStatus(Intent):
 
     def story(self, rng):
         return pick(rng, "I ordered it <when> and it's still not here.", "It's a gift for <someone>, so I'm a bit "
-                    "anxious.", "I need it before {my trip to <place>|the weekend}.", when=when(rng),
-                    someone=someone(rng), place=rng.choice(PLACES))
+                    "anxious.", "I need it before {my trip to <place>|the weekend}.", "{The site|The email} said it "
+                    "would come in <n> days, and it's been <m>.", when=when(rng), someone=someone(rng),
+                    place=rng.choice(PLACES), n=str(rng.randint(2, 5)), m=str(rng.randint(6, 14)))
 
     def outputs(self, target, result):
         f = result["fulfillment"]

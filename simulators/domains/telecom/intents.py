@@ -18,15 +18,20 @@ from simulators.domains.telecom.device import data_blocker, has_service, mms_blo
 from simulators.domains.telecom.voice import TelecomVoice
 from simulators.environment import Environment
 from simulators.intents import Grounding, Intent
-from simulators.phrasing import PLACES, expand, pick, pick_fragment, someone
+from simulators.phrasing import PLACES, expand, pick, pick_fragment, say_card, someone, when
 
 VOICE = TelecomVoice()
 CONFIRM_LEAD = "{To confirm|Just to confirm|Let me confirm|Before I do that|So, to be clear}:"
 CONFIRM_ASK = "{Shall I proceed|Should I go ahead|Do you want me to go ahead|Would you like me to proceed" \
               "|Okay to proceed|Can I go ahead}?"
-SINCE = ("{It started|This started|It's been like this since} {this morning|yesterday|last night|after I got back "
-         "from a trip|a couple of days ago|after an update}.", "{I haven't changed anything|I don't think I changed "
-                                                                "anything|I might have pressed something by accident}.")
+SINCE = ("{It started|This started|It's been like this since|It's been happening since|I noticed it} {this morning|"
+         "yesterday|last night|after I got back from a trip|a couple of days ago|after an update|over the weekend|"
+         "when I woke up|after lunch|on my commute}.",
+         "{I haven't changed anything|I don't think I changed anything|I might have pressed something by accident|"
+         "{My kid|Someone} was playing with the phone|I was fiddling with the settings {earlier|yesterday}|Nothing "
+         "changed that I know of}.",
+         "{Wi-Fi works fine|It works on Wi-Fi|At home on Wi-Fi it's okay|Wi-Fi is fine though}{, just not outside|"
+         "|, it's only away from home}.")
 
 
 def money(x: float) -> str:
@@ -47,9 +52,7 @@ def _phone(env: Environment, customer: dict[str, Any]) -> tuple[dict[str, Any], 
 def say_method(rng: random.Random, method: dict[str, Any]) -> str:
     if method["kind"] == "bank_account":
         return pick_fragment(rng, "bank account ending <l4>", "checking account ending in <l4>", l4=method["last_four"])
-    brand = {"visa": "Visa", "mastercard": "Mastercard", "amex": "Amex"}[method["brand"]]
-    return pick_fragment(rng, "<b> ending in <l4>", "<b> card ending <l4>", "card ending in <l4>",
-                         "<b> (last four <l4>)", b=brand, l4=method["last_four"])
+    return say_card(rng, method["brand"], method["last_four"])
 
 
 class DeviceFix(Intent):
@@ -79,7 +82,7 @@ class DeviceFix(Intent):
             goal=f"{self.symptom} on your phone ({line['phone_number']}). You do not know why. Do what the agent "
                  "asks on your phone and say what you see; you want it working again.",
             opening=pick(rng, *self.openings),
-            details=" ".join(expand(t, rng) for t in SINCE if rng.random() < 0.8) or expand(SINCE[0], rng),
+            details=" ".join(expand(t, rng) for t in rng.sample(SINCE, rng.randint(1, 2))),
             known_info={"symptom": self.symptom.lower()}, unknown_info=["what is wrong with the phone"])
 
     def ask(self, rng):
@@ -90,7 +93,10 @@ class DeviceFix(Intent):
     def story(self, rng):
         return pick(rng, "I need my phone for work{ tomorrow|}.", "<Someone> has been trying to reach me.",
                     "I'm {travelling|away} in <place>{ this week|}.", "I already tried turning it off and on.",
-                    someone=someone(rng), place=rng.choice(PLACES))
+                    "I have a {call|meeting|flight} at <h>{ pm| am|} and need it working.",
+                    "<Someone> {texted|messaged} me <when> and I couldn't {see|open} it.",
+                    "I've had this phone for <n> years and never had this.", someone=someone(rng),
+                    place=rng.choice(PLACES), h=str(rng.randint(1, 11)), when=when(rng), n=str(rng.randint(2, 6)))
 
     def report(self, target, outputs, rng):
         return pick(rng, "{Great|Perfect|Excellent}, {that's|it's} working again{ now|}.",

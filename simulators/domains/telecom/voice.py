@@ -152,15 +152,20 @@ def _onoff(value: bool) -> str:
 
 
 def _status_bar(d: dict[str, Any], rng: random.Random) -> str:
-    battery = pick_fragment(rng, "", "", "battery's at <b>%", "<b>% battery", b=str(d["battery_percent"]))
+    battery = pick_fragment(rng, "", "", "battery's at <b>%", "<b>% battery", "the battery says <b>%",
+                            "{and|plus} <b>% charge", b=str(d["battery_percent"]))
     if d["airplane_mode"]:
-        core = pick_fragment(rng, "I see a little airplane icon and no bars", "there's an airplane symbol, no signal",
-                             "just an airplane icon at the top")
+        core = pick_fragment(rng, "I see a little {airplane|plane} icon and no bars", "there's an {airplane|aeroplane} "
+                             "symbol, no signal", "just {an|a tiny} airplane icon {at the top|in the corner}",
+                             "{there's|I can see} a plane {icon|symbol} {where the bars usually are|up top}")
     elif d["signal"] == "no signal":
-        core = pick_fragment(rng, "no bars at all, it says no signal", "it shows no signal", "zero bars, no service")
+        core = pick_fragment(rng, "no bars at all, it says no signal", "it {shows|says} no signal{ at all|}",
+                             "zero bars, no service", "{nothing|empty} where the bars should be",
+                             "{an empty|a crossed-out} signal icon")
     else:
-        core = pick_fragment(rng, "<s> and <n>", "I've got <s>, <n>", "it shows <s> with <n>", s=d["signal"],
-                             n=d["network"])
+        core = pick_fragment(rng, "<s> and <n>", "I've got <s>, <n>", "it shows <s> with <n>",
+                             "{full|strong} signal, <s>, and it says <n>", "<n> {at the top|in the corner}, <s>",
+                             s=d["signal"], n=d["network"])
     return expand("<core>{, |. }<battery>.", rng, core=core, battery=battery) if battery else expand("<core>.", rng,
                                                                                                     core=core)
 
@@ -183,14 +188,17 @@ def _network(d: dict[str, Any], rng: random.Random) -> str:
              f"signal {d['signal']}"] + (["it says I'm roaming abroad"] if d["abroad"] else [])
     rng.shuffle(usual)
     listed = odd + usual[:rng.randint(1, 2)]
-    return expand("{It says|It shows|Okay, it says|I see}: <items>.", rng, items=", ".join(listed))
+    return expand("{It says|It shows|Okay, it says|I see|The screen says|Under Network it says}: <items>.", rng,
+                  items=", ".join(listed))
 
 
 def _speed(d: dict[str, Any], rng: random.Random) -> str:
     if d.get("result") == "no connection":
-        return pick(rng, "It says no connection.", "The speed test fails, no connection.", "Nothing, it can't connect.")
+        return pick(rng, "It says no connection.", "The speed test fails, no connection.", "Nothing, it can't connect.",
+                    "{It just spins|It times out} and {then |}says no connection.", "Error: no connection.")
     return pick(rng, "<m> Mbps download, it says <q>.", "It says <q>, <m> Mbps.", "Download is <m> Mbps (<q>, it says).",
-                m=str(d["download_mbps"]), q=d["quality"])
+                "{Got|I get} <m> Mbps{ down|}{,| —} rated <q>.", "{The result is|Result:} <q>, <m> Mbps.",
+                "{It finished|Done}: <m> Mbps, which it calls <q>.", m=str(d["download_mbps"]), q=d["quality"])
 
 
 _REPORTS = {
