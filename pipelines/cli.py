@@ -47,6 +47,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         for stage, n in manifest.stages.items():
             print(f"  rejected at {stage}: {n}")
+    if manifest.diversity is not None:
+        from pipelines.diversity import figure_lines
+
+        f = manifest.diversity
+        print(f"  diversity ({f.dialogues} accepted dialogues{'' if f.exact else ', estimated'}):")
+        for line in figure_lines(f):
+            print(f"    {line}")
     for role, u in manifest.usage.items():
         print(f"  {role} ({manifest.models.get(role, '?')}): {u.requests} requests, {u.cached} from cache, "
               f"{u.retries} retries, {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "

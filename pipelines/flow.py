@@ -60,7 +60,8 @@ def publish(config: RunConfig, out_dir: str, run_id: str, shard_files: list[str]
         tasks=0, accepted=0, rejected=0, config=_public_config(config), models=lineage.models, usage=usage,
         synthesis=synthesis)
     # A factory, not an object: a retry after a concurrent commit dedups against that commit too.
-    manifest = store.commit([Path(f) for f in shard_files], draft, lambda: store.deduplicator(config.dedup))
+    manifest = store.commit([Path(f) for f in shard_files], draft, lambda: store.deduplicator(config.dedup),
+                            known_intents=known_intents(config))
     checkpoint("committed")
     store.clear_staging(run_id)
     return manifest.model_dump()
@@ -78,6 +79,14 @@ def push(config: RunConfig, out_dir: str, version: int) -> str:
                           private=p.private or None)
     print(f"pushed version {version} to {result.repo_id} (tag {result.tag})")
     return result.tag
+
+
+def known_intents(config: RunConfig) -> dict[str, list[str]]:
+    """The intents the run's domain offers (for the intent coverage figure)."""
+    from pipelines.steps import build_environment
+
+    env = build_environment(config)
+    return {env.name: sorted(env.intents)}
 
 
 def task_runner_for(config: RunConfig):

@@ -27,9 +27,10 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 
 from filters.dedup_layers import Deduplicator
 from pipelines.dedup_index import load_index, save_part, user_texts
+from pipelines.diversity import Diversity
 from pipelines.funnel import funnel
 from pipelines.rows import ACCEPTED, REJECTED, ROW_SCHEMA
-from schemas import DatasetManifest, DedupConfig
+from schemas import DatasetManifest, DedupConfig, DiversityFigures
 
 MANIFEST_KEY = "trajforge.manifest"
 
@@ -98,7 +99,7 @@ class DatasetStore:
 
     def commit(self, shard_files: list[Path], manifest: DatasetManifest,
                dedup: Deduplicator | Callable[[], Deduplicator] | None,
-               retries: int = 3) -> DatasetManifest:
+               retries: int = 3, known_intents: dict[str, list[str]] | None = None) -> DatasetManifest:
         """Dedup the staged rows in order and commit them as one new version.
 
         Two passes: the first reads only the small columns (and, for near and semantic
@@ -107,7 +108,9 @@ class DatasetStore:
         rows into Delta. The dedup index part for this version is written just before.
 
         Optimistic concurrency: the commit lands only if the table is still at
-        the version the dedup decisions were made against. When another run
+        the version the dedup decisions were made against. ``known_intents``
+        (domain -> intent names) lets the diversity figures state intent
+        coverage. When another run
         committed in between, a ``dedup`` given as a factory is rebuilt (so it
         sees the rows just committed) and the commit retried, up to
         ``retries`` times; a ``dedup`` object cannot be rebuilt, so the run
@@ -117,7 +120,8 @@ class DatasetStore:
         for attempt in range(retries + 1):
             base = self.latest_version()
             try:
-                return self._commit_once(shard_files, manifest, dedup() if callable(dedup) else dedup, base)
+                return self._commit_once(shard_files, manifest, dedup() if callable(dedup) else dedup, base,
+                                         known_intents)
             except _Conflict:
                 if not callable(dedup) or attempt == retries:
                     raise StoreError(
@@ -127,7 +131,8 @@ class DatasetStore:
         raise AssertionError("unreachable")
 
     def _commit_once(self, shard_files: list[Path], manifest: DatasetManifest,
-                     dedup: Deduplicator | None, base: int | None) -> DatasetManifest:
+                     dedup: Deduplicator | None, base: int | None,
+                     known_intents: dict[str, list[str]] | None = None) -> DatasetManifest:
         light = pa.concat_tables(
             [pq.read_table(f, columns=["id", "status", "stage", "reason", "dedup_hash"]) for f in shard_files])
         status, stage, reason = (light.column(c).to_pylist() for c in ("status", "stage", "reason"))
@@ -150,6 +155,7 @@ class DatasetStore:
             "total_accepted": self.total_accepted() + accepted,
             "funnel": funnel(stages, layers, manifest.config),
             "similarity_histogram": outcome.similarity_histogram if outcome else {},
+            "diversity": self._diversity(shard_files, status, known_intents),
         })
         columns = {"status": pa.array(status, pa.string()), "stage": pa.array(stage, pa.string()),
                    "reason": pa.array(reason, pa.string()), "cluster_id": pa.array(cluster, pa.string())}
@@ -184,6 +190,23 @@ class DatasetStore:
                 raise _Conflict from err
             raise
         return final.model_copy(update={"version": expected})
+
+    @staticmethod
+    def _diversity(shard_files: list[Path], status: list[str], known_intents: dict[str, list[str]] | None
+                   ) -> DiversityFigures:
+        """The version's diversity and difficulty, streamed one batch at a time with the final statuses."""
+        figures = Diversity(known_intents)
+        offset = 0
+        for f in shard_files:
+            parquet = pq.ParquetFile(f)
+            columns = [c for c in Diversity.COLUMNS if c in parquet.schema_arrow.names and c != "status"]
+            for batch in parquet.iter_batches(batch_size=512, columns=columns):
+                rows = batch.to_pylist()
+                for k, row in enumerate(rows):
+                    row["status"] = status[offset + k]
+                offset += len(rows)
+                figures.add_batch(rows)
+        return figures.finish()
 
     @staticmethod
     def _user_texts(shard_files: list[Path], positions: list[int]) -> list[str]:

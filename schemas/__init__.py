@@ -18,6 +18,7 @@ from schemas.config import (
     load_config,
     parse_config,
 )
+from schemas.diversity import DiversityFigures
 from schemas.hashing import canonical_json, content_hash
 from schemas.manifest import DatasetManifest
 from schemas.messages import Action, FunctionCall, FunctionSpec, Message, Tool, ToolCall
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "DatasetManifest",
     "DedupConfig",
+    "DiversityFigures",
     "DomainConfig",
     "FunctionCall",
     "FunctionSpec",

@@ -467,10 +467,48 @@ FILLERS = {  # one word each: a filler's value is the new neighbours it gives th
                "yeah,", "hmm", "ok,", "literally"),
     "terse": ("Note:", "FYI,", "Also:", "Again:", "Re:"),
 }
-_SWAP_PATTERNS = [(re.compile(r"(?<![\w'])" + re.escape(group[0]) + r"(?![\w'])", re.I), group) for group in SWAPS]
+# The assistant's swaps stay clear of every phrase something reads in its text: the user's cues (verify your
+# identity, proceed / go ahead, anything else, double-check, the device steps), the policy's question words, and
+# the facts of required outputs (no pattern has a digit).
+ASSISTANT_SWAPS: tuple[tuple[str, ...], ...] = (
+    ("I'd be glad to help", "I'm happy to help", "Glad to help", "I can certainly help", "Happy to assist"),
+    ("Happy to help", "Glad to help", "I'd be happy to help", "Certainly"),
+    ("Thank you", "Thanks", "Much appreciated", "Thanks a lot", "Thank you kindly"),
+    ("Of course", "Certainly", "Absolutely", "Sure thing", "No problem"),
+    ("I'm sorry", "Sorry", "My apologies", "I apologise"),
+    ("Unfortunately", "I'm afraid", "Regrettably", "Sadly"),
+    ("Let me", "I'll", "Allow me to", "Let me just"),
+    ("Done", "All done", "Completed", "That's done"),
+    ("All set", "You're all set", "Everything's set", "That's all set"),
+    ("Great", "Excellent", "Perfect", "Wonderful"),
+    ("could you", "can you", "would you"),
+    ("Could you", "Can you", "Would you"),
+    ("I've", "I have"),
+    ("is on its way", "is heading your way", "is being sent"),
+    ("within a few days", "in a few days", "shortly", "within a couple of days"),
+    ("Sorry about that", "Apologies for that", "Sorry for the trouble", "I apologise for that"),
+    ("once we receive", "when we receive", "as soon as we receive"),
+    ("right away", "straight away", "immediately"),
+    ("Good news", "Happily", "Good news here"),
+    ("explains it", "would explain it", "is the cause"),
+)
 
 
-def paraphrase(text: str, rng: random.Random, rate: float, keep_first_words: int = 0) -> str:
+def _compiled(groups: tuple[tuple[str, ...], ...]) -> list[tuple[re.Pattern, tuple[str, ...]]]:
+    return [(re.compile(r"(?<![\w'])" + re.escape(group[0]) + r"(?![\w'])", re.I), group) for group in groups]
+
+
+_SWAP_PATTERNS = _compiled(SWAPS)
+_ASSISTANT_PATTERNS = _compiled(ASSISTANT_SWAPS)
+
+
+def agent_voice(text: str, rng: random.Random, rate: float) -> str:
+    """The assistant's text in this dialogue's agent's words (``ASSISTANT_SWAPS``)."""
+    return paraphrase(text, rng, rate, patterns=_ASSISTANT_PATTERNS)
+
+
+def paraphrase(text: str, rng: random.Random, rate: float, keep_first_words: int = 0,
+               patterns: list[tuple[re.Pattern, tuple[str, ...]]] | None = None) -> str:
     """Each swappable phrase replaced, with chance ``rate``, by another way of saying it (case kept at the start).
 
     The first ``keep_first_words`` words stay as they are (the "yes" of a consent); facts are never matched,
@@ -482,7 +520,7 @@ def paraphrase(text: str, rng: random.Random, rate: float, keep_first_words: int
     if keep_first_words:
         words = list(re.finditer(r"\S+", text))
         floor = words[min(keep_first_words, len(words)) - 1].end() if words else 0
-    for pattern, group in _SWAP_PATTERNS:
+    for pattern, group in _SWAP_PATTERNS if patterns is None else patterns:
         def swap(m: re.Match, group: tuple[str, ...] = group) -> str:
             if m.start() < floor or rng.random() >= rate:
                 return m.group(0)

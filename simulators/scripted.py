@@ -35,6 +35,7 @@ from simulators.phrasing import (
     CLOSERS,
     THANKS_TAIL,
     TRANSITIONS,
+    agent_voice,
     consent,
     expand,
     indirect,
@@ -295,6 +296,7 @@ class ScriptedAssistant:
         self.target_ids: dict[int, str] = {}  # request -> id of its target call
         self.started: dict[int, int] = {0: 0}  # request -> where in the dialogue the user brought it up
         self.calls = 0
+        self.voice_rate = rng.uniform(0.3, 0.8)  # how freely this dialogue's agent rewords its stock phrases
         self.steps = self._script()
 
     # -- the plan ---------------------------------------------------------------------------------------------------
@@ -456,7 +458,7 @@ class ScriptedAssistant:
                                                                            step.action.arguments)])
             text = step.say(messages)
             if text is not None:
-                return Message(role="assistant", content=text)
+                return Message(role="assistant", content=agent_voice(text, self.rng, self.voice_rate))
         return Message(role="assistant", content=expand(self.rng.choice(CLOSERS), self.rng))
 
 def _target_index(gold: list[Action], indices: list[int], intent: Intent) -> int:
