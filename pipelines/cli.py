@@ -118,6 +118,10 @@ def _versions_change(args: argparse.Namespace, store) -> int:
                   f"({diff['added']['accepted']} accepted, {diff['added']['rejected']} rejected), "
                   f"-{diff['removed_total']} rows ({diff['removed']['accepted']} accepted, "
                   f"{diff['removed']['rejected']} rejected)")
+            from pipelines.diversity import format_change
+
+            for name, change in diff["diversity"].items():
+                print(f"  {name}: {format_change(name, change)}")
         return 0
     result = retain_versions(store, args.retain)
     print(f"kept versions {', '.join(map(str, result.kept))}; expired {len(result.expired)} older version(s)"

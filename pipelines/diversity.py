@@ -350,6 +350,19 @@ def _difficulty(scores: Counter[float], writes: Counter[int]) -> DifficultyFigur
                              mean_writes=round(sum(w * k for w, k in writes.items()) / n_writes, 3) if n_writes else 0.0)
 
 
+def format_change(name: str, change: dict[str, float | None]) -> str:
+    """'12.3% -> 41.5% (+29.2 points)' for one headline figure of ``versions --diff``."""
+    fmt = next(f for n, _get, f in SCALARS if n == name)
+    old, new = change.get("from"), change.get("to")
+    show = lambda v: "not measured" if v is None else fmt.format(v)  # noqa: E731
+    if old is None or new is None:
+        return f"{show(old)} -> {show(new)}"
+    delta = new - old
+    if "%" in fmt:
+        return f"{show(old)} -> {show(new)} ({100 * delta:+.1f} points)"
+    return f"{show(old)} -> {show(new)} ({delta:+.3g})"
+
+
 def figure_lines(figures: DiversityFigures) -> list[str]:
     """The headline figures as 'name: value' lines (the end-of-run summary, the card)."""
     return [f"{name}: {fmt.format(get(figures))}" for name, get, fmt in SCALARS]

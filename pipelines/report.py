@@ -20,10 +20,11 @@ import polars as pl
 from jinja2 import Environment
 from markupsafe import Markup
 
+from pipelines.diversity import SCALARS
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.store import DatasetStore, StoreError, reason_key
 from pipelines.svg_chart import bar_chart
-from schemas import DatasetManifest
+from schemas import DatasetManifest, DiversityFigures
 
 LENGTH_EDGES = (0, 50, 100, 200, 400, 800, 1600)
 TOP_REASONS = 15
@@ -46,7 +47,8 @@ class ReportData:
     funnel: list[tuple[str, int]]  # (step, rows left after it), starting with all tasks
     lengths: dict[str, int]  # message length bin -> messages in accepted dialogues
     reasons: dict[str, int]  # generic rejection reason -> rejected rows
-    samples: list[list[dict]] = field(default_factory=list)  # messages of the first accepted dialogues
+    samples: list[list[dict]] = field(default_factory=list)  # messages of the first accepted dialogues (dual
+    # control: the user's own device actions inserted where they happened, as entries of role "device")
 
 
 def select_version(root: str | Path, version: int | None) -> DatasetManifest:
@@ -105,7 +107,32 @@ def collect(root: str | Path, version: int | None = None, samples: int = SAMPLES
         funnel=funnel_left(manifest),
         lengths={b: lengths[b] for b in order if lengths[b]},
         reasons=dict(reasons.most_common()),
-        samples=[row for row in accepted.head(samples)["messages"].to_list()])
+        samples=_samples(root, manifest, accepted.head(samples)))
+
+
+def _samples(root: str | Path, manifest: DatasetManifest, head: pl.DataFrame) -> list[list[dict]]:
+    """The sample dialogues' messages, with the user's device actions (dual control) placed before the user turn
+    that reported them; tables written before ``user_actions`` existed have none."""
+    samples = head["messages"].to_list()
+    if "user_actions" not in pl.scan_delta(str(root), version=manifest.version).collect_schema().names():
+        return samples
+    actions = run_rows(root, manifest, ["index", "user_actions"]).filter(
+        pl.col("index").is_in(head["index"].to_list()))
+    by_index = dict(zip(actions["index"].to_list(), actions["user_actions"].to_list(), strict=True))
+    out = []
+    for index, messages in zip(head["index"].to_list(), samples, strict=True):
+        done = json.loads(by_index.get(index) or "[]")
+        if not done:
+            out.append(messages)
+            continue
+        merged: list[dict] = []
+        for i, m in enumerate([*messages, None]):
+            merged += [{"role": "device", "content": a["result"], "tool_calls": [a["call"]], "tool_call_id": None,
+                        "name": None} for a in done if a["at"] == i]
+            if m is not None:
+                merged.append(m)
+        out.append(merged)
+    return out
 
 
 def _top(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
@@ -115,8 +142,39 @@ def _top(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
     return items[:n - 1] + [(f"({len(items) - n + 1} other reasons)", sum(v for _, v in items[n - 1:]))]
 
 
+def diversity_charts(f: DiversityFigures | None) -> list[str]:
+    """The diversity and difficulty plots; none for a version written before they were measured."""
+    if f is None:
+        return []
+    chains = [(c or "(no calls)", n) for c, n in f.top_tool_chains]
+    out = [
+        bar_chart("Tool chains: the 10 most frequent (dialogues)", chains, empty="no dialogues", label_width=560),
+        bar_chart("User turns: the 10 most frequent (dialogues containing it)", list(f.user.top_turns),
+                  empty="no dialogues", label_width=560),
+        bar_chart("Tool calls per dialogue", [(f"{k} calls", v) for k, v in f.tool_calls_per_dialogue.items()],
+                  empty="no dialogues"),
+        bar_chart("Writes per dialogue (both sides)", [(f"{k} writes", v) for k, v in f.writes_per_dialogue.items()],
+                  empty="not measured"),
+        bar_chart("Difficulty (writes+1 x withheld+1 x dependencies+1)", list(f.difficulty.histogram.items()),
+                  empty="not measured"),
+        bar_chart("Intents (requests)", list(f.intents.items()), empty="no requests", label_width=360),
+        bar_chart("Personas (dialogues)", [(p[:70], n) for p, n in f.personas.items()], empty="no personas",
+                  label_width=560),
+    ]
+    if any(f.user_actions_per_dialogue.get(k) for k in f.user_actions_per_dialogue if k):
+        out.append(bar_chart("User's own device actions per dialogue (dual control)",
+                             [(f"{k} actions", v) for k, v in f.user_actions_per_dialogue.items()]))
+    if len(f.domains) > 1:
+        out.append(bar_chart("Domains (dialogues)", list(f.domains.items())))
+    if f.judge_scores:
+        out.append(bar_chart("Judge scores (rows)", [(f"score {k}", v) for k, v in f.judge_scores.items()]))
+    if f.difficulty_filter:
+        out.append(bar_chart("Difficulty filter (rows)", list(f.difficulty_filter.items()), label_width=360))
+    return out
+
+
 def charts(data: ReportData) -> list[str]:
-    """The five plots, and one per generator that reports its own funnel, in page order."""
+    """The five plots, the diversity plots, and one per generator that reports its own funnel, in page order."""
     return [
         bar_chart("Filter funnel: rows left after each step", data.funnel),
         bar_chart("Rejections by reason", _top(data.reasons, TOP_REASONS), empty="no rejected rows", label_width=560),
@@ -124,6 +182,7 @@ def charts(data: ReportData) -> list[str]:
                   empty="no accepted dialogues"),
         bar_chart("Tool usage (calls in accepted dialogues)", list(data.tools.items()), empty="no tool calls"),
         bar_chart("Message lengths (accepted dialogues)", list(data.lengths.items()), empty="no messages"),
+        *diversity_charts(data.manifest.diversity),
         *(bar_chart(f"Task synthesis: {generator}", synthesis_steps(counts))
           for generator, counts in data.manifest.synthesis.items()),
     ]
@@ -158,6 +217,7 @@ table.summary td { padding: 2px 12px 2px 0; } .charts { display: flex; flex-wrap
 .bubble { border-radius: 14px; padding: 8px 12px; margin: 6px 0; max-width: 80%; white-space: pre-wrap; }
 .bubble.user { background: #dbeafe; margin-left: auto; } .bubble.assistant { background: #f1f5f9; }
 .bubble.tool { background: #fef9c3; font-family: monospace; font-size: 12px; }
+.bubble.device { background: #dcfce7; margin-left: auto; font-family: monospace; font-size: 12px; }
 .bubble.system { background: none; color: #666; font-style: italic; max-width: 100%; }
 .role { font-size: 11px; color: #666; display: block; } .tool-call { font-family: monospace; font-size: 12px;
   background: #e2e8f0; border-radius: 6px; padding: 4px 6px; margin-top: 4px; }
@@ -174,6 +234,9 @@ table.summary td { padding: 2px 12px 2px 0; } .charts { display: flex; flex-wrap
 <td>{{ u.requests }} requests, {{ u.cached }} cached, {{ u.prompt_tokens }} prompt + {{ u.completion_tokens }}
 completion tokens</td></tr>{% endfor %}
 </table>
+<h2>Diversity and difficulty</h2>
+{% if figures %}<table class="summary">{% for name, value in figures %}<tr><td>{{ name }}</td><td>{{ value }}</td></tr>
+{% endfor %}</table>{% else %}<p>Not measured: this version was written before trajforge measured diversity.</p>{% endif %}
 <h2>Plots</h2>
 <div class="charts">{% for chart in charts %}<figure>{{ chart }}</figure>{% endfor %}</div>
 <h2>Sample dialogues</h2>
@@ -181,7 +244,8 @@ completion tokens</td></tr>{% endfor %}
 {% for messages in samples %}<section class="dialogue"><h3>Dialogue {{ loop.index }}</h3>
 {% for msg in messages %}{% if msg.role == "system" %}<details class="bubble system"><summary>system prompt
 ({{ (msg.content or "") | length }} characters)</summary>{{ msg.content or "" }}</details>
-{%- else %}<div class="bubble {{ msg.role }}"><span class="role">{{ msg.role }}
+{%- else %}<div class="bubble {{ msg.role }}"><span class="role">{{ "user, on their own device" if msg.role ==
+"device" else msg.role }}
 {%- if msg.role == "tool" and msg.name %} · {{ msg.name }}{% endif %}</span>{{ msg.content or "" }}
 {%- for call in msg.tool_calls or [] %}<div class="tool-call">→ {{ call.function.name }}
 ({{- pretty(call.function.arguments) }})</div>
@@ -195,8 +259,11 @@ completion tokens</td></tr>{% endfor %}
 def render(data: ReportData, root: str) -> str:
     env = Environment(autoescape=True, keep_trailing_newline=True)
     env.globals["pretty"] = _pretty
+    f = data.manifest.diversity
+    figures = [] if f is None else [(name, fmt.format(get(f))) for name, get, fmt in SCALARS] + (
+        [("intent coverage", f"{f.intent_coverage:.0%}")] if f.intent_coverage is not None else [])
     return env.from_string(_PAGE).render(root=root, m=data.manifest, charts=[Markup(c) for c in charts(data)],
-                                         samples=data.samples)
+                                         samples=data.samples, figures=figures)
 
 
 def write_report(root: str | Path, to: str | Path, version: int | None = None) -> ReportData:

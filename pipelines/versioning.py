@@ -7,13 +7,15 @@ on row ids rather than assumed, so it stays right if rows are ever removed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 from deltalake import DeltaTable
 
+from pipelines.diversity import SCALARS
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.store import DatasetStore, StoreError
+from schemas import DatasetManifest
 
 ORPHAN_GRACE_HOURS = 1  # never vacuum files this young: they may belong to a commit in flight
 
@@ -24,10 +26,22 @@ class VersionDiff:
     b: int
     added: dict[str, int]  # status -> rows in b and not in a
     removed: dict[str, int]  # status -> rows in a and not in b
+    figures: dict[str, dict[str, float | None]] = field(default_factory=dict)  # name -> from, to, change
 
     def as_dict(self) -> dict:
         return {"from": self.a, "to": self.b, "added": self.added, "removed": self.removed,
-                "added_total": sum(self.added.values()), "removed_total": sum(self.removed.values())}
+                "added_total": sum(self.added.values()), "removed_total": sum(self.removed.values()),
+                "diversity": self.figures}
+
+
+def figure_changes(a: DatasetManifest, b: DatasetManifest) -> dict[str, dict[str, float | None]]:
+    """The headline diversity figures of two versions and their change (None where a version has none)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for name, get, _fmt in SCALARS:
+        old = float(get(a.diversity)) if a.diversity is not None else None
+        new = float(get(b.diversity)) if b.diversity is not None else None
+        out[name] = {"from": old, "to": new, "change": None if old is None or new is None else new - old}
+    return out
 
 
 def _known(store: DatasetStore) -> list[int]:
@@ -55,7 +69,9 @@ def diff_versions(store: DatasetStore, a: int, b: int) -> VersionDiff:
 
     added = new.join(old, on="id", how="anti")
     removed = old.join(new, on="id", how="anti")
-    return VersionDiff(a=a, b=b, added=count(added), removed=count(removed))
+    manifests = {m.version: m for m in store.versions()}
+    return VersionDiff(a=a, b=b, added=count(added), removed=count(removed),
+                       figures=figure_changes(manifests[a], manifests[b]))
 
 
 @dataclass
