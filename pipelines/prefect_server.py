@@ -88,17 +88,22 @@ def configured_api_url() -> str | None:
     return get_current_settings().api.url or None
 
 
-def start_timeout_s() -> float:
-    raw = os.environ.get(START_TIMEOUT_ENV)
+def seconds_from_env(name: str, default: float) -> float:
+    """A number of seconds > 0 from the environment variable ``name``, or a one-line ConfigError naming it."""
+    raw = os.environ.get(name)
     if raw is None:
-        return DEFAULT_START_TIMEOUT_S
+        return default
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise ConfigError(f"{START_TIMEOUT_ENV}: expected a number of seconds > 0, got {raw!r}")
+        raise ConfigError(f"{name}: expected a number of seconds > 0, got {raw!r}")
     return value
+
+
+def start_timeout_s() -> float:
+    return seconds_from_env(START_TIMEOUT_ENV, DEFAULT_START_TIMEOUT_S)
 
 
 @contextmanager

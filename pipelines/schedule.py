@@ -30,7 +30,6 @@ until it is served again.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import sys
@@ -42,7 +41,7 @@ from uuid import UUID
 from prefect import flow
 
 from pipelines.flow import run_generate
-from pipelines.prefect_server import PrefectApi, prefect_api
+from pipelines.prefect_server import PrefectApi, prefect_api, seconds_from_env
 from pipelines.store import DatasetStore
 from schemas import ConfigError, RunConfig, RunOrigin, parse_config
 
@@ -107,16 +106,7 @@ def check_cron(expr: str) -> str:
 
 
 def check_window_s() -> float:
-    raw = os.environ.get(CHECK_ENV)
-    if raw is None:
-        return DEFAULT_CHECK_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ConfigError(f"{CHECK_ENV}: expected a number of seconds > 0, got {raw!r}")
-    return value
+    return seconds_from_env(CHECK_ENV, DEFAULT_CHECK_S)
 
 
 def serve(config: dict[str, Any], out_dir: str, cron: str, name: str) -> int:
@@ -149,6 +139,11 @@ async def _serve(config: dict[str, Any], out_dir: str, cron: str, name: str, api
     from prefect.types.entrypoint import EntrypointType
 
     full_name = f"{FLOW_NAME}/{name}"
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stopping = asyncio.create_task(stop.wait())
     runner = Runner(name=name, pause_on_shutdown=True, limit=1)
     registered = datetime.now(UTC)
     deployment_id = await runner.aadd_flow(
@@ -156,28 +151,32 @@ async def _serve(config: dict[str, Any], out_dir: str, cron: str, name: str, api
         description=f"trajforge: a new version of {out_dir} on the schedule {cron!r}", tags=["trajforge"],
         entrypoint_type=EntrypointType.MODULE_PATH)  # flow runs load the flow by module path, from any directory
     async with get_client() as client:
-        upcoming = await upcoming_runs(client, deployment_id, cron, registered, check_window)
-        if not upcoming:
+        checking = asyncio.create_task(upcoming_runs(client, deployment_id, cron, registered, check_window))
+        await asyncio.wait({checking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set() or not checking.result():
+            checking.cancel()
             await client.pause_deployment(deployment_id)  # nobody serves it: do not let runs pile up as Late
+            if stop.is_set():
+                print(f"stopped: {full_name} paused", flush=True)
+                return 0
             log = f"see {api.log}" if api.log else "see that server's log"
             print(f"trajforge: error: the Prefect server at {api.url} scheduled no run of {full_name} within "
                   f"{check_window:.0f}s of registering it (cron {cron!r}); its scheduler is not working, {log}",
                   file=sys.stderr, flush=True)
             return 1
         print(f"serving {full_name}: cron {cron!r} (UTC), a new version of {out_dir} each run; next runs: "
-              + ", ".join(_hhmm(r.expected_start_time) for r in upcoming[:3]), flush=True)
+              + ", ".join(_hhmm(r.expected_start_time) for r in checking.result()[:3]), flush=True)
         print("stop with Ctrl-C or SIGTERM (the schedule is paused)", flush=True)
 
-        stop = asyncio.Event()
         started = asyncio.create_task(runner.start())
         while not runner.started and not started.done():
             await asyncio.sleep(0.05)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):  # after Runner.start, which installs a SIGTERM handler of its own
-            loop.add_signal_handler(sig, stop.set)
-        reporter = asyncio.create_task(report_runs(client, deployment_id, out_dir, registered))
-        stopping = asyncio.create_task(stop.wait())
+        loop.add_signal_handler(signal.SIGTERM, stop.set)  # again: Runner.start installs a SIGTERM handler of its own
+        reporter = RunReporter(client, deployment_id, out_dir, registered)
+        reporting = asyncio.create_task(reporter.run())
         await asyncio.wait({started, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for label in reporter.running.values():
+            print(f"{_now()} {label} is cancelled with serve; the next run resumes what it staged", flush=True)
         if runner.started:
             await runner.astop()
         error = None
@@ -185,10 +184,10 @@ async def _serve(config: dict[str, Any], out_dir: str, cron: str, name: str, api
             await started  # leaving the runner pauses the schedule
         except Exception as err:  # the runner itself failed (e.g. the server went away)
             error = err
-        for task in (reporter, stopping):
+        for task in (reporting, stopping):
             task.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
     if not stop.is_set():
         why = f": {str(error).splitlines()[0]}" if error and str(error) else ""
         print(f"trajforge: error: serving {full_name} ended on its own{why}", file=sys.stderr, flush=True)
@@ -226,39 +225,48 @@ async def _next_time(cron: str, after: datetime) -> datetime:
     return (await CronSchedule(cron=cron, timezone="UTC").get_dates(n=1, start=after))[0]
 
 
-async def report_runs(client, deployment_id: UUID, out_dir: str, since: datetime) -> None:
-    """Print each flow run of the deployment as it starts and ends: the version it committed, or why it failed."""
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterDeploymentId,
-        FlowRunFilterStartTime,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
+class RunReporter:
+    """Prints each flow run of the deployment as it starts and ends: the version it committed, or why it failed."""
 
-    started: set[UUID] = set()
-    ended: set[UUID] = set()
-    flow_runs = FlowRunFilter(  # runs that started since serving began; the scheduled ones are not news
-        deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]), start_time=FlowRunFilterStartTime(after_=since),
-        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[
-            StateType.RUNNING, StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED])))
-    while True:
-        try:
-            runs = await client.read_flow_runs(flow_run_filter=flow_runs, limit=50)
-        except Exception as err:  # a slow or restarting server must not end serving
-            print(f"(could not read flow runs from the Prefect API: {str(err).splitlines()[0] if str(err) else err!r})",
-                  flush=True)
-            runs = []
-        for run in sorted(runs, key=lambda r: r.start_time or since):
-            label = f"run {run.name} (due {_hhmm(run.expected_start_time)})"
-            if run.id not in started:
-                started.add(run.id)
-                print(f"{_now()} {label} started", flush=True)
-            if run.id not in ended and run.state is not None and run.state.is_final():
-                ended.add(run.id)
-                print(f"{_now()} {label} {_outcome(run, out_dir)}", flush=True)
-        await asyncio.sleep(POLL_S)
+    def __init__(self, client, deployment_id: UUID, out_dir: str, since: datetime) -> None:
+        self.client, self.deployment_id, self.out_dir, self.since = client, deployment_id, out_dir, since
+        self.running: dict[UUID, str] = {}  # started, not ended: flow run -> its label
+        self._ended: set[UUID] = set()
+
+    async def run(self) -> None:
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterDeploymentId,
+            FlowRunFilterStartTime,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+
+        flow_runs = FlowRunFilter(  # runs that started since serving began; the scheduled ones are not news
+            deployment_id=FlowRunFilterDeploymentId(any_=[self.deployment_id]),
+            start_time=FlowRunFilterStartTime(after_=self.since),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[
+                StateType.RUNNING, StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED])))
+        while True:
+            try:
+                runs = await self.client.read_flow_runs(flow_run_filter=flow_runs, limit=50)
+            except Exception as err:  # a slow or restarting server must not end serving
+                print(f"(could not read flow runs from the Prefect API: {str(err).splitlines()[0] if str(err) else err!r})",
+                      flush=True)
+                runs = []
+            for run in sorted(runs, key=lambda r: r.start_time or self.since):
+                if run.id in self._ended:
+                    continue
+                label = f"run {run.name} (due {_hhmm(run.expected_start_time)})"
+                if run.id not in self.running:
+                    self.running[run.id] = label
+                    print(f"{_now()} {label} started", flush=True)
+                if run.state is not None and run.state.is_final():
+                    del self.running[run.id]
+                    self._ended.add(run.id)
+                    print(f"{_now()} {label} {_outcome(run, self.out_dir)}", flush=True)
+            await asyncio.sleep(POLL_S)
 
 
 def _outcome(run, out_dir: str) -> str:

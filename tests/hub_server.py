@@ -30,13 +30,11 @@ Runnable as a process too: ``python tests/hub_server.py --port P --token T``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import hashlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -47,7 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
 
-import uvicorn
+from loopback import LoopbackServer
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -99,8 +97,7 @@ class HubServer:
         self.requests: Counter[tuple[str, str, bool]] = Counter()  # (method, endpoint, authorized) -> count
         self._lock = threading.Lock()
         self._commits = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._transport: _Transport | None = None
 
     # -- the HTTP side --------------------------------------------------------
     @property
@@ -329,24 +326,13 @@ class HubServer:
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> HubServer:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", self.port))
-        self.port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(self, log_level="warning", access_log=False, lifespan="off"))
-        self._thread = threading.Thread(target=asyncio.run, args=(self._server.serve(sockets=[sock]),), daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the test Hub did not start")
-            time.sleep(0.02)
+        self._transport = _Transport(self, self.port).start()
+        self.port = self._transport.port
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(10)
+        if self._transport is not None:
+            self._transport.stop()
 
     def __enter__(self) -> HubServer:
         return self.start()
@@ -365,6 +351,17 @@ class HubServer:
 
     def unknown_requests(self) -> list[str]:
         return [endpoint for (_, endpoint, _), _ in self.requests.items() if endpoint.startswith("unknown")]
+
+
+class _Transport(LoopbackServer):
+    """loopback.py's uvicorn on a loopback socket in a thread, serving the Hub app instead of the OpenAI one."""
+
+    def __init__(self, hub: HubServer, port: int) -> None:
+        super().__init__(port=port)
+        self._hub = hub
+
+    def app(self):
+        return self._hub
 
 
 def load_from_hub(endpoint: str, repo_id: str, config: str, revision: str, tmp: Path,
