@@ -126,12 +126,35 @@ def prefect_api(out_dir: str | Path, scheduler: bool = False) -> Iterator[Prefec
         os.environ["PREFECT_API_URL"] = api.url
         try:
             with temporary_settings({PREFECT_API_URL: api.url}):
-                yield api
+                try:
+                    yield api
+                finally:
+                    _drain_prefect_workers()
         finally:
             if previous is None:
                 os.environ.pop("PREFECT_API_URL", None)
             else:
                 os.environ["PREFECT_API_URL"] = previous
+
+
+def _drain_prefect_workers() -> None:
+    """Send the logs and events Prefect still holds before their server goes (else: "All connection attempts
+    failed" on stderr at exit), as Prefect's own test harness does before it stops its server."""
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        for result in (APILogWorker.drain_all(timeout=10), EventsWorker.drain_all(timeout=10)):
+            if inspect.isawaitable(result):
+                await result
+
+    try:
+        run_coro_as_sync(drain())
+    except Exception:  # nothing to send, or a worker that never started: the server may go either way
+        pass
 
 
 @contextmanager

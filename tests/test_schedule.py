@@ -366,5 +366,7 @@ def test_nightly_loop_a_crashed_run_is_resumed_by_the_next_schedule_and_pushed(s
                                     f"uploaded")
     assert len(repo.commits) == commits
 
+    server_pid = int(re.search(r"pid (\d+)", serve.api_line()[2])[1])
     assert serve.stop(signal.SIGTERM) == 0, serve.text
     assert "was never awaited" not in serve.text, serve.text
+    assert gone(lambda: in_session(server_pid)), f"the Prefect server serve started is still running (pid {server_pid})"
