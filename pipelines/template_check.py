@@ -413,13 +413,57 @@ class TemplateReport:
                 "system_note": self.template.system_note}
 
 
-def check_records(templates: list[ChatTemplate], rows: Iterable[tuple[str, list[dict], list[dict]]]
-                  ) -> list[TemplateReport]:
-    """Every (row id, messages, tools) through every template."""
+_CHUNK = 48
+
+
+def _check_chunk(templates: list[ChatTemplate], rows: list[tuple[str, list[dict], list[dict]]]) -> list[TemplateReport]:
     reports = [TemplateReport(t) for t in templates]
     for row_id, messages, tools in rows:
         for report in reports:
             report.add(row_id, messages, tools)
+    return reports
+
+
+def _merge(into: list[TemplateReport], part: list[TemplateReport]) -> None:
+    for a, b in zip(into, part, strict=True):
+        a.rows += b.rows
+        a.failed.update(b.failed)
+        a.prefix_failed.update(b.prefix_failed)
+        a.system_dropped += b.system_dropped
+        a.tokens += b.tokens
+        a.assistant_tokens += b.assistant_tokens
+
+
+def check_records(templates: list[ChatTemplate], rows: Iterable[tuple[str, list[dict], list[dict]]],
+                  workers: int | None = None) -> list[TemplateReport]:
+    """Every (row id, messages, tools) through every template, in chunks over ``workers`` processes.
+
+    Rendering is pure CPU (Jinja), so processes, not threads; results merge in row order.
+    """
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from itertools import islice
+    from multiprocessing import get_context
+
+    reports = [TemplateReport(t) for t in templates]
+    workers = workers or min(os.cpu_count() or 1, 8)
+    rows = iter(rows)
+    chunks = iter(lambda: list(islice(rows, _CHUNK)), [])
+    first = next(chunks, [])
+    _merge(reports, _check_chunk(templates, first))
+    if workers == 1 or len(first) < _CHUNK:
+        for chunk in chunks:
+            _merge(reports, _check_chunk(templates, chunk))
+        return reports
+    context = get_context("fork") if "fork" in __import__("multiprocessing").get_all_start_methods() else None
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pending = []
+        for chunk in chunks:
+            pending.append(pool.submit(_check_chunk, templates, chunk))
+            if len(pending) >= 2 * workers:
+                _merge(reports, pending.pop(0).result())
+        for future in pending:
+            _merge(reports, future.result())
     return reports
 
 
