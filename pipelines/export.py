@@ -213,6 +213,7 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
         for (view, split), writer in writers.items():
             summary.files.setdefault(view, {})[split] = writer.close()
             summary.rows.setdefault(view, {})[split] = counts[(view, split)]
+        work.mkdir(parents=True, exist_ok=True)  # a view may be empty (every row dropped as unrenderable)
         summary.bytes = sum(p.stat().st_size for p in (work / "data").rglob("*.parquet"))
         (work / "README.md").write_text(render_card(summary))
         if dest.exists():
