@@ -72,14 +72,16 @@ ACCEPTED, REJECTED = "accepted", "rejected"
 
 
 def stored_messages(messages: list[Message]) -> list[dict[str, Any]]:
-    """Messages as stored; a tool message gets the ``name`` of the function whose call it answers."""
-    called = {c.id: c.function.name for m in messages for c in m.tool_calls or []}
+    """Messages as stored, field for field, so that a stored row re-verifies to the same trajectory id.
+
+    A tool message's ``name`` is filled at export from the call it answers (rows of every version alike).
+    """
     return [{
         "role": m.role,
         "content": m.content,
         "tool_calls": [c.model_dump() for c in m.tool_calls] if m.tool_calls else None,
         "tool_call_id": m.tool_call_id,
-        "name": m.name or (called.get(m.tool_call_id) if m.role == "tool" else None),
+        "name": m.name,
         "reasoning_content": m.reasoning_content,
     } for m in messages]
 
