@@ -61,12 +61,20 @@ class Phrase:
     def sentence(self, relation: str, head: str, tail: str, subject: Literal["head", "tail"], the: bool) -> str:
         if self.forward is None and self.inverse is None:
             noun = words(relation)
+            if noun.rsplit(" ", 1)[-1] in PREPOSITIONS:  # memberOf, located_in: the head is member of the tail
+                first = noun.split(" ", 1)[0]
+                verb = first in AUXILIARIES or (first.endswith("s") and len(noun.split()) > 1)
+                return f"{head} {noun if verb else 'is ' + noun} {tail}"
             if subject == "head":
                 return f"{head} has {tail} as {noun}"
             return f"{tail} is {'the' if the else article(noun)} {noun} of {head}"
         if subject == "tail" and self.inverse or self.forward is None:
             return f"{tail} {self.inverse} {head}"
         return f"{head} {self.forward} {tail}"
+
+
+PREPOSITIONS = frozenset({"of", "in", "at", "to", "for", "from", "on", "by", "with", "as", "into"})
+AUXILIARIES = frozenset({"is", "was", "are", "were", "has", "had", "have"})
 
 
 def article(word: str) -> str:
