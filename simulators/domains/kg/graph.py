@@ -61,10 +61,9 @@ class Phrase:
     def sentence(self, relation: str, head: str, tail: str, subject: Literal["head", "tail"], the: bool) -> str:
         if self.forward is None and self.inverse is None:
             noun = words(relation)
-            if noun.rsplit(" ", 1)[-1] in PREPOSITIONS:  # memberOf, located_in: the head is member of the tail
-                first = noun.split(" ", 1)[0]
-                verb = first in AUXILIARIES or (first.endswith("s") and len(noun.split()) > 1)
-                return f"{head} {noun if verb else 'is ' + noun} {tail}"
+            verb = verb_phrase(noun)
+            if verb:
+                return f"{head} {verb} {tail}"
             if subject == "head":
                 return f"{head} has {tail} as {noun}"
             return f"{tail} is {'the' if the else article(noun)} {noun} of {head}"
@@ -75,6 +74,15 @@ class Phrase:
 
 PREPOSITIONS = frozenset({"of", "in", "at", "to", "for", "from", "on", "by", "with", "as", "into"})
 AUXILIARIES = frozenset({"is", "was", "are", "were", "has", "had", "have"})
+
+
+def verb_phrase(noun: str) -> str | None:
+    """An id ending in a preposition reads as a verb phrase about the head: memberOf -> "is member of",
+    works_for -> "works for"; None for a noun ("capital": the tail is the head's capital)."""
+    parts = noun.split()
+    if len(parts) < 2 or parts[-1] not in PREPOSITIONS:
+        return None
+    return noun if parts[0] in AUXILIARIES or parts[0].endswith("s") else f"is {noun}"
 
 
 def article(word: str) -> str:
@@ -383,7 +391,11 @@ class KnowledgeGraph:
             return text
         if p.forward or p.inverse:
             return f"(inverse of) {p.forward or p.inverse}"
-        return words(relation) if direction == "out" else f"is {words(relation)} of"
+        noun = words(relation)
+        verb = verb_phrase(noun)
+        if verb:
+            return verb if direction == "out" else f"(inverse of) {verb}"
+        return noun if direction == "out" else f"is {noun} of"
 
     @property
     def _tokens(self) -> dict[str, set[int]]:
