@@ -53,6 +53,15 @@ def _rows(path: str, fmt: str, header: bool) -> list[list[str]]:
     return rows[1:] if header else rows
 
 
+def _number(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _positions(columns: Any, roles: list[str], header_row: list[str] | None) -> dict[str, int]:
     if columns is None:
         return {role: (header_row.index(role) if header_row else i) for i, role in enumerate(roles)
@@ -84,6 +93,7 @@ class RawKG:
         self.name = {e: e for e in self.entities}
         self.type = {e: "entity" for e in self.entities}
         self.aliases: dict[str, list[str]] = defaultdict(list)
+        self.attributes: dict[str, dict[str, Any]] = defaultdict(dict)
         named: set[str] = set()
         for source in params.get("entities") or []:
             self._entity_source(source, named)
@@ -139,6 +149,9 @@ class RawKG:
                 self.aliases[e].append(record["alias"])
             if record.get("type"):
                 self.type[e] = record["type"]
+            for role, value in record.items():
+                if role not in ("id", "name", "alias", "type") and value.strip():
+                    self.attributes[e][role] = _number(value.strip()) if source.get("path") else value
 
     # -- solving ----------------------------------------------------------------------------------------------
     def linked(self, entity: str, relation: str, direction: str) -> set[str]:
@@ -159,8 +172,13 @@ class RawKG:
                                            for w in self.by_name.get(norm(c["name"]), set()))))
             elif c["kind"] == "initial":
                 pools.append({e for e in (candidates or self.entities) if self.name[e][:1].upper() == c["letter"]})
+            elif c["kind"] == "attr":
+                pools.append({e for e in (candidates or self.entities)
+                              if self.attributes[e].get(c["attribute"]) == c["value"]})
             else:
-                raise ValueError(f"attribute clues are not in a triples-only KG: {c}")
+                pools.append({e for e in (candidates or self.entities)
+                              if isinstance(v := self.attributes[e].get(c["attribute"]), int | float)
+                              and c["low"] <= v < c["high"]})
         current = set(candidates) if candidates is not None else (min(pools, key=len) if pools else set(self.entities))
         for pool in pools:
             current &= pool
@@ -177,16 +195,21 @@ class RawKG:
             current = self.fits(var, reached)
         return current
 
-    def answers(self, nodes: set[str]) -> set[str]:
-        return {norm(self.name[e]) for e in nodes}
+    def answers(self, nodes: set[str], attribute: str | None = None) -> set[str]:
+        """What the entities answer, as folded strings: their names, or one attribute's values."""
+        if attribute is None:
+            return {norm(self.name[e]) for e in nodes}
+        values = (self.attributes[e].get(attribute) for e in nodes)
+        return {norm(f"{v:g}" if isinstance(v, float) else str(v)) for v in values if v is not None}
 
     def check(self, task: dict[str, Any], question: str) -> dict[str, Any]:
         path = task["path"]
         hops = len(path) - 1
-        final = self.answers(self.chain(path, 0))
+        asked = path[-1].get("answer_attribute")
+        final = self.answers(self.chain(path, 0), asked)
         needed = hops
         for k in range(hops, 0, -1):  # the shortest final part of the chain that already leaves one answer
-            if len(self.answers(self.chain(path, k))) == 1:
+            if len(self.answers(self.chain(path, k), asked)) == 1:
                 needed = hops - k
                 break
         text = norm(question)

@@ -273,8 +273,9 @@ class QuestionBuilder:
     def _settle(self, spec: QuestionSpec, options: list[list[Clue]], i: int) -> None:
         """Clues on variable ``i`` until the previous one and they determine it (the last: its answer).
 
-        Among the clues that narrow the entities reached, the one that holds
-        for the most entities of the whole graph: sharp here, weak alone.
+        Among the clues that settle it, the one that holds for the most
+        entities of the whole graph (sharp here, weak alone, so the hops
+        before stay needed); when none settles it alone, the sharpest here.
         """
         kg, index, p = self.kg, self.index, self.params
         last = i == len(spec.nodes) - 1
