@@ -181,6 +181,9 @@ table.summary td { padding: 2px 12px 2px 0; } .charts { display: flex; flex-wrap
 <tr><td>dataset</td><td>{{ root }}</td></tr>
 <tr><td>version</td><td>{{ m.version }} (parent {{ m.parent_version if m.parent_version is not none else "none" }})</td></tr>
 <tr><td>run</td><td>{{ m.run_id }}, seed {{ m.seed }}, created {{ m.created_at }}</td></tr>
+<tr><td>started by</td><td>{% if m.origin %}deployment {{ m.origin.deployment }}, {% if m.origin.schedule -%}
+schedule {{ m.origin.schedule }} (cron, UTC), due {{ m.origin.scheduled_for }}{% else %}run by hand{% endif %},
+flow run {{ m.origin.flow_run_id }}{% else %}trajforge generate (by hand){% endif %}</td></tr>
 <tr><td>config / code</td><td>{{ m.config_hash }} / {{ m.code_version }}</td></tr>
 <tr><td>this run</td><td>{{ m.tasks }} tasks: {{ m.accepted }} accepted, {{ m.rejected }} rejected</td></tr>
 <tr><td>dataset total</td><td>{{ m.total_accepted }} accepted rows</td></tr>
