@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -121,13 +122,21 @@ def generate(config: RunConfig, out_dir: str, run_id: str, progress: bool = Fals
         store.clear_staging(run_id)
         print(f"run {run_id} was already committed as version {done.version}; nothing to redo")
         return done.model_dump()
+    with managed_servers(config, out_dir) as config:
+        return _generate(config, out_dir, run_id, progress)
+
+
+@contextmanager
+def managed_servers(config: RunConfig, out_dir: str | Path) -> Iterator[RunConfig]:
+    """Start the ``kind: vllm`` servers the run uses (those not started yet), yield the config pointing at them,
+    and stop them on the way out, whatever happens."""
     with ExitStack() as servers:
         for name, backend in config.backends.items():
-            if backend.kind == "vllm" and name in config.model_users().values():
+            if backend.kind == "vllm" and not backend.base_url and name in config.model_users().values():
                 url = servers.enter_context(managed_vllm(name, backend, Path(out_dir) / "_logs"))
                 config = config.model_copy(update={"backends": {
                     **config.backends, name: backend.model_copy(update={"base_url": url})}})
-        return _generate(config, out_dir, run_id, progress)
+        yield config
 
 
 def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool) -> dict:
@@ -191,7 +200,16 @@ class _progress:
 
 
 def run_generate(config: RunConfig, out_dir: str | Path, run_id: str, progress: bool = False) -> DatasetManifest:
-    """The one way in: run the flow with the config's task runner and return the committed manifest."""
+    """The one way in: run the flow with the config's task runner and return the committed manifest.
+
+    Managed vLLM servers are started here, before the flow: a server that will not start is one
+    ``BackendError`` line for the caller, not a failed flow run with Prefect's traceback, and nothing
+    has been staged or committed. (A scheduled run, which enters the flow directly, starts them inside it.)
+    """
     flow_ = generate.with_options(task_runner=task_runner_for(config))
-    return DatasetManifest.model_validate(flow_(config=config, out_dir=str(out_dir), run_id=run_id,
-                                                progress=progress))
+    if committed(DatasetStore(out_dir), run_id) is not None:  # nothing to run: no server to start
+        return DatasetManifest.model_validate(flow_(config=config, out_dir=str(out_dir), run_id=run_id,
+                                                    progress=progress))
+    with managed_servers(config, out_dir) as served:
+        return DatasetManifest.model_validate(flow_(config=served, out_dir=str(out_dir), run_id=run_id,
+                                                    progress=progress))
