@@ -83,6 +83,14 @@ BLUEPRINT_FORMAT = _format(WrittenBlueprint, "blueprint")
 COMBINED_FORMAT = _format(CombinedInstruction, "combined_instruction")
 
 
+def blueprint_format(tools: list[str]) -> dict[str, Any]:
+    """The writer's ``response_format`` with action names limited to the domain's tools: a server with guided
+    decoding then cannot emit an unknown tool (small models otherwise put ids or prose there)."""
+    fmt = json.loads(json.dumps(BLUEPRINT_FORMAT))
+    fmt["json_schema"]["schema"]["$defs"]["WrittenAction"]["properties"]["name"]["enum"] = sorted(tools)
+    return fmt
+
+
 class ModelBlueprintParams(GeneratorParams):
     backend: str = Field(description="the run config backend that writes blueprints")
     temperature: float | None = Field(default=0.7, ge=0)
@@ -119,6 +127,7 @@ class ModelBlueprintGenerator(Generator):
         self.sampler = BlueprintGenerator(env, BlueprintParams(
             min_requests=params.min_requests, max_requests=params.max_requests, intents=params.intents))
         self.pool_lag = params.pool_lag
+        self.blueprint_format = blueprint_format([t.name for t in env.tools()])
         self.intent_for: dict[str, Intent] = {}
         for name in sorted(env.intents):
             self.intent_for.setdefault(env.intents[name].target_tool, env.intents[name])
@@ -158,7 +167,7 @@ class ModelBlueprintGenerator(Generator):
         def parse(text: str) -> Task:
             return self._to_task(text, persona, closing)
 
-        task, written = await self._validated(ctx, prompt, BLUEPRINT_FORMAT, parse)
+        task, written = await self._validated(ctx, prompt, self.blueprint_format, parse)
         return task, draft.user_id, written
 
     def context_for(self, draft: Draft, persona: Persona) -> dict[str, Any]:

@@ -192,7 +192,7 @@ completion tokens</td></tr>{% endfor %}
 {% endfor %}
 <h2>Sample rejections</h2>
 {% if not rejects %}<p>No rejected rows in this version.</p>{% endif %}
-{% for row in rejects %}<section class="dialogue"><h3>Rejected at {{ row.stage }}{% if row.fault %}
+{% for row in rejects %}<section class="dialogue rejected"><h3>Rejected at {{ row.stage }}{% if row.fault %}
 ({{ row.fault }}'s fault){% endif %}</h3><p>{{ row.reason }}</p>
 {% if not row.messages %}<p>No messages were produced.</p>{% endif %}{{ chat(row.messages or []) }}</section>
 {% endfor %}
