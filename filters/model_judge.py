@@ -89,7 +89,7 @@ class JudgeFilter(ModelFilter):
                 reply = await ctx.endpoints[p.backend].chat(prompt, None, params, ctx.usage[self.name],
                                                             retry_max_tokens=retry_budget(p))
             except TruncatedReply as err:
-                problem = f"the reply was {err}"
+                problem = f"the reply was cut off at {err.limit}"
                 continue
             text = reply.content or ""
             try:

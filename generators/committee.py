@@ -130,7 +130,7 @@ class Committee:
                 reply = await self.endpoints[spec.backend].chat(prompt, None, params, self.meters[k],
                                                                 retry_max_tokens=retry_budget(spec))
             except TruncatedReply as err:
-                problem = f"cut off ({err})"
+                problem = f"cut off at {err.limit}"
                 continue
             try:
                 return parse_structured(Review, reply.content or "")

@@ -250,7 +250,7 @@ class ModelBlueprintGenerator(Generator):
                                                                execution.diff))
             except TruncatedReply as err:  # cut off even with the larger budget: ask for a shorter one
                 self._count(ctx, "failed_truncated")
-                last = f"truncated: the writer's reply was {err}"
+                last = f"truncated: the writer's reply was cut off at {err.limit}"
                 messages = [*prompt, Message(role="assistant", content=err.partial.content or ""),
                             Message(role="user", content=f"Your reply was cut off ({err}). Write the whole "
                                                          "blueprint again, shorter.")]

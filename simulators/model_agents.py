@@ -95,7 +95,7 @@ class LLMUser:
         try:
             reply = await self.endpoint.chat(self._view(messages), None, self.params, self.meter)
         except TruncatedReply as err:
-            raise RolloutError(f"truncated: the user simulator's turn was cut off at {_limit(err)}",
+            raise RolloutError(f"truncated: the user simulator's turn was cut off at {err.limit}",
                                fault="user", partial=Message(role="user", content=err.partial.content)) from None
         # A small model echoes the reminder it was given: it is an instruction, never part of the stored turn.
         return Message(role="user", content=_REMINDER_ECHO.sub("", reply.content or "").strip())
@@ -113,7 +113,7 @@ class LLMAssistant:
         try:
             reply = await self.endpoint.chat(messages, wire_tools, self.params, self.meter)
         except TruncatedReply as err:  # a cut-off turn is never accepted: half a sentence, or half a tool call
-            raise RolloutError(f"truncated: the assistant's turn was cut off at {_limit(err)}", fault="assistant",
+            raise RolloutError(f"truncated: the assistant's turn was cut off at {err.limit}", fault="assistant",
                                partial=err.partial) from None
         return Message(role="assistant", content=reply.content, tool_calls=reply.tool_calls,
                        reasoning_content=reply.reasoning_content)
@@ -150,7 +150,7 @@ class ModelToolSimulator:
         try:
             reply = await self.endpoint.chat(prompt, None, chat_params(self.role, response_format=fmt), self.meter)
         except TruncatedReply as err:
-            return f"{TOOL_SIMULATOR_ERROR} result was cut off at {_limit(err)}"
+            return f"{TOOL_SIMULATOR_ERROR} result was cut off at {err.limit}"
         return _checked(reply.content or "", schema)
 
 
@@ -161,8 +161,3 @@ def _checked(text: str, schema: dict[str, Any]) -> str:
     except (ValueError, fastjsonschema.JsonSchemaException) as err:
         return f"{TOOL_SIMULATOR_ERROR} result does not match the result schema ({str(err)[:160]})"
     return canonical_json(value)
-
-
-def _limit(err: TruncatedReply) -> str:
-    return f"max_tokens={err.max_tokens} (finish_reason 'length')" if err.max_tokens else \
-        "the context length (finish_reason 'length')"

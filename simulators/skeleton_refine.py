@@ -234,7 +234,7 @@ async def _fill(task: Task, plan: Plan, slots: list[Slot], refiner: Refiner) -> 
         reply = await refiner.endpoint.chat(prompt, None, chat_params(role, response_format=fmt), refiner.meter,
                                             retry_max_tokens=budget)
     except TruncatedReply as err:
-        raise RolloutError(f"truncated: the refiner's reply was {err}", fault=REFINER) from None
+        raise RolloutError(f"truncated: the refiner's reply was cut off at {err.limit}", fault=REFINER) from None
     text = reply.content or ""
     try:
         data = _validate_fills(json.loads(json_object(text)))

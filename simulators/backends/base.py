@@ -62,8 +62,8 @@ class TruncatedReply(BackendError):
     """
 
     def __init__(self, max_tokens: int | None, message: Message) -> None:
-        limit = f"max_tokens={max_tokens}" if max_tokens else "the context length"
-        super().__init__(f"reply cut off at {limit} (finish_reason 'length')")
+        self.limit = f"{f'max_tokens={max_tokens}' if max_tokens else 'the context length'} (finish_reason 'length')"
+        super().__init__(f"reply cut off at {self.limit}")
         self.max_tokens = max_tokens
         self.partial = message
 
