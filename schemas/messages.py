@@ -59,6 +59,9 @@ class ToolCall(BaseModel):
 
 
 class Message(BaseModel):
+    """One chat message. ``name`` on a tool message is the function it answers (Hermes-style templates need it);
+    ``reasoning_content`` is an assistant turn's reasoning as vLLM's reasoning parsers return it."""
+
     role: Literal["system", "user", "assistant", "tool"]
     content: str | None = None
     tool_calls: list[ToolCall] | None = None
