@@ -24,7 +24,7 @@ RUBRIC = """Score the assistant in this dialogue from 1 (unusable) to 5 (exempla
 - realism: the user and assistant sound like real people; no repetition, no leaked instructions."""
 
 VERDICT_SCHEMA = {"type": "object", "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 5},
-                                                   "rationale": {"type": "string"}},
+                                                   "rationale": {"type": "string", "maxLength": 400}},
                   "required": ["score", "rationale"]}
 
 

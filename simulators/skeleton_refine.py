@@ -55,6 +55,19 @@ FILLS_SCHEMA: dict[str, Any] = {
     "required": ["fills"], "additionalProperties": False,
 }
 _validate_fills = fastjsonschema.compile(FILLS_SCHEMA)
+FILL_CHARS = 600  # a turn, not an essay
+
+
+def fills_schema(slots: list[Slot]) -> dict[str, Any]:
+    """The reply asked for: exactly one fill per slot, of bounded length. A server with guided decoding then
+    ends the JSON when the slots are filled (small models otherwise add fills, or one endless text, until
+    ``max_tokens`` cuts them off); the reply is still checked against ``FILLS_SCHEMA`` and the slots."""
+    item = {"type": "object", "properties": {"slot": {"type": "integer", "enum": [s.number for s in slots]},
+                                             "text": {"type": "string", "minLength": 1, "maxLength": FILL_CHARS}},
+            "required": ["slot", "text"], "additionalProperties": False}
+    return {"type": "object", "properties": {"fills": {"type": "array", "items": item, "minItems": len(slots),
+                                                       "maxItems": len(slots)}},
+            "required": ["fills"], "additionalProperties": False}
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _TOKEN = re.compile(r"[#$]?\w(?:[\w.,/-]*\w)?")
@@ -226,7 +239,7 @@ def _render(task: Task, plan: Plan, slots: list[Slot]) -> str:
 
 async def _fill(task: Task, plan: Plan, slots: list[Slot], refiner: Refiner) -> dict[int, str]:
     prompt = [Message(role="system", content=SYSTEM), Message(role="user", content=_render(task, plan, slots))]
-    fmt = {"type": "json_schema", "json_schema": {"name": "dialogue_fills", "schema": FILLS_SCHEMA}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "dialogue_fills", "schema": fills_schema(slots)}}
     role = refiner.role
     budget = role.retry_max_tokens if role.retry_max_tokens is not None else \
         (2 * role.max_tokens if role.max_tokens else None)
