@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -123,13 +124,21 @@ def generate(config: RunConfig, out_dir: str, run_id: str, progress: bool = Fals
         store.clear_staging(run_id)
         print(f"run {run_id} was already committed as version {done.version}; nothing to redo")
         return done.model_dump()
+    with managed_servers(config, out_dir) as config:
+        return _generate(config, out_dir, run_id, progress, origin)
+
+
+@contextmanager
+def managed_servers(config: RunConfig, out_dir: str | Path) -> Iterator[RunConfig]:
+    """Start the ``kind: vllm`` servers the run uses (those not started yet), yield the config pointing at them,
+    and stop them on the way out, whatever happens."""
     with ExitStack() as servers:
         for name, backend in config.backends.items():
-            if backend.kind == "vllm" and name in config.model_users().values():
+            if backend.kind == "vllm" and not backend.base_url and name in config.model_users().values():
                 url = servers.enter_context(managed_vllm(name, backend, Path(out_dir) / "_logs"))
                 config = config.model_copy(update={"backends": {
                     **config.backends, name: backend.model_copy(update={"base_url": url})}})
-        return _generate(config, out_dir, run_id, progress, origin)
+        yield config
 
 
 def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool, origin: RunOrigin | None) -> dict:
@@ -198,10 +207,18 @@ def run_generate(config: RunConfig, out_dir: str | Path, run_id: str, progress: 
 
     Against the Prefect API that ``PREFECT_API_URL`` names, or else a local
     server of this run's own, stopped with it (``pipelines.prefect_server``).
+
+    Managed vLLM servers are started here, before the flow: a server that will not start is one
+    ``BackendError`` line for the caller, not a failed flow run with Prefect's traceback, and nothing
+    has been staged or committed. (A scheduled run, which enters the flow directly, starts them inside it.)
     """
     from pipelines.prefect_server import prefect_api
 
     flow_ = generate.with_options(task_runner=task_runner_for(config))
-    with prefect_api(out_dir):
-        return DatasetManifest.model_validate(flow_(config=config, out_dir=str(out_dir), run_id=run_id,
+    if committed(DatasetStore(out_dir), run_id) is not None:  # nothing to run: no server to start
+        with prefect_api(out_dir):
+            return DatasetManifest.model_validate(flow_(config=config, out_dir=str(out_dir), run_id=run_id,
+                                                        progress=progress, origin=origin))
+    with managed_servers(config, out_dir) as served, prefect_api(out_dir):
+        return DatasetManifest.model_validate(flow_(config=served, out_dir=str(out_dir), run_id=run_id,
                                                     progress=progress, origin=origin))

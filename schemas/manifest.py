@@ -48,6 +48,9 @@ class DatasetManifest(BaseModel):
         default_factory=dict,
         description="rows rejected per step in pipeline order (synthesis, simulation, each filter as configured, "
         "dedup.exact, dedup.near, dedup.semantic), zeros included")
+    faults: dict[str, int] = Field(
+        default_factory=dict, description="rows rejected per fault: who failed (assistant, user, tool, judge, "
+        "backend, synthesis, plugin)")
     synthesis: dict[str, dict[str, int]] = Field(
         default_factory=dict, description="per generator, what its own stages did: a model blueprint's contexts, "
         "rounds written and regenerated, failures per rule, committee passes and failures, drops, recombinations")
