@@ -17,13 +17,14 @@ if TYPE_CHECKING:
     from pipelines.export import ExportSummary
 
 _ABOUT = {
-    "sft": "whole accepted dialogues: `messages` (OpenAI chat format, tool-call `arguments` as objects) and the "
-           "`tools` offered (OpenAI function schemas), the conversational format TRL's `SFTTrainer` reads",
+    "sft": "accepted dialogues up to their last assistant turn: `messages` (OpenAI chat format, role-exact, tool-call "
+           "`arguments` as objects) and the `tools` offered (OpenAI function schemas in declared order), the "
+           "conversational format TRL's `SFTTrainer` reads",
     "rl": "accepted tasks as RL prompts: `prompt` (messages up to the first assistant turn), `tools`, `domain`, "
           "`env_seed`, the simulated user's `scenario`, and a `reward_spec` (gold actions, expected final-state "
           "hash, expected outputs; for KG questions the answer and its aliases)",
-    "rejects": "rejected rows with the `stage` and `reason` that rejected them, the dialogue if there was one, "
-               "the `task` and all `verdicts`",
+    "rejects": "rejected rows with the `stage` and `reason` that rejected them, the dialogue if there was one (up to "
+               "its last assistant turn; the turns after it in `trailing`), the `task` and all `verdicts`",
     "sharegpt": "accepted dialogues in ShareGPT form as LLaMA-Factory reads it (`conversations` of human / gpt / "
                 "function_call / observation turns, `system`, `tools` as a JSON string)",
 }
@@ -102,7 +103,8 @@ def funnel(summary: ExportSummary) -> str:
         for stage, n in m.stages.items():
             stages[stage] = stages.get(stage, 0) + n
     filters = [f.get("name") for f in summary.manifest.config.get("filters", []) if isinstance(f, dict)]
-    order = [s for s in [*_STAGES_FIRST, *filters, "dedup"] if s in stages]
+    beside = [x for f in filters for x in (f, f"{f}_error")]  # a judge that gave no verdict, beside its verdicts
+    order = [s for s in [*_STAGES_FIRST, *beside, "dedup"] if s in stages]
     order += sorted(s for s in stages if s not in order)
     rows, left = [["tasks generated", tasks, ""]], tasks
     for stage in order:
@@ -110,6 +112,22 @@ def funnel(summary: ExportSummary) -> str:
         rows.append([f"rejected at `{stage}`", stages[stage], left])
     rows.append(["**accepted**", sum(m.accepted for m in manifests), ""])
     return _table(["step", "rows", "remaining"], rows)
+
+
+def faults(summary: ExportSummary) -> str:
+    """Who failed, summed over the versions: the rejections attributed to each party."""
+    from pipelines.funnel import FAULT_NAMES, fault_summary
+
+    totals: Counter[str] = Counter()
+    for m in summary.manifests:
+        totals.update(m.faults)
+    if not totals:
+        return ""
+    total = sum(totals.values())
+    rows = [[FAULT_NAMES.get(f, f).removesuffix("'s").removesuffix("'"), f"`{f}`", n, f"{100 * n / total:.0f}%"]
+            for f, n in totals.most_common()]
+    return ("\n\nWho failed (the row column `fault`): " + fault_summary(totals) + ".\n\n"
+            + _table(["failed", "fault", "rejected rows", "share"], rows))
 
 
 def synthesis(summary: ExportSummary) -> str:
@@ -159,12 +177,63 @@ def diversity(summary: ExportSummary) -> str:
     return "\n\n".join(parts)
 
 
+def kg_section(summary: ExportSummary) -> list[str]:
+    """KG question difficulty (hops needed, clues, no-tool solve rate), when the versions made KG questions."""
+    from pipelines.kg_difficulty import difficulty, markdown
+
+    d = difficulty(summary.manifests)
+    return [] if d is None else ["## KG question difficulty\n\nSummed over the versions listed under Lineage.\n\n"
+                                 + markdown(d)]
+
+
 def lineage(summary: ExportSummary) -> str:
     return _table(
         ["version", "parent", "run_id", "created_at", "tasks", "accepted", "rejected", "config_hash", "code_version",
          "seed"],
         [[m.version, "" if m.parent_version is None else m.parent_version, m.run_id, m.created_at, m.tasks, m.accepted,
           m.rejected, f"`{m.config_hash}`", f"`{m.code_version}`", m.seed] for m in summary.manifests])
+
+
+# What each config was checked against in this version of trajforge, besides the --chat-template checks of the export.
+TRAINERS = {
+    "sft": "TRL `SFTTrainer` (trl 1.16, `assistant_only_loss` with a `{% generation %}` template) runs optimizer steps "
+           "on it in trajforge's tests",
+    "sharegpt": "LLaMA-Factory 0.9.5's own ShareGPT converter (`llamafactory/data/converter.py`) and function-call "
+                "parser accept every row in trajforge's tests, loaded with `datasets==4.0.0`",
+}
+
+
+def verification(summary: ExportSummary) -> str:
+    """Which chat templates every row was rendered through, at export, and which trainers read each config."""
+    lines = []
+    if summary.templates:
+        rows = []
+        for t in summary.templates:
+            notes = [n for n in (t["prefix_note"] and f"prefix check reported only: the template {t['prefix_note']}",
+                                 t["system_dropped"] and f"the template {t['system_note']}") if n]
+            rows.append([f"`{t['template']}`", t["source"] or "", t["license"] or "", t["rows"], t["rendered"],
+                         t["prefix_ok"], t["level"], "; ".join(notes)])
+        lines.append("Every `sft` row was rendered at export with transformers' chat-template renderer (what "
+                     "`apply_chat_template` calls) and checked: each system prompt, text, tool call, argument object, "
+                     "tool result and tool schema appears exactly once and in order, the rendered tool calls parse "
+                     "back to the row's calls, and the prompt before each assistant turn is a prefix of the whole "
+                     "render.\n\n" + _table(["template", "source", "license", "rows", "rendered", "prefix ok", "checked at",
+                                            "notes"], rows))
+    else:
+        lines.append("No chat template was checked at this export (`trajforge export --chat-template NAME` checks "
+                     "every row; `trajforge check-template FOLDER --chat-template NAME` checks this folder).")
+    if summary.dropped:
+        lines.append(f"{len(summary.dropped)} accepted rows were left out of every config because a template could "
+                     "not render them (`--drop-unrenderable`); the first: "
+                     + "; ".join(f"`{k}` ({v})" for k, v in list(summary.dropped.items())[:3]) + ".")
+    configs = [v for v in summary.options.configs() if summary.rows.get(v)]
+    lines.append("\n".join(f"- `{v}`: {TRAINERS[v]}." for v in configs if v in TRAINERS))
+    lines.append("`messages`, `prompt`, `tools` and `trailing` are JSON values (Arrow's JSON type): `datasets` >= 4.7 "
+                 "returns them as objects, role-exact (each message has only its role's keys); pyarrow, polars and "
+                 "pandas read JSON text. With `datasets` < 4.7 (LLaMA-Factory pins `<=4.0`) use the `sharegpt` config, "
+                 "which has no JSON column. Dialogues end on the assistant's last turn: the simulated user's closing "
+                 "line is trimmed, not answered.")
+    return "\n\n".join(line for line in lines if line)
 
 
 def render_card(summary: ExportSummary) -> str:
@@ -197,14 +266,17 @@ def render_card(summary: ExportSummary) -> str:
         f"near-duplicate cluster, where rows have one), so no task and no near-duplicate cluster is in both; "
         f"test ratio {o.test_ratio}.\n\n" + _table(["config", "split", "rows", "files"], split_rows),
         "## Configs\n\n" + "\n".join(f"- `{v}`: {_ABOUT[v]}." for v in configs),
-        "## How to load\n\n```python\nfrom datasets import load_dataset\n\n" + load + "\n```\n\n"
-        "Tool-call `arguments` and `tools` are JSON objects (the `Json` feature), as chat templates expect: "
+        "## How to load\n\n```python\nfrom datasets import load_dataset  # datasets>=4.7 for sft, rl, rejects\n\n"
+        + load + "\n```\n\n"
+        "Messages, tool-call `arguments` and `tools` are JSON objects (the `Json` feature), as chat templates expect: "
         "`tokenizer.apply_chat_template(row[\"messages\"], tools=row[\"tools\"])`.",
+        "## Verified against\n\n" + verification(summary),
         "## Contents\n\n" + _counts(summary.by_domain, "domain") + "\n\n" + _counts(summary.by_kind, "kind")
         + "\n\n" + _counts(summary.by_turns, "user turns"),
         diversity(summary),
         "## Filter funnel\n\nSummed over the versions listed under Lineage.\n\n" + funnel(summary)
-        + synthesis(summary),
+        + faults(summary) + synthesis(summary),
+        *kg_section(summary),
         "## Generation\n\nModels used:\n\n" + "\n".join(f"- {x}" for x in models_used(m.config))
         + f"\n\nRun config of version {summary.version} (config hash `{m.config_hash}`):\n\n```yaml\n"
         + config_yaml + "\n```",

@@ -2,7 +2,11 @@
 
 Messages are stored as nested structs (OpenAI chat format) so polars, DuckDB
 and ``datasets`` read them natively; tools, task and verdicts are JSON strings
-because tool parameter schemas are arbitrary JSON.
+because tool parameter schemas are arbitrary JSON. The struct is the union of
+every role's keys (a store that earlier versions appended to keeps its schema;
+a new field such as ``reasoning_content`` is merged in); exports and
+:func:`row_messages` give each role only its own keys. Tools are stored in the
+order their schemas were declared: what a model is shown at inference.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from schemas import (
     Task,
     Tool,
     Trajectory,
+    Usage,
     UserAction,
     Verdict,
     canonical_json,
     content_hash,
+    ordered_json,
     total_usage,
 )
 
@@ -33,6 +39,7 @@ MESSAGE = pa.struct([
     ("tool_calls", pa.list_(_TOOL_CALL)),
     ("tool_call_id", pa.string()),
     ("name", pa.string()),
+    ("reasoning_content", pa.string()),  # assistant turns of reasoning models; null elsewhere
 ])
 USAGE = pa.struct([("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()), ("requests", pa.int64()),
                    ("latency_s", pa.float64())])
@@ -62,6 +69,7 @@ ROW_SCHEMA = pa.schema([
     ("shard", pa.int32()),
     ("index", pa.int64()),
     ("cluster_id", pa.string()),  # set at commit: the id of the row's dedup cluster representative (own id if alone)
+    ("fault", pa.string()),  # a rejected row: who failed (schemas.FAULTS); null when accepted and in older versions
     # Dual control: the user's own tools (JSON, like ``tools``) and what the user did with them (JSON list of
     # ``UserAction``: the call, its result, and ``at``, the index in ``messages`` of the user turn that followed).
     # Not messages: the assistant never sees them, so ``messages`` stay a chat every template renders.
@@ -76,14 +84,19 @@ ROW_SCHEMA = pa.schema([
 ACCEPTED, REJECTED = "accepted", "rejected"
 
 
-def _message(m: Message) -> dict[str, Any]:
-    return {
+def stored_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages as stored, field for field, so that a stored row re-verifies to the same trajectory id.
+
+    A tool message's ``name`` is filled at export from the call it answers (rows of every version alike).
+    """
+    return [{
         "role": m.role,
         "content": m.content,
         "tool_calls": [c.model_dump() for c in m.tool_calls] if m.tool_calls else None,
         "tool_call_id": m.tool_call_id,
         "name": m.name,
-    }
+        "reasoning_content": m.reasoning_content,
+    } for m in messages]
 
 
 def trajectory_row(
@@ -99,26 +112,38 @@ def trajectory_row(
         "kind": task.kind,
         "domain": task.domain,
         "generator": task.generator,
-        "messages": [_message(m) for m in trajectory.messages],
-        "tools": canonical_json([t.model_dump() for t in trajectory.tools]),
+        "messages": stored_messages(trajectory.messages),
+        "tools": ordered_json([t.model_dump() for t in trajectory.tools]),
         "task": task.model_dump_json(),
-        "verdicts": canonical_json([v.model_dump() for v in trajectory.verdicts]),
+        "verdicts": canonical_json([v.model_dump(exclude_none=True) for v in trajectory.verdicts]),
         "num_turns": sum(m.role == "user" for m in trajectory.messages),
         "num_tool_calls": sum(len(m.tool_calls or []) for m in trajectory.messages),
         "final_state_hash": trajectory.final_state_hash,
         "dedup_hash": dedup_hash,
         "usage": total_usage(trajectory.usage).model_dump(include={f.name for f in USAGE}),
         **_lineage(lineage, shard, index),
-        "user_tools": canonical_json([t.model_dump() for t in trajectory.user_tools]) if trajectory.user_tools else None,
-        "user_actions": canonical_json([a.model_dump() for a in trajectory.user_actions])
-        if trajectory.user_actions else None,
+        "fault": (failure.fault or "assistant") if failure else None,
+        **_user_side(trajectory.user_tools, trajectory.user_actions),
     }
 
 
+def _user_side(tools: list[Tool], actions: list[UserAction]) -> dict[str, Any]:
+    """Dual control: the user's own tools (declared order kept, like ``tools``) and what the user did with them."""
+    return {"user_tools": ordered_json([t.model_dump() for t in tools]) if tools else None,
+            "user_actions": canonical_json([a.model_dump() for a in actions]) if actions else None}
+
+
 def rejected_row(
-    stage: str, reason: str, lineage: Lineage, shard: int, index: int, task: Task | None = None, domain: str = ""
+    stage: str, reason: str, lineage: Lineage, shard: int, index: int, task: Task | None = None, domain: str = "",
+    fault: str = "synthesis", messages: list[Message] | None = None, tools: list[Tool] | None = None,
+    usage: Usage | None = None, user_tools: list[Tool] | None = None, user_actions: list[UserAction] | None = None,
 ) -> dict[str, Any]:
-    """A task that never became a trajectory; its id is stable for the same run config and index."""
+    """A task that never became a whole trajectory, with its evidence: the messages produced up to the failure
+    (a dialogue cut short, or a blueprint writer's conversation) and the task, so the row says why.
+
+    Its id is stable for the same run config and index.
+    """
+    messages = messages or []
     return {
         "id": content_hash({"config": lineage.config_hash, "index": index, "stage": stage}),
         "task_id": task.id if task else None,
@@ -128,16 +153,18 @@ def rejected_row(
         "kind": task.kind if task else None,
         "domain": task.domain if task else domain,
         "generator": task.generator if task else None,
-        "messages": [],
-        "tools": "[]",
+        "messages": stored_messages(messages),
+        "tools": ordered_json([t.model_dump() for t in tools or []]),
         "task": task.model_dump_json() if task else None,
-        "verdicts": canonical_json([Verdict(stage=stage, passed=False, reason=reason).model_dump()]),
-        "num_turns": 0,
-        "num_tool_calls": 0,
+        "verdicts": canonical_json([Verdict(stage=stage, passed=False, reason=reason, fault=fault).model_dump()]),
+        "num_turns": sum(m.role == "user" for m in messages),
+        "num_tool_calls": sum(len(m.tool_calls or []) for m in messages),
         "final_state_hash": None,
         "dedup_hash": None,
-        "usage": None,
+        "usage": usage.model_dump(include={f.name for f in USAGE}) if usage else None,
         **_lineage(lineage, shard, index),
+        "fault": fault,
+        **_user_side(user_tools or [], user_actions or []),
     }
 
 

@@ -19,11 +19,11 @@ from schemas.config import (
     parse_config,
 )
 from schemas.diversity import DiversityFigures
-from schemas.hashing import canonical_json, content_hash
-from schemas.manifest import DatasetManifest
+from schemas.hashing import canonical_json, content_hash, ordered_json
+from schemas.manifest import DatasetManifest, RunOrigin
 from schemas.messages import Action, FunctionCall, FunctionSpec, Message, Tool, ToolCall
 from schemas.task import Request, Task, UserScenario
-from schemas.trajectory import Lineage, Trajectory, Usage, UserAction, Verdict, total_usage
+from schemas.trajectory import FAULTS, Lineage, Trajectory, Usage, UserAction, Verdict, total_usage
 
 __all__ = [
     "Action",
@@ -35,6 +35,7 @@ __all__ = [
     "DedupConfig",
     "DiversityFigures",
     "DomainConfig",
+    "FAULTS",
     "FunctionCall",
     "FunctionSpec",
     "GeneratorSpec",
@@ -44,6 +45,7 @@ __all__ = [
     "Request",
     "RoleConfig",
     "RunConfig",
+    "RunOrigin",
     "RunnerConfig",
     "SimulationConfig",
     "StepSpec",
@@ -57,6 +59,7 @@ __all__ = [
     "UserScenario",
     "Verdict",
     "canonical_json",
+    "ordered_json",
     "content_hash",
     "load_config",
     "parse_config",

@@ -21,8 +21,13 @@ from schemas import DatasetManifest, parse_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
-PLOTS = ["Filter funnel: rows left after each step", "Rejections by reason", "Turns per dialogue (user turns, accepted)",
-         "Tool usage (calls in accepted dialogues)", "Message lengths (accepted dialogues)"]
+PLOTS = ["Filter funnel: rows left after each step", "Rejections by reason", "Rejections by who failed (fault)",
+         "Turns per dialogue (user turns, accepted)",
+         "Tool usage (calls in accepted dialogues)", "Message lengths (accepted dialogues)",
+         # the version's diversity and difficulty (a store run: no device actions, one domain, no judge)
+         "Tool chains: the 10 most frequent (dialogues)", "User turns: the 10 most frequent (dialogues containing it)",
+         "Tool calls per dialogue", "Writes per dialogue (both sides)",
+         "Difficulty (writes+1 x withheld+1 x dependencies+1)", "Intents (requests)", "Personas (dialogues)"]
 
 
 def _config(seed: int, num_tasks: int = 40):
@@ -226,6 +231,7 @@ def test_report_renders_in_headless_chromium(dataset, tmp_path):
     assert dom.scripts == 0 and dom.remote == []
     assert {"user", "assistant", "tool", "system"} <= set(dom.bubbles)
     assert done.stdout.count('class="dialogue"') == 3 and 'class="tool-call"' in done.stdout
+    assert done.stdout.count('class="dialogue rejected"') == 3  # the first rejections, with what they kept
 
     shot = tmp_path / "report.png"
     done = subprocess.run([*args, "--window-size=1200,2000", f"--screenshot={shot}", page.as_uri()],
