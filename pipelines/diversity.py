@@ -85,6 +85,7 @@ class DistinctCounter:
             pending, self.exact = self.exact, None
             self.registers = np.zeros(1 << self.P, dtype=np.uint8)
             hashes = pending
+        hashes = _mix(hashes)
         index = (hashes >> np.uint64(64 - self.P)).astype(np.int64)
         rest = (hashes << np.uint64(self.P)) | np.uint64(1 << (self.P - 1))  # a sentinel bit bounds the rank
         rank = (64 - np.floor(np.log2(rest.astype(np.float64))).astype(np.int64)).astype(np.uint8)
@@ -103,6 +104,17 @@ class DistinctCounter:
         if estimate <= 2.5 * m and zeros:
             estimate = m * math.log(m / zeros)
         return int(round(estimate))
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: spreads any input over all 64 bits, which the sketch's register split relies on."""
+    h = h.astype(np.uint64, copy=True)
+    h ^= h >> np.uint64(30)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return h
 
 
 class FrequentNames:

@@ -48,11 +48,15 @@ def _parse(template: str) -> tuple:
                     out.append("".join(buf))
                     buf = []
                 if c == "<":
-                    end = template.index(">", i)
+                    end = template.find(">", i)
+                    if end < 0:
+                        raise ValueError(f"unbalanced template: {template!r}")
                     out.append(("slot", template[i + 1:end]))
                     i = end + 1
                 elif c == "[":
                     inner, i = seq(i + 1, "]")
+                    if i >= len(template):
+                        raise ValueError(f"unbalanced template: {template!r}")
                     out.append(("opt", inner))
                     i += 1
                 else:
@@ -61,6 +65,8 @@ def _parse(template: str) -> tuple:
                     while True:
                         inner, i = seq(i, "|}")
                         options.append(inner)
+                        if i >= len(template):
+                            raise ValueError(f"unbalanced template: {template!r}")
                         if template[i] == "}":
                             i += 1
                             break

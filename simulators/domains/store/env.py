@@ -53,7 +53,7 @@ class StoreEnv(Environment):
 
     def ask_identity(self, rng: random.Random) -> str:
         return pick(rng, "{I'd be glad to help|Happy to help with that|I can help with that|Sure, I can help}. "
-                    "{First|Before anything else}, I need to {verify your identity|confirm who you are}: could you "
+                    "{First|Before we start}, I need to {verify your identity|confirm who you are}: could you "
                     "{give me|share} your email, or your full name and zip code?",
                     "{Happy to help|Of course}. To {confirm who you are|verify your identity}, please share your "
                     "email, or your name and zip code.",

@@ -77,7 +77,7 @@ class TelecomEnv(Environment):
                         bindings={"customer_id": [user_id]})
 
     def ask_identity(self, rng: random.Random) -> str:
-        return pick(rng, "{I can help with that|Happy to help|Let's get that sorted}. {First|Before anything else}, I "
+        return pick(rng, "{I can help with that|Happy to help|Let's get that sorted}. {First|Before we start}, I "
                     "need to {verify your identity|confirm who you are}: what's the phone number on the account, or "
                     "your full name and date of birth?",
                     "{Sorry to hear that|That sounds annoying}. To {verify your identity|confirm who you are}, could "
