@@ -7,7 +7,6 @@ on row keys (run, task index) rather than assumed, so it stays right if rows are
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -52,17 +51,20 @@ def _rows(store: DatasetStore, version: int) -> pl.DataFrame:
     return pl.scan_delta(str(store.root), version=version).select(*ROW_KEY, "status", "stage", "reason").collect()
 
 
-def reason_counts(frame: pl.DataFrame) -> dict[str, int]:
-    """Rejected rows of ``frame`` per generic reason (``reason_key``), most frequent first.
-
-    The key is computed once per distinct (stage, reason), not per row.
-    """
-    pairs = (frame.filter(pl.col("status") == REJECTED).group_by("stage", "reason").len()
-             .select("stage", "reason", "len").rows())
-    counts: Counter[str] = Counter()
+def reason_groups(rows: pl.DataFrame | pl.LazyFrame) -> dict[str, tuple[int, list[tuple[str, str]]]]:
+    """Rejected rows per generic reason (``reason_key``), most frequent first, with the (stage, reason) pairs
+    each key stands for. The key is computed once per distinct pair, not per row."""
+    pairs = rows.lazy().filter(pl.col("status") == REJECTED).group_by("stage", "reason").len().collect().rows()
+    groups: dict[str, tuple[int, list[tuple[str, str]]]] = {}
     for stage, reason, n in pairs:
-        counts[reason_key(stage or "", reason or "")] += n
-    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        key = reason_key(stage or "", reason or "")
+        count, members = groups.get(key, (0, []))
+        groups[key] = (count + n, [*members, (stage, reason)])
+    return dict(sorted(groups.items(), key=lambda kv: (-kv[1][0], kv[0])))
+
+
+def reason_counts(rows: pl.DataFrame | pl.LazyFrame) -> dict[str, int]:
+    return {key: n for key, (n, _) in reason_groups(rows).items()}
 
 
 def diff_versions(store: DatasetStore, a: int, b: int) -> VersionDiff:

@@ -90,7 +90,8 @@ def create_app(root: str | Path, version: int | None = None, allow_hosts: tuple[
             versions = dataset.versions()
         except ViewError:
             versions = []
-        return HTMLResponse(env.get_template("error.html").render(versions=versions, message=message, status=status),
+        return HTMLResponse(env.get_template("error.html").render(versions=versions, message=message, status=status,
+                                                                    current=None),
                             status_code=status)
 
     def guarded(handler):

@@ -5,7 +5,7 @@ Every page asks the Delta table for what it shows and nothing more: polars'
 with the filters pushed into the Parquet reader and only the listed columns
 read, so a list page decodes a dozen small columns and a row page the row
 groups whose statistics can hold that row. Free-text search has to read the
-messages; it streams them. "Tool used" reads only the tool-name leaf of the
+messages; it reads them one row group at a time. "Tool used" reads only the tool-name leaf of the
 nested messages (pyarrow can project a leaf of a list of structs; polars
 reads the whole column). Polars rather than DuckDB: it is already a
 dependency, reads Delta natively at any version, and DuckDB's Delta reader is
@@ -18,7 +18,6 @@ its reason keys) is cached per version; rows are never cached.
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
@@ -33,8 +32,8 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
 from pipelines.rows import ACCEPTED, REJECTED
-from pipelines.store import DatasetStore, StoreError, reason_key
-from pipelines.versioning import ROW_KEY, VersionDiff, diff_versions
+from pipelines.store import DatasetStore, StoreError
+from pipelines.versioning import ROW_KEY, VersionDiff, diff_versions, reason_groups
 from schemas import DatasetManifest
 
 PAGE_SIZE = 50
@@ -42,6 +41,7 @@ LIST_COLUMNS = ["id", "task_id", "status", "stage", "reason", "domain", "kind", 
                 "num_tool_calls", "run_id", "index", "cluster_id"]
 FAULT = "fault"  # who failed (assistant, user, tool, judge, ...): a column of rows written since it exists
 FACETS = ("stage", "domain", "kind", "generator", FAULT)
+CACHED_VERSIONS = 8  # versions whose filter options are kept (a long tail of reasons can be large)
 TOOL_NAME_LEAF = ("messages", "tool_calls", "function", "name")  # the path, without Parquet's list levels
 SNIPPET = 160
 
@@ -221,19 +221,14 @@ class Dataset:
         scan = self.scan(version)
         distinct = scan.select(pl.col(c).drop_nulls().unique().sort().implode() for c in present).collect()
         values = {c: [str(v) for v in distinct[c][0]] for c in present}
-        pairs = (scan.filter(pl.col("status") == REJECTED).group_by("stage", "reason").len()
-                 .collect().rows())
-        counts: Counter[str] = Counter()
-        reason_pairs: dict[str, list[tuple[str, str]]] = {}
-        for stage, reason, n in pairs:
-            key = reason_key(stage or "", reason or "")
-            counts[key] += n
-            reason_pairs.setdefault(key, []).append((stage, reason))
-        tools = sorted(self._tool_names(version))
-        facets = Facets(values=values, reasons=dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
-                        reason_pairs=reason_pairs, tools=tools, has_fault=FAULT in names)
+        groups = reason_groups(scan)
+        facets = Facets(values=values, reasons={k: n for k, (n, _) in groups.items()},
+                        reason_pairs={k: pairs for k, (_, pairs) in groups.items()},
+                        tools=sorted(self._tool_names(version)), has_fault=FAULT in names)
         with self._lock:
             self._facets[version] = facets
+            while len(self._facets) > CACHED_VERSIONS:
+                self._facets.pop(next(iter(self._facets)))
         return facets
 
     # -- tool names: read from the one leaf of the nested messages -----------------------------------------
@@ -285,7 +280,7 @@ class Dataset:
         if f.fault is not None:
             if FAULT not in self.columns(version):
                 raise BadRequest(f"fault: version {version} has no fault column")
-            where.append(pl.col(FAULT) == f.fault)
+            where.append(pl.col(FAULT) == f.fault)  # files written before the column lack it: scan_delta fills in nulls
         if f.reason is not None:
             pairs = self.facets(version).reason_pairs.get(f.reason, [])
             by_stage: dict[str, list[str]] = {}
@@ -309,26 +304,32 @@ class Dataset:
         if f.tool is not None:
             scan = scan.join(self._rows_calling(version, f.tool).lazy(), on=ROW_KEY, how="semi")
         if f.q is not None:
-            scan = scan.join(self._search(version, f.q).lazy(), on=ROW_KEY, how="inner")
+            scan = scan.join(self._search(version, f.q, where).lazy(), on=ROW_KEY, how="inner")
         return scan
 
-    def _search(self, version: int, text: str) -> pl.DataFrame:
+    def _search(self, version: int, text: str, where: list[pl.Expr] = ()) -> pl.DataFrame:
         """Keys and a snippet of the rows whose dialogue mentions ``text``, one Parquet row group at a time.
 
         Row group by row group, because that is what bounds memory: polars' own
         engines (streaming included) hold a version's messages at once, which
         grows with the table. Snippets are new strings (``concat_str``), so
-        they do not keep a row group's decoded messages alive.
+        they do not keep a row group's decoded messages alive. The other
+        filters (``where``) are applied first where a file has their columns,
+        so a narrowed search decodes the messages of fewer rows; the caller
+        applies them all again, so a file without a column is still right.
         """
         parts = []
         for uri in self.table(version).file_uris():
             fs, path = pafs.FileSystem.from_uri(uri)
             with fs.open_input_file(path) as handle:
-                meta = pq.ParquetFile(handle).metadata
+                parquet = pq.ParquetFile(handle)
+                meta, names = parquet.metadata, set(parquet.schema_arrow.names)
+            narrow = [e for e in where if set(e.meta.root_names()) <= names]
             start = 0
             for i in range(meta.num_row_groups):
                 rows = meta.row_group(i).num_rows
-                parts.append(_mentions(pl.scan_parquet(uri).slice(start, rows), text).collect())
+                group = pl.scan_parquet(uri).slice(start, rows)
+                parts.append(_mentions(group.filter(pl.all_horizontal(narrow)) if narrow else group, text).collect())
                 start += rows
         return pl.concat(parts) if parts else pl.DataFrame(schema={"run_id": pl.String, "index": pl.Int64,
                                                                    "snippet": pl.String})
@@ -338,7 +339,8 @@ class Dataset:
         if number < 1:
             raise BadRequest(f"page: must be 1 or more, got {number}")
         runs = self.run_versions(version)
-        columns = LIST_COLUMNS + ([FAULT] if FAULT in self.columns(version) else [])
+        names = self.columns(version)
+        columns = [c for c in LIST_COLUMNS if c in names] + ([FAULT] if FAULT in names else [])
         base = self._filtered(version, f)
         shown = base.select(*columns, *(["snippet"] if f.q else []))
         ordered = (shown.with_columns(pl.col("run_id").replace_strict(runs, default=-1, return_dtype=pl.Int64)
