@@ -113,7 +113,7 @@ class Browser:
     def close(self) -> None:
         try:
             self.call("Browser.close")
-        except Exception:  # noqa: BLE001 (closing: the socket may already be gone)
+        except Exception:  # closing: the socket may already be gone
             pass
         try:
             self.ws.close()

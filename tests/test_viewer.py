@@ -451,3 +451,17 @@ def test_paging_in_chromium(dataset, tmp_path, browser):
     # the copies carry the same row ids (as a re-run of one config does): a diff by row key still counts them
     diff = diff_versions(DatasetStore(big), 0, 1)
     assert sum(diff.added.values()) == 1537 and sum(diff.added_reasons.values()) == diff.added["rejected"]
+
+
+def test_chat_folds_reasoning_when_messages_carry_it():
+    """``reasoning_content`` (a model's thinking, kept by model backends that return it) is folded, and escaped."""
+    from pipelines.pages import environment
+
+    chat = environment().from_string('{% from "chat.html" import dialogue %}{{ dialogue(messages, failure) }}')
+    messages = [{"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "Done.", "reasoning_content": f"think {EVIL}", "tool_calls": None},
+                {"role": "assistant", "content": "Bye."}]
+    page = chat.render(messages=messages, failure={"stage": "judge", "reason": "rude", "at": 1})
+    assert '<details class="reasoning"><summary>reasoning\n(' in page and f"think {html.escape(EVIL, quote=False)}" in page
+    assert page.count('<details class="reasoning">') == 1 and "<script" not in page
+    assert 'class="bubble failed assistant" id="m1"' in page and "1 more message(s) after the failure" in page
