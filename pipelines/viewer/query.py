@@ -5,7 +5,7 @@ Every page asks the Delta table for what it shows and nothing more: polars'
 with the filters pushed into the Parquet reader and only the listed columns
 read, so a list page decodes a dozen small columns and a row page the row
 groups whose statistics can hold that row. Free-text search has to read the
-messages; it reads them one row group at a time. "Tool used" reads only the tool-name leaf of the
+messages; it reads them a few row groups at a time. "Tool used" reads only the tool-name leaf of the
 nested messages (pyarrow can project a leaf of a list of structs; polars
 reads the whole column). Polars rather than DuckDB: it is already a
 dependency, reads Delta natively at any version, and DuckDB's Delta reader is
@@ -44,6 +44,7 @@ FACETS = ("stage", "domain", "kind", "generator", FAULT)
 CACHED_VERSIONS = 8  # versions whose filter options are kept (a long tail of reasons can be large)
 TOOL_NAME_LEAF = ("messages", "tool_calls", "function", "name")  # the path, without Parquet's list levels
 SNIPPET = 160
+SEARCH_GROUPS = 4  # row groups a search decodes at once: some parallelism, memory still bounded by a few groups
 
 
 class ViewError(ValueError):
@@ -308,9 +309,9 @@ class Dataset:
         return scan
 
     def _search(self, version: int, text: str, where: list[pl.Expr] = ()) -> pl.DataFrame:
-        """Keys and a snippet of the rows whose dialogue mentions ``text``, one Parquet row group at a time.
+        """Keys and a snippet of the rows whose dialogue mentions ``text``, a few Parquet row groups at a time.
 
-        Row group by row group, because that is what bounds memory: polars' own
+        A few row groups at a time, because that is what bounds memory: polars' own
         engines (streaming included) hold a version's messages at once, which
         grows with the table. Snippets are new strings (``concat_str``), so
         they do not keep a row group's decoded messages alive. The other
@@ -318,7 +319,7 @@ class Dataset:
         so a narrowed search decodes the messages of fewer rows; the caller
         applies them all again, so a file without a column is still right.
         """
-        parts = []
+        groups: list[pl.LazyFrame] = []
         for uri in self.table(version).file_uris():
             fs, path = pafs.FileSystem.from_uri(uri)
             with fs.open_input_file(path) as handle:
@@ -329,8 +330,11 @@ class Dataset:
             for i in range(meta.num_row_groups):
                 rows = meta.row_group(i).num_rows
                 group = pl.scan_parquet(uri).slice(start, rows)
-                parts.append(_mentions(group.filter(pl.all_horizontal(narrow)) if narrow else group, text).collect())
+                groups.append(_mentions(group.filter(pl.all_horizontal(narrow)) if narrow else group, text))
                 start += rows
+        parts: list[pl.DataFrame] = []
+        for first in range(0, len(groups), SEARCH_GROUPS):
+            parts += pl.collect_all(groups[first:first + SEARCH_GROUPS])
         return pl.concat(parts) if parts else pl.DataFrame(schema={"run_id": pl.String, "index": pl.Int64,
                                                                    "snippet": pl.String})
 
