@@ -131,7 +131,7 @@ def synthesis_charts(manifest: DatasetManifest) -> list[str]:
 
 
 def charts(data: ReportData) -> list[str]:
-    """The five plots, and one per generator that reports its own funnel, in page order."""
+    """The five plots, one per generator that reports its own funnel, and KG difficulty where there is one."""
     return [
         funnel_chart(data.manifest),
         reasons_chart(data.reasons),
@@ -140,7 +140,21 @@ def charts(data: ReportData) -> list[str]:
         bar_chart("Tool usage (calls in accepted dialogues)", list(data.tools.items()), empty="no tool calls"),
         bar_chart("Message lengths (accepted dialogues)", list(data.lengths.items()), empty="no messages"),
         *synthesis_charts(data.manifest),
+        *kg_charts(data.manifest),
     ]
+
+
+def kg_charts(manifest: DatasetManifest) -> list[str]:
+    """KG questions by hops needed and by clues, with the no-tool solve rate in the title where it was measured."""
+    from pipelines.kg_difficulty import chart_items, difficulty
+
+    d = difficulty([manifest])
+    if d is None:
+        return []
+    solved = ""
+    if d.solved_without_tools is not None and d.solved_without_tools[1]:
+        solved = f"; {100 * d.solved_without_tools[0] / d.solved_without_tools[1]:.1f}% answered without tools"
+    return [bar_chart(f"KG question difficulty ({d.questions} questions{solved})", chart_items(d))]
 
 
 SYNTHESIS_STEPS = ("blueprints", "generated", "regenerated", "passed_rules", "failed_committee", "passed_committee",

@@ -28,7 +28,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from pipelines.pages import environment, stylesheet
-from pipelines.report import funnel_chart, reasons_chart, synthesis_charts
+from pipelines.report import funnel_chart, kg_charts, reasons_chart, synthesis_charts
 from pipelines.svg_chart import bar_chart
 from pipelines.viewer.figures import change, figures, number, side_by_side
 from pipelines.viewer.query import STATUSES, BadRequest, Dataset, Filters, ViewError
@@ -115,7 +115,7 @@ def create_app(root: str | Path, version: int | None = None, allow_hosts: tuple[
         m = dataset.manifest(v)
         groups = figures(m)
         shown = {"totals", "funnel", "stages", "reasons", "synthesis"}
-        charts = [funnel_chart(m), reasons_chart(m.reasons), *synthesis_charts(m)]
+        charts = [funnel_chart(m), reasons_chart(m.reasons), *synthesis_charts(m), *kg_charts(m)]
         if m.similarity_histogram:
             charts.append(bar_chart("Similarity to the nearest earlier row (semantic dedup)",
                                     list(m.similarity_histogram.items())))
