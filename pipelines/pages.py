@@ -11,7 +11,9 @@ own templates passes its package; its templates are found first, then these.
 from __future__ import annotations
 
 import json
+import re
 from importlib.resources import files
+from typing import Any
 
 from jinja2 import ChoiceLoader, Environment, PackageLoader
 
@@ -24,6 +26,17 @@ def pretty_arguments(arguments: str | None) -> str:
         return arguments or ""
 
 
+MESSAGE_REF = re.compile(r"^message (\d+)\b")  # how verdicts name the message they fail on (0-based)
+
+
+def failure_of(row: dict[str, Any]) -> dict[str, Any] | None:
+    """What the chat marks on a rejected row: its stage and reason, and the message the reason names, if any."""
+    if row.get("status", "rejected") == "accepted" or not row.get("stage"):
+        return None
+    ref = MESSAGE_REF.match(row.get("reason") or "")
+    return {"stage": row["stage"], "reason": row.get("reason"), "at": int(ref.group(1)) if ref else None}
+
+
 def stylesheet() -> str:
     return (files("pipelines") / "html" / "style.css").read_text(encoding="utf-8")
 
@@ -33,5 +46,5 @@ def environment(*packages: str) -> Environment:
     ``pipelines/templates`` holds the chat templates of models, for exports)."""
     loader = ChoiceLoader([PackageLoader(p, "templates") for p in packages] + [PackageLoader("pipelines", "html")])
     env = Environment(loader=loader, autoescape=True, keep_trailing_newline=True)
-    env.globals["pretty"] = pretty_arguments
+    env.globals.update(pretty=pretty_arguments, failure_of=failure_of)
     return env

@@ -28,7 +28,7 @@ from schemas import DatasetManifest
 LENGTH_EDGES = (0, 50, 100, 200, 400, 800, 1600)
 TOP_REASONS = 15
 SAMPLES = 3
-COLUMNS = ["index", "status", "stage", "reason", "num_turns", "messages"]
+COLUMNS = ["index", "status", "stage", "reason", "num_turns", "messages", "fault"]
 
 
 class ReportError(ValueError):
@@ -47,6 +47,8 @@ class ReportData:
     lengths: dict[str, int]  # message length bin -> messages in accepted dialogues
     reasons: dict[str, int]  # generic rejection reason -> rejected rows
     samples: list[list[dict]] = field(default_factory=list)  # messages of the first accepted dialogues
+    faults: dict[str, int] = field(default_factory=dict)  # who failed -> rejected rows
+    rejects: list[dict] = field(default_factory=list)  # the first rejected rows: stage, reason, fault, messages
 
 
 def select_version(root: str | Path, version: int | None) -> DatasetManifest:
@@ -67,8 +69,11 @@ def select_version(root: str | Path, version: int | None) -> DatasetManifest:
 
 def run_rows(root: str | Path, manifest: DatasetManifest, columns: list[str] = COLUMNS) -> pl.DataFrame:
     """The rows the version's run added (the table is append-only; a run commits once), in task order."""
-    return (pl.scan_delta(str(root), version=manifest.version).filter(pl.col("run_id") == manifest.run_id)
-            .select(columns).sort("index").collect())
+    scan = pl.scan_delta(str(root), version=manifest.version)
+    present = scan.collect_schema().names()
+    # A column that versions written by older code lack (``fault``) reads as nulls.
+    chosen = [pl.col(c) if c in present else pl.lit(None, pl.String).alias(c) for c in columns]
+    return scan.filter(pl.col("run_id") == manifest.run_id).select(chosen).sort("index").collect()
 
 
 def _length_bin(n: int) -> str:
@@ -105,7 +110,9 @@ def collect(root: str | Path, version: int | None = None, samples: int = SAMPLES
         funnel=funnel_left(manifest),
         lengths={b: lengths[b] for b in order if lengths[b]},
         reasons=dict(reasons.most_common()),
-        samples=[row for row in accepted.head(samples)["messages"].to_list()])
+        samples=[row for row in accepted.head(samples)["messages"].to_list()],
+        faults=dict(Counter(f or "unknown" for f in rejected["fault"].to_list()).most_common()),
+        rejects=rejected.head(samples).select("stage", "reason", "fault", "messages").to_dicts())
 
 
 def top_counts(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
@@ -135,6 +142,7 @@ def charts(data: ReportData) -> list[str]:
     return [
         funnel_chart(data.manifest),
         reasons_chart(data.reasons),
+        bar_chart("Rejections by who failed (fault)", list(data.faults.items()), empty="no rejected rows"),
         bar_chart("Turns per dialogue (user turns, accepted)", [(f"{k} turns", v) for k, v in data.turns.items()],
                   empty="no accepted dialogues"),
         bar_chart("Tool usage (calls in accepted dialogues)", list(data.tools.items()), empty="no tool calls"),
@@ -169,8 +177,11 @@ def synthesis_steps(counts: dict[str, int]) -> list[tuple[str, int]]:
 
 
 def render(data: ReportData, root: str) -> str:
+    from pipelines.funnel import fault_summary
+
     page = environment().get_template("report.html")
     return page.render(root=root, m=data.manifest, charts=[Markup(c) for c in charts(data)], samples=data.samples,
+                       rejects=data.rejects, faults=fault_summary(data.faults) if data.faults else "",
                        style=Markup(stylesheet()))
 
 

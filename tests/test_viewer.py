@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import polars as pl
 import pytest
 from browser import Browser, chromium
-from viewer_data import commit_rows, replicate, with_fault
+from viewer_data import commit_rows, replicate, without_fault
 
 from pipelines.cli import main
 from pipelines.flow import run_generate
@@ -164,7 +164,6 @@ def test_filters_change_the_rows_shown_in_chromium(dataset, viewer, browser):
     browser.goto(viewer.url + "v/1/rows")
     assert int(browser.texts("#total")[0].replace(",", "")) == len(rows) > 100
     assert len(browser.texts("tr.row")) == 50 and set(browser.texts("tr.row td.status")) == {"accepted", "rejected"}
-    assert browser.eval("document.querySelector('select[name=fault]')") is None  # no fault column: no filter
 
     browser.eval("document.querySelector('select[name=status]').value = 'rejected'")
     browser.eval("document.querySelector('select[name=stage]').value = 'format'")
@@ -406,18 +405,30 @@ def test_a_running_generate_is_viewed_at_its_last_committed_version(dataset, tmp
 
 
 @needs_chromium
-def test_who_failed_filter_when_rows_carry_it(dataset, tmp_path, browser):
-    faults = with_fault(dataset, tmp_path / "faulted")
-    server = Viewer(tmp_path / "faulted")
+def test_who_failed_filter_when_rows_carry_it_and_not_when_they_do_not(dataset, viewer, browser, tmp_path):
+    rows = _read(dataset, 1)
+    faults = {r["fault"] for r in rows if r["fault"]}
+    assert faults and all((r["fault"] is None) == (r["status"] == "accepted") for r in rows)
+    browser.goto(viewer.url + "v/1/rows")
+    options = browser.eval("Array.from(document.querySelectorAll('select[name=fault] option')).map(o => o.value)")
+    assert options == ["", *sorted(faults)]
+    chosen = sorted(faults)[0]
+    browser.eval(f"document.querySelector('select[name=fault]').value = {json.dumps(chosen)}")
+    browser.act("document.querySelector('form.filters button').click()")
+    assert int(browser.texts("#total")[0].replace(",", "")) == sum(r["fault"] == chosen for r in rows)
+    cells = browser.eval("Array.from(document.querySelectorAll('tr.row')).map(r => r.children[9].textContent)")
+    assert set(cells) == {chosen}
+
+    # a dataset written before rows carried ``fault``: no such filter, and its pages still work
+    n = without_fault(dataset, tmp_path / "older")
+    server = Viewer(tmp_path / "older")
     try:
-        browser.goto(server.url + "v/0/rows")
-        options = browser.eval("Array.from(document.querySelectorAll('select[name=fault] option')).map(o => o.value)")
-        assert options == ["", *sorted({f for f in faults.values() if f})]
-        browser.eval("document.querySelector('select[name=fault]').value = 'assistant'")
-        browser.act("document.querySelector('form.filters button').click()")
-        assert int(browser.texts("#total")[0].replace(",", "")) == sum(f == "assistant" for f in faults.values()) > 0
-        cells = browser.eval("Array.from(document.querySelectorAll('tr.row')).map(r => r.children[9].textContent)")
-        assert set(cells) == {"assistant"}
+        browser.goto(server.url + "v/0/rows?status=rejected")
+        assert browser.eval("document.querySelector('select[name=fault]')") is None
+        assert int(browser.texts("#total")[0].replace(",", "")) < n
+        assert server.get("/v/0/rows?fault=assistant")[0] == 400
+        browser.act("document.querySelector('a.open').click()")
+        assert browser.texts("tr.verdict") and browser.problems() == []
     finally:
         server.stop()
 

@@ -70,11 +70,10 @@ def commit_rows(root: str | Path, rows: list[dict], run_id: str, **manifest: obj
         return store.commit([path], final, dedup=None).version
 
 
-def with_fault(source: str | Path, target: str | Path) -> dict[str, str | None]:
-    """A copy of ``source``'s newest version whose rows carry the ``fault`` column (rejected rows: who failed).
+def without_fault(source: str | Path, target: str | Path) -> int:
+    """A copy of ``source``'s newest version as code older than fault attribution wrote it: no ``fault`` column.
 
-    Fault attribution is another branch's column; rows written before it exist lack it, so the viewer must
-    take it from the table's schema. Returns row key -> fault, as written.
+    Returns the number of rows.
     """
     from deltalake import CommitProperties, write_deltalake
 
@@ -82,12 +81,7 @@ def with_fault(source: str | Path, target: str | Path) -> dict[str, str | None]:
 
     manifest = DatasetStore(source).versions()[-1]
     rows = DeltaTable(str(source)).to_pyarrow_table()
-    blame = {"format": "assistant", "policy": "assistant", "outcome": "assistant", "required_outputs": "assistant",
-             "dedup": None, "simulation": "backend", "synthesis": "synthesis"}
-    stages, statuses = rows.column("stage").to_pylist(), rows.column("status").to_pylist()
-    fault = [None if st == "accepted" else blame.get(sg, "judge") for st, sg in zip(statuses, stages, strict=True)]
-    write_deltalake(str(target), rows.append_column("fault", pa.array(fault, pa.string())), mode="error",
-                    commit_properties=CommitProperties(
-                        custom_metadata={MANIFEST_KEY: manifest.model_dump_json(exclude={"version"})}))
-    keys = zip(rows.column("run_id").to_pylist(), rows.column("index").to_pylist(), strict=True)
-    return {f"{r}/{i}": f for (r, i), f in zip(keys, fault, strict=True)}
+    rows = rows.drop_columns(["fault"])
+    write_deltalake(str(target), rows, mode="error", commit_properties=CommitProperties(
+        custom_metadata={MANIFEST_KEY: manifest.model_dump_json(exclude={"version"})}))
+    return rows.num_rows

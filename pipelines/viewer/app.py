@@ -13,7 +13,6 @@ refused (DNS rebinding), unless the user names the host.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -27,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from pipelines.pages import environment, stylesheet
+from pipelines.pages import environment, failure_of, stylesheet
 from pipelines.report import funnel_chart, kg_charts, reasons_chart, synthesis_charts
 from pipelines.svg_chart import bar_chart
 from pipelines.viewer.figures import change, figures, number, side_by_side
@@ -39,7 +38,6 @@ CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
 LOOPBACK = ("127.0.0.1", "localhost")
-MESSAGE_REF = re.compile(r"^message (\d+)\b")
 TASK_FIELDS = ("id", "kind", "domain", "generator", "env_seed", "scenario", "gold_actions", "expected_outputs",
                "expected_state_hash", "answer", "answer_aliases", "path", "provenance")
 
@@ -148,10 +146,7 @@ def create_app(root: str | Path, version: int | None = None, allow_hosts: tuple[
         task = json.loads(row["task"]) if row.get("task") else None
         verdicts = json.loads(row["verdicts"] or "[]")
         tools = json.loads(row["tools"] or "[]")
-        failure = None
-        if row["status"] != "accepted":
-            ref = MESSAGE_REF.match(row.get("reason") or "")
-            failure = {"stage": row.get("stage"), "reason": row.get("reason"), "at": int(ref.group(1)) if ref else None}
+        failure = failure_of(row)
         diff = state_diff(origin.config, task, row["messages"] or [], row.get("final_state_hash"))
         back = request.query_params.get("back") or ""
         return page("row.html", current=v, row=row, task=task, verdicts=verdicts, tools=tools, failure=failure,
