@@ -192,6 +192,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    from pipelines.viewer.server import serve
+
+    return serve(args.dir, args.version, args.port, tuple(args.allow_host))
+
+
 def _add_export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-ratio", type=float, default=0.1, help="share of task groups in the test split (0.1)")
     p.add_argument("--rejects", action="store_true", help="add the rejects config")
@@ -267,6 +273,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--version", type=int, help="version to report on (default: the newest)")
     r.add_argument("--to", required=True, type=Path, help="the HTML file to write")
     r.set_defaults(func=cmd_report)
+    w = sub.add_parser("view", help="browse, search and compare the rows of every version in a local web app")
+    w.add_argument("dir", type=Path)
+    w.add_argument("--version", type=int, help="version to open (default: the newest committed)")
+    w.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0 picks a free one)")
+    w.add_argument("--allow-host", action="append", default=[], metavar="HOST",
+                   help="also answer requests whose Host header is HOST (a tunnel or proxy); repeatable")
+    w.set_defaults(func=cmd_view)
     return p
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from filters.dedup_layers import Deduplicator
@@ -32,6 +32,9 @@ from pipelines.rows import ACCEPTED, REJECTED, ROW_SCHEMA
 from schemas import DatasetManifest, DedupConfig
 
 MANIFEST_KEY = "trajforge.manifest"
+# Row groups of bounded size (Delta's writer default is ~1M rows): a reader that wants one row, or the rows of one
+# run, decodes only the row groups whose statistics match, not a whole version's messages.
+ROW_GROUP_ROWS = 4096
 
 
 class StoreError(RuntimeError):
@@ -198,6 +201,7 @@ class DatasetStore:
         target = str(self.root) if base is None else DeltaTable(str(self.root), version=base)
         try:
             write_deltalake(target, reader, mode="error" if base is None else "append", schema_mode="merge",
+                            writer_properties=WriterProperties(max_row_group_size=ROW_GROUP_ROWS, compression="SNAPPY"),
                             commit_properties=CommitProperties(
                                 custom_metadata={MANIFEST_KEY: final.model_dump_json(exclude={"version"})},
                                 max_commit_retries=0))
