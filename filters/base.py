@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas import Task, Trajectory, Usage, Verdict
 from simulators.environment import Environment
-from simulators.registry import Registry
+from simulators.registry import Registry, Step
 
 
 class FilterParams(BaseModel):
@@ -30,10 +30,9 @@ class Context:
         return self.env.fresh(self.task.env_seed)
 
 
-class Filter:
+class Filter(Step):
     """One check, one verdict; ``name`` is the stage written on a rejected row."""
 
-    name: ClassVar[str]
     Params: ClassVar[type[FilterParams]] = FilterParams
 
     def __init__(self, params: FilterParams | None = None) -> None:

@@ -93,9 +93,32 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 
 def cmd_dedup_histogram(args: argparse.Namespace) -> int:
-    from pipelines.funnel import dedup_histogram
+    """From the persisted embeddings of every version (computed once for a version that has none)."""
+    from dedup import kept_rows_histogram, semantic
+    from pipelines.funnel import bars
+    from pipelines.store import DatasetStore, StoreError
+    from schemas import DedupConfig
 
-    return dedup_histogram(args.dir, args.bins)
+    missing = semantic.available()
+    if missing:
+        raise ConfigError(f"dedup-histogram: {missing}")
+    store = DatasetStore(args.dir)
+    try:
+        versions = store.versions()
+    except StoreError as err:
+        raise ConfigError(str(err)) from None
+    if not versions:
+        raise ConfigError(f"{args.dir}: no committed version")
+    config = DedupConfig.model_validate(versions[-1].config.get("dedup", {}))
+    config = config.model_copy(update={"semantic": config.semantic.model_copy(update={"enabled": True})})
+    index = store.dedup_index(config)
+    counts, above = kept_rows_histogram(index.embeddings, args.bins, config.semantic.threshold)
+    print(f"{len(index)} kept rows in {len(versions)} version(s); cosine similarity to the nearest other kept row")
+    print(f"  {'bin':>9}  {'rows':>7}")
+    for line in bars(counts):
+        print(line)
+    print(f"rows at or above the configured threshold {config.semantic.threshold}: {above}")
+    return 0
 
 
 def _versions_change(args: argparse.Namespace, store) -> int:

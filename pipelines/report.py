@@ -20,6 +20,7 @@ import polars as pl
 from jinja2 import Environment
 from markupsafe import Markup
 
+from pipelines.funnel import synthesis_steps
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.store import DatasetStore, StoreError, reason_key
 from pipelines.svg_chart import bar_chart
@@ -124,20 +125,9 @@ def charts(data: ReportData) -> list[str]:
                   empty="no accepted dialogues"),
         bar_chart("Tool usage (calls in accepted dialogues)", list(data.tools.items()), empty="no tool calls"),
         bar_chart("Message lengths (accepted dialogues)", list(data.lengths.items()), empty="no messages"),
-        *(bar_chart(f"Task synthesis: {generator}", synthesis_steps(counts))
+        *(bar_chart(f"Task synthesis: {generator}", synthesis_steps(generator, counts))
           for generator, counts in data.manifest.synthesis.items()),
     ]
-
-
-SYNTHESIS_STEPS = ("blueprints", "generated", "regenerated", "passed_rules", "failed_committee", "passed_committee",
-                   "dropped", "recombined")
-
-
-def synthesis_steps(counts: dict[str, int]) -> list[tuple[str, int]]:
-    """A model blueprint's stages in the order a blueprint meets them; other generators' counters as they are."""
-    if "generated" not in counts:
-        return sorted(counts.items())
-    return [(step.replace("_", " "), counts.get(step, 0)) for step in SYNTHESIS_STEPS]
 
 
 def _pretty(arguments: str | None) -> str:

@@ -20,7 +20,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from filters import Context, exact_hash
+from dedup import exact_hash
+from filters import Context
 from generators import SynthesisContext, SynthesisError
 from generators.base import ExamplePool
 from pipelines.rows import ROW_SCHEMA, rejected_row, trajectory_row

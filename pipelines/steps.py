@@ -69,7 +69,7 @@ def build_steps(config: RunConfig, source: str = "config") -> Steps:
         except ValueError as err:
             raise ConfigError(f"{source}: generators[{i}].params: {err}") from None
     if config.dedup.semantic.enabled:
-        from filters import semantic
+        from dedup import semantic
 
         missing = semantic.available()
         if missing:

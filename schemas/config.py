@@ -132,7 +132,7 @@ class SimulationConfig(_Strict):
 
 
 class NearDedupConfig(_Strict):
-    """MinHash + LSH over the user turns (filters/minhash.py)."""
+    """MinHash + LSH over the user turns (dedup/near.py)."""
 
     enabled: bool = True
     ngram: int = Field(default=3, ge=1, description="word n-gram shingles")
