@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas import Task, Trajectory, Usage, Verdict
 from simulators.environment import Environment
+from simulators.kinds import TaskKind, kind_of
 from simulators.registry import Registry, Step
 
 
@@ -28,6 +29,11 @@ class Context:
 
     def fresh_env(self) -> Environment:
         return self.env.fresh(self.task.env_seed)
+
+    @property
+    def kind(self) -> TaskKind:
+        """The task's kind: what a filter asks instead of branching on a kind's name (e.g. its ``answer``)."""
+        return kind_of(self.task)
 
 
 class Filter(Step):

@@ -112,12 +112,13 @@ class OutcomeFilter(Filter):
 
 @FILTERS.register("required_outputs")
 class RequiredOutputsFilter(Filter):
-    """Every expected output appears in what the assistant told the user."""
+    """Every expected output appears in what the assistant told the user (for a kind with a closed-form
+    answer, the answer or an alias of it is what must be said)."""
 
     name = "required_outputs"
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
-        if ctx.task.kind == "kg_question":  # a KG answer may be given by any alias: match it as answer_match does
+        if ctx.kind.answer(ctx.task) is not None:  # an answer may be given by any alias: match it as answer_match does
             problem = check_answer(trajectory, ctx.task, grounded=False)
             return self.failed(problem) if problem else self.passed()
         said = normalize(" ".join(m.content or "" for m in trajectory.messages if m.role == "assistant"))

@@ -28,7 +28,7 @@ from deltalake import DeltaTable
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.splits import DEFAULT_SALT, TEST, TRAIN, assign_splits
 from pipelines.store import DatasetStore, StoreError
-from pipelines.views import RECORDS, SCHEMAS, to_table
+from pipelines.views import Views
 from schemas import DatasetManifest
 
 # Which rows feed which config; rl and sft are the same rows, so their splits agree row by row.
@@ -83,8 +83,8 @@ class ExportSummary:
 class _ShardWriter:
     """Writes one config/split as ``<split>-xxxxx-of-yyyyy.parquet`` files of at most ``shard_rows`` rows each."""
 
-    def __init__(self, folder: Path, view: str, split: str, total: int, shard_rows: int) -> None:
-        self.folder, self.view, self.split = folder, view, split
+    def __init__(self, folder: Path, views: Views, view: str, split: str, total: int, shard_rows: int) -> None:
+        self.folder, self.views, self.view, self.split = folder, views, view, split
         self.shards = max(1, -(-total // shard_rows))
         self.shard_rows = shard_rows
         self.buffer: list[dict[str, Any]] = []
@@ -103,7 +103,7 @@ class _ShardWriter:
                 self._next_file()
             take = self.buffer[: self.shard_rows - self.in_shard]
             del self.buffer[: len(take)]
-            self.writer.write_table(to_table(self.view, take))
+            self.writer.write_table(self.views.table(self.view, take))
             self.in_shard += len(take)
 
     def _next_file(self) -> None:
@@ -113,7 +113,7 @@ class _ShardWriter:
         rel = f"data/{self.view}/{self.split}-{self.index:05d}-of-{self.shards:05d}.parquet"
         path = self.folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = pq.ParquetWriter(path, SCHEMAS[self.view], compression="zstd")
+        self.writer = pq.ParquetWriter(path, self.views.schemas[self.view], compression="zstd")
         self.paths.append(rel)
         self.in_shard = 0
 
@@ -180,6 +180,10 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     run_order = {m.run_id: m.version for m in manifests}
     light = _light_rows(files, run_order)
     light = light.with_columns(assign_splits(light, options.test_ratio, options.salt))
+    try:
+        views = Views(light["kind"].drop_nulls().unique().to_list())
+    except ValueError as err:  # a kind whose plug-in is not installed here, or two kinds at odds
+        raise ExportError(f"{store.root}: {err}") from None
     accepted = light.filter(pl.col("status") == ACCEPTED)
     summary = ExportSummary(
         dataset_dir=str(store.root), version=version,
@@ -195,7 +199,7 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     try:
         counts = Counter((v, s) for v in options.configs()
                          for st, s in zip(light["status"], light["split"], strict=True) if st == SOURCES[v])
-        writers = _write_views(files, light, options.configs(), counts, options.shard_rows, work)
+        writers = _write_views(files, light, views, options.configs(), counts, options.shard_rows, work)
         for (view, split), writer in writers.items():
             summary.files.setdefault(view, {})[split] = writer.close()
             summary.rows.setdefault(view, {})[split] = counts[(view, split)]
@@ -212,10 +216,10 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     return summary
 
 
-def _write_views(files: list[str], light: pl.DataFrame, views: list[str], counts: Counter, shard_rows: int,
-                 work: Path) -> dict[tuple[str, str], _ShardWriter]:
+def _write_views(files: list[str], light: pl.DataFrame, schemas: Views, views: list[str], counts: Counter,
+                 shard_rows: int, work: Path) -> dict[tuple[str, str], _ShardWriter]:
     """Stream every data file once, in order, into the writers of the configs each row feeds."""
-    writers = {(v, s): _ShardWriter(work, v, s, counts[(v, s)], shard_rows)
+    writers = {(v, s): _ShardWriter(work, schemas, v, s, counts[(v, s)], shard_rows)
                for v in views for s in (TRAIN, TEST) if counts[(v, s)]}
     for frame in light.partition_by("_order", maintain_order=True):
         path = files[frame["_file"][0]]
@@ -225,5 +229,5 @@ def _write_views(files: list[str], light: pl.DataFrame, views: list[str], counts
                 split = next(splits)
                 for v in views:
                     if row["status"] == SOURCES[v]:
-                        writers[(v, split)].add(RECORDS[v](row))
+                        writers[(v, split)].add(schemas.record(v, row))
     return writers

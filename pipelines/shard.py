@@ -31,9 +31,9 @@ from simulators.agents import AssistantAgent, UserAgent
 from simulators.backends import BackendError, Endpoint, open_endpoints
 from simulators.conversation import AsyncToolSimulator, RolloutError, rollout
 from simulators.environment import Environment
-from simulators.kg_scripted import KGScriptedAssistant, KGScriptedUser
+from simulators.kinds import TaskKindError, kind_of
 from simulators.model_agents import LLMAssistant, LLMUser, ModelToolSimulator
-from simulators.scripted import PERTURBATIONS, ScriptedAssistant, ScriptedUser
+from simulators.scripted import PERTURBATIONS
 from simulators.skeleton_refine import Refiner, refine_rollout
 
 TASK_SCHEMA = pa.schema([("index", pa.int64()), ("task", pa.string()), ("error", pa.string())])
@@ -79,8 +79,9 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
             async with limit:
                 try:
                     task = await generator.agenerate(rng, ctx.at(index))
+                    task = kind_of(task).validate(task)
                     rows[slot] = {"index": index, "task": task.model_dump_json(), "error": None}
-                except (SynthesisError, BackendError) as err:
+                except (SynthesisError, BackendError, TaskKindError) as err:
                     rows[slot] = {"index": index, "task": None, "error": f"{generator.name}: {err}"}
         finally:
             ctx.pool.finish(index)
@@ -116,8 +117,8 @@ class _Dialogue:
 def _agents(config: RunConfig, endpoints: dict[str, Endpoint], task: Task, env: Environment, index: int) -> _Dialogue:
     rng = random.Random(f"{config.seed}:rollout:{index}")
     sim = config.simulation
-    scripted_user, scripted_assistant = ((KGScriptedUser, KGScriptedAssistant) if task.kind == "kg_question"
-                                         else (ScriptedUser, ScriptedAssistant))
+    kind = kind_of(task)
+    scripted_user, scripted_assistant = kind.User, kind.Assistant
     usage = {name: Usage() for name in config.model_users()}  # filters may call models in offline mode too
     if sim.mode == "offline":
         rate = sim.perturb_rate
