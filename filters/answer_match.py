@@ -82,7 +82,6 @@ class AnswerMatchParams(FilterParams):
 class AnswerMatchFilter(Filter):
     """The final assistant message gives the task's answer (normalized, aliases); tasks without one pass."""
 
-    name = "answer_match"
     Params = AnswerMatchParams
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:

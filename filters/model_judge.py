@@ -61,7 +61,6 @@ class JudgeParams(FilterParams):
 class JudgeFilter(ModelFilter):
     """A model grades the dialogue against a rubric; score and rationale go on the verdict either way."""
 
-    name = "judge"
     Params = JudgeParams
 
     async def acheck(self, trajectory: Trajectory, ctx: Context) -> Verdict:
@@ -102,7 +101,6 @@ class DifficultyFilter(ModelFilter):
     """DeepDive's filter: a question (of a kind with an answer) that a model answers without tools in k tries
     teaches no searching."""
 
-    name = "difficulty"
     Params = DifficultyParams
 
     async def acheck(self, trajectory: Trajectory, ctx: Context) -> Verdict:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import Field, model_validator
 
@@ -263,7 +263,6 @@ def path_records(kg: KnowledgeGraph, spec: QuestionSpec, writer: TemplateWriter)
 
 @GENERATORS.register("kg_question")
 class KGQuestionGenerator(Generator):
-    name: ClassVar[str] = "kg_question"
     Params = KGQuestionParams
 
     def __init__(self, env: Environment, params: KGQuestionParams) -> None:

@@ -28,15 +28,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     build_steps(config, str(args.config))  # fail on bad step names/params before any work
     if not config.output_dir:
         raise ConfigError(f"{args.config}: output_dir: not set; give --out DIR")
-    from pipelines.flow import run_generate
+    from pipelines.flow import start_run
 
     run_id = args.run_id or _run_id()
-    from pipelines.resume import committed
-    from pipelines.store import DatasetStore
-
-    if args.run_id and (done := committed(DatasetStore(config.output_dir), run_id)) is not None:
-        print(f"run {run_id} was already committed as version {done.version}; nothing to redo")
-    manifest = run_generate(config, config.output_dir, run_id, progress=not args.no_progress)
+    result = start_run(config, config.output_dir, run_id, progress=not args.no_progress)
+    manifest = result.manifest
+    if result.already_committed:
+        print(f"run {run_id} was already committed as version {manifest.version}; nothing to redo")
+        return 0
     print(f"\nversion {manifest.version} committed to {Path(config.output_dir).resolve()}")
     print(f"  run {manifest.run_id}: {manifest.tasks} tasks -> {manifest.accepted} accepted, "
           f"{manifest.rejected} rejected ({manifest.total_accepted} accepted in the dataset)")

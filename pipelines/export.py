@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,15 @@ import polars as pl
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
+from pipelines.card import render_card
+from pipelines.export_summary import ExportOptions, ExportSummary
 from pipelines.rows import ACCEPTED, REJECTED
-from pipelines.splits import DEFAULT_SALT, TEST, TRAIN, assign_splits
+from pipelines.splits import TEST, TRAIN, assign_splits
 from pipelines.store import DatasetStore, StoreError
 from pipelines.views import Views
 from schemas import DatasetManifest
+
+__all__ = ["ExportError", "ExportOptions", "ExportSummary", "export_version", "resolve_version"]
 
 # Which rows feed which config; rl and sft are the same rows, so their splits agree row by row.
 SOURCES = {"sft": ACCEPTED, "rl": ACCEPTED, "sharegpt": ACCEPTED, "rejects": REJECTED}
@@ -39,45 +43,6 @@ _BATCH = 512
 
 class ExportError(ValueError):
     """An export request that cannot be met, phrased as one line."""
-
-
-@dataclass
-class ExportOptions:
-    version: int | None = None
-    test_ratio: float = 0.1
-    rejects: bool = False
-    sharegpt: bool = False
-    license: str = "other"
-    shard_rows: int = 20_000
-    salt: str = DEFAULT_SALT
-    name: str | None = None
-    repo_id: str | None = None  # where the card says to load from: a Hub repo ...
-    load_path: str | None = None  # ... or a local folder (default: the export folder as given)
-
-    def configs(self) -> list[str]:
-        return ["sft", "rl"] + (["rejects"] if self.rejects else []) + (["sharegpt"] if self.sharegpt else [])
-
-
-@dataclass
-class ExportSummary:
-    """What the card describes: the version, its lineage, and what landed in each config and split."""
-
-    dataset_dir: str
-    name: str
-    version: int
-    manifests: list[DatasetManifest]
-    options: ExportOptions
-    rows: dict[str, dict[str, int]] = field(default_factory=dict)  # config -> split -> rows
-    files: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # config -> split -> relative paths
-    bytes: int = 0
-    by_domain: dict[str, int] = field(default_factory=dict)
-    by_kind: dict[str, int] = field(default_factory=dict)
-    by_turns: dict[int, int] = field(default_factory=dict)
-    total_rows: int = 0
-
-    @property
-    def manifest(self) -> DatasetManifest:
-        return self.manifests[-1]
 
 
 class _ShardWriter:
@@ -161,8 +126,6 @@ def _light_rows(files: list[str], run_order: dict[str, int]) -> pl.DataFrame:
 def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptions | None = None,
                    force: bool = False) -> ExportSummary:
     """Write ``options.version`` of the dataset at ``dataset_dir`` as an HF datasets folder at ``to``."""
-    from pipelines.card import render_card
-
     options = options or ExportOptions()
     if options.load_path is None and options.repo_id is None:
         options = replace(options, load_path=str(to))

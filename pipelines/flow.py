@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -112,15 +113,9 @@ def generate(config: RunConfig, out_dir: str, run_id: str, progress: bool = Fals
     flow: started before the first shard, stopped after the commit or failure.
 
     Started again with the run id of a run that was killed, it resumes: staged
-    shards are kept, and a run that already committed commits nothing again
-    (see ``pipelines.resume``).
+    shards are kept (see ``pipelines.resume``). Callers go through ``start_run``,
+    which does not start it at all for a run id that already committed.
     """
-    store = DatasetStore(out_dir)
-    done = committed(store, run_id)
-    if done is not None:  # killed after its commit, before staging was cleared: only clean up
-        store.clear_staging(run_id)
-        print(f"run {run_id} was already committed as version {done.version}; nothing to redo")
-        return done.model_dump()
     with ExitStack() as servers:
         for name, backend in config.backends.items():
             if backend.kind == "vllm" and name in config.model_users().values():
@@ -190,8 +185,29 @@ class _progress:
             self.bar.stop()
 
 
-def run_generate(config: RunConfig, out_dir: str | Path, run_id: str, progress: bool = False) -> DatasetManifest:
-    """The one way in: run the flow with the config's task runner and return the committed manifest."""
+@dataclass(frozen=True)
+class RunResult:
+    manifest: DatasetManifest
+    already_committed: bool  # the run id had committed this version before (killed after its commit): nothing ran
+
+
+def start_run(config: RunConfig, out_dir: str | Path, run_id: str, progress: bool = False) -> RunResult:
+    """The one way in: run the flow with the config's task runner and commit one version.
+
+    The one place that asks whether ``run_id`` already committed (a run killed
+    after its commit, started again): then the flow does not run, the leftover
+    staging folder is cleared, and that version is the result.
+    """
+    store = DatasetStore(out_dir)
+    done = committed(store, run_id)
+    if done is not None:
+        store.clear_staging(run_id)
+        return RunResult(done, already_committed=True)
     flow_ = generate.with_options(task_runner=task_runner_for(config))
-    return DatasetManifest.model_validate(flow_(config=config, out_dir=str(out_dir), run_id=run_id,
-                                                progress=progress))
+    manifest = flow_(config=config, out_dir=str(out_dir), run_id=run_id, progress=progress)
+    return RunResult(DatasetManifest.model_validate(manifest), already_committed=False)
+
+
+def run_generate(config: RunConfig, out_dir: str | Path, run_id: str, progress: bool = False) -> DatasetManifest:
+    """``start_run``, for callers that want the committed version's manifest and nothing else."""
+    return start_run(config, out_dir, run_id, progress).manifest
