@@ -94,8 +94,9 @@ def cmd_versions(args: argparse.Namespace) -> int:
 def cmd_dedup_histogram(args: argparse.Namespace) -> int:
     """From the persisted embeddings of every version (computed once for a version that has none)."""
     from dedup import kept_rows_histogram, semantic
+    from pipelines.export import ExportError, resolve_version
     from pipelines.funnel import bars
-    from pipelines.store import DatasetStore, StoreError
+    from pipelines.store import DatasetStore
     from schemas import DedupConfig
 
     missing = semantic.available()
@@ -103,11 +104,9 @@ def cmd_dedup_histogram(args: argparse.Namespace) -> int:
         raise ConfigError(f"dedup-histogram: {missing}")
     store = DatasetStore(args.dir)
     try:
-        versions = store.versions()
-    except StoreError as err:
+        _, versions = resolve_version(store, None)  # every version, or one line: no dataset, no version
+    except ExportError as err:
         raise ConfigError(str(err)) from None
-    if not versions:
-        raise ConfigError(f"{args.dir}: no committed version")
     config = DedupConfig.model_validate(versions[-1].config.get("dedup", {}))
     config = config.model_copy(update={"semantic": config.semantic.model_copy(update={"enabled": True})})
     index = store.dedup_index(config)

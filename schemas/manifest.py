@@ -28,7 +28,7 @@ class DatasetManifest(BaseModel):
     funnel: dict[str, int] = Field(
         default_factory=dict,
         description="rows rejected per step in pipeline order (synthesis, simulation, each filter as configured, "
-        "dedup.exact, dedup.near, dedup.semantic), zeros included")
+        "then each dedup layer that is on: dedup.exact, dedup.near, dedup.semantic), zeros included")
     synthesis: dict[str, dict[str, int]] = Field(
         default_factory=dict, description="per generator, what its own stages did: a model blueprint's contexts, "
         "rounds written and regenerated, failures per rule, committee passes and failures, drops, recombinations")
