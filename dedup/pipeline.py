@@ -38,7 +38,7 @@ class DedupOutcome:
     similarity_histogram: dict[str, int] = field(default_factory=dict)
 
 
-def build_steps(config: DedupConfig) -> list[Step]:
+def enabled_steps(config: DedupConfig) -> list[Step]:
     """The enabled layers, in the order a row meets them."""
     return ([ExactStep()] if config.exact else []) + ([NearStep(config)] if config.near.enabled else []) + (
         [SemanticStep(config)] if config.semantic.enabled else [])
@@ -48,14 +48,6 @@ class Deduplicator:
     def __init__(self, config: DedupConfig, prior: DedupIndex | None = None) -> None:
         self.config = config
         self.prior = prior or DedupIndex()
-
-    @property
-    def layers(self) -> list[str]:
-        return [step.layer for step in build_steps(self.config)]
-
-    @property
-    def needs_text(self) -> bool:
-        return self.config.near.enabled or self.config.semantic.enabled
 
     def run(self, ids: Sequence[str], accepted: Sequence[bool], hashes: Sequence[str | None],
             texts_for: Callable[[list[int]], list[str]]) -> DedupOutcome:
@@ -67,7 +59,7 @@ class Deduplicator:
         """
         decisions = Decisions(ids=ids, hashes=hashes, prior=self.prior)
         rows = Rows(positions=[i for i, ok in enumerate(accepted) if ok])
-        steps = build_steps(self.config)
+        steps = enabled_steps(self.config)
         fetched = False
         for step in steps:
             if step.needs_text and not fetched:
@@ -93,6 +85,6 @@ class Deduplicator:
             return fetched[0]
 
         parts: dict = {}
-        for step in build_steps(self.config):
+        for step in enabled_steps(self.config):
             parts.update(step.index_part(once))
         return DedupIndex(ids=ids, cluster_ids=cluster_ids, hashes=hashes, **parts)
