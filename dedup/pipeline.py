@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from dedup.exact import ExactStep
 from dedup.index import DedupIndex
-from dedup.near import NearStep
+from dedup.near import CandidatesFactory, InMemoryCandidates, NearStep
 from dedup.semantic import SemanticStep
 from dedup.steps import Decisions, Rows, Step
 from schemas import DedupConfig
@@ -38,16 +38,20 @@ class DedupOutcome:
     similarity_histogram: dict[str, int] = field(default_factory=dict)
 
 
-def enabled_steps(config: DedupConfig) -> list[Step]:
+def enabled_steps(config: DedupConfig, candidates: CandidatesFactory = InMemoryCandidates) -> list[Step]:
     """The enabled layers, in the order a row meets them."""
-    return ([ExactStep()] if config.exact else []) + ([NearStep(config)] if config.near.enabled else []) + (
+    return ([ExactStep()] if config.exact else []) + ([NearStep(config, candidates)] if config.near.enabled else []) + (
         [SemanticStep(config)] if config.semantic.enabled else [])
 
 
 class Deduplicator:
-    def __init__(self, config: DedupConfig, prior: DedupIndex | None = None) -> None:
+    """``candidates`` is where the near layer keeps signatures and finds LSH candidates (``near.Candidates``)."""
+
+    def __init__(self, config: DedupConfig, prior: DedupIndex | None = None,
+                 candidates: CandidatesFactory = InMemoryCandidates) -> None:
         self.config = config
         self.prior = prior or DedupIndex()
+        self.candidates = candidates
 
     def run(self, ids: Sequence[str], accepted: Sequence[bool], hashes: Sequence[str | None],
             texts_for: Callable[[list[int]], list[str]]) -> DedupOutcome:
@@ -59,7 +63,7 @@ class Deduplicator:
         """
         decisions = Decisions(ids=ids, hashes=hashes, prior=self.prior)
         rows = Rows(positions=[i for i, ok in enumerate(accepted) if ok])
-        steps = enabled_steps(self.config)
+        steps = enabled_steps(self.config, self.candidates)
         fetched = False
         for step in steps:
             if step.needs_text and not fetched:
@@ -85,6 +89,6 @@ class Deduplicator:
             return fetched[0]
 
         parts: dict = {}
-        for step in enabled_steps(self.config):
+        for step in enabled_steps(self.config, self.candidates):
             parts.update(step.index_part(once))
         return DedupIndex(ids=ids, cluster_ids=cluster_ids, hashes=hashes, **parts)
