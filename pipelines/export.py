@@ -26,12 +26,11 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from pipelines.card import render_card
-from pipelines.export_summary import ExportOptions, ExportSummary
+from pipelines.export_request import ExportError, ExportOptions, ExportSummary, resolve_version
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.splits import TEST, TRAIN, assign_splits
-from pipelines.store import DatasetStore, StoreError
-from pipelines.views import Views
-from schemas import DatasetManifest
+from pipelines.store import DatasetStore
+from pipelines.views import Views, decoded, sft_record
 
 __all__ = ["ExportError", "ExportOptions", "ExportSummary", "export_version", "resolve_version"]
 
@@ -39,10 +38,6 @@ __all__ = ["ExportError", "ExportOptions", "ExportSummary", "export_version", "r
 SOURCES = {"sft": ACCEPTED, "rl": ACCEPTED, "sharegpt": ACCEPTED, "rejects": REJECTED}
 _LIGHT = ["id", "task_id", "status", "domain", "kind", "num_turns", "run_id", "shard", "index"]
 _BATCH = 512
-
-
-class ExportError(ValueError):
-    """An export request that cannot be met, phrased as one line."""
 
 
 class _ShardWriter:
@@ -91,22 +86,6 @@ class _ShardWriter:
         return self.paths
 
 
-def resolve_version(store: DatasetStore, version: int | None) -> tuple[int, list[DatasetManifest]]:
-    """The version to export (default: the newest) and the manifests of every version up to it."""
-    try:
-        manifests = store.versions()
-    except StoreError as err:
-        raise ExportError(str(err)) from None
-    if not manifests:
-        raise ExportError(f"{store.root}: the dataset has no committed versions")
-    known = [m.version for m in manifests]
-    if version is None:
-        version = known[-1]
-    if version not in known:
-        raise ExportError(f"{store.root}: no version {version}; readable versions: {', '.join(map(str, known))}")
-    return version, [m for m in manifests if m.version <= version]
-
-
 def _light_rows(files: list[str], run_order: dict[str, int]) -> pl.DataFrame:
     """The small columns of every row, with its file and position, ordered by run, shard and index."""
     frames = []
@@ -139,6 +118,10 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())) and not force:
         raise ExportError(f"{dest}: exists and is not empty; choose another folder or pass --force to replace it")
 
+    unknown = options.strip_reasoning - set(options.configs())
+    if unknown:
+        raise ExportError(f"--strip-reasoning: no config {', '.join(sorted(unknown))} in this export "
+                          f"(configs: {', '.join(options.configs())})")
     files = DeltaTable(str(store.root), version=version).file_uris()
     run_order = {m.run_id: m.version for m in manifests}
     light = _light_rows(files, run_order)
@@ -147,6 +130,10 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
         views = Views(light["kind"].drop_nulls().unique().to_list())
     except ValueError as err:  # a kind whose plug-in is not installed here, or two kinds at odds
         raise ExportError(f"{store.root}: {err}") from None
+    reports, dropped = _check_templates(files, light, options)
+    if dropped:  # the row leaves every accepted config, so sft, rl and sharegpt keep the same rows and splits
+        light = light.with_columns(pl.when(pl.col("id").is_in(list(dropped))).then(pl.lit("unrenderable"))
+                                   .otherwise(pl.col("status")).alias("status"))
     accepted = light.filter(pl.col("status") == ACCEPTED)
     summary = ExportSummary(
         dataset_dir=str(store.root), version=version,
@@ -154,7 +141,8 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
         manifests=manifests, options=options, total_rows=light.height,
         by_domain=dict(Counter(accepted["domain"].to_list()).most_common()),
         by_kind=dict(Counter(accepted["kind"].to_list()).most_common()),
-        by_turns=dict(sorted(Counter(accepted["num_turns"].to_list()).items())))
+        by_turns=dict(sorted(Counter(accepted["num_turns"].to_list()).items())),
+        templates=[r.summary() for r in reports], dropped=dropped)
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = dest.parent / f".{dest.name}.partial-{os.getpid()}"
@@ -162,10 +150,11 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     try:
         counts = Counter((v, s) for v in options.configs()
                          for st, s in zip(light["status"], light["split"], strict=True) if st == SOURCES[v])
-        writers = _write_views(files, light, views, options.configs(), counts, options.shard_rows, work)
+        writers = _write_views(files, light, views, options, counts, work)
         for (view, split), writer in writers.items():
             summary.files.setdefault(view, {})[split] = writer.close()
             summary.rows.setdefault(view, {})[split] = counts[(view, split)]
+        work.mkdir(parents=True, exist_ok=True)  # a view may be empty (every row dropped as unrenderable)
         summary.bytes = sum(p.stat().st_size for p in (work / "data").rglob("*.parquet"))
         (work / "README.md").write_text(render_card(summary))
         if dest.exists():
@@ -179,18 +168,52 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     return summary
 
 
-def _write_views(files: list[str], light: pl.DataFrame, schemas: Views, views: list[str], counts: Counter,
-                 shard_rows: int, work: Path) -> dict[tuple[str, str], _ShardWriter]:
-    """Stream every data file once, in order, into the writers of the configs each row feeds."""
-    writers = {(v, s): _ShardWriter(work, schemas, v, s, counts[(v, s)], shard_rows)
-               for v in views for s in (TRAIN, TEST) if counts[(v, s)]}
+def _stream(files: list[str], light: pl.DataFrame):
+    """Every stored row with its light row's split and status (a dropped row is no longer accepted), in export order."""
     for frame in light.partition_by("_order", maintain_order=True):
         path = files[frame["_file"][0]]
-        splits = iter(frame.sort("_row")["split"].to_list())
+        marks = iter(frame.sort("_row").select("split", "status").iter_rows())
         for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH):
             for row in batch.to_pylist():
-                split = next(splits)
-                for v in views:
-                    if row["status"] == SOURCES[v]:
-                        writers[(v, split)].add(schemas.record(v, row))
+                split, status = next(marks)
+                yield row, split, status
+
+
+def _check_templates(files: list[str], light: pl.DataFrame, options: ExportOptions):
+    """Every accepted row's sft record through every ``--chat-template``; the rows that fail, or an ExportError."""
+    if not options.chat_templates:
+        return [], {}
+    from pipelines.template_check import check_records, load_template
+
+    templates = [load_template(spec) for spec in options.chat_templates]
+
+    def rows():
+        for row, _, status in _stream(files, light):
+            if status == ACCEPTED:
+                record = decoded(sft_record(row, reasoning="sft" not in options.strip_reasoning), "sft")
+                yield record["id"], record["messages"], record["tools"]
+
+    reports = check_records(templates, rows())
+    dropped: dict[str, str] = {}
+    for report in reports:
+        for row_id, problem in report.failed.items():
+            dropped.setdefault(row_id, f"{report.template.name}: {problem}")
+    if dropped and not options.drop_unrenderable:
+        report = next(r for r in reports if r.failed)
+        row_id, problem = next(iter(report.failed.items()))
+        raise ExportError(f"--chat-template {report.template.name}: row {row_id} does not render: {problem} "
+                          f"({len(report.failed)} of {report.rows} rows fail; --drop-unrenderable drops them)")
+    return reports, dropped
+
+
+def _write_views(files: list[str], light: pl.DataFrame, schemas: Views, options: ExportOptions, counts: Counter,
+                 work: Path) -> dict[tuple[str, str], _ShardWriter]:
+    """Stream every data file once, in order, into the writers of the configs each row feeds."""
+    views = options.configs()
+    writers = {(v, s): _ShardWriter(work, schemas, v, s, counts[(v, s)], options.shard_rows)
+               for v in views for s in (TRAIN, TEST) if counts[(v, s)]}
+    for row, split, status in _stream(files, light):
+        for v in views:
+            if status == SOURCES[v]:
+                writers[(v, split)].add(schemas.record(v, row, reasoning=v not in options.strip_reasoning))
     return writers

@@ -18,7 +18,7 @@ from schemas.config import (
     load_config,
     parse_config,
 )
-from schemas.hashing import canonical_json, content_hash
+from schemas.hashing import canonical_json, content_hash, ordered_json
 from schemas.manifest import DatasetManifest
 from schemas.messages import Action, FunctionCall, FunctionSpec, Message, Tool, ToolCall
 from schemas.task import Request, Task, UserScenario
@@ -54,6 +54,7 @@ __all__ = [
     "UserScenario",
     "Verdict",
     "canonical_json",
+    "ordered_json",
     "content_hash",
     "load_config",
     "parse_config",
