@@ -9,12 +9,14 @@ its own (bands, rows) for the threshold (equal false-positive/negative weights);
 trajforge's default weighs recall (see dedup.minhash.optimal_bands), both are printed. Timed end to end from raw
 text to verified pairs. Precision counts every reported pair that was not planted.
 
-    python bench/dedup.py [--docs 100000] [--datasketch-docs N]
+    python bench/near_dedup.py [--docs 100000] [--datasketch-docs N]
 
 ``--datasketch-docs`` times datasketch on the first N documents only (its time is then
 scaled linearly to --docs for the speedup; recall and precision are measured on those N
 against the pairs planted within them). The last line is
 ``dedup: speedup_vs_datasketch=<x> recall=<r> precision=<p>`` (ours).
+
+(Not called ``dedup.py``: a script of that name on ``sys.path`` would shadow the ``dedup`` package.)
 """
 
 from __future__ import annotations
