@@ -40,6 +40,8 @@ class Filter(Step):
     """One check, one verdict; ``name`` is the stage written on a rejected row."""
 
     Params: ClassVar[type[FilterParams]] = FilterParams
+    # Who a rejection is attributed to (schemas.FAULTS); most checks judge what the assistant did.
+    fault: ClassVar[str] = "assistant"
 
     def __init__(self, params: FilterParams | None = None) -> None:
         self.params = params or self.Params()
@@ -58,8 +60,8 @@ class Filter(Step):
     def passed(self) -> Verdict:
         return Verdict(stage=self.name, passed=True)
 
-    def failed(self, reason: str) -> Verdict:
-        return Verdict(stage=self.name, passed=False, reason=reason)
+    def failed(self, reason: str, fault: str | None = None) -> Verdict:
+        return Verdict(stage=self.name, passed=False, reason=reason, fault=fault or self.fault)
 
 
 FILTERS: Registry[type[Filter]] = Registry("filter", "trajforge.filters", base=Filter, builtins="filters")

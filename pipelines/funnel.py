@@ -23,7 +23,12 @@ def funnel(stages: Mapping[str, int], dedup_layers: Mapping[str, int], config: M
     that is off is not a step of this run, so it is left out). A stage not in the config
     (a plug-in's) is listed after the filters, so the counts always add up.
     """
-    names = list(BEFORE_FILTERS) + [f.get("name") for f in config.get("filters", []) if isinstance(f, Mapping)]
+    names = list(BEFORE_FILTERS)
+    for f in config.get("filters", []):
+        if isinstance(f, Mapping):
+            names.append(f.get("name"))
+            if stages.get(f"{f.get('name')}_error"):  # a model filter that gave no verdict, right beside its verdicts
+                names.append(f"{f.get('name')}_error")
     out = {name: stages.get(name, 0) for name in names}
     out.update({name: n for name, n in sorted(stages.items()) if name not in out and name != "dedup"})
     out.update({f"dedup.{layer}": n for layer, n in dedup_layers.items()})
@@ -54,6 +59,20 @@ def bars(counts: Mapping[str, int], width: int = 40) -> list[str]:
     return [f"  {key:>9}  {n:>7}  {'#' * round(width * n / top)}" for key, n in counts.items()]
 
 
+FAULT_NAMES = {"assistant": "the assistant's", "user": "the user simulator's", "tool": "the tool simulator's",
+               "judge": "a judge's (no verdict)", "backend": "the backend's", "synthesis": "task synthesis's",
+               "plugin": "a plug-in step's", "unknown": "not attributed (older rows)"}
+
+
+def fault_summary(faults: Mapping[str, int]) -> str:
+    """Who failed, in words: "rejections: 31% the user simulator's (9), 59% the assistant's (17), ..."."""
+    total = sum(faults.values())
+    if not total:
+        return "rejections: none"
+    return "rejections: " + ", ".join(f"{100 * n / total:.0f}% {FAULT_NAMES.get(f, f)} ({n})"
+                                      for f, n in sorted(faults.items(), key=lambda kv: -kv[1]))
+
+
 def print_funnel(manifest) -> None:
     """The end-of-run summary's funnels: what each generator's stages did, then rows left after each step,
     and the semantic similarity histogram."""
@@ -64,6 +83,8 @@ def print_funnel(manifest) -> None:
     for step, n in manifest.funnel.items():
         left -= n
         print(f"    {step:<22} -{n:<6} {left:>7} left")
+    if manifest.faults:
+        print("  " + fault_summary(manifest.faults))
     if manifest.similarity_histogram:
         print("  semantic similarity of each row to its nearest earlier row (choose dedup.semantic.threshold):")
         for line in bars(manifest.similarity_histogram):

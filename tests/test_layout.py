@@ -88,3 +88,21 @@ def test_no_branch_on_a_kind_name_outside_its_module():
                     if module != f"simulators.kinds.{kind}":
                         found.append(f"{module}:{node.lineno} compares with {kind!r}")
     assert not found, found
+
+
+def test_a_registered_class_states_its_name_once():
+    """``@REGISTRY.register("x")`` names the class; a ``name = "x"`` beside it is the same fact twice."""
+    twice = []
+    for module, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            names = {d.args[0].value for d in node.decorator_list if isinstance(d, ast.Call)
+                     and isinstance(d.func, ast.Attribute) and d.func.attr == "register"
+                     and d.args and isinstance(d.args[0], ast.Constant)}
+            for stmt in node.body:
+                target = stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 else getattr(
+                    stmt, "target", None)
+                if isinstance(target, ast.Name) and target.id == "name" and getattr(stmt.value, "value", None) in names:
+                    twice.append(f"{module}:{stmt.lineno} {node.name}")
+    assert not twice, twice
