@@ -19,6 +19,7 @@ from pathlib import Path
 import polars as pl
 from markupsafe import Markup
 
+from pipelines.funnel import synthesis_steps
 from pipelines.pages import environment, stylesheet
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.store import DatasetStore, StoreError, reason_key
@@ -133,7 +134,7 @@ def reasons_chart(reasons: dict[str, int]) -> str:
 
 def synthesis_charts(manifest: DatasetManifest) -> list[str]:
     """One chart per generator that reports its own funnel."""
-    return [bar_chart(f"Task synthesis: {generator}", synthesis_steps(counts))
+    return [bar_chart(f"Task synthesis: {generator}", synthesis_steps(generator, counts))
             for generator, counts in manifest.synthesis.items()]
 
 
@@ -165,15 +166,6 @@ def kg_charts(manifest: DatasetManifest) -> list[str]:
     return [bar_chart(f"KG question difficulty ({d.questions} questions{solved})", chart_items(d))]
 
 
-SYNTHESIS_STEPS = ("blueprints", "generated", "regenerated", "passed_rules", "failed_committee", "passed_committee",
-                   "dropped", "recombined")
-
-
-def synthesis_steps(counts: dict[str, int]) -> list[tuple[str, int]]:
-    """A model blueprint's stages in the order a blueprint meets them; other generators' counters as they are."""
-    if "generated" not in counts:
-        return sorted(counts.items())
-    return [(step.replace("_", " "), counts.get(step, 0)) for step in SYNTHESIS_STEPS]
 
 
 def render(data: ReportData, root: str) -> str:
