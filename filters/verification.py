@@ -18,7 +18,6 @@ from simulators.text import normalize
 class FormatFilter(Filter):
     """Every call names an offered tool with schema-valid arguments, and every call is answered."""
 
-    name = "format"
 
     def __init__(self, params: FilterParams | None = None) -> None:
         super().__init__(params)
@@ -84,7 +83,6 @@ class ExecutionParams(FilterParams):
 class ExecutionFilter(Filter):
     """Tool calls ran without errors (beyond ``max_errors``)."""
 
-    name = "execution"
     Params = ExecutionParams
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
@@ -102,7 +100,6 @@ class ExecutionFilter(Filter):
 class PolicyFilter(Filter):
     """The domain's checkable policy rules (authentication, confirmation, ownership)."""
 
-    name = "policy"
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
         env = ctx.fresh_env()
@@ -123,7 +120,6 @@ class OutcomeFilter(Filter):
     the replay runs the user's actions where they happened in the dialogue.
     """
 
-    name = "outcome"
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
         gold_env = ctx.fresh_env()
@@ -149,12 +145,12 @@ def _which_side(env, gold_env) -> str:
 
 @FILTERS.register("required_outputs")
 class RequiredOutputsFilter(Filter):
-    """Every expected output appears in what the assistant told the user."""
+    """Every expected output appears in what the assistant told the user (for a kind with a closed-form
+    answer, the answer or an alias of it is what must be said)."""
 
-    name = "required_outputs"
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
-        if ctx.task.kind == "kg_question":  # a KG answer may be given by any alias: match it as answer_match does
+        if ctx.kind.answer(ctx.task) is not None:  # an answer may be given by any alias: match it as answer_match does
             problem = check_answer(trajectory, ctx.task, grounded=False)
             return self.failed(problem) if problem else self.passed()
         said = normalize(" ".join(m.content or "" for m in trajectory.messages if m.role == "assistant"))

@@ -1,16 +1,16 @@
-"""Text matching shared by synthesis and verification, so a blueprint is checked the way its dialogue will be."""
+"""Text matching shared by synthesis and verification, so a blueprint is checked the way its dialogue will be.
+
+``normalize`` is defined in ``schemas.text``: exact dedup (``dedup/``, which may import schemas only) hashes
+with the same folding.
+"""
 
 from __future__ import annotations
 
 import re
-import unicodedata
 
+from schemas.text import normalize
 
-def normalize(text: str) -> str:
-    """Case, width and punctuation folded; digits and '#' kept so '#1234' never equals '#9876'."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return re.sub(r"[^\w#$.]+", " ", text).strip()
-
+__all__ = ["facts", "normalize"]
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _TOKEN = re.compile(r"[#$]?\w(?:[\w.,/-]*\w)?")

@@ -55,7 +55,6 @@ def _money(x: float) -> float:
 
 @DOMAINS.register("airline")
 class AirlineEnv(Environment):
-    name = "airline"
     policy = POLICY
     intents = INTENTS
     user_knows = frozenset({"email", "name", "dob"})

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from schemas import Message
 from simulators.domains.airline.data import BAG_FEE, NOW
 from simulators.domains.airline.rules import cancel_grounds, compensation_amount, free_bags
+from simulators.environment import Environment
 from simulators.policy_checks import Walk, walk_policy
-
-if TYPE_CHECKING:
-    from simulators.domains.airline.env import AirlineEnv
 
 POLICY = f"""\
 # Airline support policy
@@ -64,12 +62,12 @@ ASKS_COMPENSATION = re.compile(r"compensat|voucher|certificate|make (it|this|tha
                                re.I)
 
 
-def check_policy(env: AirlineEnv, messages: list[Message]) -> list[str]:
+def check_policy(env: Environment, messages: list[Message]) -> list[str]:
     """Authentication, ownership and consent, then the fare and compensation rules on the state each write met."""
     return walk_policy(env, messages, auth_tools=AUTH_TOOLS, owner=_owner, rule=_fare_rules)
 
 
-def _owner(env: AirlineEnv, args: dict[str, Any]) -> str | None:
+def _owner(env: Environment, args: dict[str, Any]) -> str | None:
     reservation = env.db.get("reservations", str(args.get("reservation_id", "")).strip().upper())
     return reservation["user_id"] if reservation else args.get("user_id")
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from schemas import Message
+from simulators.environment import Environment
 from simulators.policy_checks import CONSENT, walk_policy
 
 __all__ = ["AUTH_TOOLS", "CONSENT", "POLICY", "check_policy"]
-
-if TYPE_CHECKING:
-    from simulators.domains.store.env import StoreEnv
 
 POLICY = """\
 # Store support policy
@@ -50,7 +46,7 @@ conversation with their account and orders, using the tools provided.
 AUTH_TOOLS = ("find_customer_id_by_email", "find_customer_id_by_name_zip")
 
 
-def check_policy(env: StoreEnv, messages: list[Message]) -> list[str]:
+def check_policy(env: Environment, messages: list[Message]) -> list[str]:
     """Violations of the checkable rules: authentication, ownership, confirmation.
 
     ``env`` must be a fresh environment: the walk replays the dialogue's calls on it.
@@ -58,7 +54,7 @@ def check_policy(env: StoreEnv, messages: list[Message]) -> list[str]:
     return walk_policy(env, messages, auth_tools=AUTH_TOOLS, owner=_owner)
 
 
-def _owner(env: StoreEnv, args: dict) -> str | None:
+def _owner(env: Environment, args: dict) -> str | None:
     if "customer_id" in args:
         return args["customer_id"]
     order = env.db.get("orders", str(args.get("order_id", "")))

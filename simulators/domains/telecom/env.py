@@ -35,7 +35,6 @@ def _money(x: float) -> float:
 
 @DOMAINS.register("telecom")
 class TelecomEnv(Environment):
-    name = "telecom"
     policy = POLICY
     intents = INTENTS
     device_voice = VOICE

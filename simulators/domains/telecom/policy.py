@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from schemas import Message, UserAction
 from simulators.domains.telecom.data import TODAY
+from simulators.environment import Environment
 from simulators.policy_checks import Walk, walk_policy
-
-if TYPE_CHECKING:
-    from simulators.domains.telecom.env import TelecomEnv
 
 MAX_REFUEL_GB = 2.0
 
@@ -51,7 +49,7 @@ customer per conversation with their account and the phone in their hand.
 AUTH_TOOLS = ("find_customer_by_phone", "find_customer_by_name_dob")
 
 
-def check_policy(env: TelecomEnv, messages: list[Message], user_actions: Sequence[UserAction] = (),
+def check_policy(env: Environment, messages: list[Message], user_actions: Sequence[UserAction] = (),
                  user: str | None = None) -> list[str]:
     """Authentication, ownership and consent; the suspension and refuel rules on the state each write met;
     and the device rules: a restart after a resume, a check after the last change on the phone."""
@@ -60,7 +58,7 @@ def check_policy(env: TelecomEnv, messages: list[Message], user_actions: Sequenc
     return violations + _device_rules(env, messages, user_actions)
 
 
-def _owner(env: TelecomEnv, args: dict[str, Any]) -> str | None:
+def _owner(env: Environment, args: dict[str, Any]) -> str | None:
     if "line_id" in args:
         line = env.db.get("lines", str(args["line_id"]))
         return line["customer_id"] if line else None
@@ -90,7 +88,7 @@ def _account_rules(walk: Walk, name: str, args: dict[str, Any]) -> list[str]:
     return []
 
 
-def _device_rules(env: TelecomEnv, messages: list[Message], user_actions: Sequence[UserAction]) -> list[str]:
+def _device_rules(env: Environment, messages: list[Message], user_actions: Sequence[UserAction]) -> list[str]:
     specs = env.user_specs()
     problems = []
     changes = [a for a in user_actions if (s := specs.get(a.call.function.name)) is not None and s.writes]
