@@ -162,7 +162,7 @@ class Style:
     correction: float = 0.1  # a detail first given wrong, then corrected
     volunteer: float = 0.2  # gives the specifics before being asked (out of order)
     paraphrase: float = 0.8  # per swappable phrase: said with other words ("I'd like to" -> "I'm hoping to")
-    fillers: float = 0.25  # a discourse marker at a sentence start ("So,", "tbh")
+    fillers: float = 0.35  # a discourse marker at a sentence start ("So,", "tbh")
 
 
 _CONTRACTIONS = [("I would like", "I'd like"), ("I am ", "I'm "), ("do not", "don't"), ("it is ", "it's "),
@@ -464,6 +464,34 @@ SWAPS: tuple[tuple[str, ...], ...] = (
     ("pay it with", "pay with", "settle it with", "cover it with"),
     ("thank you so much", "thanks so much", "thank you very much", "many thanks", "thanks heaps"),
     ("here you go", "here it is", "there you go", "here"),
+    # the store's most repeated phrases in `make demo` (its user-turn trigrams, most frequent first)
+    ("to change the", "to change the", "to alter the", "to update the", "to edit the", "to adjust the"),
+    ("to switch the", "to swap the", "to exchange the", "to trade in the", "to switch out the"),
+    ("go on my", "go on my", "go onto my", "land on my", "be put on my", "go back on my"),
+    ("my zip is", "my zip is", "my zip code is", "my postcode is", "the zip is", "zip is"),
+    ("and my zip", "and my zip", "and the zip", "plus my zip", "and zip"),
+    ("refund to my", "refund to my", "refund back to my", "money back to my", "refund onto my"),
+    ("to return the", "to return the", "to send back the", "to give back the", "to ship back the"),
+    ("my email is", "my email is", "my email address is", "my e-mail is", "the email is", "the address is"),
+    ("would I get back", "would I get back", "would I receive", "would come back to me", "would I be refunded"),
+    ("it should go to", "it should go to", "it needs to go to", "it has to go to", "it ought to go to"),
+    ("what's the tracking", "what's the tracking", "where's the tracking", "can I get the tracking",
+     "could I have the tracking"),
+    ("the one where I got", "the one where I got", "the one in which I got", "the one where I ordered"),
+    ("order with the", "order with the", "order that included the", "order featuring the", "order that had the"),
+    ("that has the", "that has the", "that includes the", "that contains the", "that had the"),
+    ("order I placed", "order I placed", "order I made", "order I put in", "order I submitted"),
+    ("you can find me under", "you can find me under", "I'm listed under", "look me up under",
+     "I'm registered under", "search for me under"),
+    ("new address is", "new address is", "new address will be", "new address should be", "updated address is"),
+    ("difference can go", "difference can go", "difference should go", "balance can go", "difference may go"),
+    ("in its place", "in its place", "as a replacement", "in exchange", "in place of it"),
+    ("I mean the", "I mean the", "I'm referring to the", "I meant the", "I'm thinking of the"),
+    ("and need to", "and need to", "and have to", "and want to", "and would like to"),
+    ("if you can", "if you can", "if you could", "if that's possible", "if it's no trouble"),
+    ("can go on", "can go on", "can be put on", "can land on", "may go on"),
+    ("is the one", "is the one", "is the right one", "is it", "is the one I mean"),
+    ("This is about", "This is about", "This concerns", "This relates to", "My question is about"),
 )
 FILLERS = {  # one word each: a filler's value is the new neighbours it gives the words after it
     "formal": ("Incidentally,", "Additionally,", "Admittedly,", "Frankly,", "Regrettably,", "Naturally,", "Indeed,"),
