@@ -84,11 +84,11 @@ def push(config: RunConfig, out_dir: str, version: int) -> str:
 
 
 def known_intents(config: RunConfig) -> dict[str, list[str]]:
-    """The intents the run's domain offers (for the intent coverage figure)."""
+    """The intents the run's domains offer (for the intent coverage figure)."""
     from pipelines.steps import build_environment
 
-    env = build_environment(config)
-    return {env.name: sorted(env.intents)}
+    envs = [build_environment(config, domain=d.name) for d in config.mixed_domains()]
+    return {env.name: sorted(env.intents) for env in envs}
 
 
 def task_runner_for(config: RunConfig):

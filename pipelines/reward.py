@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from filters import FILTERS, Context
-from pipelines.rows import row_messages, row_task
+from pipelines.rows import row_messages, row_task, row_user_actions, row_user_tools
 from schemas import Tool, Trajectory, Verdict
 from simulators.environment import Environment
 from simulators.kinds import kind_of
@@ -25,7 +25,8 @@ def verify_row(row: dict[str, Any], env: Environment) -> list[Verdict]:
     if task is None:
         raise ValueError(f"row {row['id']}: no task stored, nothing to verify")
     trajectory = Trajectory(task_id=task.id, domain=task.domain, kind=task.kind, messages=row_messages(row),
-                            tools=[Tool.model_validate(t) for t in json.loads(row["tools"] or "[]")])
+                            tools=[Tool.model_validate(t) for t in json.loads(row["tools"] or "[]")],
+                            user_tools=row_user_tools(row), user_actions=row_user_actions(row))  # dual control
     ctx = Context(task=task, env=env)
 
     async def run() -> list[Verdict]:

@@ -76,7 +76,7 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
 
     async def one(ctx: SynthesisContext, slot: int, index: int) -> None:
         rng = random.Random(f"{config.seed}:task:{index}")
-        generator = rng.choices(steps.generators, weights=steps.weights)[0]
+        generator = steps.generator_for(config.seed, index, rng)
         try:
             if generator.pool_lag:  # waits outside the slot: items it waits for must be able to run
                 await ctx.pool.settled(index - generator.pool_lag)
@@ -203,7 +203,7 @@ async def _simulate(config: RunConfig, steps: Steps, task: Task, env: Environmen
 
 async def _verify(steps: Steps, trajectory: Trajectory, task: Task, endpoints: dict[str, Endpoint],
                   usage: dict[str, Usage]) -> None:
-    ctx = Context(task=task, env=steps.env, endpoints=endpoints, usage=usage)
+    ctx = Context(task=task, env=steps.env_for(task.domain), endpoints=endpoints, usage=usage)
     for check in steps.filters:
         try:
             verdict = await check.acheck(trajectory, ctx)
@@ -244,10 +244,11 @@ def rollout_shard(
 
     async def one(slot: int, index: int, task_json: str | None, error: str | None, evidence: str | None) -> None:
         if task_json is None:
-            rows[slot] = _synthesis_reject(error, evidence, lineage, shard, index, config.domain.name)
+            rows[slot] = _synthesis_reject(error, evidence, lineage, shard, index,
+                                           steps.domain_of(config.seed, index).name)
             return
         task = Task.model_validate_json(task_json)
-        env = steps.env.fresh(task.env_seed)
+        env = steps.env_for(task.domain).fresh(task.env_seed)
         dialogue = _agents(config, endpoints, task, env, index)
         transcript: list[Message] = []  # the dialogue as it happens: the evidence if it stops
         user_actions: list[UserAction] = []  # dual control: the user's own actions so far, evidence too
@@ -268,7 +269,7 @@ def rollout_shard(
             for name, meter in dialogue.usage.items():
                 usage[name].add(meter)
         rows[slot] = {**trajectory_row(trajectory, task, exact_hash(trajectory.messages), lineage, shard, index),
-                      **dialogue_figures(trajectory, task, steps.env)}
+                      **dialogue_figures(trajectory, task, steps.env_for(task.domain))}
 
     async def run_all() -> None:
         try:

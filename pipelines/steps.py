@@ -7,24 +7,55 @@ built-in steps themselves on first lookup.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from filters import FILTERS, Filter
 from generators import GENERATORS, Generator
-from schemas import ConfigError, RunConfig, StepSpec
+from schemas import ConfigError, DomainConfig, RunConfig, StepSpec
 from simulators.environment import DOMAINS, Environment
 from simulators.registry import Registry, UnknownStepError
 
 
 @dataclass
-class Steps:
+class DomainSteps:
+    """One domain of a mixed run: its environment, its own generators (built on it) and its share of the tasks."""
+
     env: Environment
+    generators: list[Generator]
+    share: float
+
+
+@dataclass
+class Steps:
+    env: Environment  # the run's domain (a mixed run's first)
     generators: list[Generator]
     weights: list[float]
     filters: list[Filter]
+    mixed: list[DomainSteps] = field(default_factory=list)  # every domain of a mixed run; empty otherwise
+
+    def env_for(self, domain: str) -> Environment:
+        """The environment a task of ``domain`` runs on (``task.domain``)."""
+        for part in self.mixed:
+            if part.env.name == domain:
+                return part.env
+        return self.env
+
+    def domain_of(self, seed: int, index: int) -> Environment:
+        """The environment task ``index`` is made on. A mixed run draws it from a stream of its own, so a
+        single-domain run's tasks draw exactly what they drew before mixing existed."""
+        if not self.mixed:
+            return self.env
+        return random.Random(f"{seed}:domain:{index}").choices(self.mixed, [p.share for p in self.mixed])[0].env
+
+    def generator_for(self, seed: int, index: int, rng: random.Random) -> Generator:
+        """The generator of task ``index``: one of its domain's (each has the config's generators, in order)."""
+        env = self.domain_of(seed, index)
+        generators = next((p.generators for p in self.mixed if p.env is env), self.generators)
+        return rng.choices(generators, weights=self.weights)[0]
 
 
 def _params(model: type, params: dict, where: str):
@@ -44,28 +75,43 @@ def _resolve(registry: Registry, spec: StepSpec, where: str) -> tuple[type, Any]
     return cls, _params(cls.Params, spec.params, where)
 
 
-def build_environment(config: RunConfig, source: str = "config") -> Environment:
-    """The configured domain: its class by name, its params validated by its own model, then bound."""
+def _domain_env(spec: DomainConfig, where: str) -> Environment:
+    """One domain: its class by name, its params validated by its own model, then bound."""
     try:
-        domain = DOMAINS.get(config.domain.name)
+        domain = DOMAINS.get(spec.name)
     except UnknownStepError as err:
-        raise ConfigError(f"{source}: domain.name: {err}") from None
-    params = _params(domain.Params, config.domain.params, f"{source}: domain")
+        raise ConfigError(f"{where}.name: {err}") from None
+    params = _params(domain.Params, spec.params, where)
     try:
-        return domain.configure(params)(config.domain.db_seed)
+        return domain.configure(params)(spec.db_seed)
     except ValueError as err:  # e.g. a malformed tool spec, already one line naming the file
-        raise ConfigError(f"{source}: domain.params: {err}") from None
+        raise ConfigError(f"{where}.params: {err}") from None
+
+
+def _where(config: RunConfig, source: str, i: int) -> str:
+    return f"{source}: domains[{i}]" if config.domains is not None else f"{source}: domain"
+
+
+def build_environment(config: RunConfig, source: str = "config", domain: str | None = None) -> Environment:
+    """The configured domain named ``domain`` (default: the run's first)."""
+    mixed = config.mixed_domains()
+    i = next((n for n, d in enumerate(mixed) if d.name == domain), 0)
+    return _domain_env(mixed[i], _where(config, source, i))
 
 
 def build_steps(config: RunConfig, source: str = "config") -> Steps:
-    env = build_environment(config, source)
-    gens = []
-    for i, spec in enumerate(config.generators):
-        cls, params = _resolve(GENERATORS, spec, f"{source}: generators[{i}]")
-        try:
-            gens.append(cls(env, params))
-        except ValueError as err:
-            raise ConfigError(f"{source}: generators[{i}].params: {err}") from None
+    parts = []
+    for n, spec in enumerate(config.mixed_domains()):
+        env = _domain_env(spec, _where(config, source, n))
+        gens = []
+        for i, gen in enumerate(config.generators):
+            cls, params = _resolve(GENERATORS, gen, f"{source}: generators[{i}]")
+            try:
+                gens.append(cls(env, params))
+            except ValueError as err:
+                raise ConfigError(f"{source}: generators[{i}].params: {err}"
+                                  + (f" (domain {spec.name!r})" if config.domains is not None else "")) from None
+        parts.append(DomainSteps(env, gens, spec.weight))
     if config.dedup.semantic.enabled:
         from dedup import semantic
 
@@ -76,4 +122,6 @@ def build_steps(config: RunConfig, source: str = "config") -> Steps:
     for i, spec in enumerate(config.filters):
         cls, params = _resolve(FILTERS, spec, f"{source}: filters[{i}]")
         checks.append(cls(params))
-    return Steps(env=env, generators=gens, weights=[g.weight for g in config.generators], filters=checks)
+    first = parts[0]
+    return Steps(env=first.env, generators=first.generators, weights=[g.weight for g in config.generators],
+                 filters=checks, mixed=parts if config.domains is not None else [])

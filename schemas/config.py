@@ -36,6 +36,12 @@ class DomainConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class MixedDomainConfig(DomainConfig):
+    """One domain of a run that mixes several (``domains``)."""
+
+    weight: float = Field(default=1.0, gt=0, description="its share of the run's tasks, relative to the others'")
+
+
 class ManagedVLLMConfig(_Strict):
     """How a run starts its own ``vllm serve`` (which may live in another virtual environment)."""
 
@@ -216,6 +222,9 @@ class RunConfig(_Strict):
     num_tasks: int = Field(ge=1)
     shard_size: int = Field(default=500, ge=1)
     domain: DomainConfig = Field(default_factory=DomainConfig)
+    domains: list[MixedDomainConfig] | None = Field(
+        default=None, min_length=1, description="a run that mixes domains, each drawing a share of the tasks by "
+        "weight; instead of `domain`")
     generators: list[GeneratorSpec] = Field(
         default_factory=lambda: [GeneratorSpec(name="blueprint")], min_length=1
     )
@@ -229,6 +238,25 @@ class RunConfig(_Strict):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     output_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _check_domains(self) -> RunConfig:
+        if self.domains is None:
+            return self
+        if "domain" in self.model_fields_set:
+            raise ValueError("domain: give either `domain` or `domains`, not both")
+        seen: set[str] = set()
+        for i, d in enumerate(self.domains):  # a task names its domain: two entries of one name would be ambiguous
+            if d.name in seen:
+                raise ValueError(f"domains[{i}].name: {d.name!r} is listed twice")
+            seen.add(d.name)
+        return self
+
+    def mixed_domains(self) -> list[MixedDomainConfig]:
+        """The run's domains with their weights: ``domains``, or ``domain`` alone (weight 1)."""
+        if self.domains is not None:
+            return list(self.domains)
+        return [MixedDomainConfig(**self.domain.model_dump())]
 
     @model_validator(mode="after")
     def _check_roles(self) -> RunConfig:
@@ -259,6 +287,8 @@ class RunConfig(_Strict):
     def config_hash(self) -> str:
         """Hash of what shapes the data: where it is written, how it is run and where a model is served do not."""
         data = self.model_dump(mode="json", exclude={"output_dir", "runner", "cache", "backends", "publish"})
+        if data["domains"] is None:
+            del data["domains"]  # configs written before mixed runs keep their hash
         if data["simulation"]["strategy"] == "simulate" and data["simulation"]["refine"] is None:
             del data["simulation"]["strategy"], data["simulation"]["refine"]  # configs written before them keep their hash
         refine = data["simulation"].get("refine")

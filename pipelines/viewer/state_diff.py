@@ -59,8 +59,8 @@ class StateDiff:
 
 
 @lru_cache(maxsize=8)
-def _environment(config_json: str) -> Environment:
-    return build_environment(RunConfig.model_validate(json.loads(config_json)), "the version's config")
+def _environment(config_json: str, domain: str | None) -> Environment:
+    return build_environment(RunConfig.model_validate(json.loads(config_json)), "the version's config", domain)
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -95,7 +95,7 @@ def state_diff(config: dict, task: dict | None, messages: list[dict], final_stat
         return None
     recorded = (task.get("provenance") or {}).get("state_diff")
     try:
-        env = _environment(canonical_json(config))
+        env = _environment(canonical_json(config), task.get("domain"))
     except (ConfigError, ValueError) as err:
         if recorded is None:
             return StateDiff("not available", None, None, notes=[f"cannot rebuild the domain here: {err}"])
