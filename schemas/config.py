@@ -9,7 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from schemas.documents import read_document
 from schemas.hashing import content_hash
@@ -252,6 +260,15 @@ class RunConfig(_Strict):
             seen.add(d.name)
         return self
 
+    @model_serializer(mode="wrap")
+    def _one_domain_key(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """One of ``domain`` / ``domains`` is stored: a mixed run's config (manifest, card) parses again, and a
+        single-domain config is stored, and hashed, exactly as before mixing existed."""
+        data = handler(self)
+        if isinstance(data, dict):
+            data.pop("domain" if self.domains is not None else "domains", None)
+        return data
+
     def mixed_domains(self) -> list[MixedDomainConfig]:
         """The run's domains with their weights: ``domains``, or ``domain`` alone (weight 1)."""
         if self.domains is not None:
@@ -287,8 +304,6 @@ class RunConfig(_Strict):
     def config_hash(self) -> str:
         """Hash of what shapes the data: where it is written, how it is run and where a model is served do not."""
         data = self.model_dump(mode="json", exclude={"output_dir", "runner", "cache", "backends", "publish"})
-        if data["domains"] is None:
-            del data["domains"]  # configs written before mixed runs keep their hash
         if data["simulation"]["strategy"] == "simulate" and data["simulation"]["refine"] is None:
             del data["simulation"]["strategy"], data["simulation"]["refine"]  # configs written before them keep their hash
         refine = data["simulation"].get("refine")

@@ -16,6 +16,7 @@ from pipelines.flow import run_generate
 from pipelines.reward import verify_row
 from pipelines.steps import build_environment, build_steps
 from pipelines.store import DatasetStore
+from pipelines.viewer.state_diff import state_diff
 from schemas import ConfigError, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +46,17 @@ def test_a_mixed_run_verifies_every_domain_dedups_across_them_and_exports(tmp_pa
     telecom = [r for r in accepted if r["domain"] == "telecom"]
     assert any(json.loads(r["user_actions"] or "[]") for r in telecom)  # dual control inside a mixed run
     assert not any(json.loads(r["user_actions"] or "[]") for r in accepted if r["domain"] != "telecom")
+    # the stored config is the mixed one and parses again; the viewer's state diff rebuilds each row's own domain
+    # and replays both sides (the user's phone too) to the row's final state
+    stored = parse_config(manifest.config)
+    assert stored.config_hash() == config.config_hash() and stored.domains == config.domains
+    for domain in DOMAINS:
+        row = next(r for r in accepted if r["domain"] == domain and json.loads(r["task"])["gold_actions"]
+                   and (domain != "telecom" or json.loads(r["user_actions"] or "[]")))
+        diff = state_diff(manifest.config, json.loads(row["task"]), row["messages"], row["final_state_hash"],
+                          json.loads(row["user_actions"] or "[]"))
+        assert diff.expected_ok and diff.dialogue_ok and all(c.agrees for c in diff.changes), (domain, diff)
+        assert (domain == "telecom") == any(c.table == "devices" for c in diff.changes)
     assert set(manifest.diversity.domains) == DOMAINS
     assert manifest.diversity.intent_coverage is not None and manifest.diversity.intent_coverage > 0
 
