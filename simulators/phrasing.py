@@ -462,6 +462,7 @@ SWAPS: tuple[tuple[str, ...], ...] = (
     ("it's only", "it's just", "it's only ever", "only"),
     ("from home", "from the house", "from my place"),
     ("pay it with", "pay with", "settle it with", "cover it with"),
+    ("thanks so much", "thanks so much", "thank you so much", "many thanks", "thanks a lot"),
     ("thank you so much", "thanks so much", "thank you very much", "many thanks", "thanks heaps"),
     ("here you go", "here it is", "there you go", "here"),
     # the store's most repeated phrases in `make demo` (its user-turn trigrams, most frequent first)
@@ -528,21 +529,47 @@ ASSISTANT_SWAPS: tuple[tuple[str, ...], ...] = (
 )
 
 
-def _compiled(groups: tuple[tuple[str, ...], ...]) -> list[tuple[re.Pattern, tuple[str, ...]]]:
-    return [(re.compile(r"(?<![\w'])" + re.escape(group[0]) + r"(?![\w'])", re.I), group) for group in groups]
+Swaps = tuple[re.Pattern, dict[str, tuple[str, ...]]]
 
 
-_SWAP_PATTERNS = _compiled(SWAPS)
-_ASSISTANT_PATTERNS = _compiled(ASSISTANT_SWAPS)
+def _compiled(groups: tuple[tuple[str, ...], ...], openers_anywhere: bool = False) -> Swaps:
+    """Every phrase of a table in one pattern, longest first, with its replacements. One pass swaps each phrase of
+    a text at most once, so a replacement is never swapped again ("Thanks" -> "Many thanks" stays so).
+
+    A phrase written capitalized (other than one starting with "I") is a sentence opener: it matches, as
+    written, only at the start of a sentence ("Done." but not "That's done"; "All set" but not "You're all set").
+    Other phrases match anywhere, in any case; groups whose phrase differs only in case are merged. With
+    ``openers_anywhere`` (the user's table: "so can you ..." reads as well as "Can you ...") an opener matches
+    in lower case anywhere too.
+    """
+    table: dict[str, tuple[str, ...]] = {}
+    for group in groups:
+        keys = [group[0]] if _opener(group[0]) else []
+        if not keys or openers_anywhere:
+            keys.append(group[0].lower())
+        for key in keys:
+            known = table.get(key, (group[0],))
+            table[key] = known + tuple(g for g in group[1:] if g not in known[1:])
+    keys = sorted(table, key=lambda k: (-len(k), not _opener(k)))
+    phrases = "|".join(r"(?:^|(?<=[.!?:] ))(?-i:" + re.escape(k) + ")" if _opener(k) else re.escape(k) for k in keys)
+    return re.compile(r"(?<![\w'])(?:" + phrases + r")(?![\w'])", re.I), table
+
+
+def _opener(phrase: str) -> bool:
+    return phrase[:1].isupper() and not phrase.startswith(("I ", "I'"))
+
+
+_SWAPS = _compiled(SWAPS, openers_anywhere=True)
+_ASSISTANT_SWAPS = _compiled(ASSISTANT_SWAPS)
 
 
 def agent_voice(text: str, rng: random.Random, rate: float) -> str:
     """The assistant's text in this dialogue's agent's words (``ASSISTANT_SWAPS``)."""
-    return paraphrase(text, rng, rate, patterns=_ASSISTANT_PATTERNS)
+    return paraphrase(text, rng, rate, swaps=_ASSISTANT_SWAPS)
 
 
 def paraphrase(text: str, rng: random.Random, rate: float, keep_first_words: int = 0,
-               patterns: list[tuple[re.Pattern, tuple[str, ...]]] | None = None) -> str:
+               swaps: Swaps | None = None) -> str:
     """Each swappable phrase replaced, with chance ``rate``, by another way of saying it (case kept at the start).
 
     The first ``keep_first_words`` words stay as they are (the "yes" of a consent); facts are never matched,
@@ -554,16 +581,18 @@ def paraphrase(text: str, rng: random.Random, rate: float, keep_first_words: int
     if keep_first_words:
         words = list(re.finditer(r"\S+", text))
         floor = words[min(keep_first_words, len(words)) - 1].end() if words else 0
-    for pattern, group in _SWAP_PATTERNS if patterns is None else patterns:
-        def swap(m: re.Match, group: tuple[str, ...] = group) -> str:
-            if m.start() < floor or rng.random() >= rate:
-                return m.group(0)
-            new = rng.choice(group[1:])
-            if m.group(0)[:1].isupper():
-                return new[:1].upper() + new[1:]
-            return new if new.startswith(("I ", "I'")) else new[:1].lower() + new[1:]
-        text = pattern.sub(swap, text)
-    return text
+    pattern, table = swaps or _SWAPS
+
+    def swap(m: re.Match) -> str:
+        if m.start() < floor or rng.random() >= rate:
+            return m.group(0)
+        new = rng.choice((table.get(m.group(0)) or table[m.group(0).lower()])[1:])
+        if m.group(0)[:1].isupper():
+            return new[:1].upper() + new[1:]
+        keep = new.startswith(("I ", "I'")) or new[:2].isupper()  # "I", and acronyms ("OK")
+        return new if keep else new[:1].lower() + new[1:]
+
+    return pattern.sub(swap, text)
 
 
 def with_filler(text: str, rng: random.Random, register: str) -> str:

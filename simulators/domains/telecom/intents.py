@@ -295,7 +295,7 @@ class SuspendedOverdue(Intent):
     def report(self, target, outputs, rng):
         paid = f"The payment of {outputs[0]} went through" if outputs else "The bill is paid"
         return expand(f"{paid}, your line is active again, and the phone is back on the network. {{You're all "
-                      "set|Sorry again for the trouble}}.", rng)
+                      "set|Sorry again for the trouble}.", rng)
 
 
 class SuspendedContract(Intent):
