@@ -10,14 +10,16 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from export_helpers import draft_manifest
 
 from pipelines.export import ExportOptions, export_version
-from pipelines.flow import run_generate
+from pipelines.flow import known_intents, run_generate
 from pipelines.reward import verify_row
+from pipelines.shard import rollout_shard, synthesize_shard
 from pipelines.steps import build_environment, build_steps
 from pipelines.store import DatasetStore
 from pipelines.viewer.state_diff import state_diff
-from schemas import ConfigError, load_config, parse_config
+from schemas import ConfigError, Lineage, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 MIXED = ROOT / "examples" / "mixed.yaml"
@@ -97,3 +99,23 @@ def test_a_single_domain_config_hashes_and_draws_as_before_mixing():
     assert not demo.mixed and demo.domain_of(7, 3) is demo.env
     frame = pl.DataFrame({"domain": [build_steps(load_config(MIXED)).domain_of(7, i).name for i in range(200)]})
     assert set(frame["domain"]) == DOMAINS
+
+
+@pytest.mark.parametrize("example", ["airline.yaml", "telecom.yaml"])
+def test_each_new_domain_example_runs_offline_as_shipped(example, tmp_path):
+    """``examples/airline.yaml`` and ``examples/telecom.yaml`` (only num_tasks changed), shard by shard and committed:
+    most tasks end as accepted, verified dialogues of that domain, the rest as rejected rows with a reason."""
+    config = load_config(ROOT / "examples" / example, num_tasks=40, shard_size=40)
+    lineage = Lineage(run_id="ex", config_hash=config.config_hash(), code_version="test", seed=config.seed)
+    tasks = synthesize_shard(config, 0, tmp_path / "tasks.parquet")
+    rollout_shard(config, 0, tasks, tmp_path / "rows.parquet", lineage)
+    store = DatasetStore(tmp_path / "ds")
+    manifest = store.commit([tmp_path / "rows.parquet"], draft_manifest("ex"), lambda: store.deduplicator(config.dedup),
+                            known_intents=known_intents(config))
+    rows = store.read().to_dicts()
+    assert {r["domain"] for r in rows} == {config.domain.name} and len(rows) == 40
+    assert manifest.accepted >= 32, manifest.funnel
+    assert all(r["reason"] for r in rows if r["status"] == "rejected")
+    env = build_environment(config)
+    for row in (r for r in rows if r["status"] == "accepted"):
+        assert all(v.passed for v in verify_row(row, env)), row["id"]
