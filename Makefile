@@ -27,7 +27,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
-		|| echo "could not install Debian's chromium: the report's browser test will say it skipped"
+		|| echo "could not install Debian's chromium: the report's browser tests fail where apt-get could install it, and skip (saying why) only where it cannot"
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
