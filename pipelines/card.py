@@ -127,6 +127,15 @@ def synthesis(summary: ExportSummary) -> str:
     return "\n\nTask synthesis, before any dialogue:\n\n```\n" + "\n".join(lines) + "\n```"
 
 
+def kg_section(summary: ExportSummary) -> list[str]:
+    """KG question difficulty (hops needed, clues, no-tool solve rate), when the versions made KG questions."""
+    from pipelines.kg_difficulty import difficulty, markdown
+
+    d = difficulty(summary.manifests)
+    return [] if d is None else ["## KG question difficulty\n\nSummed over the versions listed under Lineage.\n\n"
+                                 + markdown(d)]
+
+
 def lineage(summary: ExportSummary) -> str:
     return _table(
         ["version", "parent", "run_id", "created_at", "tasks", "accepted", "rejected", "config_hash", "code_version",
@@ -216,6 +225,7 @@ def render_card(summary: ExportSummary) -> str:
         + "\n\n" + _counts(summary.by_turns, "user turns"),
         "## Filter funnel\n\nSummed over the versions listed under Lineage.\n\n" + funnel(summary)
         + synthesis(summary),
+        *kg_section(summary),
         "## Generation\n\nModels used:\n\n" + "\n".join(f"- {x}" for x in models_used(m.config))
         + f"\n\nRun config of version {summary.version} (config hash `{m.config_hash}`):\n\n```yaml\n"
         + config_yaml + "\n```",

@@ -116,7 +116,7 @@ def _top(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
 
 
 def charts(data: ReportData) -> list[str]:
-    """The five plots, and one per generator that reports its own funnel, in page order."""
+    """The five plots, one per generator that reports its own funnel, and KG difficulty where there is one."""
     return [
         bar_chart("Filter funnel: rows left after each step", data.funnel),
         bar_chart("Rejections by reason", _top(data.reasons, TOP_REASONS), empty="no rejected rows", label_width=560),
@@ -126,7 +126,21 @@ def charts(data: ReportData) -> list[str]:
         bar_chart("Message lengths (accepted dialogues)", list(data.lengths.items()), empty="no messages"),
         *(bar_chart(f"Task synthesis: {generator}", synthesis_steps(counts))
           for generator, counts in data.manifest.synthesis.items()),
+        *kg_charts(data.manifest),
     ]
+
+
+def kg_charts(manifest: DatasetManifest) -> list[str]:
+    """KG questions by hops needed and by clues, with the no-tool solve rate in the title where it was measured."""
+    from pipelines.kg_difficulty import chart_items, difficulty
+
+    d = difficulty([manifest])
+    if d is None:
+        return []
+    solved = ""
+    if d.solved_without_tools is not None and d.solved_without_tools[1]:
+        solved = f"; {100 * d.solved_without_tools[0] / d.solved_without_tools[1]:.1f}% answered without tools"
+    return [bar_chart(f"KG question difficulty ({d.questions} questions{solved})", chart_items(d))]
 
 
 SYNTHESIS_STEPS = ("blueprints", "generated", "regenerated", "passed_rules", "failed_committee", "passed_committee",
