@@ -36,7 +36,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if args.run_id and (done := committed(DatasetStore(config.output_dir), run_id)) is not None:
         print(f"run {run_id} was already committed as version {done.version}; nothing to redo")
-    manifest = run_generate(config, config.output_dir, run_id, progress=not args.no_progress)
+    from pipelines.interrupt import exit_promptly_on_interrupt
+
+    staging = Path(config.output_dir) / "_staging" / run_id
+    with exit_promptly_on_interrupt(f"run {run_id} stopped; its finished shards stay under {staging}/; resume "
+                                    f"with: trajforge generate --config {args.config} --out {config.output_dir} "
+                                    f"--run-id {run_id}"):
+        manifest = run_generate(config, config.output_dir, run_id, progress=not args.no_progress)
     print(f"\nversion {manifest.version} committed to {Path(config.output_dir).resolve()}")
     print(f"  run {manifest.run_id}: {manifest.tasks} tasks -> {manifest.accepted} accepted, "
           f"{manifest.rejected} rejected ({manifest.total_accepted} accepted in the dataset)")
@@ -288,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     except BackendError as err:  # e.g. a managed vLLM server that would not start; nothing was committed
         print(f"trajforge: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: said so on one line where it was caught (pipelines.interrupt)
+        from pipelines.interrupt import EXIT_STATUS
+
+        return EXIT_STATUS
 
 
 if __name__ == "__main__":

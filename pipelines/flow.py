@@ -19,6 +19,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from pipelines.artifacts import create_run_artifacts
+from pipelines.interrupt import flow_body_unwound
 from pipelines.resume import checkpoint, claim_staging, committed, finished, staged_summary
 from pipelines.shard import rollout_shard, shard_indices, synthesize_shard
 from pipelines.store import DatasetStore
@@ -121,13 +122,17 @@ def generate(config: RunConfig, out_dir: str, run_id: str, progress: bool = Fals
         store.clear_staging(run_id)
         print(f"run {run_id} was already committed as version {done.version}; nothing to redo")
         return done.model_dump()
-    with ExitStack() as servers:
-        for name, backend in config.backends.items():
-            if backend.kind == "vllm" and name in config.model_users().values():
-                url = servers.enter_context(managed_vllm(name, backend, Path(out_dir) / "_logs"))
-                config = config.model_copy(update={"backends": {
-                    **config.backends, name: backend.model_copy(update={"base_url": url})}})
-        return _generate(config, out_dir, run_id, progress)
+    try:
+        with ExitStack() as servers:
+            for name, backend in config.backends.items():
+                if backend.kind == "vllm" and name in config.model_users().values():
+                    url = servers.enter_context(managed_vllm(name, backend, Path(out_dir) / "_logs"))
+                    config = config.model_copy(update={"backends": {
+                        **config.backends, name: backend.model_copy(update={"base_url": url})}})
+            return _generate(config, out_dir, run_id, progress)
+    except KeyboardInterrupt:
+        flow_body_unwound()  # the servers are stopped; the CLI exits soon (see pipelines.interrupt)
+        raise
 
 
 def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool) -> dict:
