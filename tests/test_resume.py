@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from pipelines.resume import claim_staging, finished
 from pipelines.store import DatasetStore
@@ -189,6 +190,60 @@ def test_ctrl_c_stops_at_once_another_config_is_refused_and_the_run_resumes(tmp_
     assert rc == 0, output
     assert _runs(out) == [0] and not staging.exists()
     assert _rows(out).equals(uninterrupted)
+
+
+MODEL_CONFIG = """
+name: resume-model
+seed: 5
+num_tasks: 12
+shard_size: 4
+domain: {{name: store, db_seed: 0}}
+generators: [{{name: blueprint, params: {{min_requests: 1, max_requests: 2}}}}]
+backends: {{loop: {{model: loop-model, base_url: "{url}", max_concurrency: 2, timeout_s: 30, max_retries: 0}}}}
+simulation: {{mode: model, user: {{backend: loop}}, assistant: {{backend: loop, temperature: 0.0}}}}
+runner: {{kind: thread, workers: 2}}
+"""
+
+
+def test_killed_model_run_resumes_with_unfinished_shards_served_from_the_request_cache(tmp_path, prefect_api_url):
+    """A model-mode run SIGKILLed mid-shard, resumed: every request whose reply reached the cache before the kill
+    is answered from it (counted where the requests arrive, on the loopback server), the rest are sent once,
+    and the dataset is the uninterrupted run's."""
+    from loopback import LoopbackServer, TranscriptBrain
+
+    from pipelines.flow import run_generate
+    from schemas import parse_config
+    from simulators.backends import RequestCache
+
+    with LoopbackServer() as server:
+        text = MODEL_CONFIG.format(url=server.url)
+        config = parse_config(yaml.safe_load(text), "resume-model")
+        server.brain = TranscriptBrain(config)
+        run_generate(config, tmp_path / "reference", "reference")
+        uninterrupted, paid = _rows(tmp_path / "reference"), server.requests
+        assert uninterrupted.height == 12 and paid > 24
+
+        server.reset_counts()
+        out = tmp_path / "ds"
+        proc = _start(tmp_path, out, config_text=text, api_url=prefect_api_url)
+        deadline = time.monotonic() + 180
+        while server.requests < paid // 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGKILL)
+        _reap(proc)
+        assert _runs(out) == []
+        cached = len(RequestCache(out / "_cache" / "requests.sqlite"))
+        staged = {p.name for p in (out / "_staging" / RUN_ID).glob("rows-*.parquet")}
+        assert 0 < cached < paid and len(staged) < 3, (cached, staged)  # killed with shards unfinished
+
+        server.reset_counts()
+        rc, output = _run(tmp_path, out, config_text=text, api_url=prefect_api_url)
+        assert rc == 0, output
+        resumed_requests = server.requests
+    assert resumed_requests == paid - cached  # nothing whose reply was cached is paid for twice
+    manifest = DatasetStore(out).versions()[-1]
+    assert sum(u.cached for u in manifest.usage.values()) > 0  # unfinished shards' calls came from the cache
+    assert _runs(out) == [0] and _rows(out).equals(uninterrupted)
 
 
 def test_resume_under_another_config_is_refused(tmp_path):
