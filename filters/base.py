@@ -35,6 +35,8 @@ class Filter:
 
     name: ClassVar[str]
     Params: ClassVar[type[FilterParams]] = FilterParams
+    # Who a rejection is attributed to (schemas.FAULTS); most checks judge what the assistant did.
+    fault: ClassVar[str] = "assistant"
 
     def __init__(self, params: FilterParams | None = None) -> None:
         self.params = params or self.Params()
@@ -53,8 +55,8 @@ class Filter:
     def passed(self) -> Verdict:
         return Verdict(stage=self.name, passed=True)
 
-    def failed(self, reason: str) -> Verdict:
-        return Verdict(stage=self.name, passed=False, reason=reason)
+    def failed(self, reason: str, fault: str | None = None) -> Verdict:
+        return Verdict(stage=self.name, passed=False, reason=reason, fault=fault or self.fault)
 
 
 FILTERS: Registry[type[Filter]] = Registry("filter", "trajforge.filters", base=Filter, builtins="filters")

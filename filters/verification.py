@@ -10,6 +10,7 @@ from filters.answer_match import check_answer
 from filters.base import FILTERS, Context, Filter, FilterParams
 from schemas import Trajectory, Verdict, canonical_json
 from simulators.environment import Validator, compile_validator, is_error, validate_arguments
+from simulators.model_agents import TOOL_SIMULATOR_ERROR
 from simulators.text import normalize
 
 
@@ -71,7 +72,9 @@ class ExecutionFilter(Filter):
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
         errors = [m.content for m in trajectory.messages if m.role == "tool" and is_error(m.content or "")]
         if len(errors) > self.params.max_errors:
-            return self.failed(f"{len(errors)} tool error(s); first: {errors[0]}")
+            # A result the tool simulator could not give is its failure; any other error is a call gone wrong.
+            fault = "tool" if any((e or "").startswith(TOOL_SIMULATOR_ERROR) for e in errors) else None
+            return self.failed(f"{len(errors)} tool error(s); first: {errors[0]}", fault)
         return self.passed()
 
 

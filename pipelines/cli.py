@@ -68,15 +68,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     build_steps(config, str(args.config))  # fail on bad step names/params before anything is registered
     if not config.output_dir:
         raise ConfigError(f"{args.config}: output_dir: not set; give --out DIR")
-    from pipelines.prefect_server import ServerError
     from pipelines.schedule import check_cron, serve
 
-    try:
-        serve(json.loads(config.model_dump_json()), config.output_dir, check_cron(args.cron), args.name or config.name)
-    except ServerError as err:
-        print(f"trajforge: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return serve(json.loads(config.model_dump_json()), config.output_dir, check_cron(args.cron), args.name or config.name)
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
@@ -91,10 +85,11 @@ def cmd_versions(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([m.model_dump(exclude={"config"}) for m in versions], indent=2))
         return 0
-    print(f"{'version':>7}  {'accepted':>8}  {'rejected':>8}  {'total':>7}  {'created_at':<25}  run_id")
+    print(f"{'version':>7}  {'accepted':>8}  {'rejected':>8}  {'total':>7}  {'created_at':<25}  {'run_id':<30}  "
+          f"started by")
     for m in versions:
         print(f"{m.version:>7}  {m.accepted:>8}  {m.rejected:>8}  {m.total_accepted:>7}  {m.created_at:<25}  "
-              f"{m.run_id}")
+              f"{m.run_id:<30}  {m.origin.describe() if m.origin else 'generate'}")
     return 0
 
 
@@ -284,6 +279,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     args = parser().parse_args(argv)
+    from pipelines.prefect_server import ServerError
     from simulators.backends import BackendError
 
     try:
@@ -291,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"trajforge: error: {err}", file=sys.stderr)
         return 2
-    except BackendError as err:  # e.g. a managed vLLM server that would not start; nothing was committed
+    except (BackendError, ServerError) as err:  # e.g. a managed vLLM or the Prefect server would not start
         print(f"trajforge: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C: said so on one line where it was caught (pipelines.interrupt)

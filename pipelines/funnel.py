@@ -17,7 +17,12 @@ def funnel(stages: Mapping[str, int], dedup_layers: Mapping[str, int], config: M
     'dedup'); ``dedup_layers`` splits the dedup count by layer. A stage not in the
     config (a plug-in's) is listed after the filters, so the counts always add up.
     """
-    names = list(BEFORE_FILTERS) + [f.get("name") for f in config.get("filters", []) if isinstance(f, Mapping)]
+    names = list(BEFORE_FILTERS)
+    for f in config.get("filters", []):
+        if isinstance(f, Mapping):
+            names.append(f.get("name"))
+            if stages.get(f"{f.get('name')}_error"):  # a model filter that gave no verdict, right beside its verdicts
+                names.append(f"{f.get('name')}_error")
     out = {name: stages.get(name, 0) for name in names}
     out.update({name: n for name, n in sorted(stages.items()) if name not in out and name != "dedup"})
     out.update({f"dedup.{layer}": dedup_layers.get(layer, 0) for layer in LAYERS})
@@ -34,16 +39,32 @@ def synthesis_lines(generator: str, c: Mapping[str, int]) -> list[str]:
     if "generated" not in c:
         return [f"{generator}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items()))]
     rules = ", ".join(f"{stage} -{c.get(f'failed_{stage}', 0)}" for stage in STAGES)
+    cut = f", {c['failed_truncated']} cut off at max_tokens" if c.get("failed_truncated") else ""
+    judge = f", {c['failed_judge']} without a verdict (judge_error)" if c.get("failed_judge") else ""
     lines = [f"{generator}: {c.get('blueprints', 0)} blueprints, {c['generated']} written "
-             f"({c.get('regenerated', 0)} rewritten with feedback)",
+             f"({c.get('regenerated', 0)} rewritten with feedback{cut})",
              f"  stage 1 rules ({rules}) -> {c.get('passed_rules', 0)} reviewed",
-             f"  stage 2 committee -{c.get('failed_committee', 0)} -> {c.get('passed_committee', 0)} validated; "
+             f"  stage 2 committee -{c.get('failed_committee', 0)}{judge} -> {c.get('passed_committee', 0)} validated; "
              f"{c.get('dropped', 0)} dropped after the last round, {c.get('failed_backend', 0)} lost to the backend, "
              f"{c.get('contexts_failed', 0)} without a context"]
     if c.get("recombinations"):
         lines.append(f"  recombination: {c['recombinations']} tried -> {c.get('recombined', 0)} recombined "
                      f"({c.get('recombination_conflicts', 0)} conflicts)")
     return lines
+
+
+FAULT_NAMES = {"assistant": "the assistant's", "user": "the user simulator's", "tool": "the tool simulator's",
+               "judge": "a judge's (no verdict)", "backend": "the backend's", "synthesis": "task synthesis's",
+               "plugin": "a plug-in step's", "unknown": "not attributed (older rows)"}
+
+
+def fault_summary(faults: Mapping[str, int]) -> str:
+    """Who failed, in words: "rejections: 31% the user simulator's (9), 59% the assistant's (17), ..."."""
+    total = sum(faults.values())
+    if not total:
+        return "rejections: none"
+    return "rejections: " + ", ".join(f"{100 * n / total:.0f}% {FAULT_NAMES.get(f, f)} ({n})"
+                                      for f, n in sorted(faults.items(), key=lambda kv: -kv[1]))
 
 
 def print_funnel(manifest) -> None:
@@ -56,6 +77,8 @@ def print_funnel(manifest) -> None:
     for step, n in manifest.funnel.items():
         left -= n
         print(f"    {step:<22} -{n:<6} {left:>7} left")
+    if manifest.faults:
+        print("  " + fault_summary(manifest.faults))
     if manifest.similarity_histogram:
         print("  semantic similarity of each row to its nearest earlier row (choose dedup.semantic.threshold):")
         for line in _bars(manifest.similarity_histogram):

@@ -28,7 +28,7 @@ from schemas import DatasetManifest
 LENGTH_EDGES = (0, 50, 100, 200, 400, 800, 1600)
 TOP_REASONS = 15
 SAMPLES = 3
-COLUMNS = ["index", "status", "stage", "reason", "num_turns", "messages"]
+COLUMNS = ["index", "status", "stage", "reason", "num_turns", "messages", "fault"]
 
 
 class ReportError(ValueError):
@@ -47,6 +47,8 @@ class ReportData:
     lengths: dict[str, int]  # message length bin -> messages in accepted dialogues
     reasons: dict[str, int]  # generic rejection reason -> rejected rows
     samples: list[list[dict]] = field(default_factory=list)  # messages of the first accepted dialogues
+    faults: dict[str, int] = field(default_factory=dict)  # who failed -> rejected rows
+    rejects: list[dict] = field(default_factory=list)  # the first rejected rows: stage, reason, fault, messages
 
 
 def select_version(root: str | Path, version: int | None) -> DatasetManifest:
@@ -67,8 +69,11 @@ def select_version(root: str | Path, version: int | None) -> DatasetManifest:
 
 def run_rows(root: str | Path, manifest: DatasetManifest, columns: list[str] = COLUMNS) -> pl.DataFrame:
     """The rows the version's run added (the table is append-only; a run commits once), in task order."""
-    return (pl.scan_delta(str(root), version=manifest.version).filter(pl.col("run_id") == manifest.run_id)
-            .select(columns).sort("index").collect())
+    scan = pl.scan_delta(str(root), version=manifest.version)
+    present = scan.collect_schema().names()
+    # A column that versions written by older code lack (``fault``) reads as nulls.
+    chosen = [pl.col(c) if c in present else pl.lit(None, pl.String).alias(c) for c in columns]
+    return scan.filter(pl.col("run_id") == manifest.run_id).select(chosen).sort("index").collect()
 
 
 def _length_bin(n: int) -> str:
@@ -105,7 +110,9 @@ def collect(root: str | Path, version: int | None = None, samples: int = SAMPLES
         funnel=funnel_left(manifest),
         lengths={b: lengths[b] for b in order if lengths[b]},
         reasons=dict(reasons.most_common()),
-        samples=[row for row in accepted.head(samples)["messages"].to_list()])
+        samples=[row for row in accepted.head(samples)["messages"].to_list()],
+        faults=dict(Counter(f or "unknown" for f in rejected["fault"].to_list()).most_common()),
+        rejects=rejected.head(samples).select("stage", "reason", "fault", "messages").to_dicts())
 
 
 def _top(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
@@ -120,6 +127,7 @@ def charts(data: ReportData) -> list[str]:
     return [
         bar_chart("Filter funnel: rows left after each step", data.funnel),
         bar_chart("Rejections by reason", _top(data.reasons, TOP_REASONS), empty="no rejected rows", label_width=560),
+        bar_chart("Rejections by who failed (fault)", list(data.faults.items()), empty="no rejected rows"),
         bar_chart("Turns per dialogue (user turns, accepted)", [(f"{k} turns", v) for k, v in data.turns.items()],
                   empty="no accepted dialogues"),
         bar_chart("Tool usage (calls in accepted dialogues)", list(data.tools.items()), empty="no tool calls"),
@@ -181,8 +189,12 @@ table.summary td { padding: 2px 12px 2px 0; } .charts { display: flex; flex-wrap
 <tr><td>dataset</td><td>{{ root }}</td></tr>
 <tr><td>version</td><td>{{ m.version }} (parent {{ m.parent_version if m.parent_version is not none else "none" }})</td></tr>
 <tr><td>run</td><td>{{ m.run_id }}, seed {{ m.seed }}, created {{ m.created_at }}</td></tr>
+<tr><td>started by</td><td>{% if m.origin %}deployment {{ m.origin.deployment }}, {% if m.origin.schedule -%}
+schedule {{ m.origin.schedule }} (cron, UTC), due {{ m.origin.scheduled_for }}{% else %}run by hand{% endif %},
+flow run {{ m.origin.flow_run_id }}{% else %}trajforge generate (by hand){% endif %}</td></tr>
 <tr><td>config / code</td><td>{{ m.config_hash }} / {{ m.code_version }}</td></tr>
 <tr><td>this run</td><td>{{ m.tasks }} tasks: {{ m.accepted }} accepted, {{ m.rejected }} rejected</td></tr>
+{% if faults %}<tr><td>who failed</td><td>{{ faults }}</td></tr>{% endif %}
 <tr><td>dataset total</td><td>{{ m.total_accepted }} accepted rows</td></tr>
 {% for role, u in m.usage.items() %}<tr><td>{{ role }}{% if m.models.get(role) %} ({{ m.models[role] }}){% endif %}</td>
 <td>{{ u.requests }} requests, {{ u.cached }} cached, {{ u.prompt_tokens }} prompt + {{ u.completion_tokens }}
@@ -193,24 +205,37 @@ completion tokens</td></tr>{% endfor %}
 <h2>Sample dialogues</h2>
 {% if not samples %}<p>No accepted dialogues in this version.</p>{% endif %}
 {% for messages in samples %}<section class="dialogue"><h3>Dialogue {{ loop.index }}</h3>
-{% for msg in messages %}{% if msg.role == "system" %}<details class="bubble system"><summary>system prompt
+{{ chat(messages) }}</section>
+{% endfor %}
+<h2>Sample rejections</h2>
+{% if not rejects %}<p>No rejected rows in this version.</p>{% endif %}
+{% for row in rejects %}<section class="dialogue rejected"><h3>Rejected at {{ row.stage }}{% if row.fault %}
+({{ row.fault }}'s fault){% endif %}</h3><p>{{ row.reason }}</p>
+{% if not row.messages %}<p>No messages were produced.</p>{% endif %}{{ chat(row.messages or []) }}</section>
+{% endfor %}
+</body></html>
+"""
+
+_CHAT = """{% for msg in messages %}{% if msg.role == "system" %}<details class="bubble system"><summary>system prompt
 ({{ (msg.content or "") | length }} characters)</summary>{{ msg.content or "" }}</details>
 {%- else %}<div class="bubble {{ msg.role }}"><span class="role">{{ msg.role }}
 {%- if msg.role == "tool" and msg.name %} · {{ msg.name }}{% endif %}</span>{{ msg.content or "" }}
 {%- for call in msg.tool_calls or [] %}<div class="tool-call">→ {{ call.function.name }}
 ({{- pretty(call.function.arguments) }})</div>
 {%- endfor %}</div>{% endif %}
-{% endfor %}</section>
-{% endfor %}
-</body></html>
-"""
+{% endfor %}"""
 
 
 def render(data: ReportData, root: str) -> str:
+    from pipelines.funnel import fault_summary
+
     env = Environment(autoescape=True, keep_trailing_newline=True)
     env.globals["pretty"] = _pretty
+    chat = env.from_string(_CHAT)
+    env.globals["chat"] = lambda messages: Markup(chat.render(messages=messages))
     return env.from_string(_PAGE).render(root=root, m=data.manifest, charts=[Markup(c) for c in charts(data)],
-                                         samples=data.samples)
+                                         samples=data.samples, rejects=data.rejects,
+                                         faults=fault_summary(data.faults) if data.faults else "")
 
 
 def write_report(root: str | Path, to: str | Path, version: int | None = None) -> ReportData:

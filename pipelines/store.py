@@ -49,6 +49,30 @@ def reason_key(stage: str, reason: str) -> str:
     return f"{stage}: {generic[:100]}"
 
 
+def _light(path: Path) -> pa.Table:
+    """The columns commit decides on; a shard staged by older code has no ``fault`` column (read as unknown)."""
+    names = pq.ParquetFile(path).schema_arrow.names
+    table = pq.read_table(path, columns=[c for c in ("id", "status", "stage", "reason", "dedup_hash", "fault")
+                                         if c in names])
+    if "fault" not in names:
+        table = table.append_column("fault", pa.nulls(table.num_rows, pa.string()))
+    return table
+
+
+def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
+    """A staged batch's column in the row schema's type; one older code did not write is all nulls."""
+    target = ROW_SCHEMA.field(name).type
+    if name not in batch.schema.names:
+        return pa.nulls(batch.num_rows, target)
+    column = batch.column(name)
+    return column if column.type == target else column.cast(target)
+
+
+def fault_counts(faults) -> dict[str, int]:
+    """Rejections per fault, most first; rows written before faults were recorded count as ``unknown``."""
+    return dict(Counter(f or "unknown" for f in faults).most_common())
+
+
 class DatasetStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -128,16 +152,16 @@ class DatasetStore:
 
     def _commit_once(self, shard_files: list[Path], manifest: DatasetManifest,
                      dedup: Deduplicator | None, base: int | None) -> DatasetManifest:
-        light = pa.concat_tables(
-            [pq.read_table(f, columns=["id", "status", "stage", "reason", "dedup_hash"]) for f in shard_files])
-        status, stage, reason = (light.column(c).to_pylist() for c in ("status", "stage", "reason"))
+        light = pa.concat_tables([_light(f) for f in shard_files])
+        status, stage, reason, fault = (light.column(c).to_pylist() for c in ("status", "stage", "reason", "fault"))
         ids = light.column("id").to_pylist()
         cluster, layers, outcome = list(ids), {}, None
         if dedup is not None:
             outcome = dedup.run(ids, [st == ACCEPTED for st in status], light.column("dedup_hash").to_pylist(),
                                 lambda positions: self._user_texts(shard_files, positions))
             for i, (_layer, why) in outcome.rejected.items():
-                status[i], stage[i], reason[i] = REJECTED, "dedup", why
+                # A duplicate is synthesis's: it proposed a task (or dialogue) the dataset already has.
+                status[i], stage[i], reason[i], fault[i] = REJECTED, "dedup", why, "synthesis"
             cluster, layers = outcome.cluster_ids, outcome.counts
         rejected = [i for i, st in enumerate(status) if st == REJECTED]
         accepted = len(status) - len(rejected)
@@ -149,10 +173,12 @@ class DatasetStore:
             "reasons": dict(Counter(reason_key(stage[i], reason[i] or "") for i in rejected).most_common()),
             "total_accepted": self.total_accepted() + accepted,
             "funnel": funnel(stages, layers, manifest.config),
+            "faults": fault_counts(fault[i] for i in rejected),
             "similarity_histogram": outcome.similarity_histogram if outcome else {},
         })
         columns = {"status": pa.array(status, pa.string()), "stage": pa.array(stage, pa.string()),
-                   "reason": pa.array(reason, pa.string()), "cluster_id": pa.array(cluster, pa.string())}
+                   "reason": pa.array(reason, pa.string()), "cluster_id": pa.array(cluster, pa.string()),
+                   "fault": pa.array(fault, pa.string())}
         expected = 0 if base is None else base + 1
         if outcome is not None:
             save_part(self.root, expected, final.run_id, outcome.index, dedup.config)
@@ -161,7 +187,7 @@ class DatasetStore:
             offset = 0
             for f in shard_files:
                 for batch in pq.ParquetFile(f).iter_batches(batch_size=1024):
-                    arrays = [columns[n].slice(offset, batch.num_rows) if n in columns else batch.column(n)
+                    arrays = [columns[n].slice(offset, batch.num_rows) if n in columns else _column(batch, n)
                               for n in ROW_SCHEMA.names]
                     offset += batch.num_rows
                     yield pa.RecordBatch.from_arrays(arrays, schema=ROW_SCHEMA)

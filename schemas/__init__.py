@@ -19,10 +19,10 @@ from schemas.config import (
     parse_config,
 )
 from schemas.hashing import canonical_json, content_hash, ordered_json
-from schemas.manifest import DatasetManifest
+from schemas.manifest import DatasetManifest, RunOrigin
 from schemas.messages import Action, FunctionCall, FunctionSpec, Message, Tool, ToolCall
 from schemas.task import Request, Task, UserScenario
-from schemas.trajectory import Lineage, Trajectory, Usage, Verdict, total_usage
+from schemas.trajectory import FAULTS, Lineage, Trajectory, Usage, Verdict, total_usage
 
 __all__ = [
     "Action",
@@ -33,6 +33,7 @@ __all__ = [
     "DatasetManifest",
     "DedupConfig",
     "DomainConfig",
+    "FAULTS",
     "FunctionCall",
     "FunctionSpec",
     "GeneratorSpec",
@@ -42,6 +43,7 @@ __all__ = [
     "Request",
     "RoleConfig",
     "RunConfig",
+    "RunOrigin",
     "RunnerConfig",
     "SimulationConfig",
     "StepSpec",
