@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from export_helpers import commit_worker, draft_manifest, stage_rows, two_versions
 
-from filters.dedup_layers import Deduplicator
+from dedup import Deduplicator
 from pipelines.cli import main
 from pipelines.export import export_version
 from pipelines.store import DatasetStore, StoreError
