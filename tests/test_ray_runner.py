@@ -82,9 +82,40 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# A cluster's nodes have no checkout of this project: only what the job ships. The nodes' Python hides every
+# package pyproject installs unless it comes from Ray's unpacked job files (runtime_resources), so a package
+# the runner forgets to ship fails the run here as it would on a real cluster, installed copy or not.
+NO_CHECKOUT = """
+import importlib.machinery
+import sys
+
+HIDDEN = {hidden!r}
+
+
+class NoCheckout:
+    @classmethod
+    def find_spec(cls, fullname, path=None, target=None):
+        if path is not None or fullname not in HIDDEN:
+            return None  # a submodule is looked up in its parent's (shipped) folder
+        shipped = [p for p in sys.path if "runtime_resources" in p]
+        spec = importlib.machinery.PathFinder.find_spec(fullname, shipped)
+        if spec is None:
+            raise ModuleNotFoundError(f"No module named {{fullname!r}} (not shipped with the job)", name=fullname)
+        return spec
+
+
+sys.meta_path.insert(0, NoCheckout)
+"""
+
+
+def _installed_packages() -> list[str]:
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    return sorted(p.rstrip("*") for p in include)
+
+
 def _node(temp: Path, env: dict[str, str], cpus: int, head_port: int | None = None, join: str | None = None):
     """One `ray start --block` in its own process group (stopped with it: never `ray stop`, which would stop
-    every Ray on the machine); every port it opens is a free one."""
+    every Ray on the machine), run outside the checkout; every port it opens is a free one."""
     ports = {flag: _free_port() for flag in ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
                                              "dashboard-agent-grpc-port", "runtime-env-agent-port",
                                              "metrics-export-port")}
@@ -96,7 +127,8 @@ def _node(temp: Path, env: dict[str, str], cpus: int, head_port: int | None = No
     else:
         args += [f"--address={join}"]
     log = open(temp / f"node-{len(list(temp.glob('node-*.log')))}.log", "w")  # noqa: SIM115 (closed with the node)
-    return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True), log
+    return subprocess.Popen(args, env=env, cwd=temp, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True), log
 
 
 def _alive_nodes(address: str, env: dict[str, str]) -> int:
@@ -108,9 +140,16 @@ def _alive_nodes(address: str, env: dict[str, str]) -> int:
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A head node with no CPUs (it only coordinates) and a second node with two: every shard must run on the
-    second node. Token authentication as Ray enables it by default, with a token of this test's own."""
+    second node. Token authentication as Ray enables it by default, with a token of this test's own. Yields the
+    address and the environment a driver needs (the token), not the nodes' own (which hides the project)."""
     temp = Path(tempfile.mkdtemp(prefix="tf-ray-", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    (temp / "no-checkout").mkdir()
+    (temp / "no-checkout" / "sitecustomize.py").write_text(NO_CHECKOUT.format(hidden=_installed_packages()))
+    env = {**os.environ, **auth, "PYTHONPATH": str(temp / "no-checkout")}
+    hidden = subprocess.run([sys.executable, "-c", "import ray, pipelines"], env=env, cwd=temp, capture_output=True,
+                            text=True, timeout=120)
+    assert "No module named 'pipelines' (not shipped with the job)" in hidden.stderr, hidden.stderr[-2000:]
     port = _free_port()
     address = f"127.0.0.1:{port}"
     nodes = [_node(temp, env, cpus=0, head_port=port)]
@@ -123,7 +162,7 @@ def ray_cluster():
         while _alive_nodes(address, env) < 2:
             assert time.monotonic() < deadline, (temp / "node-1.log").read_text()[-2000:]
             time.sleep(1)
-        yield address, env
+        yield address, {**os.environ, **auth}
     finally:
         for proc, log in nodes:
             try:
@@ -138,7 +177,8 @@ def ray_cluster():
 def test_a_cluster_address_runs_every_shard_on_the_clusters_second_node(tmp_path, small_config, thread_run,
                                                                         ray_cluster, prefect_api_url):
     """`runner: {kind: ray, address: HOST:PORT}` from the command line: the driver connects to the running
-    cluster, ships this checkout's packages with the job, and the shards run on the node that has the CPUs."""
+    cluster, ships this checkout's packages with the job (the nodes have none of their own), and the shards run
+    on the node that has the CPUs."""
     address, ray_env = ray_cluster
     a, left = thread_run
     data = json.loads(_config(small_config).model_dump_json())
@@ -166,8 +206,7 @@ def test_ray_runner_config(small_config):
     kwargs = ray_init_kwargs(local)
     assert kwargs["num_cpus"] == 2 and kwargs["include_dashboard"] is False
     # every package the project installs is shipped to the workers (a remote cluster has no checkout)
-    installed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
-    assert sorted(PROJECT_PACKAGES) == sorted(p.rstrip("*") for p in installed)
+    assert sorted(PROJECT_PACKAGES) == _installed_packages()
     assert {p.rsplit("/", 1)[-1] for p in kwargs["runtime_env"]["py_modules"]} == set(PROJECT_PACKAGES)
 
     remote = small_config(runner={"kind": "ray", "address": "ray://head:10001"}).runner
