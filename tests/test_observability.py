@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import re
-import shutil
 import subprocess
 import threading
 from functools import partial
@@ -14,6 +12,7 @@ from html.parser import HTMLParser
 
 import polars as pl
 import pytest
+from browser import required_chromium
 from loopback import LoopbackServer, TranscriptBrain
 
 from pipelines.artifacts import artifact_key, dialogue_markdown, funnel_table, usage_table
@@ -212,31 +211,6 @@ class _Dom(HTMLParser):
         self.remote += [v for k, v in attrs.items() if k in ("src", "href") and v and "://" in v]
 
 
-def _cannot_install_chromium() -> str | None:
-    """Why Debian's chromium cannot be installed on this machine, or None when it can (as ``make test`` does)."""
-    if shutil.which("apt-get") is None or shutil.which("apt-cache") is None:
-        return "no apt-get on this machine"
-    if os.geteuid() != 0:
-        return "not root, so apt-get cannot install packages"
-    policy = subprocess.run(["apt-cache", "policy", "chromium"], capture_output=True, text=True, timeout=60).stdout
-    candidate = re.search(r"Candidate:\s*(\S+)", policy)
-    if candidate is None or candidate.group(1) == "(none)":
-        return "apt's package index has no chromium (apt-get update failed or no Debian repository)"
-    return None
-
-
-def chromium() -> str:
-    """The headless browser; its absence fails the test wherever it could have been installed."""
-    found = shutil.which("chromium")
-    if found is not None:
-        return found
-    why = _cannot_install_chromium()
-    if why is None:
-        pytest.fail("chromium is not installed, but this machine can install it: run `make test` (it installs "
-                    "Debian's chromium package) or `apt-get install chromium`")
-    pytest.skip(f"chromium is not installed and cannot be installed here: {why}")
-
-
 def chromium_args(browser: str, tmp_path) -> list[str]:
     return [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -244,7 +218,7 @@ def chromium_args(browser: str, tmp_path) -> list[str]:
 
 
 def test_report_renders_in_headless_chromium(dataset, tmp_path):
-    browser = chromium()
+    browser = required_chromium()
     root, _ = dataset
     page = tmp_path / "report.html"
     assert main(["report", str(root), "--version", "0", "--to", str(page)]) == 0
@@ -304,7 +278,7 @@ def test_report_content_security_policy_forbids_loading_anything(dataset, tmp_pa
     directives = dict(d.strip().split(" ", 1) for d in policy.group(1).split(";") if d.strip())
     assert directives == {"default-src": "'none'", "style-src": "'unsafe-inline'"}, directives
 
-    browser = chromium()
+    browser = required_chromium()
     with_csp = text.replace("</body>", HOSTILE + "</body>")
     (page.parent / "with.html").write_text(with_csp)
     (page.parent / "without.html").write_text(with_csp.replace(policy.group(0), ""))
