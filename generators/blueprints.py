@@ -44,8 +44,9 @@ class Draft:
 
 
 class BlueprintParams(GeneratorParams):
-    min_requests: int = Field(default=1, ge=1)
-    max_requests: int = Field(default=2, ge=1)
+    min_requests: int = Field(default=1, ge=1, description="each task has at least this many requests, each of "
+                              "another intent (more than the domain can give is a config error)")
+    max_requests: int = Field(default=2, ge=1, description="at most this many (capped at what the domain can give)")
     intents: list[str] | None = Field(default=None, description="limit to these intents; all by default")
     max_attempts: int = Field(default=40, ge=1)
 
@@ -73,9 +74,20 @@ class BlueprintGenerator(Generator):
         for intent in self.intents:
             self.by_target.setdefault(intent.target_tool, []).append(intent)
         self.graph = tool_graph(type(env))
-        self.entries = self.graph.entries(set(env.user_knows))
-        if not self.entries:
+        entries = self.graph.entries(set(env.user_knows))
+        if not entries:
             raise ValueError(f"domain {env.name!r}: no tool can be called with what a user knows ({sorted(env.user_knows)})")
+        # A request's intent never repeats in a task, so a starting lookup supplies at most as many requests
+        # as it has intents within reach on the graph. A minimum no entry reaches is a config error; a maximum
+        # is only a bound, so one above what the domain can give is capped.
+        self.capacity = {e: sum(i.target_tool in self.graph.reachable(e) for i in self.intents) for e in entries}
+        most = max(self.capacity.values())
+        if params.min_requests > most:
+            raise ValueError(f"min_requests: {params.min_requests} distinct requests cannot fit in one task of domain "
+                             f"{env.name!r}: at most {most} of its intents ({', '.join(i.name for i in self.intents)}) "
+                             "are reachable from one starting lookup, and a task never repeats an intent")
+        self.max_requests = min(params.max_requests, most)
+        self.entries = entries
         self.users = env.users()
         if not self.users:
             raise ValueError(f"domain {env.name!r} has no users to ground tasks in")
@@ -89,7 +101,7 @@ class BlueprintGenerator(Generator):
 
         ``user_id`` pins the user (recombination wants a second task for the same one).
         """
-        wanted = rng.randint(self.params.min_requests, self.params.max_requests)
+        wanted = rng.randint(self.params.min_requests, self.max_requests)
         last_problem = "no attempt made"
         for _ in range(self.params.max_attempts):
             try:
@@ -107,17 +119,8 @@ class BlueprintGenerator(Generator):
         a particular order state.
         """
         env = self.env
-        walks: list[tuple[Intent, list[str]]] = []
-        entry = rng.choice(self.entries)
-        for _ in range(wanted):
-            # The intent first, uniformly, then a walk to its target: walking to any target instead favours the
-            # targets that lie on every path (a lookup that is also a read intent's goal).
-            intent = rng.choice(self.intents)
-            path = self.graph.walk(rng, entry, {intent.target_tool})
-            if path is None:
-                raise SynthesisError(f"intent {intent.name}: its target is not reachable on the tool graph")
-            if all(intent is not w[0] for w in walks):
-                walks.append((intent, path))
+        entry = rng.choice([e for e in self.entries if self.capacity[e] >= wanted])
+        walks = self._walks(rng, entry, wanted)
         for _ in range(1 if user_id else self.params.max_attempts):
             user = user_id or rng.choice(self.users)
             record = env.user_record(user)
@@ -159,6 +162,23 @@ class BlueprintGenerator(Generator):
             outputs += [o for o in intent.outputs(grounding.target, result) if o not in outputs]
         return Draft(identity=identity, gold=gold, chosen=chosen, outputs=outputs, execution=execution,
                      tools=[t for _, path in walks for t in path])
+
+    def _walks(self, rng: random.Random, entry: str, wanted: int) -> list[tuple[Intent, list[str]]]:
+        """``wanted`` walks from ``entry``, each ending on an intent no earlier walk chose.
+
+        The intent first, uniformly among those left within reach, then a walk to its target: walking to any
+        target instead favours the targets that lie on every path (a lookup that is also a read intent's goal).
+        A repeat is never drawn (and never silently dropped: that made a minimum of 3 requests give 1 or 2).
+        """
+        reachable = self.graph.reachable(entry)
+        walks: list[tuple[Intent, list[str]]] = []
+        while len(walks) < wanted:
+            left = [i for i in self.intents if i.target_tool in reachable and all(i is not w for w, _ in walks)]
+            path = self.graph.walk(rng, entry, {(intent := rng.choice(left)).target_tool}) if left else None
+            if path is None:
+                raise SynthesisError(f"only {len(walks)} distinct intents reachable from {entry}, {wanted} wanted")
+            walks.append((intent, path))
+        return walks
 
     def _bind(self, tool_name: str, bindings: dict[str, list[str]]) -> list[Action]:
         """One call per bound value; none when a required parameter has no binding (or the tool is the user's)."""

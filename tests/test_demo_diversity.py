@@ -20,11 +20,13 @@ from schemas import Lineage, load_config
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo.yaml"
 TASKS = 300
 FLOORS = {  # figure -> (floor, higher is better)
-    "user distinct-3": (0.53, True),
-    "user distinct-2": (0.33, True),
+    # lowered once, knowingly (54.1% -> 52.5%): blueprints stopped dropping repeated intents, so tasks have as many
+    # requests as drawn and the same 300 dialogues are longer (distinct-n falls as text grows)
+    "user distinct-3": (0.52, True),
+    "user distinct-2": (0.32, True),
     "user top turn share": (0.02, False),  # the target: no user turn in more than 2% of dialogues
     "assistant distinct-3": (0.22, True),
-    "distinct tool chains": (170, True),
+    "distinct tool chains": (190, True),
     "personas": (30, True),
     "intent coverage": (1.0, True),
 }
