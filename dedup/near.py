@@ -6,8 +6,9 @@ kept row at least ``cluster_threshold`` similar to an earlier kept row shares
 its cluster, so an export can keep similar dialogues within one split.
 
 Where signatures live and how candidates are found is behind one seam,
-``Candidates``: the in-memory implementation holds every earlier signature as
-one matrix; a bounded-memory one can keep them on disk and answer the same call.
+``Candidates``: the implementation here keeps this run's signatures in memory and
+streams the earlier versions' memory-mapped parts, reading only the rows that share
+an LSH bucket with a new row; a distributed one (Ray) can answer the same call.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from dedup.minhash import MinHasher, band_keys, capped_bucket_pairs, jaccard, optimal_bands
+from dedup.stacked import Stacked
 from dedup.steps import Decisions, Rows, Step
 from schemas import DedupConfig
 
@@ -61,34 +63,58 @@ KEY_CHUNK = 1 << 16
 
 
 class InMemoryCandidates:
-    """Every signature in one matrix; buckets found by sorting the band keys of earlier and new rows together.
+    """This run's signatures in memory, and of the earlier versions' only the rows sharing a bucket with one of them.
 
-    Memory stays linear in the rows however similar they are: each band's bucket pairs
-    are capped (``bucket_pairs``: every row against its bucket's first ``bucket_cap``),
-    verified in chunks of ``VERIFY_CHUNK`` and only the pairs above the threshold kept,
-    as flat arrays.
+    Memory stays linear in this run's rows however similar they are, and flat in the
+    number of earlier versions: the earlier signatures (memory-mapped parts) are
+    streamed in chunks of ``KEY_CHUNK`` to find the rows sharing a band key with a new
+    row — no other earlier row can be a candidate — and only those are read. Each
+    band's bucket pairs are capped (``bucket_pairs``: every row against its bucket's
+    first ``bucket_cap`` eligible rows), verified in chunks of ``VERIFY_CHUNK``, and only
+    the pairs above the threshold kept, as flat arrays.
     """
 
-    def __init__(self, prior: np.ndarray | None, new: np.ndarray, bucket_cap: int = 32) -> None:
-        self.n_prior = 0 if prior is None else len(prior)
-        self.every = new if not self.n_prior else np.concatenate([prior, new])
-        self.bucket_cap = bucket_cap
+    def __init__(self, prior: np.ndarray | Stacked | None, new: np.ndarray, bucket_cap: int = 32) -> None:
+        self.prior = Stacked([] if prior is None else [prior] if isinstance(prior, np.ndarray) else prior.parts)
+        self.n_prior, self.new, self.bucket_cap = len(self.prior), new, bucket_cap
+        self._touching: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def _keys(self, bands: int, rows: int) -> np.ndarray:
-        every = self.every
-        return np.concatenate([band_keys(every[lo:lo + KEY_CHUNK], bands, rows)
-                               for lo in range(0, len(every), KEY_CHUNK)]) if len(every) else np.zeros((0, bands))
+    def _keys(self, sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+        return np.concatenate([band_keys(sig[lo:lo + KEY_CHUNK], bands, rows) for lo in range(0, len(sig), KEY_CHUNK)]
+                              ) if len(sig) else np.zeros((0, bands), np.uint64)
+
+    def touching(self, bands: int, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(earlier rows sharing a bucket with a new row, their signatures and this run's stacked, band keys of both)."""
+        if (bands, rows) not in self._touching:
+            new_keys = self._keys(self.new, bands, rows)
+            by_band = np.sort(new_keys, axis=0)
+            picked, picked_keys = [np.zeros(0, np.int64)], [np.zeros((0, bands), np.uint64)]
+            if len(self.new):
+                for start, chunk in self.prior.chunks(KEY_CHUNK):
+                    keys = band_keys(chunk, bands, rows)
+                    hit = np.zeros(len(keys), dtype=bool)
+                    for band in range(bands):
+                        at = np.minimum(np.searchsorted(by_band[:, band], keys[:, band]), len(by_band) - 1)
+                        hit |= by_band[at, band] == keys[:, band]
+                    picked.append(start + np.flatnonzero(hit))
+                    picked_keys.append(keys[hit])
+            sel = np.concatenate(picked)
+            every = np.concatenate([self.prior.take(sel), self.new]) if len(sel) else self.new
+            self._touching[(bands, rows)] = (sel, every, np.concatenate([*picked_keys, new_keys]))
+        return self._touching[(bands, rows)]
 
     def partners(self, bands: int, rows: int, threshold: float, eligible: np.ndarray | None = None) -> Partners:
-        every = self.every
-        keys = self._keys(bands, rows)
+        sel, every, keys = self.touching(bands, rows)
+        m = len(sel)  # local numbering: the picked earlier rows 0..m-1, then this run's rows
+        if eligible is not None:
+            eligible = np.concatenate([eligible[sel], eligible[self.n_prior:]])
         n = max(len(every), 1)
         codes, sims = np.zeros(0, np.int64), np.zeros(0, np.float32)  # verified pairs as i * n + j
         capped = False
         for band in range(bands):
             pairs, overflow = capped_bucket_pairs(keys[:, band], self.bucket_cap, eligible)
             capped |= overflow
-            pairs = pairs[pairs[:, 1] >= self.n_prior]
+            pairs = pairs[pairs[:, 1] >= m]
             found_c, found_s = [codes], [sims]
             for lo in range(0, len(pairs), VERIFY_CHUNK):
                 chunk = pairs[lo:lo + VERIFY_CHUNK]
@@ -97,7 +123,11 @@ class InMemoryCandidates:
                 found_c.append(chunk[hit, 0] * n + chunk[hit, 1])
                 found_s.append(s[hit])
             codes, sims = _once(np.concatenate(found_c), np.concatenate(found_s))  # a pair in several bands: once
-        return Partners(codes // n, codes % n, sims, capped)
+        i, j = codes // n, codes % n
+        shift = self.n_prior - m  # back to global numbers: earlier rows by their pick, this run's after n_prior
+        early = i < m
+        i[early], i[~early] = sel[i[early]], i[~early] + shift
+        return Partners(i, j + shift, sims, capped)
 
 
 def _once(codes: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +139,7 @@ def _once(codes: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes[first], sims[first]
 
 
-CandidatesFactory = Callable[[np.ndarray | None, np.ndarray, int], Candidates]
+CandidatesFactory = Callable[[np.ndarray | Stacked | None, np.ndarray, int], Candidates]
 """(earlier signatures, this run's signatures, bucket cap) -> the lookups over both."""
 
 
