@@ -68,7 +68,7 @@ def child(root: str, data: str, version: int, rows: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", nargs="*", default=[], help="Delta datasets written by trajforge generate")
-    ap.add_argument("--cache", type=Path, default=ROOT / ".bench-cache" / "near-dedup-shards")
+    ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "near-dedup-shards")
     ap.add_argument("--versions", type=int, default=10)
     ap.add_argument("--rows", type=int, default=3600, help="rows per version")
     ap.add_argument("--timeout", type=float, default=600, help="seconds per version")

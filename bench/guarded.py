@@ -119,3 +119,29 @@ def run(argv: list[str], timeout: float, mem_limit_gb: float | None = None, env:
         out.seek(0)
         err.seek(0)
         return Outcome(proc.returncode, out.read(), err.read(), peak, last, timed_out, left)
+
+
+def _self_check(timeout: float) -> None:
+    """A child that starts a grandchild in its own session (as the Prefect server is) and outlives its limit."""
+    import sys
+
+    script = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], "
+              "start_new_session=True); time.sleep(600)")
+    started = time.monotonic()
+    done = run([sys.executable, "-c", script], timeout)
+    waited = time.monotonic() - started
+    survivors = sum(1 for e in os.scandir("/proc") if e.name.isdigit() and _cmdline(int(e.name)) == "time.sleep(600)")
+    print(f"child: {done.failure}; processes it started, killed: {done.left_running}; "
+          f"returned after {waited:.1f} s (limit {timeout:.0f} s)")
+    print(f"guarded: timed_out={done.timed_out} killed={done.left_running} survivors={survivors}")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2].decode(errors="replace").split("; ")[-1]
+    except (OSError, IndexError):
+        return ""
+
+
+if __name__ == "__main__":
+    _self_check(3.0)

@@ -135,7 +135,7 @@ def before_tree(rev: str, into: Path) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", nargs="*", default=[], help="Delta datasets written by trajforge generate")
-    ap.add_argument("--cache", type=Path, default=ROOT / ".bench-cache" / "near-dedup-shards")
+    ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "near-dedup-shards")
     ap.add_argument("--sizes", type=int, nargs="+", default=[9000, 18000, 36000])
     ap.add_argument("--before", default=BEFORE, help="git revision whose dedup/ is 'before'")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per measurement")
