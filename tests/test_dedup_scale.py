@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import numpy as np
 
-from dedup import Deduplicator
+from dedup import DedupIndex, Deduplicator
 from dedup.minhash import MinHasher, band_keys, bucket_pairs, candidate_pairs
+from dedup.stacked import Stacked
 from schemas import DedupConfig
 
 WORDS = "order package refund address card jacket shoes return cancel exchange tracking size color gift".split()
@@ -54,3 +56,27 @@ def test_capped_buckets_decide_like_uncapped_ones_on_templated_rows():
     assert all(why.split(" ")[3] in kept for _, why in small.rejected.values())
     again = run(DedupConfig.model_validate({"near": {"bucket_cap": 8}}), texts)
     assert again.rejected == small.rejected and again.cluster_ids == small.cluster_ids  # deterministic
+
+
+def test_versions_against_memory_mapped_parts_decide_as_one_run(tmp_path):
+    """Three versions, each against the earlier ones' parts (memory-mapped, streamed), reject what one run over
+    all their rows rejects: an earlier version's kept rows are exactly the rows one run would have kept."""
+    texts = templated(900, seed=1)
+    texts += [texts[5].replace("cancel", "change"), texts[401] + " Thanks again."]
+    config = DedupConfig()
+    whole = run(config, texts)
+    parts: list[DedupIndex] = []
+    rejected: dict[int, str] = {}
+    clusters: list[str] = []
+    for k, (lo, hi) in enumerate(((0, 300), (300, 600), (600, len(texts)))):
+        ids = [f"r{i}" for i in range(lo, hi)]
+        prior = DedupIndex.concat(parts) if parts else None
+        out = Deduplicator(config, prior).run(ids, [True] * len(ids), ids, lambda pos, lo=lo: [texts[lo + p] for p in pos])
+        np.save(tmp_path / f"{k}.npy", out.index.signatures)
+        parts.append(replace(out.index, signatures=np.load(tmp_path / f"{k}.npy", mmap_mode="r")))
+        rejected |= {lo + i: why.replace("an earlier version: ", "") for i, (_, why) in out.rejected.items()}
+        clusters += out.cluster_ids
+        assert k == 0 or any("an earlier version" in why for _, why in out.rejected.values())
+    assert rejected == {i: why for i, (_, why) in whole.rejected.items()} and clusters == whole.cluster_ids
+    assert isinstance(DedupIndex.concat(parts).signatures, Stacked) and len(DedupIndex.concat(parts).signatures) == sum(
+        len(p) for p in parts)
