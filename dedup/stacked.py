@@ -8,9 +8,18 @@ find the earlier rows sharing a bucket with a new row, and reads only those.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+
+
+def _release(part: np.ndarray) -> None:
+    """Drop a memory-mapped part's pages from this process's resident set (they stay in the page cache):
+    streaming every earlier version would otherwise leave all of them counted as ours."""
+    raw = getattr(part, "_mmap", None)
+    if raw is not None and hasattr(mmap, "MADV_DONTNEED"):
+        raw.madvise(mmap.MADV_DONTNEED)
 
 
 class Stacked:
@@ -37,13 +46,15 @@ class Stacked:
             mine = np.flatnonzero(part == k)
             if len(mine):
                 out[mine] = p[rows[mine] - self.starts[k]]
+                _release(p)
         return out
 
     def chunks(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
         """(first row number, rows) blocks of at most ``size`` rows, in order."""
         for k, p in enumerate(self.parts):
             for lo in range(0, len(p), size):
-                yield int(self.starts[k]) + lo, np.asarray(p[lo:lo + size])
+                yield int(self.starts[k]) + lo, np.array(p[lo:lo + size])
+            _release(p)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         whole = np.concatenate(self.parts) if self.parts else np.zeros((0, self.columns), np.uint32)
