@@ -202,8 +202,15 @@ class NearStep(Step):
         prior = decisions.prior
         store = self.candidates(prior.signatures, sig, self.bucket_cap)
         n_prior = store.n_prior
-        labels = list(prior.ids) + [decisions.ids[i] for i in rows.positions]
-        clusters: list[str | None] = list(prior.cluster_ids) + [None] * len(rows.positions)
+        new_ids = [decisions.ids[i] for i in rows.positions]
+        clusters: list[str | None] = [None] * len(rows.positions)  # this run's; earlier rows' are prior.cluster_ids
+
+        def label(p: int) -> str:
+            return prior.ids[p] if p < n_prior else new_ids[p - n_prior]
+
+        def cluster(p: int) -> str | None:
+            return prior.cluster_ids[p] if p < n_prior else clusters[p - n_prior]
+
         kept, matches = self._duplicates(store, len(sig))
         near_partners = (store.partners(*self.cluster_banding, self.cluster_threshold, kept)
                          if self.cluster_banding else None)
@@ -211,10 +218,10 @@ class NearStep(Step):
             j = n_prior + k
             if j in matches:
                 p, sim = matches[j]
-                clusters[j] = clusters[p]
+                clusters[k] = cluster(p)
                 decisions.reject(i, self.layer, f"near duplicate of {'an earlier version: ' if p < n_prior else ''}"
-                                                f"{labels[p]} (jaccard {sim:.2f})", clusters[p])
+                                                f"{label(p)} (jaccard {sim:.2f})", cluster(p))
                 continue
             close = _best(near_partners, j, kept) if near_partners is not None else None
-            clusters[j] = decisions.cluster_ids[i] = clusters[close[0]] if close else decisions.ids[i]
+            clusters[k] = decisions.cluster_ids[i] = cluster(close[0]) if close else decisions.ids[i]
         return kept[n_prior:].tolist()
