@@ -13,11 +13,12 @@ limit (``--mem-limit-gb``: a runaway child fails with MemoryError instead of pus
 shared machine into the OOM killer) and a time limit (``--timeout``): on timeout the
 whole group is killed and the row says so with the child's last RSS. Nothing it
 started outlives it. "before" is the ``dedup/`` package of ``--before`` (a git
-revision; default: main before issue 17), "after" is this tree's.
+revision; default: main before issue 17), "after" is this tree's; datasketch's MinHashLSH
+runs on the first ``--datasketch-rows`` for reference (its pairs, no greedy pass).
 
     .venv/bin/python bench/near_dedup_memory.py --data DS1 DS2 ... [--sizes 9000 18000 36000]
 
-Last line: ``near_dedup_memory: after_rss_ratio=<largest/smallest dedup RSS growth> before_rss_ratio=<same>
+Last line: ``near_dedup_memory: after_rss_ratio=<peak RSS at the largest size / smallest> before_rss_ratio=<same>
 after_vs_before_rss_at_<n>=<x>``.
 """
 
@@ -101,6 +102,8 @@ def child(code: str, data: str, n: int) -> None:
 
     frame = pl.read_parquet(data).head(n)
     texts, planted = frame["text"].to_list(), frame["planted"].to_list()
+    if code == "datasketch":
+        return datasketch_child(texts, planted)
     from dedup import Deduplicator
     from schemas import DedupConfig
 
@@ -115,6 +118,20 @@ def child(code: str, data: str, n: int) -> None:
                       "near": out.counts.get("near", 0), "clusters": len(set(out.cluster_ids)),
                       "recall": caught / max(sum(planted), 1),
                       "unplanted_rejected": sum(not planted[i] for i in out.rejected)}))
+
+
+def datasketch_child(texts: list[str], planted: list[bool]) -> None:
+    """datasketch's MinHashLSH on the same rows (``near_dedup.with_datasketch``): a row is caught when it has an
+    earlier partner at estimated Jaccard >= 0.8 (no greedy pass: an upper bound on what it would reject)."""
+    from near_dedup import with_datasketch
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    found, seconds = with_datasketch(texts, 128, 0.8)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    later = {j for _, j in found}
+    print(json.dumps({"n": len(texts), "seconds": seconds, "peak_mb": peak, "growth_mb": peak - base,
+                      "near": len(later), "clusters": -1, "recall": sum(planted[j] for j in later) / max(sum(planted), 1),
+                      "unplanted_rejected": sum(not planted[j] for j in later)}))
 
 
 def measure(label: str, code: str, data: Path, n: int, timeout: float, mem_limit_gb: float) -> dict:
@@ -140,6 +157,8 @@ def main() -> None:
     ap.add_argument("--before", default=BEFORE, help="git revision whose dedup/ is 'before'")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per measurement")
     ap.add_argument("--mem-limit-gb", type=float, default=8.0, help="address-space limit per measurement")
+    ap.add_argument("--datasketch-rows", type=int, default=9000,
+                    help="datasketch's MinHashLSH on this many rows too (0: not at all)")
     ap.add_argument("--child", nargs=3, metavar=("CODE", "DATA", "N"))
     args = ap.parse_args()
     if args.child:
@@ -156,26 +175,28 @@ def main() -> None:
         pl.DataFrame({"text": texts, "planted": planted}).write_parquet(data)
         old = before_tree(args.before, Path(tmp))
         results = []
-        for n in sizes:
-            for label, code in (("before", old), ("after", str(ROOT))):
-                r = measure(label, code, data, n, args.timeout, args.mem_limit_gb)
-                results.append(r)
-                if "failed" in r:
-                    print(f"{label:>6} {n:>7} rows  FAILED: {r['failed']}", flush=True)
-                else:
-                    print(f"{label:>6} {r['n']:>7} rows  {r['seconds']:7.1f} s  peak RSS {r['peak_mb']:6.0f} MB "
-                          f"(dedup +{r['growth_mb']:5.0f} MB)  near dups {r['near']:>5}  clusters {r['clusters']:>6}  "
-                          f"planted recall {r['recall']:.4f}  other rejected {r['unplanted_rejected']}", flush=True)
+        runs = [(n, label, code) for n in sizes for label, code in (("before", old), ("after", str(ROOT)))]
+        if args.datasketch_rows:
+            runs.insert(2, (min(args.datasketch_rows, len(texts)), "datasketch", "datasketch"))
+        for n, label, code in runs:
+            r = measure(label, code, data, n, args.timeout, args.mem_limit_gb)
+            results.append(r)
+            if "failed" in r:
+                print(f"{label:>10} {n:>7} rows  FAILED: {r['failed']}", flush=True)
+            else:
+                print(f"{label:>10} {r['n']:>7} rows  {r['seconds']:7.1f} s  peak RSS {r['peak_mb']:6.0f} MB "
+                      f"(dedup +{r['growth_mb']:5.0f} MB)  near dups {r['near']:>5}  clusters {r['clusters']:>6}  "
+                      f"planted recall {r['recall']:.4f}  other rejected {r['unplanted_rejected']}", flush=True)
     ok = {(r["label"], r["n"]): r for r in results if "failed" not in r}
 
     def ratio(label: str) -> str:
         lo, hi = ok.get((label, sizes[0])), ok.get((label, sizes[-1]))
-        return f"{hi['growth_mb'] / max(lo['growth_mb'], 1):.2f}" if lo and hi else "failed"
+        return f"{hi['peak_mb'] / lo['peak_mb']:.2f}" if lo and hi else "failed"
 
     big = sizes[-1]
-    vs = (f"{ok[('after', big)]['growth_mb'] / max(ok[('before', big)]['growth_mb'], 1):.2f}"
+    vs = (f"{ok[('after', big)]['peak_mb'] / ok[('before', big)]['peak_mb']:.2f}"
           if ("after", big) in ok and ("before", big) in ok else "before_failed")
-    print(f"dedup RSS growth ratio {sizes[-1]}/{sizes[0]} rows (linear would be {sizes[-1] / sizes[0]:.1f})")
+    print(f"ratios: peak RSS at {sizes[-1]} rows over {sizes[0]} (rows grew {sizes[-1] / sizes[0]:.1f}x)")
     print(f"near_dedup_memory: after_rss_ratio={ratio('after')} before_rss_ratio={ratio('before')} "
           f"after_vs_before_rss_at_{big}={vs}")
 
