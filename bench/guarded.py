@@ -73,18 +73,29 @@ def _tree(root: int, known: dict[int, int]) -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _kill(known: dict[int, int]) -> int:
-    """SIGKILL every recorded process still alive as itself (same start time: not a reused pid); how many."""
-    killed = 0
-    for pid, started in known.items():
-        st = _stat(pid)
-        if st is not None and st[1] == started:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
-    return killed
+def _alive(pid: int, started: int) -> bool:
+    """Still running as itself: the same start time (not a reused pid) and not a zombie."""
+    st = _stat(pid)
+    if st is None or st[1] != started:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _kill(known: dict[int, int], wait: float = 5.0) -> int:
+    """SIGKILL every recorded process still alive as itself and wait (up to ``wait`` s) until they are gone; how many."""
+    killed = [(pid, started) for pid, started in known.items() if _alive(pid, started)]
+    for pid, _ in killed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + wait
+    while any(_alive(p, s) for p, s in killed) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return len(killed)
 
 
 def run(argv: list[str], timeout: float, mem_limit_gb: float | None = None, env: dict | None = None,
