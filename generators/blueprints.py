@@ -9,7 +9,6 @@ module.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,7 +21,7 @@ from generators.blueprint_rules import Execution, execute_gold
 from generators.personas import INSTRUCTION_TEMPLATES, PERSONAS
 from generators.tool_graph import ToolGraph
 from schemas import Action, Request, Task, UserScenario
-from simulators.environment import Environment
+from simulators.environment import Environment, result_value
 from simulators.intents import Grounding, Identity, Intent
 
 
@@ -72,7 +71,10 @@ class BlueprintGenerator(Generator):
         for intent in self.intents:
             self.by_target.setdefault(intent.target_tool, []).append(intent)
         self.graph = tool_graph(type(env))
-        self.entries = self.graph.entries(set(env.user_knows))
+        # Where nobody signs in, a request is its target call (with the lookups its grounding found), so every
+        # intent is an entry; otherwise walks start at what a user can state (the identity lookup, say).
+        self.direct = not env.authenticates
+        self.entries = sorted(self.by_target) if self.direct else self.graph.entries(set(env.user_knows))
         if not self.entries:
             raise ValueError(f"domain {env.name!r}: no tool can be called with what a user knows ({sorted(env.user_knows)})")
         self.users = env.users()
@@ -109,7 +111,7 @@ class BlueprintGenerator(Generator):
         walks: list[tuple[Intent, list[str]]] = []
         entry = rng.choice(self.entries)
         for _ in range(wanted):
-            path = self.graph.walk(rng, entry, set(self.by_target))
+            path = [rng.choice(self.entries)] if self.direct else self.graph.walk(rng, entry, set(self.by_target))
             if path is None:
                 raise SynthesisError("no intent reachable on the tool graph")
             intent = rng.choice(self.by_target[path[-1]])
@@ -126,7 +128,7 @@ class BlueprintGenerator(Generator):
 
         identity = env.identify(rng, user)
         known_types = set(env.user_knows)
-        gold: list[Action] = [identity.action]
+        gold: list[Action] = [identity.action] if identity.action is not None else []
         chosen: list[tuple[Intent, Grounding, list[int]]] = []
         for (intent, path), grounding in zip(walks, groundings, strict=True):
             bindings = {**identity.bindings, **grounding.bindings}
@@ -138,12 +140,13 @@ class BlueprintGenerator(Generator):
                 for action in self._bind(name, bindings):
                     if action not in gold:
                         gold.append(action)
+            gold += [a for a in grounding.lookups if a not in gold]
             gold.append(grounding.target)
             chosen.append((intent, grounding, list(range(start, len(gold)))))
         execution = execute_gold(env, gold)
         outputs: list[str] = []
         for intent, grounding, indices in chosen:
-            result = json.loads(execution.results[indices[-1]])
+            result = result_value(execution.results[indices[-1]])
             outputs += [o for o in intent.outputs(grounding.target, result) if o not in outputs]
         return Draft(identity=identity, gold=gold, chosen=chosen, outputs=outputs, execution=execution,
                      tools=[t for _, path in walks for t in path])
@@ -174,10 +177,10 @@ class BlueprintGenerator(Generator):
             (g.goal if i == 0 else f"Once that is done, {g.goal[0].lower()}{g.goal[1:]}")
             for i, (_, g, _) in enumerate(chosen))
         identity_text = "To prove who you are you can give " + " and ".join(
-            f"your {k} ({v})" for k, v in identity.known_info.items()) + "."
+            f"your {k} ({v})" for k, v in identity.known_info.items()) + "." if identity.known_info else ""
         unknown_text = (f"You do not know: {'; '.join(unknown)}. Say so if asked." if unknown else "")
         instruction = rng.choice(INSTRUCTION_TEMPLATES).format(
-            name=f"{identity.first_name}", persona=persona.description, goals=goals, identity=identity_text,
+            name=f"{identity.first_name or 'a user'}", persona=persona.description, goals=goals, identity=identity_text,
             unknown=unknown_text).strip()
         scenario = UserScenario(persona=persona.description, instruction=instruction, known_info=known,
                                 unknown_info=unknown, identity=identity.says, requests=requests,
@@ -185,3 +188,4 @@ class BlueprintGenerator(Generator):
         return Task(domain=self.env.name, env_seed=self.env.seed, scenario=scenario, gold_actions=draft.gold,
                     expected_outputs=draft.outputs, expected_state_hash=draft.execution.final_hash,
                     generator=self.name)
+

@@ -26,6 +26,7 @@ from pipelines.store import DatasetStore
 from pipelines.version import code_version
 from schemas import DatasetManifest, Lineage, RunConfig, RunOrigin, Usage
 from simulators.backends import managed_vllm
+from simulators.environment import release_all
 
 
 @task(name="synthesize-shard", cache_policy=NONE)
@@ -215,10 +216,13 @@ def run_generate(config: RunConfig, out_dir: str | Path, run_id: str, progress: 
     from pipelines.prefect_server import prefect_api
 
     flow_ = generate.with_options(task_runner=task_runner_for(config))
-    if committed(DatasetStore(out_dir), run_id) is not None:  # nothing to run: no server to start
-        with prefect_api(out_dir):
-            return DatasetManifest.model_validate(flow_(config=config, out_dir=str(out_dir), run_id=run_id,
+    try:
+        if committed(DatasetStore(out_dir), run_id) is not None:  # nothing to run: no server to start
+            with prefect_api(out_dir):
+                return DatasetManifest.model_validate(flow_(config=config, out_dir=str(out_dir), run_id=run_id,
+                                                            progress=progress, origin=origin))
+        with managed_servers(config, out_dir) as served, prefect_api(out_dir):
+            return DatasetManifest.model_validate(flow_(config=served, out_dir=str(out_dir), run_id=run_id,
                                                         progress=progress, origin=origin))
-    with managed_servers(config, out_dir) as served, prefect_api(out_dir):
-        return DatasetManifest.model_validate(flow_(config=served, out_dir=str(out_dir), run_id=run_id,
-                                                    progress=progress, origin=origin))
+    finally:
+        release_all()  # tool servers the domain started (MCP) stop with the run, whatever happened
