@@ -116,12 +116,12 @@ def test_offline_generation_is_verified_by_state_and_leaves_no_server_running(pr
         assert verdicts["outcome"]["passed"] and verdicts["outcome"]["reason"] == ""
         # replayed independently: the dialogue's own calls reach the state the blueprint's execution recorded
         replay = env.fresh()
-        for message in json.loads(row["messages"]):
+        for message in row["messages"]:
             for call in message.get("tool_calls") or []:
                 replay.execute(call["function"]["name"], call["function"]["arguments"])
         assert replay.state_hash() == task.expected_state_hash
         writes += bool(replay.db.diff())
-        text = " ".join(m.get("content") or "" for m in json.loads(row["messages"]) if m["role"] == "assistant")
+        text = " ".join(m.get("content") or "" for m in row["messages"] if m["role"] == "assistant")
         assert "verif" not in text and "identity" not in text  # nobody signs in, nobody is "verified"
     assert writes >= 8  # dialogues whose state the check actually compared
     stages = dict(rejected.group_by("stage").len().iter_rows())
@@ -161,7 +161,7 @@ def test_model_mode_through_the_loopback_server_runs_the_real_servers(prefect_se
     assert manifest.accepted == 8 == df.height and requests > 8
     tools = {t["function"]["name"] for t in json.loads(df["tools"][0])}
     assert {"fs__read_text_file", "memory__read_graph"} <= tools  # the servers' tools, as OpenAI tools
-    results = [m for r in df["messages"] for m in json.loads(r) if m["role"] == "tool"]
+    results = [m for r in df["messages"].to_list() for m in r if m["role"] == "tool"]
     assert results and not any("trajforge-mcp-" in (m["content"] or "") for m in results)
 
 

@@ -56,7 +56,6 @@ class SchemaOnlyParams(DomainParams):
 class SchemaOnlyEnv(ForeignTools):
     """Base of the per-spec classes ``configure`` builds; not usable without a spec."""
 
-    name = "schema_only"
     policy = policy_text(ForeignPolicy(), [])
     Params = SchemaOnlyParams
     simulator: ToolSimulator

@@ -103,7 +103,6 @@ class Runtime:
 class MCPEnv(ForeignTools):
     """Base of the per-config classes ``configure`` builds; not usable without servers."""
 
-    name = "mcp"
     Params = MCPParams
     blocking_io = True
     explores = True
