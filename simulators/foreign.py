@@ -260,6 +260,7 @@ class ForeignTools(Environment):
     rules: ClassVar[ForeignPolicy] = ForeignPolicy()
     fresh_rate: ClassVar[float] = 0.4  # a write's value: a new one shaped like a known one, this often
     lookup_rate: ClassVar[float] = 0.5  # a request whose target value the user does not know, this often
+    grounded_search_rate: ClassVar[float] = 0.8  # a read's search text taken from the data (else made up), this often
 
     def users(self) -> list[str]:
         return ["user"]
@@ -288,18 +289,22 @@ class ForeignTools(Environment):
         spec = self.specs()[tool]
         pools = self.value_pools(tool)
         known = frozenset(pools)
+        searchable = sorted({v for values in pools.values() for v in values if len(_stem(v)) >= 3})
 
         def pick(name: str, schema: dict[str, Any]) -> Any:
             if schema.get("enum") or schema.get("format") or schema.get("pattern"):
                 return None
             entity = entity_of(name, known) if name else None
             values = pools.get(entity or "", [])
+            free = entity in FREE_TEXT or singular(entity or "") in FREE_TEXT
             if prefer is not None:
                 leading = [v for v in values if prefer.startswith(v) and v != prefer]
                 if leading:
                     return max(leading, key=len)
-                if entity in FREE_TEXT or singular(entity or "") in FREE_TEXT or not values:
-                    return _stem(prefer).split()[0]  # a search for a part of it ("Maya" for "Maya Chen")
+                if free or not values:
+                    return _search_term(name, prefer)  # a search for a part of it ("Maya" for "Maya Chen")
+            if free and not spec.writes and searchable and rng.random() < self.grounded_search_rate:
+                return _search_term(name, rng.choice(searchable))  # a search that can find something
             if not values:
                 return None
             value = rng.choice(values)
@@ -339,6 +344,12 @@ class ForeignTools(Environment):
             if not is_error(result) and _stem(value) in result:
                 return Action(name=name, arguments=arguments), param
         return None, None
+
+
+def _search_term(name: str, value: str) -> str:
+    """What a user searching for ``value`` types: its first word, as a glob for a ``pattern`` parameter."""
+    word = re.split(r"[^A-Za-z0-9]+", _stem(value).strip())[0] or _stem(value)
+    return f"**/*{word}*" if "pattern" in words(name) else word
 
 
 def _names_a_thing(name: str, entity: str | None) -> bool:

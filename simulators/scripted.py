@@ -95,6 +95,8 @@ class ScriptedAssistant:
             steps += [_Step(action=gold[i]) for i in request.actions[:-1]]
             writes = self.env.specs()[target.name].writes
             applies = intent.tells_user if self.perturbation == "omit_outputs" else writes
+            if self.perturbation == "malformed_arguments":
+                applies = applies and bool(target.arguments)  # a call without arguments has none to leave out
             mistake = self.perturbation if not planted and applies else None
             planted = planted or mistake is not None
             if writes and mistake != "skip_confirmation":

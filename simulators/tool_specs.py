@@ -169,7 +169,7 @@ def _openai_tools(doc: Any, source: str, lines: list[int] | None = None) -> list
             parameters = to_json_schema(parameters, "/parameters")
             response = to_json_schema(response, "/response")
         except DialectError as err:
-            raise SpecError(f"{source}: {at(*inside)}{err.pointer}: {err}") from None
+            raise SpecError(f"{source}: {at(*inside).rstrip('/')}{err.pointer}: {err}") from None
         if isinstance(parameters, dict):
             parameters = _Inliner(parameters, source, f"{where}/parameters").inline(parameters, ())
         tool = _make_tool(fn["name"], fn.get("description", ""), parameters, source, where)

@@ -213,7 +213,7 @@ def test_our_own_http_server_with_a_sandbox_and_one_already_running(prefect_serv
     manifest = run_generate(config, tmp_path / "started", "notes-started")
     df = pl.read_delta(str(tmp_path / "started"))
     assert manifest.accepted == 10
-    saved = [r for r in df.iter_rows(named=True) if "notes__save_note" in r["task"]]
+    saved = [r for r in df.iter_rows(named=True) if "\"save_note\"" in r["task"]]
     assert saved and all(json.loads(r["task"])["expected_state_hash"] for r in saved)
     # one that runs already (started here, reached by URL): shared by every dialogue, its state not captured
     port = _free_port()
@@ -232,7 +232,7 @@ def test_our_own_http_server_with_a_sandbox_and_one_already_running(prefect_serv
     assert "the state of server 'notes' is not captured (a server trajforge does not start)" in said
     rows = pl.read_delta(str(tmp_path / "running")).filter(pl.col("status") == "accepted")
     notes = [{v["stage"]: v for v in json.loads(r["verdicts"])}["outcome"]["reason"] for r in rows.iter_rows(named=True)
-             if "notes__save_note" in r["task"] or "notes__delete_note" in r["task"]]
+             if "\"save_note\"" in r["task"] or "\"delete_note\"" in r["task"]]
     assert notes and all("state of MCP server 'notes' not captured" in n and "outputs and judges" in n for n in notes)
 
 
@@ -340,7 +340,7 @@ def test_blueprints_ground_in_the_seed_and_find_lookups(reference):
 
     gen = BlueprintGenerator(reference, BlueprintParams(min_requests=1, max_requests=1))
     lookups = 0
-    for i in range(30):
+    for i in range(60):
         task = gen.generate(random.Random(i))
         assert not task.scenario.identity and task.gold_actions  # nobody signs in
         if len(task.gold_actions) > 1:

@@ -60,8 +60,8 @@ def test_plugin_problems_are_one_line_naming_the_package(registry):
 
 
 def test_unknown_names_list_what_exists():
-    for reg, known in ((GENERATORS, "blueprint, kg_question, model_blueprint, tool_calls"), (DOMAINS, "kg, schema_only, store"),
-                       (TOOL_SIMULATORS, "offline")):
+    for reg, known in ((GENERATORS, "blueprint, kg_question, model_blueprint, tool_calls"),
+                       (DOMAINS, "kg, mcp, schema_only, store"), (TOOL_SIMULATORS, "offline")):
         with pytest.raises(UnknownStepError) as err:
             reg.get("nope")
         assert str(err.value).startswith(f"unknown {reg.kind} 'nope'; known: {known}")

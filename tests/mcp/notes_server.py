@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import threading
 from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
@@ -36,7 +38,9 @@ def build(store: Path | None) -> MCPServer:
             memory.clear()
             memory.update(notes)
         else:
-            store.write_text(json.dumps(notes, indent=1, sort_keys=True))
+            partial = store.with_name(f"{store.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            partial.write_text(json.dumps(notes, indent=1, sort_keys=True))
+            partial.replace(store)  # atomic: a dialogue reading while another writes sees one or the other
 
     @app.tool(annotations=READ)
     def list_notes() -> str:

@@ -318,9 +318,10 @@ def _mcp_domain(cls: type[MCPEnv], params_json: str) -> type[MCPEnv]:
             runtime.blind[server.name] = ("a server trajforge does not start" if server.command is None else
                                           "no sandbox and no state_tools")
             writes = sorted(t for t, (s, _) in runtime.routes.items() if s == server.name and specs[t].writes)
-            print(f"mcp: the state of server {server.name!r} is not captured ({runtime.blind[server.name]}); "
-                  f"dialogues that call its writes ({', '.join(writes) or 'none'}) are verified by outputs and "
-                  "judges only", file=sys.stderr)
+            # written, not printed: inside a flow Prefect turns print into a wrapped log record; this stays one line
+            sys.stderr.write(f"mcp: the state of server {server.name!r} is not captured ({runtime.blind[server.name]});"
+                             f" dialogues that call its writes ({', '.join(writes) or 'none'}) are verified by outputs"
+                             " and judges only\n")
     sub = type(f"MCP_{content_hash(params_json, 8)}", (cls,), {
         "__module__": cls.__module__, "params": params, "runtime": runtime, "rules": params.policy,
         "policy": policy_text(params.policy, [n for n, s in specs.items() if s.writes]),
