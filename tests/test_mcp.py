@@ -376,5 +376,5 @@ def _wait_port(port: int, timeout: float = 60) -> None:
 def test_examples_parse():
     from schemas import load_config
 
-    for name in ("mcp.yaml",):
+    for name in ("mcp.yaml", "tool_list.yaml", "openapi.yaml"):
         load_config(Path(ROOT / "examples" / name))

@@ -13,11 +13,12 @@ import pytest
 
 from pipelines.flow import run_generate
 from pipelines.steps import build_steps
-from schemas import Message, ToolCall, parse_config
+from schemas import Message, ToolCall, load_config, parse_config
 from simulators.tool_dialects import uses_gorilla_types
 from simulators.tool_specs import SpecError, load_tool_spec
 
-BFCL = Path(__file__).parent / "data" / "bfcl_multi_turn_func_doc"
+ROOT = Path(__file__).resolve().parents[1]
+BFCL = ROOT / "tests" / "data" / "bfcl_multi_turn_func_doc"
 FILES = sorted(BFCL.glob("*.json"))
 
 
@@ -125,17 +126,30 @@ def test_the_schema_only_policy_is_checked_and_configurable():
 
 
 def test_offline_generation_over_bfcl_tools_rejects_unconfirmed_writes_at_policy(prefect_server, tmp_path):
-    config = parse_config({
-        "name": "bfcl", "seed": 5, "num_tasks": 40, "shard_size": 20, "domain": _domain(BFCL / "ticket_api.json"),
-        "generators": [{"name": "blueprint", "params": {"min_requests": 1, "max_requests": 2}}],
-        "simulation": {"perturb_rate": 0.5}, "dedup": {"near": {"enabled": False}},
-    }, "bfcl.yaml")
+    # the README's example, as written but smaller and with more planted mistakes
+    config = load_config(ROOT / "examples" / "tool_list.yaml", num_tasks=40, shard_size=20,
+                         simulation={"mode": "offline", "perturb_rate": 0.8})
+    assert not build_steps(config).env.specs()["ticket_get_login_status"].writes  # the example's override
     manifest = run_generate(config, tmp_path / "ds", "bfcl-1")
     df = pl.read_delta(str(tmp_path / "ds"))
-    assert manifest.tasks == 40 == df.height and manifest.accepted >= 10
+    assert manifest.tasks == 40 == df.height and manifest.accepted >= 5
     policy = df.filter(pl.col("stage") == "policy")
     assert policy.height >= 1 and all("without an explicit confirmation" in r for r in policy["reason"])
     assert set(policy["fault"]) == {"assistant"}
     for row in df.filter(pl.col("status") == "accepted").iter_rows(named=True):
         text = " ".join(m["content"] or "" for m in row["messages"] if m["role"] in ("assistant", "user")).lower()
         assert "verif" not in text and "identity" not in text  # no accounts, so no authentication talk
+
+
+def test_the_openapi_example_builds_tasks_that_replay_to_their_state():
+    import random
+
+    steps = build_steps(load_config(ROOT / "examples" / "openapi.yaml"))
+    specs = steps.env.specs()
+    assert sorted(specs) == ["borrowBook", "getBook", "returnBook", "searchBooks"]
+    assert specs["borrowBook"].writes and specs["returnBook"].writes and not specs["searchBooks"].writes
+    for i in range(10):
+        task = steps.generators[0].generate(random.Random(i))
+        env = steps.env.fresh()
+        assert not any(r.startswith("Error: ") for r in env.run_actions(task.gold_actions))
+        assert env.state_hash() == task.expected_state_hash
