@@ -13,6 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
+import datasets
 import fastjsonschema
 import polars as pl
 import pytest
@@ -29,6 +30,8 @@ from mcp_helpers import (
 from procs import gone, with_env
 
 from generators.tool_graph import ToolGraph
+from pipelines.export import export_version
+from pipelines.export_request import ExportOptions
 from pipelines.flow import run_generate
 from pipelines.steps import build_steps
 from schemas import ConfigError, Task
@@ -132,6 +135,14 @@ def test_offline_generation_is_verified_by_state_and_leaves_no_server_running(pr
     stored = " ".join(str(v) for row in df.iter_rows() for v in row) + json.dumps(manifest.model_dump(), default=str)
     logs = " ".join(p.read_text(errors="replace") for p in (tmp_path / "ds").rglob("*") if p.suffix in (".log", ".json"))
     assert mark not in stored + logs and MARK in json.dumps(manifest.config)  # the name is recorded, the value never
+    # the rows export as a trainer reads them: every accepted dialogue, its real tools, rendered by a chat template
+    summary = export_version(tmp_path / "ds", tmp_path / "hf", ExportOptions(test_ratio=0.2, chat_templates=["qwen2.5"]))
+    sft = datasets.load_dataset(str(tmp_path / "hf"), "sft", cache_dir=str(tmp_path / "cache"))
+    assert sum(len(split) for split in sft.values()) == accepted.height and summary.version == manifest.version
+    row = sft["train"][0]
+    assert row["domain"] == "mcp" and {"fs__read_text_file", "memory__read_graph"} <= {
+        t["function"]["name"] for t in row["tools"]}
+    assert any(m["role"] == "tool" for m in row["messages"])
 
 
 def test_same_config_and_seed_give_the_same_dataset(prefect_server, tmp_path):
