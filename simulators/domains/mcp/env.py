@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from schemas import ToolCall, canonical_json, content_hash
-from simulators.domains.mcp import bridge
+from simulators.domains.mcp.bridge import bridge, on_stop, stop_all
 from simulators.domains.mcp.params import MCPParams, ServerConfig
 from simulators.domains.mcp.sandbox import Files, SandboxTooLarge, diff, digest, harvest, harvest_json, read_folder
 from simulators.environment import (
@@ -88,7 +88,7 @@ class Runtime:
 
         if os.getpid() != self.pid:  # forked: start this process's own workers, under its own home
             self.pid, self.home, self.pools = os.getpid(), new_home(), {}
-            bridge.on_stop(self.stop)
+            on_stop(self.stop)
         if server not in self.pools:
             config = self.servers[server]
             self.pools[server] = Pool(config, self.home, self.env[server], config.pool_size)
@@ -127,14 +127,14 @@ class MCPEnv(ForeignTools):
 
     # -- calls -------------------------------------------------------------------------------------------------
     def _call_sync(self, name: str, arguments: dict[str, Any]) -> str:
-        return bridge.bridge().call(self._call(name, arguments))
+        return bridge().call(self._call(name, arguments))
 
     async def aexecute_call(self, call: ToolCall) -> str:
         checked = self.check_call(call.function.name, call.function.arguments)
         if isinstance(checked, str):
             return checked
         spec, arguments = checked
-        return await bridge.bridge().acall(self._call(spec.name, arguments))
+        return await bridge().acall(self._call(spec.name, arguments))
 
     async def _call(self, name: str, arguments: dict[str, Any]) -> str:
         """One call on the bridge loop: on a pooled worker holding this environment's files, or on its own."""
@@ -261,7 +261,7 @@ def _retire(runtime: Runtime | None, workers: dict[str, Worker]) -> None:
             worker.dead = True
 
     try:
-        loop = bridge.bridge().loop
+        loop = bridge().loop
         asyncio.run_coroutine_threadsafe(retire(), loop)
     except RuntimeError:  # interpreter shutting down: the tether stops them
         pass
@@ -292,11 +292,11 @@ def _mcp_domain(cls: type[MCPEnv], params_json: str) -> type[MCPEnv]:
         if server.sandbox is not None:
             seeds[server.name] = _read_seed(server, where)
     runtime = Runtime(params=params, home=new_home(), env=env)
-    bridge.on_stop(runtime.stop)
+    on_stop(runtime.stop)
     try:
-        listed, dumps = bridge.bridge().call(_probe(runtime, seeds))
+        listed, dumps = bridge().call(_probe(runtime, seeds))
     except StartError as err:
-        bridge.bridge().call(runtime.stop())
+        bridge().call(runtime.stop())
         index = next((i for i, s in enumerate(params.servers) if f"server {s.name!r} " in str(err)), 0)
         raise ValueError(f"servers[{index}]: {err}") from None
     runtime.base = {**seeds, **dumps}
@@ -332,7 +332,7 @@ def _mcp_domain(cls: type[MCPEnv], params_json: str) -> type[MCPEnv]:
     return sub
 
 
-on_release(bridge.stop_all)
+on_release(stop_all)
 
 
 def _read_seed(server: ServerConfig, where: str) -> Files:
