@@ -9,15 +9,19 @@ from typing import Any
 import yaml
 
 
-def read_document(path: str | Path, what: str, error: type[Exception]) -> Any:
-    """The parsed document; ``.json`` files as JSON, others as YAML. Problems raise ``error`` as one line."""
-    path = Path(path)
+def _read_text(path: Path, what: str, error: type[Exception]) -> str:
     try:
-        text = path.read_text()
+        return path.read_text()
     except FileNotFoundError:
         raise error(f"{path}: no such {what} file") from None
     except OSError as err:
         raise error(f"{path}: cannot read: {err.strerror}") from None
+
+
+def read_document(path: str | Path, what: str, error: type[Exception]) -> Any:
+    """The parsed document; ``.json`` files as JSON, others as YAML. Problems raise ``error`` as one line."""
+    path = Path(path)
+    text = _read_text(path, what, error)
     try:
         return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as err:
@@ -48,12 +52,7 @@ def read_tool_list(path: str | Path, what: str, error: type[Exception]) -> tuple
         except error as err:
             if "invalid JSON: Extra data" not in str(err):
                 raise
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise error(f"{path}: no such {what} file") from None
-    except OSError as err:
-        raise error(f"{path}: cannot read: {err.strerror}") from None
+    text = _read_text(path, what, error)
     items, lines = [], []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
