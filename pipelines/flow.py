@@ -28,6 +28,7 @@ from pipelines.store import DatasetStore
 from pipelines.version import code_version
 from schemas import DatasetManifest, Lineage, RunConfig, RunOrigin, Usage
 from simulators.backends import managed_vllm
+from simulators.environment import release_all
 
 
 @task(name="synthesize-shard", cache_policy=NONE)
@@ -231,8 +232,11 @@ def start_run(config: RunConfig, out_dir: str | Path, run_id: str, progress: boo
         store.clear_staging(run_id)
         return RunResult(done, already_committed=True)
     flow_ = generate.with_options(task_runner=task_runner_for(config))
-    with managed_servers(config, out_dir) as served, prefect_api(out_dir):
-        manifest = flow_(config=served, out_dir=str(out_dir), run_id=run_id, progress=progress, origin=origin)
+    try:
+        with managed_servers(config, out_dir) as served, prefect_api(out_dir):
+            manifest = flow_(config=served, out_dir=str(out_dir), run_id=run_id, progress=progress, origin=origin)
+    finally:
+        release_all()  # tool servers the domain started (MCP) stop with the run, whatever happened
     return RunResult(DatasetManifest.model_validate(manifest), already_committed=False)
 
 

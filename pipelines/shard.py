@@ -30,7 +30,7 @@ from schemas import Lineage, Message, RunConfig, Task, Trajectory, Usage, total_
 from simulators.agents import AssistantAgent, UserAgent
 from simulators.backends import BackendError, Endpoint, TruncatedReply, open_endpoints
 from simulators.conversation import AsyncToolSimulator, RolloutError, rollout
-from simulators.environment import Environment
+from simulators.environment import Environment, ToolFault
 from simulators.kinds import TaskKindError, kind_of
 from simulators.model_agents import LLMAssistant, LLMUser, ModelToolSimulator
 from simulators.scripted import PERTURBATIONS
@@ -202,6 +202,8 @@ async def _verify(steps: Steps, trajectory: Trajectory, task: Task, endpoints: d
             verdict = await check.acheck(trajectory, ctx)
         except BackendError as err:  # a judge that could not be reached rejects, with the reason, never crashes
             verdict = check.failed(f"model backend: {err}", fault="backend")
+        except ToolFault as err:  # a tool server that broke while the filter ran its calls
+            verdict = check.failed(str(err), fault="tool")
         trajectory.verdicts.append(verdict)
         if not verdict.passed:
             return
@@ -257,6 +259,8 @@ def rollout_shard(
                                               messages=[*transcript, *([partial] if partial else [])],
                                               tools=env.tools(), usage=total_usage(dialogue.usage))
                     return
+                finally:
+                    env.close()  # its final state is in the trajectory; what it held (a server) goes back first
             await _verify(steps, trajectory, task, endpoints, dialogue.usage)
         finally:
             for name, meter in dialogue.usage.items():
