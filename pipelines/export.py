@@ -221,6 +221,6 @@ def _write_views(files: list[str], light: pl.DataFrame, schemas: Views, options:
         for v in views:
             if status == SOURCES[v]:
                 if v == "rl":
-                    row = {**row, "environment": environments.get(row["run_id"])}
+                    row = {**row, "env_config": environments.get(row["run_id"])}
                 writers[(v, split)].add(schemas.record(v, row, reasoning=v not in options.strip_reasoning))
     return writers

@@ -1,7 +1,7 @@
 """A task of a dataset version as a resettable RL environment whose reward is the verifier that accepted it.
 
 ``TaskEnvironment.from_row(row)`` rebuilds, from one exported ``rl`` row, the
-stateful domain at the task's initial state (``environment`` names the domain
+stateful domain at the task's initial state (``env_config`` names the domain
 and its parameters; ``task`` the seed, scenario and gold), the simulated user
 (the kind's scripted user, or any ``UserAgent`` such as the LLM user), and the
 kind's verifiers. The loop is the one generation ran (``simulators.conversation``):
@@ -91,7 +91,9 @@ class TaskEnvironment:
         self.max_turns = max_turns
         self.max_steps_per_turn = max_steps_per_turn
         self.tools = [t.model_dump(mode="json") for t in domain.tools()]
-        self.reset()
+        self.env = domain(task.env_seed)
+        self.messages: list[Message] = []
+        self.done, self.end_reason = True, "not started"
 
     @classmethod
     def from_row(cls, row: dict[str, Any], user: UserFactory = scripted_user, root: str | Path | None = None,
@@ -101,16 +103,19 @@ class TaskEnvironment:
         ``root`` is the export folder, where files the domain's parameters name
         were bundled (``environment/``); a row without bundled files needs none.
         """
-        missing = [k for k in ("environment", "task") if not row.get(k)]
+        missing = [k for k in ("env_config", "task") if not row.get(k)]
         if missing:
             raise ValueError(f"row {row.get('id')}: no {' or '.join(missing)} column; export it again with this "
                              f"trajforge to get an rl view that rebuilds its environment")
-        environment, task = (json.loads(row[k]) if isinstance(row[k], str) else row[k] for k in ("environment", "task"))
+        environment, task = (json.loads(row[k]) if isinstance(row[k], str) else row[k] for k in ("env_config", "task"))
         return cls(Task.model_validate(task), build_domain(environment, root), user=user, **limits)
 
     # -- the episode -----------------------------------------------------------------------------------------
     def reset(self) -> list[dict[str, Any]]:
         """Start over: a fresh domain at the task's seed, a fresh user; the opening messages."""
+        return self._run(self.areset())
+
+    async def areset(self) -> list[dict[str, Any]]:
         self.env = self.domain(self.task.env_seed)
         self.user = self.user_factory(self.task)
         self.messages: list[Message] = [Message(role="system", content=self.env.policy)]
@@ -118,7 +123,7 @@ class TaskEnvironment:
         self.turns = 0
         self.steps_this_turn = 0
         self.end_reason: str | None = None
-        opening = self._run(self._user_turn())
+        opening = await self._user_turn()
         return [m.to_openai() for m in self.messages[:1]] + opening.messages
 
     def step(self, message: dict[str, Any] | Message) -> Observation:
@@ -128,7 +133,7 @@ class TaskEnvironment:
     async def astep(self, message: dict[str, Any] | Message) -> Observation:
         """``step`` for callers already inside an event loop (the HTTP server)."""
         if self.done:
-            return Observation([], True, f"episode is over ({self.end_reason}); reset to start again")
+            return Observation([], True, f"episode is over ({self.end_reason}); reset to start one")
         parsed, problem = _assistant_message(message)
         if parsed is None:
             return Observation([], False, problem)

@@ -1,0 +1,194 @@
+"""RL environments rebuilt from exported ``rl`` rows: replay fidelity, wrong rollouts, hostile input, TRL.
+
+The rows are real: the legacy dataset main wrote (a store run and a KG run),
+exported by this code, read back with ``datasets``. Each accepted row's own
+assistant turns, replayed through ``TaskEnvironment``, must earn reward 1.0;
+each row a verifier rejected must earn 0.0 with the reason stored on it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import datasets
+import pytest
+
+from pipelines.export import ExportOptions, export_version
+from pipelines.rl import TaskEnvironment
+from pipelines.rl.trl import environment_factory
+from simulators.domains.kg.env import KGEnv
+from simulators.domains.store.env import StoreEnv
+from simulators.kinds import kind_of
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rlenv")
+    shutil.copytree(DATA / "legacy-dataset", root / "ds")
+    export_version(root / "ds", root / "hf", ExportOptions(test_ratio=0.0, rejects=True))
+
+    def load(config):
+        return datasets.load_dataset(str(root / "hf"), config, cache_dir=str(root / "cache"))["train"]
+
+    return root / "hf", load("rl"), {r["id"]: r for r in load("sft")}, load("rejects")
+
+
+def replay(env: TaskEnvironment, messages: list[dict]):
+    """Every assistant turn of ``messages`` stepped through ``env``; the last observation."""
+    obs = None
+    for m in messages:
+        if m["role"] == "assistant":
+            obs = env.step(m)
+    return obs
+
+
+def test_replaying_every_accepted_row_earns_reward_one(exported):
+    _, rl, sft, _ = exported
+    by_kind = {}
+    for row in rl:
+        env = TaskEnvironment.from_row(row)
+        assert env.reset() == row["prompt"]  # the scripted user opens as the exported prompt does
+        # the tools the row offered (main's wording may be older; names and parameters are the contract)
+        assert [(t["function"]["name"], sorted(t["function"]["parameters"]["properties"])) for t in env.tools] == \
+            [(t["function"]["name"], sorted(t["function"]["parameters"]["properties"])) for t in row["tools"]]
+        obs = replay(env, sft[row["id"]]["messages"])
+        reward = env.reward()
+        assert obs.done and obs.error is None, (row["id"], obs)
+        assert reward.value == 1.0, (row["id"], reward)
+        assert list(reward.components) == list(kind_of(row["kind"]).verifiers)
+        by_kind[row["kind"]] = by_kind.get(row["kind"], 0) + 1
+    assert set(by_kind) == {"blueprint", "kg_question"} and min(by_kind.values()) >= 5, by_kind
+
+
+def test_rows_a_verifier_rejected_earn_zero_with_the_stored_reason(exported):
+    _, rl, _, rejects = exported
+    env_config = {r["domain"]: r["env_config"] for r in rl}
+    checked = 0
+    for row in rejects:
+        task = row["task"]  # decoded by the Json feature
+        if task is None or row["stage"] not in kind_of(row["kind"]).verifiers:
+            continue
+        env = TaskEnvironment.from_row({"id": row["id"], "env_config": env_config[row["domain"]], "task": task})
+        env.reset()
+        replay(env, row["messages"])
+        reward = env.reward()
+        assert reward.value == 0.0 and reward.reason == row["reason"], (row["id"], reward, row["reason"])
+        assert reward.components[row["stage"]]["passed"] is False
+        checked += 1
+    assert checked >= 3
+
+
+def test_a_wrong_or_empty_rollout_earns_zero_with_a_reason(exported):
+    _, rl, _, _ = exported
+    store = next(r for r in rl if r["kind"] == "blueprint" and any(
+        StoreEnv.specs()[a["name"]].writes for a in r["reward_spec"]["gold_actions"]))
+    env = TaskEnvironment.from_row(store)
+    env.reset()
+    while not env.step({"role": "assistant", "content": "Is there anything else I can help you with?"}).done:
+        pass
+    reward = env.reward()
+    assert reward.value == 0.0 and reward.reason == "final state differs from the gold final state", reward
+
+    # the gold calls with one write argument changed: the state is not the gold state
+    env.reset()
+    gold = store["reward_spec"]["gold_actions"]
+    for n, action in enumerate(gold):
+        args = json.loads(action["arguments"]) if isinstance(action["arguments"], str) else dict(action["arguments"])
+        if StoreEnv.specs()[action["name"]].writes and "reason" not in args:
+            key = sorted(args)[-1]
+            args[key] = args[key][::-1] if isinstance(args[key], str) else args[key]
+        env.step({"role": "assistant", "tool_calls": [
+            {"id": f"c{n}", "function": {"name": action["name"], "arguments": args}}]})
+    assert env.reward().components["outcome"]["passed"] is False
+
+    kg = next(r for r in rl if r["kind"] == "kg_question")
+    env = TaskEnvironment.from_row(kg)
+    env.reset()
+    env.step({"role": "assistant", "content": "The answer is Atlantis."})
+    reward = env.reward()
+    assert reward.value == 0.0 and "answer" in reward.reason, reward
+
+
+def test_hostile_messages_get_error_observations_and_sessions_stay_isolated(exported):
+    _, rl, _, _ = exported
+    row = next(r for r in rl if r["kind"] == "blueprint")
+    env = TaskEnvironment.from_row(row, max_steps_per_turn=3)
+    assert env.step({"role": "assistant", "content": "hi"}).error.startswith("episode is over (not started)")
+    env.reset()
+
+    def call(name, arguments):
+        return env.step({"role": "assistant", "tool_calls": [{"id": "x", "function": {"name": name,
+                                                                                      "arguments": arguments}}]})
+
+    for bad, expected in [("not-a-message", "a step takes an assistant message"),
+                          ({"role": "user", "content": "x"}, "got role 'user'"),
+                          ({"role": "assistant"}, "needs content or tool_calls"),
+                          ({"role": "assistant", "content": "x" * 70_000}, "more than the 64000 allowed"),
+                          ({"role": "assistant", "tool_calls": [{"function": {}}]}, "function.name: missing"),
+                          ({"role": "assistant", "tool_calls": "x"}, "tool_calls: must be a list")]:
+        obs = env.step(bad)
+        assert not obs.done and obs.messages == [] and expected in obs.error, (bad, obs)
+    assert call("get_order_details", "{not json").messages[0]["content"].startswith(
+        "Error: arguments are not valid JSON")
+    assert call("drop_tables", {}).messages[0]["content"] == "Error: unknown tool 'drop_tables'"
+    obs = call("get_order_details", {"order_id": 7})
+    assert obs.messages[0]["content"].startswith("Error: invalid arguments for get_order_details") and not obs.done
+    obs = call("list_product_types", {})  # the fourth tool step in one turn: over the limit, the episode ends
+    assert obs.done and obs.error == "more than 3 tool steps in one turn"
+    assert env.step({"role": "assistant", "content": "hi"}).error.startswith("episode is over")
+
+    # two sessions of one row: a write in one leaves the other at the initial state
+    a, b = TaskEnvironment.from_row(row), TaskEnvironment.from_row(row)
+    a.reset(), b.reset()
+    start = b.env.state_hash()
+    for n, action in enumerate(row["reward_spec"]["gold_actions"]):
+        a.step({"role": "assistant", "tool_calls": [{"id": f"c{n}", "function": action}]})
+    assert b.env.state_hash() == start and (a.env.state_hash() != start or not any(
+        StoreEnv.specs()[x["name"]].writes for x in row["reward_spec"]["gold_actions"]))
+
+
+def test_every_coded_tool_method_passes_get_json_schema_with_its_own_schema():
+    from transformers.utils import get_json_schema
+
+    for cls in (StoreEnv, KGEnv):
+        for name, spec in cls.specs().items():
+            got = get_json_schema(spec.method)["function"]
+            mine = spec.schema.function
+            assert got["name"] == name and got["description"] == mine.description
+            assert got["parameters"]["required"] == mine.parameters["required"] if mine.parameters["required"] \
+                else "required" not in got["parameters"] or not got["parameters"]["required"]
+            for arg, prop in mine.parameters["properties"].items():
+                assert got["parameters"]["properties"][arg]["description"] == prop["description"], (name, arg)
+                if "type" in prop:  # an optional argument is an anyOf in both, written differently
+                    assert got["parameters"]["properties"][arg]["type"] == prop["type"], (name, arg)
+
+
+def test_trl_environment_class_replays_gold_to_reward_one(exported):
+    """The class TRL's GRPOTrainer instantiates, driven as TRL drives it: reset(**row), methods(**arguments)."""
+    from transformers.utils import get_json_schema
+
+    _, rl, sft, _ = exported
+    rows = [r for r in rl if r["kind"] == "blueprint"]
+    cls = environment_factory(rows)
+    env = cls()
+    schemas = {s["function"]["name"]: s["function"] for s in
+               (get_json_schema(getattr(env, n)) for n in dir(cls) if not n.startswith("_")
+                and n not in ("reset", "get_reward", "episode", "domain"))}
+    assert set(schemas) == {*StoreEnv.specs(), "send_message_to_user"}
+    for row in rows[:10]:
+        assert env.reset(**row) is None
+        for m in sft[row["id"]]["messages"][2:]:  # after the prompt: the assistant's moves, through TRL's tools
+            if m["role"] != "assistant":
+                continue
+            for c in m.get("tool_calls") or []:
+                getattr(env, c["function"]["name"])(**c["function"]["arguments"])
+            if m["content"]:
+                env.send_message_to_user(m["content"])
+        assert env.get_reward() == 1.0, (row["id"], env.episode.reward())
+        env.reset(**row)
+        assert env.get_reward() == 0.0  # a fresh rollout with nothing done
+    assert env.get_order_details(order="#W1").startswith("Error: invalid arguments for get_order_details")
