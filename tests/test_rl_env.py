@@ -192,3 +192,50 @@ def test_trl_environment_class_replays_gold_to_reward_one(exported):
         env.reset(**row)
         assert env.get_reward() == 0.0  # a fresh rollout with nothing done
     assert env.get_order_details(order="#W1").startswith("Error: invalid arguments for get_order_details")
+
+
+def test_trl_grpo_trains_steps_on_the_environments(exported, tmp_path):
+    """TRL's own GRPOTrainer on rl rows of both domains: environments reset from the rows, rewards from them."""
+    import sys
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+    from trl.chat_template_utils import qwen2_5_chat_template
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_model import build_tiny_model
+
+    _, rl, _, _ = exported
+    picked = [i for kind in ("blueprint", "kg_question") for i in [n for n, r in enumerate(rl) if r["kind"] == kind][:2]]
+    train = rl.select(picked).map(lambda r: {"environment": r["domain"]})  # TRL's routing column, by domain
+    classes = environment_factory(train)
+    assert set(classes) == {"store", "kg"}
+    made = []
+
+    def factory(cls):
+        def make():
+            made.append(cls())
+            return made[-1]
+        return make
+
+    folder = build_tiny_model(tmp_path / "tiny")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = qwen2_5_chat_template  # a template TRL knows how to parse tool calls from
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    args = GRPOConfig(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=4, num_generations=2,
+                      max_completion_length=8, learning_rate=1e-2, report_to=[], use_cpu=True, logging_steps=1,
+                      save_strategy="no", bf16=False, max_tool_calling_iterations=2, seed=0)
+    trainer = GRPOTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
+                          environment_factory={name: factory(cls) for name, cls in classes.items()})
+    tool_names = {t.__name__ for t in trainer.tools}
+    assert {*StoreEnv.specs(), *KGEnv.specs(), "send_message_to_user"} == tool_names
+    result = trainer.train()
+    assert result.global_step == 2
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    for cls in classes.values():  # each environment's get_reward is a reward column TRL logged (None: not in a batch)
+        values = [h[f"rewards/{cls.__name__}/mean"] for h in logged]
+        assert any(v is not None for v in values) and all(v is None or 0.0 <= v <= 1.0 for v in values), values
+    task_ids = set(train["task_id"])
+    started = [m for m in made if m.episode is not None]
+    assert started and all(m.episode.task.id in task_ids and m.episode.messages[1].role == "user" for m in started)
