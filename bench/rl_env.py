@@ -113,6 +113,8 @@ def _replay(folder: Path, sft: dict[str, list[dict]], seconds: float = 3.0) -> f
     from pipelines.rl.server import load_rows
 
     rows = load_rows(folder)
+    for row in rows:  # warm up: each domain's base data is built once per process
+        TaskEnvironment.from_row(row).reset()
     done, started = 0, time.monotonic()
     while time.monotonic() - started < seconds:
         for row in rows:

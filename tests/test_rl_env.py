@@ -239,3 +239,50 @@ def test_trl_grpo_trains_steps_on_the_environments(exported, tmp_path):
     task_ids = set(train["task_id"])
     started = [m for m in made if m.episode is not None]
     assert started and all(m.episode.task.id in task_ids and m.episode.messages[1].role == "user" for m in started)
+
+
+def test_a_schema_only_export_carries_its_spec_and_rebuilds_without_the_original(prefect_server, tmp_path):
+    """The spec file a schema-only run names is bundled into the export; the folder alone rebuilds the domain."""
+    from test_tool_specs import PETSTORE
+    from transformers.utils import get_json_schema
+
+    from pipelines.flow import run_generate
+    from schemas import parse_config
+
+    spec = tmp_path / "work" / "pets.json"
+    spec.parent.mkdir()
+    spec.write_text(json.dumps(PETSTORE))
+    cfg = parse_config({"name": "byot", "seed": 4, "num_tasks": 12, "shard_size": 12,
+                        "domain": {"name": "schema_only", "params": {"spec": str(spec)}},
+                        "generators": [{"name": "tool_calls", "params": {"min_calls": 1, "max_calls": 2}}]}, "byot.yaml")
+    run_generate(cfg, tmp_path / "ds", "byot-1")
+    export_version(tmp_path / "ds", tmp_path / "hf", ExportOptions(test_ratio=0.0))
+    shutil.rmtree(spec.parent)  # the run's own spec is gone: only the export's copy remains
+    moved = shutil.move(tmp_path / "hf", tmp_path / "elsewhere")
+    load = lambda c: datasets.load_dataset(str(moved), c, cache_dir=str(tmp_path / "cache"))["train"]  # noqa: E731
+    rl, sft = load("rl"), {r["id"]: r for r in load("sft")}
+    config = rl[0]["env_config"]
+    (bundled,) = config["files"]
+    assert config["params"]["spec"] == bundled and (moved / bundled).is_file() and bundled.startswith("environment/")
+    for row in rl:
+        env = TaskEnvironment.from_row(row, root=moved)
+        env.reset()
+        assert replay(env, sft[row["id"]]["messages"]).done and env.reward().value == 1.0, row["id"]
+    with pytest.raises(FileNotFoundError, match="pass the export folder as root"):
+        TaskEnvironment.from_row(rl[0], root=tmp_path)
+
+    # TRL's class for a domain with no Python methods: signatures written from the tool schemas
+    cls = environment_factory(rl, root=moved)
+    env = cls()
+    assert {n for n in ("getPet", "create_pet", "delete_pets_petId")
+            if get_json_schema(getattr(env, n))["function"]["parameters"]["properties"]} == {"getPet", "create_pet",
+                                                                                             "delete_pets_petId"}
+    for row in rl:
+        env.reset(**row)
+        for m in sft[row["id"]]["messages"][2:]:
+            if m["role"] == "assistant":
+                for c in m.get("tool_calls") or []:
+                    getattr(env, c["function"]["name"])(**c["function"]["arguments"])
+                if m["content"]:
+                    env.send_message_to_user(m["content"])
+        assert env.get_reward() == 1.0, (row["id"], env.episode.reward())

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from simulators.environment import DOMAINS, Environment
 from simulators.kinds import kind_of
 
 UserFactory = Callable[[Task], UserAgent]
+_LOOPS = threading.local()
 MAX_MESSAGE_CHARS = 64_000  # an assistant message longer than this is refused (a runaway generation)
 
 
@@ -172,7 +174,12 @@ class TaskEnvironment:
 
     @staticmethod
     def _run(coro):
-        return asyncio.run(coro)
+        """Run a coroutine to its end on this thread's loop (kept: ``asyncio.run``'s set-up per step costs more
+        than a scripted step). Callers inside a running loop use the ``a``-methods instead."""
+        loop = getattr(_LOOPS, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = _LOOPS.loop = asyncio.new_event_loop()
+        return loop.run_until_complete(coro)
 
     # -- the reward ------------------------------------------------------------------------------------------
     def trajectory(self) -> Trajectory:

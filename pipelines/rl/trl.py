@@ -98,7 +98,8 @@ def _from_schema(fn: Callable, tool: Tool) -> None:
     annotations: dict[str, Any] = {"return": str}
     lines = []
     for pname, prop in props.items():
-        hint = _JSON_TYPES.get(prop.get("type"), str)
+        types = prop.get("type") if isinstance(prop.get("type"), list) else [prop.get("type")]
+        hint = next((_JSON_TYPES[t] for t in types if t in _JSON_TYPES), str)  # ["string", "null"]: str
         annotations[pname] = hint
         params.append(inspect.Parameter(pname, inspect.Parameter.KEYWORD_ONLY,
                                         default=inspect.Parameter.empty if pname in required else None,
