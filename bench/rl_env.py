@@ -48,7 +48,8 @@ def _action(rng: random.Random, sids: list[str], tasks: list[dict]) -> tuple[str
     if roll < 0.11:
         return "POST", f"/sessions/{sid}/reset", None
     if roll < 0.12:
-        return "POST", f"/sessions/{sid}/step", b"x" * ((1 << 20) + 1)  # over the body limit
+        return "POST", f"/sessions/{sid}/step", rng.choice([b"x" * ((1 << 20) + 1),  # over the body limit
+                                                             b"[" * 100_000])  # nested past any parser
     junk = [None, 0, "text", [], {"a": 1}, "{", "[1,2]", "x" * 5000]
     tools = ["get_order_details", "cancel_pending_order", "search_entities", "get_entity", "nope", "", "x" * 70]
     args = rng.choice([{"order_id": "#W" + str(rng.randrange(10**7))}, {"query": rng.choice(junk)},

@@ -120,21 +120,21 @@ def test_64_concurrent_sessions_each_earn_their_own_reward(server, exported):
 
 
 def test_the_server_survives_random_actions_and_leaks_no_session(server, exported):
-    """2,000 random actions here; bench/rl_env.py runs the same fuzz with 10,000."""
+    """1,000 random actions here; bench/rl_env.py runs the same fuzz with 10,000."""
     _, sft = exported
     started = time.monotonic()
-    statuses, left = asyncio.run(fuzz(server.url, 2_000))
+    statuses, left = asyncio.run(fuzz(server.url, 1_000))
     elapsed = time.monotonic() - started
-    assert sum(statuses.values()) == 2_000
+    assert sum(statuses.values()) == 1_000
     assert set(statuses) <= {200, 400, 404, 413}, statuses  # never a 500: every action answered
-    assert statuses[200] > 1000 and statuses[400] and statuses[404] and statuses[413], statuses
+    assert statuses[200] > 500 and statuses[400] and statuses[404] and statuses[413], statuses
     assert left == 0
     # and the server still serves a full, correct episode
     tasks = httpx.get(f"{server.url}/tasks").json()
     task = next(t for t in tasks if t["kind"] == "blueprint")
     result = asyncio.run(_one(server.url, task, sft[task["id"]]))
     assert result["reward"]["value"] == 1.0
-    print(f"env serve fuzz: 2000 actions in {elapsed:.1f}s ({2_000 / elapsed:.0f}/s): {statuses}")
+    print(f"env serve fuzz: 1000 actions in {elapsed:.1f}s ({1_000 / elapsed:.0f}/s): {statuses}")
 
 
 async def _one(url: str, task: dict, script: list[dict]) -> dict:

@@ -33,7 +33,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -193,17 +193,24 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 async def _body(request: Request) -> dict[str, Any] | JSONResponse:
-    if int(request.headers.get("content-length") or 0) > MAX_BODY:
-        return _error(413, f"request body over {MAX_BODY} bytes")
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY:
-            return _error(413, f"request body over {MAX_BODY} bytes")
+    """The request's JSON object, or the error response. An oversized body is read to its end and dropped
+    (never kept): answering before the client has sent it all resets the connection under the client."""
+    size, chunks = 0, []
     try:
-        body = json.loads(raw or b"{}")
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size <= MAX_BODY:
+                chunks.append(chunk)
+    except ClientDisconnect:
+        return _error(400, "the client went away before sending its whole body")
+    if size > MAX_BODY:
+        return _error(413, f"request body over {MAX_BODY} bytes")
+    try:
+        body = json.loads(b"".join(chunks) or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         return _error(400, f"body is not JSON: {err}")
+    except RecursionError:
+        return _error(400, "body is not JSON this server reads: nested too deeply")
     if not isinstance(body, dict):
         return _error(400, "body must be a JSON object")
     return body
