@@ -11,7 +11,10 @@ One command (``python bench/rl_env.py``), on the legacy dataset's rows
   roles, oversized bodies, resets, deletes) from 16 concurrent clients; the
   server must answer every one without a 5xx and end with no session open.
 
-``fuzz`` is also what tests/test_rl_server.py runs, with fewer actions.
+``python bench/rl_env.py --export FOLDER`` instead replays every accepted row
+of an export (``make demo``'s ``out/demo-hf``, say) once and counts the rows
+that earn reward 1.0. ``fuzz`` is also what tests/test_rl_server.py runs, with
+fewer actions.
 """
 
 from __future__ import annotations
@@ -148,7 +151,36 @@ async def _sessions(url: str, sft: dict[str, list[dict]], n: int = 64) -> float:
         return n / (time.monotonic() - started)
 
 
+def fidelity(folder: Path) -> None:
+    """Every accepted row of an export folder (``trajforge export``) replayed once: how many earn reward 1.0."""
+    import pyarrow.parquet as pq
+
+    from pipelines.rl import TaskEnvironment
+    from pipelines.rl.server import load_rows
+
+    rows = load_rows(folder)
+    sft = {r["id"]: [json.loads(m) for m in r["messages"]]
+           for f in sorted((folder / "data" / "sft").glob("*.parquet")) for r in pq.read_table(f).to_pylist()}
+    ones, failed, started = 0, [], time.monotonic()
+    for row in rows:
+        env = TaskEnvironment.from_row(row, root=folder)
+        env.reset()
+        for m in sft[row["id"]]:
+            if m["role"] == "assistant":
+                env.step(m)
+        reward = env.reward()
+        if reward.value == 1.0 and env.done:
+            ones += 1
+        else:
+            failed.append(f"{row['id']}: {reward.reason or env.end_reason}")
+    rate = len(rows) / (time.monotonic() - started)
+    print("\n".join(failed[:5]))
+    print(f"replay_fidelity: {ones}/{len(rows)} accepted rows of {folder} earn reward 1.0 ({rate:.1f} rows/s)")
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--export":
+        return fidelity(Path(sys.argv[2]))
     with tempfile.TemporaryDirectory() as tmp:
         folder, sft = _export(Path(tmp))
         print(f"replay: {_replay(folder, sft):.1f} rows/s (TaskEnvironment in process, reward 1.0 on every row)")
