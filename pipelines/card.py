@@ -20,7 +20,9 @@ _ABOUT = {
            "conversational format TRL's `SFTTrainer` reads",
     "rl": "accepted tasks as RL prompts: `prompt` (messages up to the first assistant turn), `tools`, `domain`, "
           "`env_seed`, the simulated user's `scenario`, and a `reward_spec` (gold actions, expected final-state "
-          "hash, expected outputs; for KG questions the answer and its aliases)",
+          "hash, expected outputs; for KG questions the answer and its aliases), plus `env_config` (the domain and its "
+          "parameters; files it names are bundled under `environment/`) and the whole `task`, from which "
+          "`pipelines.rl.TaskEnvironment.from_row` rebuilds the environment, its simulated user and its reward",
     "rejects": "rejected rows with the `stage` and `reason` that rejected them, the dialogue if there was one (up to "
                "its last assistant turn; the turns after it in `trailing`), the `task` and all `verdicts`",
     "sharegpt": "accepted dialogues in ShareGPT form as LLaMA-Factory reads it (`conversations` of human / gpt / "
@@ -163,6 +165,9 @@ def lineage(summary: ExportSummary) -> str:
 TRAINERS = {
     "sft": "TRL `SFTTrainer` (trl 1.16, `assistant_only_loss` with a `{% generation %}` template) runs optimizer steps "
            "on it in trajforge's tests",
+    "rl": "TRL `GRPOTrainer` (trl 1.16, `environment_factory` from `pipelines.rl.trl`) runs optimizer steps on it in "
+          "trajforge's tests, with every rollout's tools executed on the rebuilt domain and its reward from the "
+          "task kind's verifiers",
     "sharegpt": "LLaMA-Factory 0.9.5's own ShareGPT converter (`llamafactory/data/converter.py`) and function-call "
                 "parser accept every row in trajforge's tests, loaded with `datasets==4.0.0`",
 }

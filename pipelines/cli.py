@@ -225,6 +225,17 @@ def cmd_view(args: argparse.Namespace) -> int:
     return serve(args.dir, args.version, args.port, tuple(args.allow_host))
 
 
+def cmd_env_serve(args: argparse.Namespace) -> int:
+    from pipelines.rl.server import serve
+
+    for name in ("max_sessions", "max_steps"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1")
+    if args.idle_timeout <= 0:
+        raise ConfigError("--idle-timeout: must be positive")
+    return serve(args.dir, args.version, args.port, args.max_sessions, args.max_steps, args.idle_timeout)
+
+
 def _add_export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-ratio", type=float, default=0.1, help="share of task groups in the test split (0.1)")
     p.add_argument("--rejects", action="store_true", help="add the rejects config")
@@ -307,6 +318,17 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--allow-host", action="append", default=[], metavar="HOST",
                    help="also answer requests whose Host header is HOST (a tunnel or proxy); repeatable")
     w.set_defaults(func=cmd_view)
+    e = sub.add_parser("env", help="serve a version's tasks as RL environments")
+    env_sub = e.add_subparsers(dest="env_command", required=True)
+    es = env_sub.add_parser("serve", help="reset/step/state/reward sessions over HTTP on 127.0.0.1")
+    es.add_argument("dir", type=Path, help="an export folder (trajforge export --to) or a dataset")
+    es.add_argument("--version", type=int, help="version of a dataset to serve (default: the newest)")
+    es.add_argument("--port", type=int, default=8770, help="port on 127.0.0.1 (default 8770; 0 picks a free one)")
+    es.add_argument("--max-sessions", type=int, default=1024, help="sessions open at once (1024)")
+    es.add_argument("--max-steps", type=int, default=400, help="steps per session before it ends (400)")
+    es.add_argument("--idle-timeout", type=float, default=600.0,
+                    help="seconds without a request before a session is dropped (600)")
+    es.set_defaults(func=cmd_env_serve)
     return p
 
 

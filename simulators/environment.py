@@ -115,7 +115,7 @@ def _build_spec(name: str, fn: Callable) -> ToolSpec:
         if meta.entity:
             entities[pname] = meta.entity
     parameters = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
-    doc = inspect.cleandoc(fn.__doc__ or "")
+    doc = _document_arguments(fn, properties)
     schema = Tool.model_validate({"function": {"name": name, "description": doc, "parameters": parameters}})
     return ToolSpec(
         name=name,
@@ -126,6 +126,23 @@ def _build_spec(name: str, fn: Callable) -> ToolSpec:
         produces=fn.__tool__["produces"],
         validator=compile_validator(parameters),
     )
+
+
+def _document_arguments(fn: Callable, properties: dict[str, Any]) -> str:
+    """The tool's description; its docstring gains a Google ``Args:`` section written from the ``Param``s.
+
+    Trainers that take tools as Python callables (TRL's ``tools`` and
+    ``environment_factory``) build their schemas with
+    ``transformers.utils.get_json_schema``, which reads each argument's
+    description from the docstring; writing it from the same ``Param`` keeps
+    one source for both schemas. Idempotent: the method is shared by every
+    subclass (bound params) that builds its spec again.
+    """
+    doc = inspect.cleandoc(fn.__doc__ or "").split("\n\nArgs:\n", 1)[0]
+    if properties:
+        lines = [f"    {name}: {' '.join(prop['description'].split())}" for name, prop in properties.items()]
+        fn.__doc__ = doc + "\n\nArgs:\n" + "\n".join(lines)
+    return doc
 
 
 Validator = Callable[[Any], Any]
