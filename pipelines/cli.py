@@ -24,7 +24,7 @@ def _run_id() -> str:
 def cmd_generate(args: argparse.Namespace) -> int:
     from pipelines.steps import build_steps
 
-    config = load_config(args.config, seed=args.seed, output_dir=args.out)
+    config = load_config(args.config, seed=args.seed, output_dir=args.out, target_accepted=args.target_accepted)
     build_steps(config, str(args.config))  # fail on bad step names/params before any work
     if not config.output_dir:
         raise ConfigError(f"{args.config}: output_dir: not set; give --out DIR")
@@ -51,8 +51,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"  {role} ({manifest.models.get(role, '?')}): {u.requests} requests, {u.cached} from cache, "
               f"{u.retries} retries, {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
               f"{u.latency_s:.1f}s in requests")
+    for line in run_summary(manifest):
+        print(f"  {line}")
     print(f"  open it: polars.read_delta({str(config.output_dir)!r}, version={manifest.version})")
     return 0
+
+
+def run_summary(manifest) -> list[str]:
+    """Why the run stopped and what it cost, for the end-of-run summary."""
+    from pipelines.cost import cost_lines
+
+    lines = []
+    stop = manifest.stop
+    if stop is not None and (stop.target_accepted or stop.reason != "num_tasks"):
+        why = {"target_accepted": f"target reached: {manifest.accepted} accepted (target {stop.target_accepted})",
+               "num_tasks": "every task run"}.get(stop.reason, f"stopped early, {stop.reason}: {stop.detail}")
+        extra = [f"{stop.shards} shards"]
+        if stop.surplus:
+            extra.append(f"{stop.surplus} accepted rows beyond the target kept as rejected at stage 'target'")
+        if stop.discarded_shards:
+            extra.append(f"{stop.discarded_shards} shards started beyond the target discarded")
+        if stop.unstarted:
+            extra.append(f"{stop.unstarted} tasks never started")
+        lines.append(f"{why} ({'; '.join(extra)})")
+    if manifest.cost is not None:
+        lines += cost_lines(manifest.cost)
+    return lines
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -216,6 +240,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="dataset directory (overrides output_dir in the config)")
     g.add_argument("--seed", type=int)
     g.add_argument("--run-id", help="name this run (default: a timestamp)")
+    g.add_argument("--target-accepted", type=int, metavar="N",
+                   help="run shards until N rows are accepted after every filter and dedup, and commit exactly N "
+                        "(replaces num_tasks; budget.max_* in the config still stop it earlier)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
     s = sub.add_parser("serve", help="serve a cron-scheduled deployment: each run commits a new dataset version "
