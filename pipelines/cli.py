@@ -51,32 +51,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"  {role} ({manifest.models.get(role, '?')}): {u.requests} requests, {u.cached} from cache, "
               f"{u.retries} retries, {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
               f"{u.latency_s:.1f}s in requests")
-    for line in run_summary(manifest):
-        print(f"  {line}")
+    from pipelines.cost import cost_lines, stop_line
+
+    for line in [stop_line(manifest), *(cost_lines(manifest.cost) if manifest.cost else [])]:
+        if line:
+            print(f"  {line}")
     print(f"  open it: polars.read_delta({str(config.output_dir)!r}, version={manifest.version})")
     return 0
-
-
-def run_summary(manifest) -> list[str]:
-    """Why the run stopped and what it cost, for the end-of-run summary."""
-    from pipelines.cost import cost_lines
-
-    lines = []
-    stop = manifest.stop
-    if stop is not None and (stop.target_accepted or stop.reason != "num_tasks"):
-        why = {"target_accepted": f"target reached: {manifest.accepted} accepted (target {stop.target_accepted})",
-               "num_tasks": "every task run"}.get(stop.reason, f"stopped early, {stop.reason}: {stop.detail}")
-        extra = [f"{stop.shards} shards"]
-        if stop.surplus:
-            extra.append(f"{stop.surplus} accepted rows beyond the target kept as rejected at stage 'target'")
-        if stop.discarded_shards:
-            extra.append(f"{stop.discarded_shards} shards started beyond the target discarded")
-        if stop.unstarted:
-            extra.append(f"{stop.unstarted} tasks never started")
-        lines.append(f"{why} ({'; '.join(extra)})")
-    if manifest.cost is not None:
-        lines += cost_lines(manifest.cost)
-    return lines
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from schemas import PriceConfig, RunConfig, RunCost, Usage
+from schemas import DatasetManifest, PriceConfig, RunConfig, RunCost, Usage
 
 PER = 1_000_000
 STAGES = ("synthesis", "simulation", "verification")
@@ -112,3 +112,44 @@ def cost_lines(cost: RunCost) -> list[str]:
     if cost.gpu_hours:
         lines.append("GPU-hours: " + ", ".join(f"{b} {h:.3g}" for b, h in cost.gpu_hours.items()))
     return lines
+
+
+def stop_line(manifest: DatasetManifest) -> str | None:
+    """Why the run stopped, in words; None for a fixed run that ran every task (nothing to say)."""
+    stop = manifest.stop
+    if stop is None or (stop.reason == "num_tasks" and not stop.target_accepted):
+        return None
+    why = {"target_accepted": f"target reached: {manifest.accepted} accepted (target {stop.target_accepted})",
+           "num_tasks": "every task run"}.get(stop.reason, f"stopped early by {stop.reason}: {stop.detail}")
+    extra = [f"{stop.shards} shards"]
+    if stop.surplus:
+        extra.append(f"{stop.surplus} accepted rows beyond the target kept as rejected at stage 'target'")
+    if stop.discarded_shards:
+        extra.append(f"{stop.discarded_shards} shards started beyond the target discarded")
+    if stop.unstarted:
+        extra.append(f"{stop.unstarted} tasks never started")
+    return f"{why} ({'; '.join(extra)})"
+
+
+def card_section(manifests: list[DatasetManifest]) -> list[str]:
+    """The card's "Cost and yield" section: one line per version, and the newest priced run's split; nothing when
+    no version recorded a cost or a stop (versions written by older code)."""
+    if not any(m.cost or m.stop for m in manifests):
+        return []
+    rows = []
+    for m in manifests:
+        c = m.cost
+        cur = c.currency if c else "USD"
+        yield_ = (m.accepted + m.stages.get("target", 0)) / m.tasks if m.tasks else 0.0
+        rows.append([m.version, m.tasks, m.accepted, f"{100 * yield_:.1f}%", money(c.total, cur) if c else "",
+                     money(c.per_accepted, cur) if c else "", money(c.saved, cur) if c else "",
+                     m.stop.reason if m.stop else ""])
+    header = ["version", "tasks", "accepted", "yield", "cost", "per accepted", "saved by the cache", "stopped by"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    text = ("## Cost and yield\n\nPer version (run): yield is accepted / tasks; cost from the price table of "
+            "each backend in the run config (cached requests cost nothing).\n\n" + "\n".join(lines))
+    priced = [m for m in manifests if m.cost]
+    if priced:
+        text += f"\n\nVersion {priced[-1].version}: " + "; ".join(cost_lines(priced[-1].cost)) + "."
+    return [text]

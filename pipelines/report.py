@@ -22,7 +22,7 @@ from markupsafe import Markup
 
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.store import DatasetStore, StoreError, reason_key
-from pipelines.svg_chart import bar_chart
+from pipelines.svg_chart import bar_chart, line_chart
 from schemas import DatasetManifest
 
 LENGTH_EDGES = (0, 50, 100, 200, 400, 800, 1600)
@@ -49,14 +49,14 @@ class ReportData:
     samples: list[list[dict]] = field(default_factory=list)  # messages of the first accepted dialogues
     faults: dict[str, int] = field(default_factory=dict)  # who failed -> rejected rows
     rejects: list[dict] = field(default_factory=list)  # the first rejected rows: stage, reason, fault, messages
+    history: list[DatasetManifest] = field(default_factory=list)  # every version up to this one: the trend plots
 
 
-def select_version(root: str | Path, version: int | None) -> DatasetManifest:
+def select_version(root: str | Path, version: int | None, versions: list[DatasetManifest] | None = None
+                   ) -> DatasetManifest:
     """The manifest of ``version`` (default: the newest), or a one-line ReportError naming what is wrong."""
-    try:
-        versions = DatasetStore(root).versions()
-    except StoreError as err:
-        raise ReportError(str(err)) from None
+    if versions is None:
+        versions = listed_versions(root)
     if not versions:
         raise ReportError(f"{root}: no committed version")
     if version is None:
@@ -65,6 +65,13 @@ def select_version(root: str | Path, version: int | None) -> DatasetManifest:
         if manifest.version == version:
             return manifest
     raise ReportError(f"{root}: no version {version}; readable versions: {', '.join(str(m.version) for m in versions)}")
+
+
+def listed_versions(root: str | Path) -> list[DatasetManifest]:
+    try:
+        return DatasetStore(root).versions()
+    except StoreError as err:
+        raise ReportError(str(err)) from None
 
 
 def run_rows(root: str | Path, manifest: DatasetManifest, columns: list[str] = COLUMNS) -> pl.DataFrame:
@@ -93,7 +100,8 @@ def funnel_left(manifest: DatasetManifest) -> list[tuple[str, int]]:
 
 
 def collect(root: str | Path, version: int | None = None, samples: int = SAMPLES) -> ReportData:
-    manifest = select_version(root, version)
+    versions = listed_versions(root)
+    manifest = select_version(root, version, versions)
     rows = run_rows(root, manifest)
     accepted = rows.filter(pl.col("status") == ACCEPTED)
     rejected = rows.filter(pl.col("status") == REJECTED)
@@ -112,7 +120,8 @@ def collect(root: str | Path, version: int | None = None, samples: int = SAMPLES
         reasons=dict(reasons.most_common()),
         samples=[row for row in accepted.head(samples)["messages"].to_list()],
         faults=dict(Counter(f or "unknown" for f in rejected["fault"].to_list()).most_common()),
-        rejects=rejected.head(samples).select("stage", "reason", "fault", "messages").to_dicts())
+        rejects=rejected.head(samples).select("stage", "reason", "fault", "messages").to_dicts(),
+        history=[m for m in versions if m.version <= manifest.version])
 
 
 def _top(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
@@ -135,7 +144,26 @@ def charts(data: ReportData) -> list[str]:
         *(bar_chart(f"Task synthesis: {generator}", synthesis_steps(counts))
           for generator, counts in data.manifest.synthesis.items()),
         *kg_charts(data.manifest),
+        *trend_charts(data.history),
     ]
+
+
+def trend_charts(history: list[DatasetManifest]) -> list[str]:
+    """Yield and cost per accepted trajectory, version by version: how a nightly schedule is doing over time.
+
+    Yield is accepted / tasks of each run (rows a target kept back at stage ``target`` count as accepted: they
+    passed every check). Versions written before cost accounting, or with no priced backend, leave a gap.
+    """
+    from pipelines.cost import money
+
+    labels = [f"v{m.version} {m.created_at[:10]}" for m in history]
+    yields = [(m.accepted + m.stages.get("target", 0)) / m.tasks if m.tasks else None for m in history]
+    costs = [m.cost.per_accepted if m.cost else None for m in history]
+    currency = next((m.cost.currency for m in history if m.cost), "USD")
+    return [line_chart("Yield over versions (accepted / tasks)", labels, yields, fmt=lambda v: f"{100 * v:.0f}%"),
+            line_chart("Cost per accepted trajectory over versions", labels, costs,
+                       fmt=lambda v: money(v, currency),
+                       empty="no cost recorded: give the backends a price (backends.NAME.price)")]
 
 
 def kg_charts(manifest: DatasetManifest) -> list[str]:
@@ -196,6 +224,8 @@ flow run {{ m.origin.flow_run_id }}{% else %}trajforge generate (by hand){% endi
 <tr><td>this run</td><td>{{ m.tasks }} tasks: {{ m.accepted }} accepted, {{ m.rejected }} rejected</td></tr>
 {% if faults %}<tr><td>who failed</td><td>{{ faults }}</td></tr>{% endif %}
 <tr><td>dataset total</td><td>{{ m.total_accepted }} accepted rows</td></tr>
+{% if stop %}<tr><td>stopped</td><td>{{ stop }}</td></tr>{% endif %}
+{% for line in cost %}<tr><td>{% if loop.first %}cost{% endif %}</td><td>{{ line }}</td></tr>{% endfor %}
 {% for role, u in m.usage.items() %}<tr><td>{{ role }}{% if m.models.get(role) %} ({{ m.models[role] }}){% endif %}</td>
 <td>{{ u.requests }} requests, {{ u.cached }} cached, {{ u.prompt_tokens }} prompt + {{ u.completion_tokens }}
 completion tokens</td></tr>{% endfor %}
@@ -233,9 +263,13 @@ def render(data: ReportData, root: str) -> str:
     env.globals["pretty"] = _pretty
     chat = env.from_string(_CHAT)
     env.globals["chat"] = lambda messages: Markup(chat.render(messages=messages))
-    return env.from_string(_PAGE).render(root=root, m=data.manifest, charts=[Markup(c) for c in charts(data)],
+    from pipelines.cost import cost_lines, stop_line
+
+    m = data.manifest
+    return env.from_string(_PAGE).render(root=root, m=m, charts=[Markup(c) for c in charts(data)],
                                          samples=data.samples, rejects=data.rejects,
-                                         faults=fault_summary(data.faults) if data.faults else "")
+                                         faults=fault_summary(data.faults) if data.faults else "",
+                                         stop=stop_line(m) or "", cost=cost_lines(m.cost) if m.cost else [])
 
 
 def write_report(root: str | Path, to: str | Path, version: int | None = None) -> ReportData:
