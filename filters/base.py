@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas import Task, Trajectory, Usage, Verdict
 from simulators.environment import Environment
-from simulators.registry import Registry
+from simulators.kinds import TaskKind, kind_of
+from simulators.registry import Registry, Step
 
 
 class FilterParams(BaseModel):
@@ -29,11 +30,15 @@ class Context:
     def fresh_env(self) -> Environment:
         return self.env.fresh(self.task.env_seed)
 
+    @property
+    def kind(self) -> TaskKind:
+        """The task's kind: what a filter asks instead of branching on a kind's name (e.g. its ``answer``)."""
+        return kind_of(self.task)
 
-class Filter:
+
+class Filter(Step):
     """One check, one verdict; ``name`` is the stage written on a rejected row."""
 
-    name: ClassVar[str]
     Params: ClassVar[type[FilterParams]] = FilterParams
     # Who a rejection is attributed to (schemas.FAULTS); most checks judge what the assistant did.
     fault: ClassVar[str] = "assistant"

@@ -43,7 +43,6 @@ class SimulatorLeakFilter(Filter):
     """No user turn repeats what the user simulator (or the refiner) was instructed: its prompt, reminder,
     persona or scenario text, or a piece of the stop token."""
 
-    name = "simulator_leak"
     fault = "user"
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
@@ -72,7 +71,6 @@ class ReasoningFilter(Filter):
     """An assistant turn's reasoning mentions no tool result it had not seen yet: a fact (id, number, email)
     or a long span that first appears in a later tool result."""
 
-    name = "reasoning"
     MIN_SPAN = 40
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:

@@ -65,7 +65,6 @@ class JudgeParams(FilterParams):
 class JudgeFilter(ModelFilter):
     """A model grades the dialogue against a rubric; score and rationale go on the verdict either way."""
 
-    name = "judge"
     Params = JudgeParams
 
     async def acheck(self, trajectory: Trajectory, ctx: Context) -> Verdict:
@@ -118,16 +117,18 @@ class DifficultyParams(FilterParams):
 
 @FILTERS.register("difficulty")
 class DifficultyFilter(ModelFilter):
-    """DeepDive's filter: a KG question that a model answers without tools in k tries teaches no searching."""
+    """DeepDive's filter: a question (of a kind with an answer) that a model answers without tools in k tries
+    teaches no searching."""
 
-    name = "difficulty"
     Params = DifficultyParams
     fault = "synthesis"  # a question a model answers from memory was a poor task, not a poor dialogue
 
     async def acheck(self, trajectory: Trajectory, ctx: Context) -> Verdict:
-        task, p = ctx.task, self.params
-        if task.kind != "kg_question" or not task.answer:
+        p = self.params
+        expected = ctx.kind.answer(ctx.task)
+        if expected is None:  # nothing to answer from memory
             return self.passed()
+        answer, aliases = expected
         question = next((m.content for m in trajectory.messages if m.role == "user" and m.content), "")
         for attempt in range(p.attempts):
             prompt = [Message(role="system", content="Answer from memory, with the answer only, no explanation."),
@@ -137,6 +138,6 @@ class DifficultyFilter(ModelFilter):
             # A probe's answer is only scanned: one that ran long still says whether the model knew.
             reply = await ctx.endpoints[p.backend].chat(prompt, None, params, ctx.usage[self.name],
                                                         accept_truncated=True)
-            if matches(reply.content or "", task.answer, task.answer_aliases):
+            if matches(reply.content or "", answer, aliases):
                 return self.failed(f"answered without tools on attempt {attempt + 1} of {p.attempts}")
         return self.passed()

@@ -18,7 +18,6 @@ from simulators.text import normalize
 class FormatFilter(Filter):
     """Every call names an offered tool with schema-valid arguments, and every call is answered."""
 
-    name = "format"
 
     def __init__(self, params: FilterParams | None = None) -> None:
         super().__init__(params)
@@ -66,7 +65,6 @@ class ExecutionParams(FilterParams):
 class ExecutionFilter(Filter):
     """Tool calls ran without errors (beyond ``max_errors``)."""
 
-    name = "execution"
     Params = ExecutionParams
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
@@ -82,7 +80,6 @@ class ExecutionFilter(Filter):
 class PolicyFilter(Filter):
     """The domain's checkable policy rules (authentication, confirmation, ownership)."""
 
-    name = "policy"
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
         violations = ctx.fresh_env().check_policy(trajectory.messages)
@@ -96,7 +93,6 @@ class OutcomeFilter(Filter):
     Both hashes are recomputed here rather than trusted from the rollout.
     """
 
-    name = "outcome"
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
         gold_env = ctx.fresh_env()
@@ -115,12 +111,12 @@ class OutcomeFilter(Filter):
 
 @FILTERS.register("required_outputs")
 class RequiredOutputsFilter(Filter):
-    """Every expected output appears in what the assistant told the user."""
+    """Every expected output appears in what the assistant told the user (for a kind with a closed-form
+    answer, the answer or an alias of it is what must be said)."""
 
-    name = "required_outputs"
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
-        if ctx.task.kind == "kg_question":  # a KG answer may be given by any alias: match it as answer_match does
+        if ctx.kind.answer(ctx.task) is not None:  # an answer may be given by any alias: match it as answer_match does
             problem = check_answer(trajectory, ctx.task, grounded=False)
             return self.failed(problem) if problem else self.passed()
         said = normalize(" ".join(m.content or "" for m in trajectory.messages if m.role == "assistant"))

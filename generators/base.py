@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas import Message, Task, Usage
 from simulators.environment import Environment
-from simulators.registry import Registry
+from simulators.registry import Registry, Step
 
 
 class SynthesisError(Exception):
@@ -97,14 +97,15 @@ class SynthesisContext:
         self.funnel.setdefault(generator, Counter())[step] += n
 
 
-class Generator:
+class Generator(Step):
     """Proposes one Task per call; all randomness comes from the ``rng`` it is given.
 
     The shard calls ``agenerate``; a generator that waits on a model overrides
     it (and names its backend in a ``backend`` parameter); others write ``generate``.
+    One that counts its own stages (``ctx.count``) describes them by overriding
+    ``funnel_lines`` / ``funnel_steps``.
     """
 
-    name: ClassVar[str]
     Params: ClassVar[type[GeneratorParams]] = GeneratorParams
     pool_lag: int | None = None  # set to learn from earlier items of the shard (see ``ExamplePool``)
 

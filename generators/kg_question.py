@@ -28,7 +28,7 @@ import json
 import random
 import re
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -481,7 +481,6 @@ Counter = Callable[[str], None]
 
 @GENERATORS.register("kg_question")
 class KGQuestionGenerator(Generator):
-    name: ClassVar[str] = "kg_question"
     Params = KGQuestionParams
 
     def __init__(self, env: Environment, params: KGQuestionParams) -> None:

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from generators.base import GENERATORS, Generator, GeneratorParams, SynthesisContext, SynthesisError
-from generators.blueprint_rules import Execution, RuleViolation, check_rules, execute_gold
+from generators.blueprint_rules import STAGES, Execution, RuleViolation, check_rules, execute_gold
 from generators.blueprints import BlueprintGenerator, BlueprintParams, Draft
 from generators.committee import Committee, CommitteeParams, Verdict, review_prompt
 from generators.personas import PERSONAS, Persona
@@ -117,10 +117,39 @@ class PoolEntry:
     combined: bool
 
 
+FUNNEL_STEPS = ("blueprints", "generated", "regenerated", "passed_rules", "failed_committee", "passed_committee",
+                "dropped", "recombined")
+
+
 @GENERATORS.register("model_blueprint")
 class ModelBlueprintGenerator(Generator):
-    name = "model_blueprint"
     Params = ModelBlueprintParams
+
+    @classmethod
+    def funnel_lines(cls, c: Mapping[str, int]) -> list[str]:
+        """Blueprints written, each rule's and the committee's rejections, drops and recombinations."""
+        if "generated" not in c:  # nothing was written (every context failed): the counters as they are
+            return super().funnel_lines(c)
+        rules = ", ".join(f"{stage} -{c.get(f'failed_{stage}', 0)}" for stage in STAGES)
+        cut = f", {c['failed_truncated']} cut off at max_tokens" if c.get("failed_truncated") else ""
+        judge = f", {c['failed_judge']} without a verdict (judge_error)" if c.get("failed_judge") else ""
+        lines = [f"{c.get('blueprints', 0)} blueprints, {c['generated']} written "
+                 f"({c.get('regenerated', 0)} rewritten with feedback{cut})",
+                 f"  stage 1 rules ({rules}) -> {c.get('passed_rules', 0)} reviewed",
+                 f"  stage 2 committee -{c.get('failed_committee', 0)}{judge} -> {c.get('passed_committee', 0)} "
+                 f"validated; {c.get('dropped', 0)} dropped after the last round, {c.get('failed_backend', 0)} lost "
+                 f"to the backend, {c.get('contexts_failed', 0)} without a context"]
+        if c.get("recombinations"):
+            lines.append(f"  recombination: {c['recombinations']} tried -> {c.get('recombined', 0)} recombined "
+                         f"({c.get('recombination_conflicts', 0)} conflicts)")
+        return lines
+
+    @classmethod
+    def funnel_steps(cls, counts: Mapping[str, int]) -> list[tuple[str, int]]:
+        """The stages in the order a blueprint meets them."""
+        if "generated" not in counts:
+            return super().funnel_steps(counts)
+        return [(step.replace("_", " "), counts.get(step, 0)) for step in FUNNEL_STEPS]
 
     def __init__(self, env: Environment, params: ModelBlueprintParams) -> None:
         super().__init__(env, params)

@@ -7,15 +7,13 @@ manifests, never typed by hand, so the card cannot drift from the data.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from pipelines.cost import card_section as cost_section
+from pipelines.export_request import ExportSummary
 from pipelines.splits import TEST, TRAIN
-
-if TYPE_CHECKING:
-    from pipelines.export import ExportSummary
 
 _ABOUT = {
     "sft": "accepted dialogues up to their last assistant turn: `messages` (OpenAI chat format, role-exact, tool-call "

@@ -28,15 +28,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
     build_steps(config, str(args.config))  # fail on bad step names/params before any work
     if not config.output_dir:
         raise ConfigError(f"{args.config}: output_dir: not set; give --out DIR")
-    from pipelines.flow import run_generate
+    from pipelines.flow import start_run
 
     run_id = args.run_id or _run_id()
-    from pipelines.resume import committed
-    from pipelines.store import DatasetStore
-
-    if args.run_id and (done := committed(DatasetStore(config.output_dir), run_id)) is not None:
-        print(f"run {run_id} was already committed as version {done.version}; nothing to redo")
-    manifest = run_generate(config, config.output_dir, run_id, progress=not args.no_progress)
+    result = start_run(config, config.output_dir, run_id, progress=not args.no_progress)
+    manifest = result.manifest
+    if result.already_committed:
+        print(f"run {run_id} was already committed as version {manifest.version}; nothing to redo")
+        return 0
     print(f"\nversion {manifest.version} committed to {Path(config.output_dir).resolve()}")
     print(f"  run {manifest.run_id}: {manifest.tasks} tasks -> {manifest.accepted} accepted, "
           f"{manifest.rejected} rejected ({manifest.total_accepted} accepted in the dataset)")
@@ -93,9 +92,31 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 
 def cmd_dedup_histogram(args: argparse.Namespace) -> int:
-    from pipelines.funnel import dedup_histogram
+    """From the persisted embeddings of every version (computed once for a version that has none)."""
+    from dedup import kept_rows_histogram, semantic
+    from pipelines.export_request import ExportError, resolve_version
+    from pipelines.funnel import bars
+    from pipelines.store import DatasetStore
+    from schemas import DedupConfig
 
-    return dedup_histogram(args.dir, args.bins)
+    missing = semantic.available()
+    if missing:
+        raise ConfigError(f"dedup-histogram: {missing}")
+    store = DatasetStore(args.dir)
+    try:
+        _, versions = resolve_version(store, None)  # every version, or one line: no dataset, no version
+    except ExportError as err:
+        raise ConfigError(str(err)) from None
+    config = DedupConfig.model_validate(versions[-1].config.get("dedup", {}))
+    config = config.model_copy(update={"semantic": config.semantic.model_copy(update={"enabled": True})})
+    index = store.dedup_index(config)
+    counts, above = kept_rows_histogram(index.embeddings, args.bins, config.semantic.threshold)
+    print(f"{len(index)} kept rows in {len(versions)} version(s); cosine similarity to the nearest other kept row")
+    print(f"  {'bin':>9}  {'rows':>7}")
+    for line in bars(counts):
+        print(line)
+    print(f"rows at or above the configured threshold {config.semantic.threshold}: {above}")
+    return 0
 
 
 def _versions_change(args: argparse.Namespace, store) -> int:
@@ -197,6 +218,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    from pipelines.viewer.server import serve
+
+    return serve(args.dir, args.version, args.port, tuple(args.allow_host))
+
+
 def _add_export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-ratio", type=float, default=0.1, help="share of task groups in the test split (0.1)")
     p.add_argument("--rejects", action="store_true", help="add the rejects config")
@@ -275,6 +302,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--version", type=int, help="version to report on (default: the newest)")
     r.add_argument("--to", required=True, type=Path, help="the HTML file to write")
     r.set_defaults(func=cmd_report)
+    w = sub.add_parser("view", help="browse, search and compare the rows of every version in a local web app")
+    w.add_argument("dir", type=Path)
+    w.add_argument("--version", type=int, help="version to open (default: the newest committed)")
+    w.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0 picks a free one)")
+    w.add_argument("--allow-host", action="append", default=[], metavar="HOST",
+                   help="also answer requests whose Host header is HOST (a tunnel or proxy); repeatable")
+    w.set_defaults(func=cmd_view)
     return p
 
 

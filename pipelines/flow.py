@@ -11,6 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -138,16 +139,11 @@ def generate(config: RunConfig, out_dir: str, run_id: str, progress: bool = Fals
     flow: started before the first shard, stopped after the commit or failure.
 
     Started again with the run id of a run that was killed, it resumes: staged
-    shards are kept, and a run that already committed commits nothing again
-    (see ``pipelines.resume``). ``origin`` is what started it when a deployment did
-    (``pipelines.schedule``); it goes into the manifest.
+    shards are kept (see ``pipelines.resume``). ``origin`` is what started it when a
+    deployment did (``pipelines.schedule``); it goes into the manifest. Callers go
+    through ``start_run``, which does not start it at all for a run id that already
+    committed.
     """
-    store = DatasetStore(out_dir)
-    done = committed(store, run_id)
-    if done is not None:  # killed after its commit, before staging was cleared: only clean up
-        store.clear_staging(run_id)
-        print(f"run {run_id} was already committed as version {done.version}; nothing to redo")
-        return done.model_dump()
     with managed_servers(config, out_dir) as config:
         return _generate(config, out_dir, run_id, progress, origin)
 
@@ -318,24 +314,41 @@ class _progress:
             self.bar.stop()
 
 
-def run_generate(config: RunConfig, out_dir: str | Path, run_id: str, progress: bool = False,
-                 origin: RunOrigin | None = None) -> DatasetManifest:
-    """The one way in: run the flow with the config's task runner and return the committed manifest.
+@dataclass(frozen=True)
+class RunResult:
+    manifest: DatasetManifest
+    already_committed: bool  # the run id had committed this version before (killed after its commit): nothing ran
+
+
+def start_run(config: RunConfig, out_dir: str | Path, run_id: str, progress: bool = False,
+              origin: RunOrigin | None = None) -> RunResult:
+    """The one way in: run the flow with the config's task runner and commit one version.
+
+    The one place that asks whether ``run_id`` already committed (a run killed
+    after its commit, started again): then nothing runs (no server, no flow), the
+    leftover staging folder is cleared, and that version is the result.
 
     Against the Prefect API that ``PREFECT_API_URL`` names, or else a local
     server of this run's own, stopped with it (``pipelines.prefect_server``).
 
     Managed vLLM servers are started here, before the flow: a server that will not start is one
     ``BackendError`` line for the caller, not a failed flow run with Prefect's traceback, and nothing
-    has been staged or committed. (A scheduled run, which enters the flow directly, starts them inside it.)
+    has been staged or committed.
     """
     from pipelines.prefect_server import prefect_api
 
+    store = DatasetStore(out_dir)
+    done = committed(store, run_id)
+    if done is not None:
+        store.clear_staging(run_id)
+        return RunResult(done, already_committed=True)
     flow_ = generate.with_options(task_runner=task_runner_for(config))
-    if committed(DatasetStore(out_dir), run_id) is not None:  # nothing to run: no server to start
-        with prefect_api(out_dir):
-            return DatasetManifest.model_validate(flow_(config=config, out_dir=str(out_dir), run_id=run_id,
-                                                        progress=progress, origin=origin))
     with managed_servers(config, out_dir) as served, prefect_api(out_dir):
-        return DatasetManifest.model_validate(flow_(config=served, out_dir=str(out_dir), run_id=run_id,
-                                                    progress=progress, origin=origin))
+        manifest = flow_(config=served, out_dir=str(out_dir), run_id=run_id, progress=progress, origin=origin)
+    return RunResult(DatasetManifest.model_validate(manifest), already_committed=False)
+
+
+def run_generate(config: RunConfig, out_dir: str | Path, run_id: str, progress: bool = False,
+                 origin: RunOrigin | None = None) -> DatasetManifest:
+    """``start_run``, for callers that want the committed version's manifest and nothing else."""
+    return start_run(config, out_dir, run_id, progress, origin).manifest

@@ -20,7 +20,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from filters import Context, exact_hash
+from dedup import exact_hash
+from filters import Context
 from generators import SynthesisContext, SynthesisError
 from generators.base import ExamplePool
 from pipelines.budget import NEVER, StopCheck
@@ -31,9 +32,9 @@ from simulators.agents import AssistantAgent, UserAgent
 from simulators.backends import BackendError, Endpoint, TruncatedReply, open_endpoints
 from simulators.conversation import AsyncToolSimulator, RolloutError, rollout
 from simulators.environment import Environment
-from simulators.kg_scripted import KGScriptedAssistant, KGScriptedUser
+from simulators.kinds import TaskKindError, kind_of
 from simulators.model_agents import LLMAssistant, LLMUser, ModelToolSimulator
-from simulators.scripted import PERTURBATIONS, ScriptedAssistant, ScriptedUser
+from simulators.scripted import PERTURBATIONS
 from simulators.skeleton_refine import Refiner, refine_rollout
 
 # ``evidence``: for a task that could not be built, what its making left (JSON: the writer's messages, the last
@@ -111,7 +112,8 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
                     return
                 try:
                     task = await generator.agenerate(rng, ctx.at(index))
-                    rows[slot] = {"index": index, "task": task.model_dump_json(), "error": None, "evidence": None}
+                    rows[slot] = {"index": index, "task": _fitted(task).model_dump_json(), "error": None,
+                                  "evidence": None}
                 except (SynthesisError, BackendError) as err:
                     rows[slot] = {"index": index, "task": None, "error": f"{generator.name}: {err}",
                                   "evidence": _synthesis_evidence(err)}
@@ -138,6 +140,15 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
     _write_atomic(pa.Table.from_pylist([r for r in rows if r is not None], schema=TASK_SCHEMA.with_metadata(meta)),
                   out)
     return out
+
+
+def _fitted(task: Task) -> Task:
+    """The task checked against its kind (a known kind, its own fields valid); one that does not fit is a
+    synthesis failure that keeps the task as evidence."""
+    try:
+        return kind_of(task).validate(task)
+    except TaskKindError as err:
+        raise SynthesisError(str(err), task=task) from None
 
 
 def _synthesis_evidence(err: Exception) -> str:
@@ -185,8 +196,8 @@ class _Dialogue:
 def _agents(config: RunConfig, endpoints: dict[str, Endpoint], task: Task, env: Environment, index: int) -> _Dialogue:
     rng = random.Random(f"{config.seed}:rollout:{index}")
     sim = config.simulation
-    scripted_user, scripted_assistant = ((KGScriptedUser, KGScriptedAssistant) if task.kind == "kg_question"
-                                         else (ScriptedUser, ScriptedAssistant))
+    kind = kind_of(task)
+    scripted_user, scripted_assistant = kind.User, kind.Assistant
     usage = {name: Usage() for name in config.model_users()}  # filters may call models in offline mode too
     if sim.mode == "offline":
         rate = sim.perturb_rate

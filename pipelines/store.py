@@ -22,16 +22,18 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from filters.dedup_layers import Deduplicator
-from pipelines.dedup_index import load_index, save_part, user_texts
+from dedup import DedupIndex, Deduplicator, load_index, save_part, user_texts
 from pipelines.funnel import funnel
 from pipelines.rows import ACCEPTED, REJECTED, ROW_SCHEMA
 from schemas import DatasetManifest, DedupConfig
 
 MANIFEST_KEY = "trajforge.manifest"
+# Row groups of bounded size (Delta's writer default is ~1M rows): a reader that wants one row, or the rows of one
+# run, decodes only the row groups whose statistics match, not a whole version's messages.
+ROW_GROUP_ROWS = 4096
 
 
 class StoreError(RuntimeError):
@@ -154,8 +156,21 @@ class DatasetStore:
         """The dedup layers for a new commit, seeded with every committed version's index when asked to."""
         prior = None
         if config.against_previous_versions and self.exists():
-            prior = load_index(self.root, self.versions(), config)
+            prior = self.dedup_index(config)
         return Deduplicator(config, prior)
+
+    def dedup_index(self, config: DedupConfig) -> DedupIndex:
+        """What every committed version kept, from the persisted index parts (rebuilt from rows where missing)."""
+        return load_index(self.root, self.versions(), config, self._kept_rows)
+
+    def _kept_rows(self, manifest: DatasetManifest) -> pl.DataFrame:
+        """The rows a version's run kept, in dedup order, with what dedup needs to rebuild its index part."""
+        frame = pl.scan_delta(str(self.root), version=manifest.version).filter(
+            (pl.col("run_id") == manifest.run_id) & (pl.col("status") == ACCEPTED))
+        names = frame.collect_schema().names()
+        cluster = pl.col("cluster_id") if "cluster_id" in names else pl.col("id")  # versions written before clusters
+        return frame.select("id", cluster.fill_null(pl.col("id")).alias("cluster_id"), "dedup_hash", "messages",
+                            "shard", "index").collect().sort("shard", "index")
 
     # -- writing -------------------------------------------------------------
     def staging(self, run_id: str) -> Path:
@@ -253,6 +268,7 @@ class DatasetStore:
         target = str(self.root) if base is None else DeltaTable(str(self.root), version=base)
         try:
             write_deltalake(target, reader, mode="error" if base is None else "append", schema_mode="merge",
+                            writer_properties=WriterProperties(max_row_group_size=ROW_GROUP_ROWS, compression="SNAPPY"),
                             commit_properties=CommitProperties(
                                 custom_metadata={MANIFEST_KEY: final.model_dump_json(exclude={"version"})},
                                 max_commit_retries=0))

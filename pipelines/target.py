@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from filters.dedup_layers import DedupIndex, Deduplicator
+from dedup import DedupIndex, Deduplicator
 from pipelines.budget import TARGET
 from pipelines.rows import ACCEPTED
 from pipelines.shard import shard_indices

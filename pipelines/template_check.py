@@ -501,7 +501,7 @@ def _folder_rows(folder: Path, config: str, limit: int | None) -> Iterable[tuple
 
 def _store_rows(root: Path, config: str, version: int | None, limit: int | None):
     """Rows of a dataset version as the export would write them."""
-    from pipelines.export import ExportError, resolve_version
+    from pipelines.export_request import ExportError, resolve_version
     from pipelines.rows import ACCEPTED, REJECTED
     from pipelines.store import DatasetStore
     from pipelines.views import MESSAGE_COLUMNS, RECORDS, decoded

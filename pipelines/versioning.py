@@ -2,18 +2,18 @@
 
 Versions are Delta commits (see ``pipelines.store``). The table is append-only,
 so a later version always contains an earlier one's rows; a diff is computed
-on row ids rather than assumed, so it stays right if rows are ever removed.
+on row keys (run, task index) rather than assumed, so it stays right if rows are ever removed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 from deltalake import DeltaTable
 
 from pipelines.rows import ACCEPTED, REJECTED
-from pipelines.store import DatasetStore, StoreError
+from pipelines.store import DatasetStore, StoreError, reason_key
 
 ORPHAN_GRACE_HOURS = 1  # never vacuum files this young: they may belong to a commit in flight
 
@@ -24,10 +24,13 @@ class VersionDiff:
     b: int
     added: dict[str, int]  # status -> rows in b and not in a
     removed: dict[str, int]  # status -> rows in a and not in b
+    added_reasons: dict[str, int] = field(default_factory=dict)  # generic rejection reason -> rejected rows added
+    removed_reasons: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {"from": self.a, "to": self.b, "added": self.added, "removed": self.removed,
-                "added_total": sum(self.added.values()), "removed_total": sum(self.removed.values())}
+                "added_total": sum(self.added.values()), "removed_total": sum(self.removed.values()),
+                "added_reasons": self.added_reasons, "removed_reasons": self.removed_reasons}
 
 
 def _known(store: DatasetStore) -> list[int]:
@@ -39,23 +42,45 @@ def _check(store: DatasetStore, version: int, known: list[int]) -> None:
         raise StoreError(f"{store.root}: no version {version}; readable versions: {', '.join(map(str, known))}")
 
 
-def _ids(store: DatasetStore, version: int) -> pl.DataFrame:
-    return pl.scan_delta(str(store.root), version=version).select("id", "status").collect()
+# A row is (run, task index): unique, since a run commits once. Row ids are not: a dedup reject of a later run
+# carries the id of the row it duplicates, and a re-run of the same config makes the same ids.
+ROW_KEY = ["run_id", "index"]
+
+
+def _rows(store: DatasetStore, version: int) -> pl.DataFrame:
+    return pl.scan_delta(str(store.root), version=version).select(*ROW_KEY, "status", "stage", "reason").collect()
+
+
+def reason_groups(rows: pl.DataFrame | pl.LazyFrame) -> dict[str, tuple[int, list[tuple[str, str]]]]:
+    """Rejected rows per generic reason (``reason_key``), most frequent first, with the (stage, reason) pairs
+    each key stands for. The key is computed once per distinct pair, not per row."""
+    pairs = rows.lazy().filter(pl.col("status") == REJECTED).group_by("stage", "reason").len().collect().rows()
+    groups: dict[str, tuple[int, list[tuple[str, str]]]] = {}
+    for stage, reason, n in pairs:
+        key = reason_key(stage or "", reason or "")
+        count, members = groups.get(key, (0, []))
+        groups[key] = (count + n, [*members, (stage, reason)])
+    return dict(sorted(groups.items(), key=lambda kv: (-kv[1][0], kv[0])))
+
+
+def reason_counts(rows: pl.DataFrame | pl.LazyFrame) -> dict[str, int]:
+    return {key: n for key, (n, _) in reason_groups(rows).items()}
 
 
 def diff_versions(store: DatasetStore, a: int, b: int) -> VersionDiff:
-    """Rows added and removed going from version ``a`` to version ``b``, by status."""
+    """Rows added and removed going from version ``a`` to version ``b``, by status and by rejection reason."""
     known = _known(store)
     for v in (a, b):
         _check(store, v, known)
-    old, new = _ids(store, a), _ids(store, b)
+    old, new = _rows(store, a), _rows(store, b)
 
     def count(frame: pl.DataFrame) -> dict[str, int]:
         return {s: frame.filter(pl.col("status") == s).height for s in (ACCEPTED, REJECTED)}
 
-    added = new.join(old, on="id", how="anti")
-    removed = old.join(new, on="id", how="anti")
-    return VersionDiff(a=a, b=b, added=count(added), removed=count(removed))
+    added = new.join(old, on=ROW_KEY, how="anti")
+    removed = old.join(new, on=ROW_KEY, how="anti")
+    return VersionDiff(a=a, b=b, added=count(added), removed=count(removed),
+                       added_reasons=reason_counts(added), removed_reasons=reason_counts(removed))
 
 
 @dataclass

@@ -160,7 +160,8 @@ class SimulationConfig(_Strict):
         "scripted skeleton and has one model request per dialogue rewrite masked turns")
     refine: RefineConfig | None = Field(default=None, description="the refining model (strategy skeleton_refine)")
     max_turns: int = Field(default=40, ge=2)
-    concurrency: int = Field(default=64, ge=1, description="dialogues in flight per shard")
+    concurrency: int = Field(default=64, ge=1, description="items in flight per shard, in each stage: tasks being "
+                             "synthesized, then dialogues being rolled out and verified")
     dialogue_timeout_s: float = Field(default=900, gt=0, description="a dialogue's time budget")
     user: UserRoleConfig | None = Field(default=None, description="model mode: none means the scripted user")
     assistant: AssistantRoleConfig | None = None
@@ -175,7 +176,7 @@ class SimulationConfig(_Strict):
 
 
 class NearDedupConfig(_Strict):
-    """MinHash + LSH over the user turns (filters/minhash.py)."""
+    """MinHash + LSH over the user turns (dedup/near.py)."""
 
     enabled: bool = True
     ngram: int = Field(default=3, ge=1, description="word n-gram shingles")

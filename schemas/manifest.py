@@ -81,7 +81,7 @@ class DatasetManifest(BaseModel):
     funnel: dict[str, int] = Field(
         default_factory=dict,
         description="rows rejected per step in pipeline order (synthesis, simulation, each filter as configured, "
-        "dedup.exact, dedup.near, dedup.semantic), zeros included")
+        "then each dedup layer that is on: dedup.exact, dedup.near, dedup.semantic), zeros included")
     faults: dict[str, int] = Field(
         default_factory=dict, description="rows rejected per fault: who failed (assistant, user, tool, judge, "
         "backend, synthesis, plugin)")

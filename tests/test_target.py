@@ -33,7 +33,7 @@ def _data(**over) -> dict:
             "generators": [{"name": "blueprint", "params": {"min_requests": 1, "max_requests": 2}}],
             "simulation": {"perturb_rate": 0.3},
             # A low threshold: templated offline dialogues then have many near duplicates.
-            "dedup": {"exact": True, "near": {"enabled": True, "threshold": 0.6}},
+            "dedup": {"exact": True, "near": {"enabled": True, "threshold": 0.4}},
             "runner": {"kind": "thread", "workers": 3}}
     data.update(over)
     return data

@@ -82,7 +82,6 @@ EntityId = Annotated[str, Param("An entity id as returned by search_entities, su
 
 @DOMAINS.register("kg")
 class KGEnv(Environment):
-    name = "kg"
     policy = POLICY
 
     Params = KGParams
