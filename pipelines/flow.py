@@ -186,8 +186,8 @@ def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool, orig
             seconds = ledger.seconds()
             _clock(staging, seconds)
             spend = spend_of(config, usage, seconds)
-            stop = RunStop(reason=(plan.stop or "num_tasks").split(":", 1)[0],
-                           detail=(plan.stop or "").split(":", 1)[-1].strip(),
+            reason, _, detail = (plan.stop or "num_tasks").partition(":")
+            stop = RunStop(reason=reason, detail=detail.strip(),
                            target_accepted=config.target_accepted, shards=len(results),
                            discarded_shards=len(plan.done) - len(results),
                            unstarted=sum(r.get("unstarted", 0) for r in results),
