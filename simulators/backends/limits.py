@@ -144,17 +144,23 @@ class RateLimit:
 
 
 class AIMD:
-    """Adaptive concurrency for one endpoint: additive increase, multiplicative decrease (TCP's rule for a window).
+    """Adaptive concurrency for one endpoint: slow start, then additive increase, multiplicative decrease (TCP's
+    rules for a window).
 
     The endpoint reports each request's outcome; this decides the limit's size, between ``floor`` and the
-    configured ``ceiling`` (where it starts: the user's number is trusted until the server disagrees).
+    configured ``ceiling``.
 
+    - Slow start: the limit starts at ``floor`` and doubles after each window of successes (as many as the
+      limit), up to the ceiling, until the first sign of overload. Starting low is what lets the client see the
+      server's unloaded latency at all: a limit that starts far above a server's batch size queues every request
+      from the first one on. Reaching a ceiling of 64 costs 7 windows (127 requests).
     - Overload (429, 5xx, a timeout or dropped connection): the limit becomes ``decrease`` × the requests that
       were in flight when the rejected one was sent, i.e. just under what the server refused. Only requests
       sent after the last decrease count, so one burst of rejections is one decrease, not a collapse.
-    - Latency growth: when a window's mean latency exceeds ``latency_factor`` × the lowest window mean of the
-      recent past, the server is queueing: the limit shrinks by ``decrease``.
-    - Otherwise, after a window of successes (as many as the limit) while the limit was in use, one slot more.
+    - Latency growth: when a window's mean latency exceeds ``latency_factor`` × the fastest single request of the
+      recent past (the server's latency unloaded, as near as the client can see it), the server is queueing: the
+      limit shrinks towards what Little's law says the server keeps up with.
+    - Otherwise, after a window of successes while the limit was in use, one slot more.
 
     Thread-safe: shard threads share the endpoint.
     """
@@ -169,9 +175,12 @@ class AIMD:
         self._generation = 0
         self._successes = 0
         self._window_latency = 0.0
-        self._recent: deque[float] = deque(maxlen=self.RECENT_WINDOWS)
+        self._window_fastest = float("inf")
+        self._recent: deque[float] = deque(maxlen=self.RECENT_WINDOWS)  # the fastest request of each recent window
         self.decreases = 0
         self.increases = 0
+        self.slow_start = True
+        limit.resize(max(self.floor, 1))
 
     def issued(self) -> tuple[int, int]:
         """Called with the slot held: the ticket its outcome is reported with (generation, requests in flight)."""
@@ -181,18 +190,22 @@ class AIMD:
         with self._lock:
             self._successes += 1
             self._window_latency += latency_s
+            self._window_fastest = min(self._window_fastest, latency_s)
             size = self.limit.limit
             if self._successes < size:
                 return
             mean = self._window_latency / self._successes
-            self._successes, self._window_latency = 0, 0.0
-            baseline = min(self._recent, default=mean)
-            self._recent.append(mean)
-            if self.latency_factor and mean > self.latency_factor * baseline and ticket[0] == self._generation:
-                self._shrink(size)
+            self._recent.append(self._window_fastest)
+            self._successes, self._window_latency, self._window_fastest = 0, 0.0, float("inf")
+            baseline = min(self._recent)
+            if self.latency_factor and mean > self.latency_factor * baseline:
+                if ticket[0] == self._generation:  # else: sent before the last decrease, which answered it
+                    # By Little's law the server keeps up with about size × tolerated / seen latency in flight:
+                    # shrink that far (at most by half), so a limit far too high comes down in a few windows.
+                    self._shrink(size, max(0.5, min(self.decrease, self.latency_factor * baseline / mean)))
             elif ticket[1] >= size - 1 and size < self.ceiling:  # only grow a limit that is actually reached
                 self.increases += 1
-                self.limit.resize(size + 1)
+                self.limit.resize(min(self.ceiling, 2 * size if self.slow_start else size + 1))
 
     def overloaded(self, ticket: tuple[int, int]) -> None:
         with self._lock:
@@ -200,8 +213,10 @@ class AIMD:
                 return
             self._shrink(min(self.limit.limit, ticket[1]))
 
-    def _shrink(self, basis: int) -> None:
+    def _shrink(self, basis: int, factor: float | None = None) -> None:
+        self.slow_start = False
         self._generation += 1
-        self._successes, self._window_latency = 0, 0.0
+        self._successes, self._window_latency, self._window_fastest = 0, 0.0, float("inf")
         self.decreases += 1
-        self.limit.resize(max(self.floor, min(self.limit.limit - 1, int(basis * self.decrease))))
+        factor = self.decrease if factor is None else factor
+        self.limit.resize(max(self.floor, min(self.limit.limit - 1, int(basis * factor))))
