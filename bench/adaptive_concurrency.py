@@ -13,7 +13,8 @@ loaded machine the client's and server's CPU, not the limit, caps the absolute f
 
     .venv/bin/python bench/adaptive_concurrency.py [--capacity 32] [--ceiling 256] [--requests 3000]
 
-Last line: ``adaptive_concurrency: capacity_used=<x> of_oracle=<x> errors=<adaptive>/<fixed>``.
+Last line: ``adaptive_concurrency: capacity_used=<x> of_oracle=<x> settled_of_capacity=<x>
+    errors=<adaptive>/<fixed>``.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def main() -> None:
     a, f, o = results["adaptive"], results["fixed"], results["oracle"]
     print(f"ideal: {args.requests * args.latency / args.capacity:.1f}s at full capacity")
     print(f"adaptive_concurrency: capacity_used={a['used']:.2f} of_oracle={a['used'] / o['used']:.2f} "
-          f"errors={a['429']}/{f['429']}")
+          f"settled_of_capacity={a['settled'] / args.capacity:.2f} errors={a['429']}/{f['429']}")
 
 
 if __name__ == "__main__":

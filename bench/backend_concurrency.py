@@ -12,11 +12,15 @@ server (tests/loopback.py, its own process, so its CPU is not the client's):
   256 requests in flight (``--limits``). Utilization is the mean number of requests in
   flight ÷ the limit, from the limit's own occupancy integral over the whole rollout,
   ramp-up and the shard's tail included; trajectories/s against the ideal
-  ``limit / (requests per trajectory × latency)``.
+  ``limit / (requests per trajectory × latency)``;
+- the flow: ``trajforge``'s real Prefect flow over ``--flow-shards`` shards, two open at
+  once, 64 in flight: the server's busy share from its first request to its last, shard
+  boundaries included.
 
     .venv/bin/python bench/backend_concurrency.py [--requests 2000] [--latency 0.2] [--limits 64,256]
 
-Last line: ``backend_concurrency: client_cpu_s_per_1k=<x> utilization_64=<x> utilization_256=<x>``.
+Last line: ``backend_concurrency: client_cpu_s_per_1k=<x> utilization_64=<x> utilization_256=<x>
+    flow_utilization_64=<x>``.
 """
 
 from __future__ import annotations
@@ -144,12 +148,45 @@ def simulate(limit: int, tasks: int, latency: float) -> dict:
             "cpu_per_1k": cpu / requests * 1000}
 
 
+def flow(limit: int, shards: int, shard_tasks: int, latency: float) -> dict:
+    """The real Prefect flow over several shards (two open at once): is the server kept busy across shard
+    boundaries? Measured by the server, from its first request being worked on to its last."""
+    from pipelines.flow import run_generate
+    from schemas import parse_config
+    from simulators.backends.managed_vllm import free_port
+
+    port = free_port()
+    data = {"name": "bench-flow", "seed": 4, "num_tasks": shards * shard_tasks, "shard_size": shard_tasks,
+            "backends": {"loop": {"model": "loop-model", "base_url": f"http://127.0.0.1:{port}/v1",
+                                  "max_concurrency": limit, "timeout_s": 30}},
+            "simulation": {"mode": "model", "concurrency": 2 * limit, "user": {"backend": "loop"},
+                           "assistant": {"backend": "loop"}},
+            "runner": {"kind": "thread", "workers": 2, "shards_in_flight": 2}, "cache": {"enabled": False}}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "run.json").write_text(json.dumps(data))
+        server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "loopback.py"), "--port", str(port),
+                                   "--latency", str(latency), "--config", str(tmp / "run.json")],
+                                  stdout=subprocess.DEVNULL)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}/health", server)
+            manifest = run_generate(parse_config(data), tmp / "ds", "bench-flow")
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as r:
+                stats = json.loads(r.read())
+        finally:
+            stop_server(server)
+    span = stats["last_work"] - stats["first_work"]
+    return {"tasks": manifest.tasks, "requests": stats["requests"], "span": span,
+            "utilization": stats["busy_area"] / (limit * span)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--latency", type=float, default=0.2)
     p.add_argument("--limits", default="64,256")
     p.add_argument("--tasks-per-slot", type=int, default=8, help="dialogues per request slot of the shard")
+    p.add_argument("--flow-shards", type=int, default=4, help="shards of the flow measurement (0: skip it)")
     args = p.parse_args()
     limits = [int(x) for x in args.limits.split(",")]
 
@@ -166,6 +203,11 @@ def main() -> None:
               f"utilization {r['utilization']:.2f}; client {r['cpu_per_1k']:.2f} CPU-s per 1k requests "
               f"(dialogue loop, tools and filters included)")
         figures.append(f"utilization_{limit}={r['utilization']:.2f}")
+    if args.flow_shards:
+        r = flow(64, args.flow_shards, args.tasks_per_slot * 64, args.latency)
+        print(f"flow, {args.flow_shards} shards, 2 open at once, 64 in flight: {r['tasks']} tasks, {r['requests']} "
+              f"requests, server busy {r['utilization']:.2f} from its first request to its last ({r['span']:.1f}s)")
+        figures.append(f"flow_utilization_64={r['utilization']:.2f}")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     print("backend_concurrency: " + " ".join(figures))
 

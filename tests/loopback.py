@@ -81,6 +81,8 @@ class LoopbackServer:
         self.working = 0
         self.busy_area = 0.0
         self._busy_since = time.monotonic()
+        self.first_work: float | None = None  # when the first request started being worked on
+        self.last_work: float | None = None  # when the latest one ended
         self.requests = 0
         self.statuses: Counter[int] = Counter()
         self.tokens = Counter()
@@ -99,6 +101,10 @@ class LoopbackServer:
         self.busy_area += self.working * (now - self._busy_since)
         self._busy_since = now
         self.working += delta
+        if delta > 0 and self.first_work is None:
+            self.first_work = now
+        elif delta < 0:
+            self.last_work = now
 
     async def _completions(self, request: Request) -> JSONResponse:
         body = await request.json()
@@ -166,7 +172,8 @@ class LoopbackServer:
             self._work(0)
             return {"requests": self.requests, "statuses": {str(k): v for k, v in self.statuses.items()},
                     "busy_area": self.busy_area, "max_in_flight": self.max_in_flight, "in_flight": self.in_flight,
-                    "tokens": dict(self.tokens), "now": time.monotonic()}
+                    "tokens": dict(self.tokens), "now": time.monotonic(), "first_work": self.first_work,
+                    "last_work": self.last_work}
 
     async def _stats(self, request: Request) -> JSONResponse:
         return JSONResponse(self.stats())

@@ -9,6 +9,8 @@ manifest, the end-of-run summary, the card and the report.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 from loopback import LoopbackServer, TranscriptBrain
@@ -52,10 +54,16 @@ def test_cost_matches_the_servers_bill_and_cached_replies_are_free_savings(tmp_p
         data = _data(server.url, cache=cache)
         first_out = _generate(tmp_path, data, "first", capsys)
         billed = sum(p * PROMPT + c * COMPLETION for p, c, _ in server.billed) / 1e6
+        sent = [json.loads(key) for _, key in server.arrivals if key]
         first = DatasetStore(tmp_path / "first").versions()[-1]
         second_out = _generate(tmp_path, data, "second", capsys)  # same tasks: every reply from the cache
         second = DatasetStore(tmp_path / "second").versions()[-1]
         assert server.requests == first.usage["user"].requests + first.usage["assistant"].requests
+
+    # A server's prefix cache only helps when a dialogue's next request repeats the last one message for
+    # message: every request opens a conversation (system + first user turn) or extends an earlier one.
+    assert all(len(m) == 2 or any(len(p) < len(m) and m[:len(p)] == p for p in sent[:i]) for i, m in enumerate(sent))
+    assert sum(len(m) > 2 for m in sent) > len(sent) / 2
 
     c = first.cost
     assert c is not None and c.currency == "USD" and billed > 0

@@ -160,12 +160,15 @@ class AIMD:
     - Latency growth: when a window's mean latency exceeds ``latency_factor`` × the fastest single request of the
       recent past (the server's latency unloaded, as near as the client can see it), the server is queueing: the
       limit shrinks towards what Little's law says the server keeps up with.
-    - Otherwise, after a window of successes while the limit was in use, one slot more.
+    - Otherwise, after a window of successes while the limit was in use, one slot more; but back at the level
+      where the server last refused, only every ``PROBE_WINDOWS`` windows (a server's cap rarely moves, and each
+      probe above it costs a burst of 429s and a decrease).
 
     Thread-safe: shard threads share the endpoint.
     """
 
     RECENT_WINDOWS = 32
+    PROBE_WINDOWS = 8
 
     def __init__(self, limit: ConcurrencyLimit, ceiling: int, floor: int = 1, decrease: float = 0.9,
                  latency_factor: float | None = 3.0) -> None:
@@ -180,6 +183,8 @@ class AIMD:
         self.decreases = 0
         self.increases = 0
         self.slow_start = True
+        self._refused_at: int | None = None  # requests in flight when the server last said it was overloaded
+        self._held = 0  # windows spent just under that level
         limit.resize(max(self.floor, 1))
 
     def issued(self) -> tuple[int, int]:
@@ -202,8 +207,13 @@ class AIMD:
                 if ticket[0] == self._generation:  # else: sent before the last decrease, which answered it
                     # By Little's law the server keeps up with about size × tolerated / seen latency in flight:
                     # shrink that far (at most by half), so a limit far too high comes down in a few windows.
-                    self._shrink(size, max(0.5, min(self.decrease, self.latency_factor * baseline / mean)))
+                    self._shrink(size, max(0.5, min(self.decrease, self.latency_factor * baseline / mean)), size)
             elif ticket[1] >= size - 1 and size < self.ceiling:  # only grow a limit that is actually reached
+                if self._refused_at is not None and size + 1 >= self._refused_at:
+                    self._held += 1
+                    if self._held < self.PROBE_WINDOWS:
+                        return
+                self._held = 0
                 self.increases += 1
                 self.limit.resize(min(self.ceiling, 2 * size if self.slow_start else size + 1))
 
@@ -211,10 +221,11 @@ class AIMD:
         with self._lock:
             if ticket[0] != self._generation:  # sent before the last decrease: that decrease already answered it
                 return
-            self._shrink(min(self.limit.limit, ticket[1]))
+            self._shrink(min(self.limit.limit, ticket[1]), refused_at=ticket[1])
 
-    def _shrink(self, basis: int, factor: float | None = None) -> None:
+    def _shrink(self, basis: int, factor: float | None = None, refused_at: int | None = None) -> None:
         self.slow_start = False
+        self._refused_at, self._held = refused_at, 0
         self._generation += 1
         self._successes, self._window_latency, self._window_fastest = 0, 0.0, float("inf")
         self.decreases += 1
