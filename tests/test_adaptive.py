@@ -41,10 +41,11 @@ def _drive(url: str, adaptive: bool) -> tuple[Endpoint, Usage, list[int]]:
 
 
 def test_aimd_finds_a_429_servers_capacity_with_far_fewer_errors_than_a_fixed_limit():
-    with LoopbackServer(latency_s=0.03, capacity=CAPACITY) as server:
+    # 100 ms a reply: well above the jitter of a loaded test machine, which the latency rule would read as queueing.
+    with LoopbackServer(latency_s=0.1, capacity=CAPACITY) as server:
         endpoint, meter, limits = _drive(server.url, adaptive=True)
         adaptive_429 = server.statuses[429]
-    with LoopbackServer(latency_s=0.03, capacity=CAPACITY) as server:
+    with LoopbackServer(latency_s=0.1, capacity=CAPACITY) as server:
         _, fixed_meter, fixed_limits = _drive(server.url, adaptive=False)
         fixed_429 = server.statuses[429]
     # Every request got its answer in the end, both ways (``caller`` checks each reply); a 429 is an error retried.

@@ -207,7 +207,7 @@ class AIMD:
                 if ticket[0] == self._generation:  # else: sent before the last decrease, which answered it
                     # By Little's law the server keeps up with about size × tolerated / seen latency in flight:
                     # shrink that far (at most by half), so a limit far too high comes down in a few windows.
-                    self._shrink(size, max(0.5, min(self.decrease, self.latency_factor * baseline / mean)), size)
+                    self._shrink(size, max(0.5, min(self.decrease, self.latency_factor * baseline / mean)))
             elif ticket[1] >= size - 1 and size < self.ceiling:  # only grow a limit that is actually reached
                 if self._refused_at is not None and size + 1 >= self._refused_at:
                     self._held += 1
@@ -225,7 +225,8 @@ class AIMD:
 
     def _shrink(self, basis: int, factor: float | None = None, refused_at: int | None = None) -> None:
         self.slow_start = False
-        self._refused_at, self._held = refused_at, 0
+        if refused_at is not None:  # a refusal, not just slow replies: the level to probe sparingly
+            self._refused_at, self._held = refused_at, 0
         self._generation += 1
         self._successes, self._window_latency, self._window_fastest = 0, 0.0, float("inf")
         self.decreases += 1
