@@ -59,8 +59,11 @@ def test_aimd_finds_a_429_servers_capacity_with_far_fewer_errors_than_a_fixed_li
 
 def test_aimd_backs_off_when_a_queueing_servers_latency_grows():
     # No 429s at all: the server works on CAPACITY requests at once and queues the rest.
-    with LoopbackServer(latency_s=0.05, slots=CAPACITY) as server:
+    # latency_factor 3 tolerates a queue up to about 3 × the batch the server works on (a model server's
+    # latency grows with its batch anyway): the limit settles there, far below the configured ceiling.
+    with LoopbackServer(latency_s=0.1, slots=CAPACITY) as server:
         endpoint, meter, limits = _drive(server.url, adaptive=True)
         assert server.statuses[429] == 0
     assert meter.errors == 0 and endpoint.control.decreases >= 1, limits
-    assert max(limits[len(limits) // 2:]) < CEILING // 2  # well below the ceiling it started at
+    settled = limits[len(limits) // 2:]
+    assert sum(settled) / len(settled) <= 3.5 * CAPACITY and max(settled) <= 0.6 * CEILING, settled

@@ -157,9 +157,10 @@ class AIMD:
     - Overload (429, 5xx, a timeout or dropped connection): the limit becomes ``decrease`` × the requests that
       were in flight when the rejected one was sent, i.e. just under what the server refused. Only requests
       sent after the last decrease count, so one burst of rejections is one decrease, not a collapse.
-    - Latency growth: when a window's mean latency exceeds ``latency_factor`` × the fastest single request of the
-      recent past (the server's latency unloaded, as near as the client can see it), the server is queueing: the
-      limit shrinks towards what Little's law says the server keeps up with.
+    - Latency growth: when a window's mean latency exceeds ``latency_factor`` × the lowest window mean of the
+      recent past (slow start measured it at low load), the server is queueing: the limit shrinks towards what
+      Little's law says the server keeps up with. Window means, not single requests: a model's replies vary
+      in length, and one short reply is no baseline.
     - Otherwise, after a window of successes while the limit was in use, one slot more; but back at the level
       where the server last refused, only every ``PROBE_WINDOWS`` windows (a server's cap rarely moves, and each
       probe above it costs a burst of 429s and a decrease).
@@ -178,8 +179,7 @@ class AIMD:
         self._generation = 0
         self._successes = 0
         self._window_latency = 0.0
-        self._window_fastest = float("inf")
-        self._recent: deque[float] = deque(maxlen=self.RECENT_WINDOWS)  # the fastest request of each recent window
+        self._recent: deque[float] = deque(maxlen=self.RECENT_WINDOWS)  # mean latency of each recent window
         self.decreases = 0
         self.increases = 0
         self.slow_start = True
@@ -195,14 +195,13 @@ class AIMD:
         with self._lock:
             self._successes += 1
             self._window_latency += latency_s
-            self._window_fastest = min(self._window_fastest, latency_s)
             size = self.limit.limit
             if self._successes < size:
                 return
             mean = self._window_latency / self._successes
-            self._recent.append(self._window_fastest)
-            self._successes, self._window_latency, self._window_fastest = 0, 0.0, float("inf")
-            baseline = min(self._recent)
+            baseline = min(self._recent, default=mean)
+            self._recent.append(mean)
+            self._successes, self._window_latency = 0, 0.0
             if self.latency_factor and mean > self.latency_factor * baseline:
                 if ticket[0] == self._generation:  # else: sent before the last decrease, which answered it
                     # By Little's law the server keeps up with about size × tolerated / seen latency in flight:
@@ -228,7 +227,7 @@ class AIMD:
         if refused_at is not None:  # a refusal, not just slow replies: the level to probe sparingly
             self._refused_at, self._held = refused_at, 0
         self._generation += 1
-        self._successes, self._window_latency, self._window_fastest = 0, 0.0, float("inf")
+        self._successes, self._window_latency = 0, 0.0
         self.decreases += 1
         factor = self.decrease if factor is None else factor
         self.limit.resize(max(self.floor, min(self.limit.limit - 1, int(basis * factor))))
