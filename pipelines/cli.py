@@ -31,7 +31,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from pipelines.flow import start_run
 
     run_id = args.run_id or _run_id()
-    result = start_run(config, config.output_dir, run_id, progress=not args.no_progress)
+    from pipelines.interrupt import exit_promptly_on_interrupt
+
+    staging = Path(config.output_dir) / "_staging" / run_id
+    with exit_promptly_on_interrupt(f"run {run_id} stopped; its finished shards stay under {staging}/; resume "
+                                    f"with: trajforge generate --config {args.config} --out {config.output_dir} "
+                                    f"--run-id {run_id}"):
+        result = start_run(config, config.output_dir, run_id, progress=not args.no_progress)
     manifest = result.manifest
     if result.already_committed:
         print(f"run {run_id} was already committed as version {manifest.version}; nothing to redo")
@@ -326,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     except (BackendError, ServerError) as err:  # e.g. a managed vLLM or the Prefect server would not start
         print(f"trajforge: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: said so on one line where it was caught (pipelines.interrupt)
+        from pipelines.interrupt import EXIT_STATUS
+
+        return EXIT_STATUS
 
 
 if __name__ == "__main__":

@@ -262,7 +262,10 @@ def rollout_shard(
     always ends as a row; one never started is not a row of this shard.
     """
     steps = steps or build_steps(config)
-    endpoints = open_endpoints(config.backends, cache_path) if config.model_users() else {}
+    # only the backends something calls: a configured but unused one (examples/model.yaml's managed vLLM,
+    # never started) has no server to talk to
+    used = set(config.model_users().values())
+    endpoints = open_endpoints({name: config.backends[name] for name in used}, cache_path) if used else {}
     table = pq.read_table(tasks_path)
     rows: list[dict[str, Any] | None] = [None] * table.num_rows
     usage: dict[str, Usage] = {name: Usage() for name in config.model_users()}
