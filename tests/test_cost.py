@@ -113,3 +113,20 @@ def test_a_max_cost_run_stops_at_its_budget_with_a_committed_version(tmp_path, c
     rows = DatasetStore(tmp_path / "capped").read()
     assert rows.height == m.tasks and rows["status"].is_in(["accepted", "rejected"]).all()
     assert "stopped early by max_cost" in out
+
+
+def test_max_requests_and_max_tokens_stop_a_run_by_the_servers_own_count(tmp_path, capsys):
+    config = parse_config(_data("http://127.0.0.1:9/v1"))
+    one_at_a_time = {"runner": {"kind": "thread", "workers": 1, "shards_in_flight": 1},
+                     "simulation": {"mode": "model", "concurrency": 1, "user": {"backend": "loop"},
+                                    "assistant": {"backend": "loop"}}}
+    for budget in ({"max_requests": 12}, {"max_tokens": 3000}):
+        (name, limit), = budget.items()
+        with LoopbackServer(TranscriptBrain(config), latency_s=0.02) as server:
+            _generate(tmp_path, _data(server.url, num_tasks=40, budget=budget, **one_at_a_time), name, capsys)
+            sent, tokens = server.requests, server.tokens["prompt"] + server.tokens["completion"]
+        m = DatasetStore(tmp_path / name).versions()[-1]
+        assert m.stop.reason == name and m.tasks < 40 and m.stop.unstarted > 0, m.stop
+        assert m.stop.requests == sent and m.stop.tokens == tokens  # what the server saw, nothing left uncounted
+        assert (sent if name == "max_requests" else tokens) >= limit
+        assert m.cost is not None and m.cost.total > 0  # priced backends: the spend is priced too
