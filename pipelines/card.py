@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from pipelines.cost import card_section as cost_section
 from pipelines.export_request import ExportSummary
 from pipelines.splits import TEST, TRAIN
 
@@ -246,6 +247,7 @@ def render_card(summary: ExportSummary) -> str:
         "## Filter funnel\n\nSummed over the versions listed under Lineage.\n\n" + funnel(summary)
         + faults(summary) + synthesis(summary),
         *kg_section(summary),
+        *cost_section(summary.manifests),
         "## Generation\n\nModels used:\n\n" + "\n".join(f"- {x}" for x in models_used(m.config))
         + f"\n\nRun config of version {summary.version} (config hash `{m.config_hash}`):\n\n```yaml\n"
         + config_yaml + "\n```",

@@ -24,7 +24,7 @@ def _run_id() -> str:
 def cmd_generate(args: argparse.Namespace) -> int:
     from pipelines.steps import build_steps
 
-    config = load_config(args.config, seed=args.seed, output_dir=args.out)
+    config = load_config(args.config, seed=args.seed, output_dir=args.out, target_accepted=args.target_accepted)
     build_steps(config, str(args.config))  # fail on bad step names/params before any work
     if not config.output_dir:
         raise ConfigError(f"{args.config}: output_dir: not set; give --out DIR")
@@ -56,6 +56,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"  {role} ({manifest.models.get(role, '?')}): {u.requests} requests, {u.cached} from cache, "
               f"{u.retries} retries, {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
               f"{u.latency_s:.1f}s in requests")
+    from pipelines.cost import cost_lines, stop_line
+
+    for line in [stop_line(manifest), *(cost_lines(manifest.cost) if manifest.cost else [])]:
+        if line:
+            print(f"  {line}")
     print(f"  open it: polars.read_delta({str(config.output_dir)!r}, version={manifest.version})")
     return 0
 
@@ -260,6 +265,9 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="dataset directory (overrides output_dir in the config)")
     g.add_argument("--seed", type=int)
     g.add_argument("--run-id", help="name this run (default: a timestamp)")
+    g.add_argument("--target-accepted", type=int, metavar="N",
+                   help="run shards until N rows are accepted after every filter and dedup, and commit exactly N "
+                        "(replaces num_tasks; budget.max_* in the config still stop it earlier)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
     s = sub.add_parser("serve", help="serve a cron-scheduled deployment: each run commits a new dataset version "

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipelines.shard import FUNNEL_KEY, USAGE_KEY, ShardResult, read_meta
+from pipelines.shard import FUNNEL_KEY, STOP_KEY, USAGE_KEY, ShardResult, read_meta
 from pipelines.store import DatasetStore
 from schemas import ConfigError, DatasetManifest, Usage
 
@@ -56,11 +56,13 @@ def claim_staging(staging: Path, run_id: str, config_hash: str) -> None:
 
 
 def finished(path: Path, rows: int) -> bool:
-    """A staged shard file that is there, readable and holds all of its shard's rows."""
+    """A staged shard file that is there, readable and holds all of its shard's rows (or all it started
+    before a budget ran out: its metadata says so)."""
     try:
-        return pq.ParquetFile(path).metadata.num_rows == rows
+        file = pq.ParquetFile(path)
     except (OSError, ValueError):  # absent, or not a Parquet file (cannot happen with atomic writes, but cheap)
         return False
+    return file.metadata.num_rows == rows or STOP_KEY in (file.schema_arrow.metadata or {})
 
 
 def staged_summary(path: Path) -> ShardResult:
@@ -69,7 +71,8 @@ def staged_summary(path: Path) -> ShardResult:
     counts = dict(Counter(file.read(columns=["status"]).column("status").to_pylist()))
     spent = read_meta(file.schema_arrow, USAGE_KEY)
     return ShardResult(counts=counts, usage={role: Usage.model_validate(u) for role, u in spent.items()},
-                       synthesis=read_meta(file.schema_arrow, FUNNEL_KEY))
+                       synthesis=read_meta(file.schema_arrow, FUNNEL_KEY),
+                       unstarted=read_meta(file.schema_arrow, STOP_KEY).get("unstarted", 0))
 
 
 def checkpoint(point: str) -> None:

@@ -24,6 +24,7 @@ from dedup import exact_hash
 from filters import Context
 from generators import SynthesisContext, SynthesisError
 from generators.base import ExamplePool
+from pipelines.budget import NEVER, StopCheck
 from pipelines.rows import ROW_SCHEMA, rejected_row, trajectory_row
 from pipelines.steps import Steps, build_steps
 from schemas import Lineage, Message, RunConfig, Task, Trajectory, Usage, total_usage
@@ -43,8 +44,19 @@ TASK_SCHEMA = pa.schema([("index", pa.int64()), ("task", pa.string()), ("error",
 
 
 def shard_indices(config: RunConfig, shard: int) -> range:
+    """Shard k is always the same task indices, whatever the run's size: a target run's shards are those of a
+    fixed run of the same seed, so shard k's content depends on nothing but the config and k."""
     start = shard * config.shard_size
-    return range(start, min(start + config.shard_size, config.num_tasks))
+    limit = config.task_limit
+    return range(start, start + config.shard_size if limit is None else min(start + config.shard_size, limit))
+
+
+class ShardAbandoned(Exception):  # noqa: N818 (a signal, not an error)
+    """The run reached its target before this shard was needed: its work is not committed, so none is written."""
+
+    def __init__(self, usage: dict[str, Usage]) -> None:
+        super().__init__("abandoned: the run's target was reached")
+        self.usage = usage
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
@@ -56,6 +68,7 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
 
 USAGE_KEY = b"trajforge.usage"
 FUNNEL_KEY = b"trajforge.synthesis"
+STOP_KEY = b"trajforge.stopped"  # a shard that stopped starting tasks (a budget ran out): why, and tasks left out
 
 
 def read_meta(schema: pa.Schema, key: bytes) -> dict[str, Any]:
@@ -63,9 +76,24 @@ def read_meta(schema: pa.Schema, key: bytes) -> dict[str, Any]:
     return json.loads((schema.metadata or {}).get(key, b"{}"))
 
 
+def _stopped_meta(stop: StopCheck, rows: list[Any]) -> dict[bytes, str]:
+    """The file metadata of a shard some of whose tasks never started, since a budget ran out."""
+    left_out = sum(row is None for row in rows)
+    if not left_out:
+        return {}
+    if stop.discards():
+        raise AssertionError("a discarded shard is never written")
+    return {STOP_KEY: json.dumps({"reason": stop.reason(), "unstarted": left_out})}
+
+
 def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | None = None,
-                     cache_path: str | None = None) -> Path:
-    """Propose one task per index; model calls and each generator's funnel are kept in the file's metadata."""
+                     cache_path: str | None = None, stop: StopCheck = NEVER) -> Path:
+    """Propose one task per index; model calls and each generator's funnel are kept in the file's metadata.
+
+    ``stop`` is asked before each task starts: once it names a reason, no more start. Tasks never started
+    are left out of the file (its metadata says why); when the reason is the run's target, the shard is
+    abandoned (``ShardAbandoned``) and nothing is written.
+    """
     steps = steps or build_steps(config)
     indices = shard_indices(config, shard)
     rows: list[dict[str, Any] | None] = [None] * len(indices)
@@ -80,6 +108,8 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
             if generator.pool_lag:  # waits outside the slot: items it waits for must be able to run
                 await ctx.pool.settled(index - generator.pool_lag)
             async with limit:
+                if stop.reason():
+                    return
                 try:
                     task = await generator.agenerate(rng, ctx.at(index))
                     rows[slot] = {"index": index, "task": _fitted(task).model_dump_json(), "error": None,
@@ -93,6 +123,7 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
     async def run_all() -> SynthesisContext:
         ctx = SynthesisContext(endpoints=endpoints, usage={name: Usage() for name in config.model_users()},
                                pool=ExamplePool(indices))
+        stop.track(shard, ctx.usage)
         try:
             await asyncio.gather(*(one(ctx, slot, index) for slot, index in enumerate(indices)))
         finally:
@@ -101,9 +132,13 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
         return ctx
 
     ctx = asyncio.run(run_all())
+    if stop.discards() and any(row is None for row in rows):
+        raise ShardAbandoned(ctx.usage)
     usage = {name: u.model_dump() for name, u in ctx.usage.items() if u.requests or u.cached}
-    meta = {USAGE_KEY: json.dumps(usage), FUNNEL_KEY: json.dumps({g: dict(c) for g, c in ctx.funnel.items()})}
-    _write_atomic(pa.Table.from_pylist(rows, schema=TASK_SCHEMA.with_metadata(meta)), out)
+    meta = {USAGE_KEY: json.dumps(usage), FUNNEL_KEY: json.dumps({g: dict(c) for g, c in ctx.funnel.items()}),
+            **_stopped_meta(stop, rows)}
+    _write_atomic(pa.Table.from_pylist([r for r in rows if r is not None], schema=TASK_SCHEMA.with_metadata(meta)),
+                  out)
     return out
 
 
@@ -214,16 +249,19 @@ class ShardResult:
     counts: dict[str, int]
     usage: dict[str, Usage]
     synthesis: dict[str, dict[str, int]]  # per generator: its own funnel counters
+    unstarted: int = 0  # tasks never started: a budget ran out (``stop`` in rollout_shard)
 
 
 def rollout_shard(
     config: RunConfig, shard: int, tasks_path: Path, out: Path, lineage: Lineage, steps: Steps | None = None,
-    cache_path: str | None = None,
+    cache_path: str | None = None, stop: StopCheck = NEVER,
 ) -> ShardResult:
     """Simulate and verify every task of a shard: counts by status, and model usage by role.
 
     Dialogues stream: each starts as soon as one of ``simulation.concurrency``
-    slots frees, so one slow dialogue never holds back the rest.
+    slots frees, so one slow dialogue never holds back the rest. ``stop`` is asked
+    before each dialogue starts, as in ``synthesize_shard``: a dialogue that started
+    always ends as a row; one never started is not a row of this shard.
     """
     steps = steps or build_steps(config)
     # only the backends something calls: a configured but unused one (examples/model.yaml's managed vLLM,
@@ -236,6 +274,8 @@ def rollout_shard(
     for name, spent in read_meta(table.schema, USAGE_KEY).items():
         usage[name].add(Usage.model_validate(spent))  # synthesis's model calls travel with its tasks
     synthesis = read_meta(table.schema, FUNNEL_KEY)
+    unstarted = read_meta(table.schema, STOP_KEY).get("unstarted", 0)  # tasks synthesis never started
+    stop.track(shard, usage)  # replaces the synthesis meters, which ``usage`` now includes
     limit = asyncio.Semaphore(config.simulation.concurrency)
     evidence_column = (table.column("evidence").to_pylist() if "evidence" in table.column_names
                        else [None] * table.num_rows)
@@ -250,6 +290,8 @@ def rollout_shard(
         transcript: list[Message] = []  # the dialogue as it happens: the evidence if it stops
         try:
             async with limit:
+                if stop.reason():
+                    return
                 try:
                     trajectory = await _simulate(config, steps, task, env, dialogue, transcript)
                 except Exception as err:  # RolloutError, BackendError, TimeoutError; one broken dialogue never sinks the shard
@@ -279,8 +321,15 @@ def rollout_shard(
                 await endpoint.release_loop()
 
     asyncio.run(run_all())
+    if stop.discards() and any(row is None for row in rows):
+        raise ShardAbandoned(usage)
     # Usage and the synthesis funnel ride in the file's metadata, so a resumed run that keeps this shard reports them.
     meta = {USAGE_KEY: json.dumps({name: u.model_dump() for name, u in usage.items()}),
-            FUNNEL_KEY: json.dumps(synthesis)}
-    _write_atomic(pa.Table.from_pylist(rows, schema=ROW_SCHEMA.with_metadata(meta)), out)
-    return ShardResult(counts=dict(Counter(row["status"] for row in rows)), usage=usage, synthesis=synthesis)
+            FUNNEL_KEY: json.dumps(synthesis), **_stopped_meta(stop, rows)}
+    if unstarted:
+        meta[STOP_KEY] = json.dumps({"reason": stop.reason() or read_meta(table.schema, STOP_KEY).get("reason"),
+                                     "unstarted": unstarted + sum(row is None for row in rows)})
+    done = [row for row in rows if row is not None]
+    _write_atomic(pa.Table.from_pylist(done, schema=ROW_SCHEMA.with_metadata(meta)), out)
+    return ShardResult(counts=dict(Counter(row["status"] for row in done)), usage=usage, synthesis=synthesis,
+                       unstarted=unstarted + len(rows) - len(done))

@@ -44,6 +44,31 @@ class _Conflict(Exception):
     """Another writer committed after the version this commit was built on."""
 
 
+class ShortOfTarget(Exception):  # noqa: N818 (a signal the flow handles, not an error)
+    """A commit asked for exactly N accepted rows found fewer after dedup (another run committed some of them
+    meanwhile); nothing was written, and the run goes on for more."""
+
+    def __init__(self, survivors: int, wanted: int) -> None:
+        super().__init__(f"{survivors} rows accepted after dedup, {wanted} wanted")
+        self.survivors, self.wanted = survivors, wanted
+
+
+TARGET_STAGE = "target"
+
+
+def _keep_first(outcome, limit: int, status: list, stage: list, reason: list, fault: list) -> None:
+    """Accepted rows after the first ``limit`` become rejected at stage ``target``; the index keeps the first."""
+    kept = [i for i, st in enumerate(status) if st == ACCEPTED]
+    for i in kept[limit:]:
+        status[i], stage[i], fault[i] = REJECTED, TARGET_STAGE, None
+        reason[i] = f"target reached: the run committed its {limit} accepted rows before this one"
+    if outcome is not None and len(outcome.index) > limit:
+        index = outcome.index
+        index.ids, index.cluster_ids, index.hashes = index.ids[:limit], index.cluster_ids[:limit], index.hashes[:limit]
+        index.signatures = None if index.signatures is None else index.signatures[:limit]
+        index.embeddings = None if index.embeddings is None else index.embeddings[:limit]
+
+
 def reason_key(stage: str, reason: str) -> str:
     """A rejection reason with its particulars (ids, numbers, quoted names) blanked, for counting."""
     generic = re.sub(r"message \d+: ", "", reason)
@@ -68,6 +93,24 @@ def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
         return pa.nulls(batch.num_rows, target)
     column = batch.column(name)
     return column if column.type == target else column.cast(target)
+
+
+def _settled(manifest: DatasetManifest, accepted: int, surplus: int) -> dict:
+    """What only the commit knows: the cost per accepted row, and the rows a target kept back."""
+    out = {}
+    if manifest.cost is not None:
+        out["cost"] = manifest.cost.model_copy(update={"per_accepted": manifest.cost.total / accepted if accepted
+                                                       else None})
+    if manifest.stop is not None:
+        out["stop"] = manifest.stop.model_copy(update={"surplus": surplus})
+    return out
+
+
+def _target_last(steps: dict[str, int]) -> dict[str, int]:
+    """Rows kept back by a target run are decided after dedup: the funnel's last step."""
+    if TARGET_STAGE in steps:
+        steps[TARGET_STAGE] = steps.pop(TARGET_STAGE)
+    return steps
 
 
 def fault_counts(faults) -> dict[str, int]:
@@ -137,7 +180,7 @@ class DatasetStore:
 
     def commit(self, shard_files: list[Path], manifest: DatasetManifest,
                dedup: Deduplicator | Callable[[], Deduplicator] | None,
-               retries: int = 3) -> DatasetManifest:
+               retries: int = 3, accept_limit: int | None = None, exact: bool = False) -> DatasetManifest:
         """Dedup the staged rows in order and commit them as one new version.
 
         Two passes: the first reads only the small columns (and, for near and semantic
@@ -152,11 +195,16 @@ class DatasetStore:
         ``retries`` times; a ``dedup`` object cannot be rebuilt, so the run
         fails instead. Either way no version is half-written or deduplicated
         against a stale view.
+
+        ``accept_limit`` N keeps the first N rows accepted after dedup (a target run): later accepted rows are
+        committed as rejected at stage ``target``. With ``exact``, fewer than N raises ``ShortOfTarget`` and
+        nothing is written.
         """
         for attempt in range(retries + 1):
             base = self.latest_version()
             try:
-                return self._commit_once(shard_files, manifest, dedup() if callable(dedup) else dedup, base)
+                return self._commit_once(shard_files, manifest, dedup() if callable(dedup) else dedup, base,
+                                         accept_limit, exact)
             except _Conflict:
                 if not callable(dedup) or attempt == retries:
                     raise StoreError(
@@ -165,8 +213,8 @@ class DatasetStore:
                         f"the staged shards stay under _staging/{manifest.run_id}/") from None
         raise AssertionError("unreachable")
 
-    def _commit_once(self, shard_files: list[Path], manifest: DatasetManifest,
-                     dedup: Deduplicator | None, base: int | None) -> DatasetManifest:
+    def _commit_once(self, shard_files: list[Path], manifest: DatasetManifest, dedup: Deduplicator | None,
+                     base: int | None, accept_limit: int | None = None, exact: bool = False) -> DatasetManifest:
         light = pa.concat_tables([_light(f) for f in shard_files])
         status, stage, reason, fault = (light.column(c).to_pylist() for c in ("status", "stage", "reason", "fault"))
         ids = light.column("id").to_pylist()
@@ -178,6 +226,11 @@ class DatasetStore:
                 # A duplicate is synthesis's: it proposed a task (or dialogue) the dataset already has.
                 status[i], stage[i], reason[i], fault[i] = REJECTED, "dedup", why, "synthesis"
             cluster, layers = outcome.cluster_ids, outcome.counts
+        if accept_limit is not None:
+            survivors = sum(st == ACCEPTED for st in status)
+            if exact and survivors < accept_limit:
+                raise ShortOfTarget(survivors, accept_limit)
+            _keep_first(outcome, accept_limit, status, stage, reason, fault)
         rejected = [i for i, st in enumerate(status) if st == REJECTED]
         accepted = len(status) - len(rejected)
         stages = Counter(stage[i] for i in rejected)
@@ -187,9 +240,11 @@ class DatasetStore:
             "stages": dict(sorted(stages.items())),
             "reasons": dict(Counter(reason_key(stage[i], reason[i] or "") for i in rejected).most_common()),
             "total_accepted": self.total_accepted() + accepted,
-            "funnel": funnel(stages, layers, manifest.config),
-            "faults": fault_counts(fault[i] for i in rejected),
+            "funnel": _target_last(funnel(stages, layers, manifest.config)),
+            # Rows kept back by a target are nobody's failure.
+            "faults": fault_counts(fault[i] for i in rejected if stage[i] != TARGET_STAGE),
             "similarity_histogram": outcome.similarity_histogram if outcome else {},
+            **_settled(manifest, accepted, stages.get(TARGET_STAGE, 0)),
         })
         columns = {"status": pa.array(status, pa.string()), "stage": pa.array(stage, pa.string()),
                    "reason": pa.array(reason, pa.string()), "cluster_id": pa.array(cluster, pa.string()),

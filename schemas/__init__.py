@@ -1,14 +1,17 @@
 """Pydantic models and wire formats; imports nothing of trajforge's own."""
 
 from schemas.config import (
+    AdaptiveConcurrencyConfig,
     AssistantRoleConfig,
     BackendConfig,
+    BudgetConfig,
     CacheConfig,
     ConfigError,
     DedupConfig,
     DomainConfig,
     GeneratorSpec,
     ManagedVLLMConfig,
+    PriceConfig,
     RoleConfig,
     RunConfig,
     RunnerConfig,
@@ -19,15 +22,17 @@ from schemas.config import (
     parse_config,
 )
 from schemas.hashing import canonical_json, content_hash, ordered_json
-from schemas.manifest import DatasetManifest, RunOrigin
+from schemas.manifest import DatasetManifest, RunCost, RunOrigin, RunStop
 from schemas.messages import Action, FunctionCall, FunctionSpec, Message, Tool, ToolCall
 from schemas.task import Request, Task, UserScenario
 from schemas.trajectory import FAULTS, Lineage, Trajectory, Usage, Verdict, total_usage
 
 __all__ = [
     "Action",
+    "AdaptiveConcurrencyConfig",
     "AssistantRoleConfig",
     "BackendConfig",
+    "BudgetConfig",
     "CacheConfig",
     "ConfigError",
     "DatasetManifest",
@@ -40,10 +45,13 @@ __all__ = [
     "Lineage",
     "ManagedVLLMConfig",
     "Message",
+    "PriceConfig",
     "Request",
     "RoleConfig",
     "RunConfig",
+    "RunCost",
     "RunOrigin",
+    "RunStop",
     "RunnerConfig",
     "SimulationConfig",
     "StepSpec",

@@ -27,7 +27,7 @@ from simulators.backends.base import (
     TruncatedReply,
 )
 from simulators.backends.cache import RequestCache, request_key
-from simulators.backends.limits import ConcurrencyLimit, RateLimit
+from simulators.backends.limits import AIMD, ConcurrencyLimit, RateLimit
 from simulators.backends.openai_http import OpenAICompatible
 
 
@@ -40,6 +40,10 @@ class Endpoint:
         self.model = config.model
         self.cache = cache
         self.limit = ConcurrencyLimit(config.max_concurrency)
+        adaptive = config.adaptive
+        # Consulted on every request's outcome; it only resizes ``limit`` (the configured number is its ceiling).
+        self.control = AIMD(self.limit, config.max_concurrency, adaptive.min_concurrency, adaptive.decrease,
+                            adaptive.latency_factor) if adaptive.enabled else None
         self.rpm = RateLimit(config.requests_per_minute) if config.requests_per_minute else None
         self.tpm = RateLimit(config.tokens_per_minute) if config.tokens_per_minute else None
         self._backends: dict[int, Backend] = {}  # one HTTP client per event loop: clients are bound to their loop
@@ -92,6 +96,8 @@ class Endpoint:
         key = request_key(self.model, wire, tools, params.as_request()) if self.cache is not None else ""
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             meter.cached += 1
+            meter.saved_prompt_tokens += hit.usage.prompt_tokens
+            meter.saved_completion_tokens += hit.usage.completion_tokens
             return hit
         attempt = 0
         while True:
@@ -127,18 +133,28 @@ class Endpoint:
             estimate = sum(len(str(m.get("content") or "")) for m in wire) // 4 + (params.max_tokens or 256)
             await self.tpm.acquire(estimate)
         async with self.limit:
+            ticket = self.control.issued() if self.control else None
             start = time.perf_counter()
             try:
                 # The HTTP client enforces the timeout; this outer guard covers a backend that has none.
                 reply = await asyncio.wait_for(self._backend().chat(wire, tools, params),
                                                self.config.timeout_s + 5)
             except TimeoutError:
+                if self.control:
+                    self.control.overloaded(ticket)
                 raise TransientError("request timed out") from None
+            except TransientError:  # 429, 5xx, a dropped connection: the server is telling us to slow down
+                if self.control:
+                    self.control.overloaded(ticket)
+                raise
             finally:
                 meter.requests += 1
-                meter.latency_s += time.perf_counter() - start
+                meter.latency_s += (elapsed := time.perf_counter() - start)
+            if self.control:
+                self.control.succeeded(ticket, elapsed)
         meter.prompt_tokens += reply.usage.prompt_tokens
         meter.completion_tokens += reply.usage.completion_tokens
+        meter.cached_prompt_tokens += reply.usage.cached_prompt_tokens
         if self.tpm:
             self.tpm.adjust(reply.usage.prompt_tokens + reply.usage.completion_tokens - estimate)
         return reply

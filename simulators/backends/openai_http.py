@@ -81,8 +81,10 @@ class OpenAICompatible:
             raise TransientError("reply without choices")
         first = response.choices[0]
         choice = first.message
+        details = getattr(response.usage, "prompt_tokens_details", None)
         usage = Usage(prompt_tokens=getattr(response.usage, "prompt_tokens", 0) or 0,
-                      completion_tokens=getattr(response.usage, "completion_tokens", 0) or 0)
+                      completion_tokens=getattr(response.usage, "completion_tokens", 0) or 0,
+                      cached_prompt_tokens=getattr(details, "cached_tokens", 0) or 0)
         message = Message(role="assistant", content=choice.content,
                           tool_calls=_tool_calls(choice.tool_calls, choice.content),
                           reasoning_content=_extra(choice, "reasoning_content", "reasoning") or None)
