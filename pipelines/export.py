@@ -23,13 +23,12 @@ from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
 
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.splits import DEFAULT_SALT, TEST, TRAIN, assign_splits
 from pipelines.store import DatasetStore, StoreError
 from pipelines.views import RECORDS, SCHEMAS, to_table
-from schemas import DatasetManifest
+from schemas import DatasetManifest, UserError
 
 # Which rows feed which config; rl and sft are the same rows, so their splits agree row by row.
 SOURCES = {"sft": ACCEPTED, "rl": ACCEPTED, "sharegpt": ACCEPTED, "rejects": REJECTED}
@@ -37,7 +36,7 @@ _LIGHT = ["id", "task_id", "status", "domain", "kind", "num_turns", "run_id", "s
 _BATCH = 512
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """An export request that cannot be met, phrased as one line."""
 
 
@@ -176,7 +175,7 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())) and not force:
         raise ExportError(f"{dest}: exists and is not empty; choose another folder or pass --force to replace it")
 
-    files = DeltaTable(str(store.root), version=version).file_uris()
+    files = [str(p) for p in store.data_files(version, footers=True)]
     run_order = {m.run_id: m.version for m in manifests}
     light = _light_rows(files, run_order)
     light = light.with_columns(assign_splits(light, options.test_ratio, options.salt))

@@ -17,11 +17,12 @@ from huggingface_hub import HfApi, constants, get_token
 
 from pipelines.export import ExportError, ExportOptions, export_version, resolve_version
 from pipelines.store import DatasetStore
+from schemas import UserError
 
 _REPO = r"^[A-Za-z0-9][\w.-]*/[\w.-]+$"
 
 
-class PushError(ValueError):
+class PushError(UserError):
     """A push that cannot start, phrased as one line."""
 
 

@@ -23,7 +23,7 @@ from markupsafe import Markup
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.store import DatasetStore, StoreError, reason_key
 from pipelines.svg_chart import bar_chart
-from schemas import DatasetManifest
+from schemas import DatasetManifest, UserError
 
 LENGTH_EDGES = (0, 50, 100, 200, 400, 800, 1600)
 TOP_REASONS = 15
@@ -31,7 +31,7 @@ SAMPLES = 3
 COLUMNS = ["index", "status", "stage", "reason", "num_turns", "messages"]
 
 
-class ReportError(ValueError):
+class ReportError(UserError):
     """Bad input for a report (no dataset, unknown version); nothing is written."""
 
 
@@ -67,7 +67,7 @@ def select_version(root: str | Path, version: int | None) -> DatasetManifest:
 
 def run_rows(root: str | Path, manifest: DatasetManifest, columns: list[str] = COLUMNS) -> pl.DataFrame:
     """The rows the version's run added (the table is append-only; a run commits once), in task order."""
-    return (pl.scan_delta(str(root), version=manifest.version).filter(pl.col("run_id") == manifest.run_id)
+    return (DatasetStore(root).scan(manifest.version).filter(pl.col("run_id") == manifest.run_id)
             .select(columns).sort("index").collect())
 
 

@@ -35,7 +35,7 @@ from simulators.environment import (
 )
 from simulators.intents import Intent
 from simulators.tool_simulator import TOOL_SIMULATORS, SimulatedCall, ToolSimulator
-from simulators.tool_specs import SchemaTool, load_tool_spec
+from simulators.tool_specs import SchemaTool, SpecLimits, load_tool_spec
 
 POLICY = """You are a helpful assistant with access to the tools listed. Use them to do what the user asks.
 Before calling a tool that changes something, state what you will do and get the user's explicit yes."""
@@ -46,6 +46,9 @@ class SchemaOnlyParams(DomainParams):
                                   "relative to the working directory")
     simulator: StepSpec = Field(default_factory=lambda: StepSpec(name="offline"),
                                 description="the tool simulator that answers calls, by name, with its params")
+    max_spec_bytes: int = Field(default=SpecLimits.max_bytes, ge=1, description="largest spec file read")
+    max_tools: int = Field(default=SpecLimits.max_tools, ge=1, description="most tools a spec may define")
+    max_line_chars: int = Field(default=SpecLimits.max_line_chars, ge=1, description="longest line of a spec file")
 
 
 class CallTool(Intent):
@@ -176,7 +179,8 @@ def _method(name: str):
 def _spec_domain(cls: type[SchemaOnlyEnv], params_json: str, _mtime: float) -> type[SchemaOnlyEnv]:
     """A subclass of ``cls`` whose tools are the spec's: tools, validators and intents built once per spec."""
     params = SchemaOnlyParams.model_validate_json(params_json)
-    tools = load_tool_spec(params.spec)
+    tools = load_tool_spec(params.spec, SpecLimits(max_bytes=params.max_spec_bytes, max_tools=params.max_tools,
+                                                   max_line_chars=params.max_line_chars))
     try:
         simulator_cls = TOOL_SIMULATORS.get(params.simulator.name)
     except KeyError as err:

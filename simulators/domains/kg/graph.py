@@ -17,10 +17,12 @@ from typing import Any, Literal
 
 import networkx as nx
 
+from schemas import InputError
+
 Direction = Literal["out", "in"]
 
 
-class KGError(ValueError):
+class KGError(InputError):
     """A KG input problem, phrased as one line naming the file, the line and the problem."""
 
 
