@@ -1,7 +1,11 @@
 """``trajforge``: the command line.
 
-Errors a user can fix (a bad config, a missing dataset) are one line on stderr
-and exit status 2, before anything is written.
+Every error path ends in one line on stderr and a documented exit status
+(``schemas.errors``): 2 for bad input found before any work (a config, an
+argument, a file, an output location, a damaged dataset), 3 for a backend
+that failed its preflight check, 1 for a run that stopped without
+committing. Commands that start work go through ``pipelines.preflight``
+first, so nothing is written when the input is bad.
 """
 
 from __future__ import annotations
@@ -14,7 +18,14 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from schemas import ConfigError, load_config
+from schemas import ConfigError, RunFailedError, UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with where to look) like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"trajforge: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _run_id() -> str:
@@ -22,12 +33,9 @@ def _run_id() -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from pipelines.steps import build_steps
+    from pipelines.preflight import preflight
 
-    config = load_config(args.config, seed=args.seed, output_dir=args.out)
-    build_steps(config, str(args.config))  # fail on bad step names/params before any work
-    if not config.output_dir:
-        raise ConfigError(f"{args.config}: output_dir: not set; give --out DIR")
+    config = preflight(args.config, out=args.out, seed=args.seed, run_id=args.run_id)  # before any work
     from pipelines.flow import run_generate
 
     run_id = args.run_id or _run_id()
@@ -36,7 +44,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if args.run_id and (done := committed(DatasetStore(config.output_dir), run_id)) is not None:
         print(f"run {run_id} was already committed as version {done.version}; nothing to redo")
-    manifest = run_generate(config, config.output_dir, run_id, progress=not args.no_progress)
+    try:
+        manifest = run_generate(config, config.output_dir, run_id, progress=not args.no_progress)
+    except RunFailedError as err:  # its staging is kept: say how to resume
+        err.args = (f"{err}; to resume: trajforge generate --config {args.config} --out {config.output_dir} "
+                    f"--run-id {run_id}",)
+        raise
     print(f"\nversion {manifest.version} committed to {Path(config.output_dir).resolve()}")
     print(f"  run {manifest.run_id}: {manifest.tasks} tasks -> {manifest.accepted} accepted, "
           f"{manifest.rejected} rejected ({manifest.total_accepted} accepted in the dataset)")
@@ -51,17 +64,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"  {role} ({manifest.models.get(role, '?')}): {u.requests} requests, {u.cached} from cache, "
               f"{u.retries} retries, {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
               f"{u.latency_s:.1f}s in requests")
-    print(f"  open it: polars.read_delta({str(config.output_dir)!r}, version={manifest.version})")
+    from pipelines.store import polars_hint
+
+    print(f"  open it: {polars_hint(config.output_dir, manifest.version)}")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pipelines.steps import build_steps
+    from pipelines.preflight import preflight
 
-    config = load_config(args.config, output_dir=args.out)
-    build_steps(config, str(args.config))  # fail on bad step names/params before anything is registered
-    if not config.output_dir:
-        raise ConfigError(f"{args.config}: output_dir: not set; give --out DIR")
+    config = preflight(args.config, out=args.out)  # before anything is registered
     from pipelines.prefect_server import ServerError
     from pipelines.schedule import check_cron, serve
 
@@ -74,14 +86,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
-    from pipelines.store import DatasetStore, StoreError
+    from pipelines.store import DatasetStore
 
-    try:
-        if args.diff is not None or args.retain is not None:
-            return _versions_change(args, DatasetStore(args.dir))
-        versions = DatasetStore(args.dir).versions()
-    except StoreError as err:
-        raise ConfigError(str(err)) from None
+    if args.check:
+        return _versions_check(args, DatasetStore(args.dir))
+    if args.diff is not None or args.retain is not None:
+        return _versions_change(args, DatasetStore(args.dir))
+    versions = DatasetStore(args.dir).versions()
     if args.json:
         print(json.dumps([m.model_dump(exclude={"config"}) for m in versions], indent=2))
         return 0
@@ -92,9 +103,26 @@ def cmd_versions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _versions_check(args: argparse.Namespace, store) -> int:
+    """``versions --check``: every problem on stdout, one summary line (stderr when something is wrong)."""
+    report = store.check()
+    for problem in report.problems:
+        print(problem)
+    if report.problems:
+        raise UserError(f"{store.root}: {len(report.problems)} problem(s) found by --check, the first: "
+                        f"{report.problems[0]}")
+    print(f"{store.root}: ok: {report.versions} version(s), {report.files} data file(s) present and readable, "
+          f"{report.rows} rows; every run's row counts match its manifest")
+    return 0
+
+
 def cmd_dedup_histogram(args: argparse.Namespace) -> int:
     from pipelines.funnel import dedup_histogram
+    from pipelines.store import DatasetStore
 
+    if args.bins < 1:
+        raise ConfigError(f"--bins: must be at least 1, got {args.bins}")
+    DatasetStore(args.dir).versions()  # a missing or damaged dataset fails before the embedding model loads
     return dedup_histogram(args.dir, args.bins)
 
 
@@ -111,6 +139,12 @@ def _versions_change(args: argparse.Namespace, store) -> int:
                   f"({diff['added']['accepted']} accepted, {diff['added']['rejected']} rejected), "
                   f"-{diff['removed_total']} rows ({diff['removed']['accepted']} accepted, "
                   f"{diff['removed']['rejected']} rejected)")
+            if diff["remade"]:
+                runs = diff["runs"]
+                print(f"  {len(runs)} run(s) committed in between ({', '.join(runs)}) wrote {diff['committed']} "
+                      f"rows; {diff['remade']} of them re-made rows already in version {diff['from']} (same ids: "
+                      f"the same config and seed make the same rows), {diff['dedup_rejected']} rejected as "
+                      f"duplicates")
         return 0
     result = retain_versions(store, args.retain)
     print(f"kept versions {', '.join(map(str, result.kept))}; expired {len(result.expired)} older version(s)"
@@ -127,12 +161,11 @@ def _export_options(args: argparse.Namespace):
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pipelines.export import ExportError, export_version
+    from pipelines.export import export_version
+    from pipelines.preflight import check_output_folder
 
-    try:
-        summary = export_version(args.dir, args.to, _export_options(args), force=args.force)
-    except ExportError as err:
-        raise ConfigError(str(err)) from None
+    check_output_folder(args.to, "--to")
+    summary = export_version(args.dir, args.to, _export_options(args), force=args.force)
     print(f"exported version {summary.version} of {args.dir} to {args.to}")
     for view, splits in summary.rows.items():
         print(f"  {view}: " + ", ".join(f"{split} {n}" for split, n in splits.items()))
@@ -143,12 +176,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     from huggingface_hub.errors import HfHubHTTPError
 
-    from pipelines.hub import PushError, push_version
+    from pipelines.hub import push_version
 
     try:
         result = push_version(args.dir, args.repo, _export_options(args), private=args.private or None)
-    except PushError as err:
-        raise ConfigError(str(err)) from None
     except HfHubHTTPError as err:
         print(f"trajforge: error: push to {args.repo} failed: {str(err).splitlines()[0]}", file=sys.stderr)
         return 1
@@ -158,12 +189,11 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pipelines.report import ReportError, write_report
+    from pipelines.preflight import check_output_file
+    from pipelines.report import write_report
 
-    try:
-        data = write_report(args.dir, args.to, args.version)
-    except ReportError as err:
-        raise ConfigError(str(err)) from None
+    check_output_file(args.to, "--to")
+    data = write_report(args.dir, args.to, args.version)
     m = data.manifest
     print(f"wrote {args.to}: version {m.version} (run {m.run_id}), {m.accepted} accepted, {m.rejected} rejected, "
           f"{len(data.samples)} sample dialogues")
@@ -179,7 +209,7 @@ def _add_export_options(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="trajforge", description="Synthetic multi-turn tool-use trajectories.")
+    p = _Parser(prog="trajforge", description="Synthetic multi-turn tool-use trajectories.")
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="run the generate flow and commit a new dataset version")
     g.add_argument("--config", required=True, type=Path)
@@ -200,6 +230,8 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true")
     v.add_argument("--diff", nargs=2, type=int, metavar=("A", "B"), help="rows added / removed from version A to B")
     v.add_argument("--retain", type=int, metavar="N", help="keep the newest N versions readable, expire older ones")
+    v.add_argument("--check", action="store_true",
+                   help="verify the dataset: log whole, data files present and readable, row counts match manifests")
     v.set_defaults(func=cmd_versions)
     h = sub.add_parser("dedup-histogram", help="nearest-neighbour cosine similarity of the kept rows (all versions), "
                        "to choose dedup.semantic.threshold")
@@ -237,12 +269,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except ConfigError as err:
-        print(f"trajforge: error: {err}", file=sys.stderr)
-        return 2
+    except (UserError, RunFailedError) as err:
+        print(f"trajforge: error: {_one_line(err)}", file=sys.stderr)
+        return err.exit_code
     except BackendError as err:  # e.g. a managed vLLM server that would not start; nothing was committed
-        print(f"trajforge: error: {err}", file=sys.stderr)
+        print(f"trajforge: error: {_one_line(err)}", file=sys.stderr)
         return 1
+
+
+def _one_line(err: BaseException) -> str:
+    """The message on one line: a message from a plug-in or a server may hold newlines."""
+    return " ".join(str(err).split("\n")).strip()
 
 
 if __name__ == "__main__":

@@ -90,7 +90,8 @@ def user_texts(frame: pl.DataFrame) -> list[str]:
 
 def _rebuild(root: Path, manifest: DatasetManifest, dedup: Deduplicator) -> DedupIndex:
     """One version's part from its own rows (those of its run that were accepted)."""
-    frame = pl.scan_delta(str(root), version=manifest.version).filter(
+    # By URI, through deltalake's reader: a plain path with spaces or '#' breaks polars' native scan (see pipelines.store).
+    frame = pl.scan_delta(Path(root).resolve().as_uri(), version=manifest.version, use_pyarrow=True).filter(
         (pl.col("run_id") == manifest.run_id) & (pl.col("status") == ACCEPTED))
     names = frame.collect_schema().names()
     cluster = pl.col("cluster_id") if "cluster_id" in names else pl.col("id")

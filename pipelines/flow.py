@@ -8,8 +8,10 @@ only the final publish step makes them a version.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,8 +25,8 @@ from pipelines.resume import checkpoint, claim_staging, committed, finished, sta
 from pipelines.shard import rollout_shard, shard_indices, synthesize_shard
 from pipelines.store import DatasetStore
 from pipelines.version import code_version
-from schemas import DatasetManifest, Lineage, RunConfig, Usage
-from simulators.backends import managed_vllm
+from schemas import DatasetManifest, Lineage, RunConfig, RunFailedError, Usage
+from simulators.backends import forget_endpoints, managed_vllm
 
 
 @task(name="synthesize-shard", cache_policy=NONE)
@@ -137,10 +139,12 @@ def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool) -> d
     staging = str(DatasetStore(out_dir).staging(run_id))
     claim_staging(Path(staging), run_id, lineage.config_hash)
     cache_path = cache_path_for(config, out_dir)
-    futures = []
-    for shard in range(config.num_shards):
-        tasks = synthesize.submit(config, shard, staging, cache_path)
-        futures.append(simulate.submit(config, shard, tasks, staging, lineage, cache_path))
+    forget_endpoints(staging)  # a resumed run in this process starts with fresh limits and health
+    # A shard's rollout is submitted once its synthesis succeeded: a failed synthesis then fails the run with its own
+    # error, instead of leaving rollouts that wait on it forever (Prefect's misleading "NotReady ... PENDING").
+    synthesized = {synthesize.submit(config, shard, staging, cache_path): shard for shard in range(config.num_shards)}
+    futures = [simulate.submit(config, synthesized[done], done.result(), staging, lineage, cache_path)
+               for done in as_completed(list(synthesized))]
     results = []
     usage: dict[str, Usage] = {name: Usage() for name in config.model_users()}
     synthesis: dict[str, Counter[str]] = {}
@@ -160,6 +164,43 @@ def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool) -> d
     if config.publish.repo:
         push(config, out_dir, manifest["version"])
     return manifest
+
+
+class _ContainedFailures(logging.Filter):
+    """Keeps a run failure trajforge reports itself (a ``RunFailedError``: one line from the CLI) off the console,
+    where Prefect would print its traceback once per task and again for the flow. The Prefect API still records
+    the failed state and its message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, RunFailedError):
+            return False
+        message = record.getMessage()
+        return not any(f"{name}:" in message or f"{name}(" in message for name in _failure_names())
+
+
+def _failure_names() -> set[str]:
+    names, todo = set(), [RunFailedError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
+
+
+@contextmanager
+def _console_without_contained_failures() -> Iterator[None]:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    quiet = _ContainedFailures()
+    for h in handlers:
+        h.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(quiet)
 
 
 class _progress:
@@ -193,5 +234,6 @@ class _progress:
 def run_generate(config: RunConfig, out_dir: str | Path, run_id: str, progress: bool = False) -> DatasetManifest:
     """The one way in: run the flow with the config's task runner and return the committed manifest."""
     flow_ = generate.with_options(task_runner=task_runner_for(config))
-    return DatasetManifest.model_validate(flow_(config=config, out_dir=str(out_dir), run_id=run_id,
-                                                progress=progress))
+    with _console_without_contained_failures():
+        return DatasetManifest.model_validate(flow_(config=config, out_dir=str(out_dir), run_id=run_id,
+                                                    progress=progress))

@@ -51,6 +51,7 @@ ROW_SCHEMA = pa.schema([
     ("shard", pa.int32()),
     ("index", pa.int64()),
     ("cluster_id", pa.string()),  # set at commit: the id of the row's dedup cluster representative (own id if alone)
+    ("fault", pa.string()),  # a rejected row's culprit: assistant, user, tool, judge, backend, synthesis, plugin
 ])
 
 ACCEPTED, REJECTED = "accepted", "rejected"
@@ -89,11 +90,13 @@ def trajectory_row(
         "dedup_hash": dedup_hash,
         "usage": total_usage(trajectory.usage).model_dump(include={f.name for f in USAGE}),
         **_lineage(lineage, shard, index),
+        "fault": None,
     }
 
 
 def rejected_row(
-    stage: str, reason: str, lineage: Lineage, shard: int, index: int, task: Task | None = None, domain: str = ""
+    stage: str, reason: str, lineage: Lineage, shard: int, index: int, task: Task | None = None, domain: str = "",
+    fault: str | None = None,
 ) -> dict[str, Any]:
     """A task that never became a trajectory; its id is stable for the same run config and index."""
     return {
@@ -115,6 +118,7 @@ def rejected_row(
         "dedup_hash": None,
         "usage": None,
         **_lineage(lineage, shard, index),
+        "fault": fault,
     }
 
 

@@ -25,9 +25,9 @@ from generators import SynthesisContext, SynthesisError
 from generators.base import ExamplePool
 from pipelines.rows import ROW_SCHEMA, rejected_row, trajectory_row
 from pipelines.steps import Steps, build_steps
-from schemas import Lineage, RunConfig, Task, Trajectory, Usage
+from schemas import Lineage, RunConfig, RunFailedError, Task, Trajectory, Usage, Verdict, one_line
 from simulators.agents import AssistantAgent, UserAgent
-from simulators.backends import BackendError, Endpoint, open_endpoints
+from simulators.backends import BackendError, Endpoint, open_endpoints, raise_if_unhealthy
 from simulators.conversation import AsyncToolSimulator, RolloutError, rollout
 from simulators.environment import Environment
 from simulators.kg_scripted import KGScriptedAssistant, KGScriptedUser
@@ -35,7 +35,45 @@ from simulators.model_agents import LLMAssistant, LLMUser, ModelToolSimulator
 from simulators.scripted import PERTURBATIONS, ScriptedAssistant, ScriptedUser
 from simulators.skeleton_refine import Refiner, refine_rollout
 
-TASK_SCHEMA = pa.schema([("index", pa.int64()), ("task", pa.string()), ("error", pa.string())])
+TASK_SCHEMA = pa.schema([("index", pa.int64()), ("task", pa.string()), ("error", pa.string()),
+                         ("fault", pa.string())])
+
+
+class StepFailedError(RunFailedError):
+    """A step raised on every item of a shard: a broken step, not bad items, so the run stops (nothing committed)."""
+
+
+class _Faults:
+    """Per step: items it saw and items it raised on (or answered with the wrong type), to contain a broken step.
+
+    One item's exception becomes that item's rejected row (``fault: plugin``);
+    a step that fails on every item of a shard (two at least, or the whole
+    shard) fails the run with one line naming it, instead of a version of
+    rejects.
+    """
+
+    def __init__(self, shard: int, items: int) -> None:
+        self.shard, self.items = shard, items
+        self.seen: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.first: dict[str, str] = {}
+
+    def reason(self, kind: str, step: Any, err: BaseException) -> str:
+        cls = type(step)
+        message = f"{kind} {step.name!r} ({cls.__module__}.{cls.__qualname__}) raised {one_line(err)}"
+        self.failed[step.name] += 1
+        self.first.setdefault(step.name, message)
+        return message
+
+    def check(self) -> None:
+        for name, n in self.failed.items():
+            if n == self.seen[name] and (n >= 2 or n == self.items):
+                raise StepFailedError(f"{self.first[name]} on every item of shard {self.shard} ({n} of {n}); "
+                                      "stopped, nothing committed")
+
+
+def _wrong_type(kind: str, value: Any, expected: str) -> TypeError:
+    return TypeError(f"the {kind} returned {type(value).__name__}, not a {expected}")
 
 
 def shard_indices(config: RunConfig, shard: int) -> range:
@@ -66,8 +104,9 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
     indices = shard_indices(config, shard)
     rows: list[dict[str, Any] | None] = [None] * len(indices)
     used = config.generator_backends()
-    endpoints = open_endpoints({name: config.backends[name] for name in used}, cache_path)
+    endpoints = open_endpoints({name: config.backends[name] for name in used}, cache_path, scope=str(out.parent))
     limit = asyncio.Semaphore(config.simulation.concurrency)
+    faults = _Faults(shard, len(indices))
 
     async def one(ctx: SynthesisContext, slot: int, index: int) -> None:
         rng = random.Random(f"{config.seed}:task:{index}")
@@ -76,11 +115,17 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
             if generator.pool_lag:  # waits outside the slot: items it waits for must be able to run
                 await ctx.pool.settled(index - generator.pool_lag)
             async with limit:
+                faults.seen[generator.name] += 1
                 try:
                     task = await generator.agenerate(rng, ctx.at(index))
-                    rows[slot] = {"index": index, "task": task.model_dump_json(), "error": None}
+                    if not isinstance(task, Task):
+                        raise _wrong_type("generator", task, "Task")
+                    rows[slot] = {"index": index, "task": task.model_dump_json(), "error": None, "fault": None}
                 except (SynthesisError, BackendError) as err:
-                    rows[slot] = {"index": index, "task": None, "error": f"{generator.name}: {err}"}
+                    rows[slot] = {"index": index, "task": None, "error": f"{generator.name}: {err}", "fault": None}
+                except Exception as err:  # a broken step: this item is rejected, the shard goes on
+                    rows[slot] = {"index": index, "task": None, "fault": "plugin",
+                                  "error": faults.reason("generator", generator, err)}
         finally:
             ctx.pool.finish(index)
 
@@ -95,6 +140,8 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
         return ctx
 
     ctx = asyncio.run(run_all())
+    raise_if_unhealthy(endpoints)  # a backend that kept failing stops the run: this shard is not staged
+    faults.check()
     usage = {name: u.model_dump() for name, u in ctx.usage.items() if u.requests or u.cached}
     meta = {USAGE_KEY: json.dumps(usage), FUNNEL_KEY: json.dumps({g: dict(c) for g, c in ctx.funnel.items()})}
     _write_atomic(pa.Table.from_pylist(rows, schema=TASK_SCHEMA.with_metadata(meta)), out)
@@ -148,16 +195,24 @@ async def _simulate(config: RunConfig, steps: Steps, task: Task, env: Environmen
 
 
 async def _verify(steps: Steps, trajectory: Trajectory, task: Task, endpoints: dict[str, Endpoint],
-                  usage: dict[str, Usage]) -> None:
+                  usage: dict[str, Usage], faults: _Faults) -> str | None:
+    """Run the filters in order until one rejects; ``"plugin"`` when that was a filter that broke."""
     ctx = Context(task=task, env=steps.env, endpoints=endpoints, usage=usage)
     for check in steps.filters:
+        fault = None
+        faults.seen[check.name] += 1
         try:
             verdict = await check.acheck(trajectory, ctx)
+            if not isinstance(verdict, Verdict):
+                raise _wrong_type("filter", verdict, "Verdict")
         except BackendError as err:  # a judge that could not be reached rejects, with the reason, never crashes
             verdict = check.failed(f"model backend: {err}")
+        except Exception as err:  # a broken filter rejects this row, naming itself; the shard goes on
+            verdict, fault = Verdict(stage=check.name, passed=False, reason=faults.reason("filter", check, err)), "plugin"
         trajectory.verdicts.append(verdict)
         if not verdict.passed:
-            return
+            return fault
+    return None
 
 
 @dataclass
@@ -177,8 +232,10 @@ def rollout_shard(
     slots frees, so one slow dialogue never holds back the rest.
     """
     steps = steps or build_steps(config)
-    endpoints = open_endpoints(config.backends, cache_path) if config.model_users() else {}
+    endpoints = open_endpoints(config.backends, cache_path, scope=str(out.parent)) if config.model_users() else {}
     table = pq.read_table(tasks_path)
+    faults = _Faults(shard, table.num_rows)
+    task_faults = table.column("fault").to_pylist() if "fault" in table.column_names else [None] * table.num_rows
     rows: list[dict[str, Any] | None] = [None] * table.num_rows
     usage: dict[str, Usage] = {name: Usage() for name in config.model_users()}
     for name, spent in read_meta(table.schema, USAGE_KEY).items():
@@ -189,7 +246,7 @@ def rollout_shard(
     async def one(slot: int, index: int, task_json: str | None, error: str | None) -> None:
         if task_json is None:
             rows[slot] = rejected_row("synthesis", error or "unknown", lineage, shard, index,
-                                      domain=config.domain.name)
+                                      domain=config.domain.name, fault=task_faults[slot])
             return
         task = Task.model_validate_json(task_json)
         env = steps.env.fresh(task.env_seed)
@@ -209,11 +266,13 @@ def rollout_shard(
                     rows[slot] = rejected_row("simulation", f"internal error: {type(err).__name__}: {err}",
                                               lineage, shard, index, task=task)
                     return
-            await _verify(steps, trajectory, task, endpoints, dialogue.usage)
+            fault = await _verify(steps, trajectory, task, endpoints, dialogue.usage, faults)
         finally:
             for name, meter in dialogue.usage.items():
                 usage[name].add(meter)
         rows[slot] = trajectory_row(trajectory, task, exact_hash(trajectory.messages), lineage, shard, index)
+        if fault:
+            rows[slot]["fault"] = fault
 
     async def run_all() -> None:
         try:
@@ -227,6 +286,8 @@ def rollout_shard(
                 await endpoint.release_loop()
 
     asyncio.run(run_all())
+    raise_if_unhealthy(endpoints)  # a backend that kept failing stops the run: this shard is not staged
+    faults.check()
     # Usage and the synthesis funnel ride in the file's metadata, so a resumed run that keeps this shard reports them.
     meta = {USAGE_KEY: json.dumps({name: u.model_dump() for name, u in usage.items()}),
             FUNNEL_KEY: json.dumps(synthesis)}

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
-from deltalake import DeltaTable
 
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.store import DatasetStore, StoreError
@@ -20,14 +19,23 @@ ORPHAN_GRACE_HOURS = 1  # never vacuum files this young: they may belong to a co
 
 @dataclass
 class VersionDiff:
+    """Rows by id, and what the runs in between committed: a run with the same config and seed re-makes the
+    very rows (ids are content hashes, not run ids), so "+0 rows" alone would read as "nothing happened"."""
+
     a: int
     b: int
     added: dict[str, int]  # status -> rows in b and not in a
     removed: dict[str, int]  # status -> rows in a and not in b
+    runs: list[str]  # the runs committed after a, up to b
+    committed: int  # rows those runs appended
+    dedup_rejected: int  # of them, rejected as duplicates
 
     def as_dict(self) -> dict:
+        added = sum(self.added.values())
         return {"from": self.a, "to": self.b, "added": self.added, "removed": self.removed,
-                "added_total": sum(self.added.values()), "removed_total": sum(self.removed.values())}
+                "added_total": added, "removed_total": sum(self.removed.values()),
+                "runs": self.runs, "committed": self.committed, "remade": max(0, self.committed - added),
+                "dedup_rejected": self.dedup_rejected}
 
 
 def _known(store: DatasetStore) -> list[int]:
@@ -40,22 +48,26 @@ def _check(store: DatasetStore, version: int, known: list[int]) -> None:
 
 
 def _ids(store: DatasetStore, version: int) -> pl.DataFrame:
-    return pl.scan_delta(str(store.root), version=version).select("id", "status").collect()
+    return store.scan(version).select("id", "status").collect()
 
 
 def diff_versions(store: DatasetStore, a: int, b: int) -> VersionDiff:
     """Rows added and removed going from version ``a`` to version ``b``, by status."""
-    known = _known(store)
+    manifests = store.versions()
+    known = [m.version for m in manifests]
     for v in (a, b):
         _check(store, v, known)
     old, new = _ids(store, a), _ids(store, b)
+    between = [m for m in manifests if a < m.version <= b]
 
     def count(frame: pl.DataFrame) -> dict[str, int]:
         return {s: frame.filter(pl.col("status") == s).height for s in (ACCEPTED, REJECTED)}
 
     added = new.join(old, on="id", how="anti")
     removed = old.join(new, on="id", how="anti")
-    return VersionDiff(a=a, b=b, added=count(added), removed=count(removed))
+    return VersionDiff(a=a, b=b, added=count(added), removed=count(removed), runs=[m.run_id for m in between],
+                       committed=sum(m.tasks for m in between),
+                       dedup_rejected=sum(m.stages.get("dedup", 0) for m in between))
 
 
 @dataclass
@@ -85,11 +97,11 @@ def retain_versions(store: DatasetStore, keep: int) -> RetainResult:
     log = store.root / "_delta_log"
     if expired:
         oldest = kept[0]
-        DeltaTable(str(store.root), version=oldest).create_checkpoint()
+        store.table(oldest).create_checkpoint()
         for path in log.iterdir():
             number = path.name.split(".", 1)[0]
             if number.isdigit() and int(number) < oldest and path.name.endswith((".json", ".checkpoint.parquet", ".crc")):
                 path.unlink()
-    vacuumed = DeltaTable(str(store.root)).vacuum(retention_hours=ORPHAN_GRACE_HOURS, dry_run=False,
+    vacuumed = store.table().vacuum(retention_hours=ORPHAN_GRACE_HOURS, dry_run=False,
                                                   enforce_retention_duration=False, full=True)
     return RetainResult(kept=kept, expired=expired, vacuumed=vacuumed)
