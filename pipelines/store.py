@@ -367,6 +367,8 @@ class DatasetStore:
         fails instead. Either way no version is half-written or deduplicated
         against a stale view.
         """
+        if self.exists():
+            self.data_files(footers=True)  # never append to a damaged table, whichever way the run came in
         for attempt in range(retries + 1):
             base = self.latest_version()
             try:

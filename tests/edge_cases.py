@@ -654,7 +654,7 @@ def build_good_dataset(dest: Path, run: Callable[[list[str]], int]) -> Path:
     return dest
 
 
-def survey(work: Path, only: str | None = None) -> Counter:
+def survey(work: Path, only: str | None = None, cls: str | None = None) -> Counter:
     """Every case as a real subprocess; prints one line per case and the counts per class."""
     work.mkdir(parents=True, exist_ok=True)
     prefect_home = work / "prefect-home"
@@ -668,7 +668,7 @@ def survey(work: Path, only: str | None = None) -> Counter:
     counts: Counter = Counter()
     with Servers() as servers:
         for n, c in enumerate(CASES):
-            if only and only not in c.name:
+            if (only and only not in c.name) or (cls and cls != c.cls):
                 continue
             ws = Workspace(work / "cases" / f"c{n:03d}", good, servers)  # not the name: it must not match `named`
             shutil.rmtree(ws.root, ignore_errors=True)
@@ -678,6 +678,7 @@ def survey(work: Path, only: str | None = None) -> Counter:
             outcome = run_subprocess(c, ws, base_env)
             verdict = outcome.verdict(c, c.named.format(**ws.vars()))
             counts[(c.cls, verdict)] += 1
+            counts[(c.cls, "wrote something")] += bool(outcome.written)
             first = (outcome.lines() or [""])[-1][:150]
             print(f"{n + 1:>3} {c.cls:<17} {c.name:<32} exit {outcome.code!s:<4} {verdict:<22} "
                   f"{time.monotonic() - start:5.1f}s  {first}", flush=True)
@@ -686,12 +687,14 @@ def survey(work: Path, only: str | None = None) -> Counter:
     print()
     classes = list(dict.fromkeys(c.cls for c in CASES))
     verdicts = ["one line", "traceback", "silently accepted", "left something on disk", "unclear", "hung"]
-    print(f"{'class':<18}" + "".join(f"{v:>24}" for v in verdicts) + f"{'cases':>8}")
-    for cls in classes:
-        row = [counts[(cls, v)] for v in verdicts]
-        print(f"{cls:<18}" + "".join(f"{n:>24}" for n in row) + f"{sum(row):>8}")
-    total = [sum(counts[(cls, v)] for cls in classes) for v in verdicts]
-    print(f"{'all':<18}" + "".join(f"{n:>24}" for n in total) + f"{sum(total):>8}")
+    print(f"{'class':<18}" + "".join(f"{v:>24}" for v in verdicts) + f"{'cases':>8}{'of them wrote':>15}")
+    for name in classes:
+        row = [counts[(name, v)] for v in verdicts]
+        print(f"{name:<18}" + "".join(f"{n:>24}" for n in row) + f"{sum(row):>8}"
+              f"{counts[(name, 'wrote something')]:>15}")
+    total = [sum(counts[(name, v)] for name in classes) for v in verdicts]
+    print(f"{'all':<18}" + "".join(f"{n:>24}" for n in total) + f"{sum(total):>8}"
+          f"{sum(counts[(name, 'wrote something')] for name in classes):>15}")
     return counts
 
 
@@ -702,10 +705,11 @@ if __name__ == "__main__":
     p.add_argument("command", choices=["survey", "list"])
     p.add_argument("--work", type=Path, default=Path("/tmp/trajforge-edge-survey"))
     p.add_argument("--only", help="run the cases whose name contains this")
+    p.add_argument("--cls", help="run the cases of this class")
     a = p.parse_args()
     if a.command == "list":
         for cls, cases in by_class().items():
             print(f"{cls} ({len(cases)}): " + ", ".join(c.name for c in cases))
         print(f"{len(CASES)} cases")
     else:
-        survey(a.work, a.only)
+        survey(a.work, a.only, a.cls)
