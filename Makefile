@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/trajforge generate --config examples/demo.yaml
 	$(BIN)/trajforge versions out/demo
-	$(BIN)/trajforge export out/demo --to out/demo-hf --force
+	$(BIN)/trajforge export out/demo --to out/demo-hf --force --sharegpt \
+		--chat-template qwen2.5 --chat-template qwen3 --chat-template llama3.1 --chat-template llama3.3 \
+		--chat-template hermes --chat-template mistral --chat-template granite
 	$(BIN)/trajforge report out/demo --to out/demo-report.html
 
 test: $(STAMP)

@@ -17,13 +17,14 @@ if TYPE_CHECKING:
     from pipelines.export import ExportSummary
 
 _ABOUT = {
-    "sft": "whole accepted dialogues: `messages` (OpenAI chat format, tool-call `arguments` as objects) and the "
-           "`tools` offered (OpenAI function schemas), the conversational format TRL's `SFTTrainer` reads",
+    "sft": "accepted dialogues up to their last assistant turn: `messages` (OpenAI chat format, role-exact, tool-call "
+           "`arguments` as objects) and the `tools` offered (OpenAI function schemas in declared order), the "
+           "conversational format TRL's `SFTTrainer` reads",
     "rl": "accepted tasks as RL prompts: `prompt` (messages up to the first assistant turn), `tools`, `domain`, "
           "`env_seed`, the simulated user's `scenario`, and a `reward_spec` (gold actions, expected final-state "
           "hash, expected outputs; for KG questions the answer and its aliases)",
-    "rejects": "rejected rows with the `stage` and `reason` that rejected them, the dialogue if there was one, "
-               "the `task` and all `verdicts`",
+    "rejects": "rejected rows with the `stage` and `reason` that rejected them, the dialogue if there was one (up to "
+               "its last assistant turn; the turns after it in `trailing`), the `task` and all `verdicts`",
     "sharegpt": "accepted dialogues in ShareGPT form as LLaMA-Factory reads it (`conversations` of human / gpt / "
                 "function_call / observation turns, `system`, `tools` as a JSON string)",
 }
@@ -134,6 +135,48 @@ def lineage(summary: ExportSummary) -> str:
           m.rejected, f"`{m.config_hash}`", f"`{m.code_version}`", m.seed] for m in summary.manifests])
 
 
+# What each config was checked against in this version of trajforge, besides the --chat-template checks of the export.
+TRAINERS = {
+    "sft": "TRL `SFTTrainer` (trl 1.16, `assistant_only_loss` with a `{% generation %}` template) runs optimizer steps "
+           "on it in trajforge's tests",
+    "sharegpt": "LLaMA-Factory 0.9.5's own ShareGPT converter (`llamafactory/data/converter.py`) and function-call "
+                "parser accept every row in trajforge's tests, loaded with `datasets==4.0.0`",
+}
+
+
+def verification(summary: ExportSummary) -> str:
+    """Which chat templates every row was rendered through, at export, and which trainers read each config."""
+    lines = []
+    if summary.templates:
+        rows = []
+        for t in summary.templates:
+            notes = [n for n in (t["prefix_note"] and f"prefix check reported only: the template {t['prefix_note']}",
+                                 t["system_dropped"] and f"the template {t['system_note']}") if n]
+            rows.append([f"`{t['template']}`", t["source"] or "", t["license"] or "", t["rows"], t["rendered"],
+                         t["prefix_ok"], t["level"], "; ".join(notes)])
+        lines.append("Every `sft` row was rendered at export with transformers' chat-template renderer (what "
+                     "`apply_chat_template` calls) and checked: each system prompt, text, tool call, argument object, "
+                     "tool result and tool schema appears exactly once and in order, the rendered tool calls parse "
+                     "back to the row's calls, and the prompt before each assistant turn is a prefix of the whole "
+                     "render.\n\n" + _table(["template", "source", "license", "rows", "rendered", "prefix ok", "checked at",
+                                            "notes"], rows))
+    else:
+        lines.append("No chat template was checked at this export (`trajforge export --chat-template NAME` checks "
+                     "every row; `trajforge check-template FOLDER --chat-template NAME` checks this folder).")
+    if summary.dropped:
+        lines.append(f"{len(summary.dropped)} accepted rows were left out of every config because a template could "
+                     "not render them (`--drop-unrenderable`); the first: "
+                     + "; ".join(f"`{k}` ({v})" for k, v in list(summary.dropped.items())[:3]) + ".")
+    configs = [v for v in summary.options.configs() if summary.rows.get(v)]
+    lines.append("\n".join(f"- `{v}`: {TRAINERS[v]}." for v in configs if v in TRAINERS))
+    lines.append("`messages`, `prompt`, `tools` and `trailing` are JSON values (Arrow's JSON type): `datasets` >= 4.7 "
+                 "returns them as objects, role-exact (each message has only its role's keys); pyarrow, polars and "
+                 "pandas read JSON text. With `datasets` < 4.7 (LLaMA-Factory pins `<=4.0`) use the `sharegpt` config, "
+                 "which has no JSON column. Dialogues end on the assistant's last turn: the simulated user's closing "
+                 "line is trimmed, not answered.")
+    return "\n\n".join(line for line in lines if line)
+
+
 def render_card(summary: ExportSummary) -> str:
     o, m = summary.options, summary.manifest
     where = o.repo_id or o.load_path or summary.name
@@ -164,9 +207,11 @@ def render_card(summary: ExportSummary) -> str:
         f"near-duplicate cluster, where rows have one), so no task and no near-duplicate cluster is in both; "
         f"test ratio {o.test_ratio}.\n\n" + _table(["config", "split", "rows", "files"], split_rows),
         "## Configs\n\n" + "\n".join(f"- `{v}`: {_ABOUT[v]}." for v in configs),
-        "## How to load\n\n```python\nfrom datasets import load_dataset\n\n" + load + "\n```\n\n"
-        "Tool-call `arguments` and `tools` are JSON objects (the `Json` feature), as chat templates expect: "
+        "## How to load\n\n```python\nfrom datasets import load_dataset  # datasets>=4.7 for sft, rl, rejects\n\n"
+        + load + "\n```\n\n"
+        "Messages, tool-call `arguments` and `tools` are JSON objects (the `Json` feature), as chat templates expect: "
         "`tokenizer.apply_chat_template(row[\"messages\"], tools=row[\"tools\"])`.",
+        "## Verified against\n\n" + verification(summary),
         "## Contents\n\n" + _counts(summary.by_domain, "domain") + "\n\n" + _counts(summary.by_kind, "kind")
         + "\n\n" + _counts(summary.by_turns, "user turns"),
         "## Filter funnel\n\nSummed over the versions listed under Lineage.\n\n" + funnel(summary)

@@ -157,7 +157,9 @@ def _export_options(args: argparse.Namespace):
     from pipelines.export import ExportOptions
 
     return ExportOptions(version=args.version, test_ratio=args.test_ratio, rejects=args.rejects,
-                         sharegpt=args.sharegpt, license=args.license, shard_rows=args.shard_rows)
+                         sharegpt=args.sharegpt, license=args.license, shard_rows=args.shard_rows,
+                         chat_templates=args.chat_template or [], drop_unrenderable=args.drop_unrenderable,
+                         strip_reasoning=set(args.strip_reasoning or []))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -169,8 +171,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"exported version {summary.version} of {args.dir} to {args.to}")
     for view, splits in summary.rows.items():
         print(f"  {view}: " + ", ".join(f"{split} {n}" for split, n in splits.items()))
+    if summary.templates:
+        _print_templates(summary.templates)
+    if summary.dropped:
+        print(f"  dropped {len(summary.dropped)} unrenderable rows (see the card)")
     print(f'  open it: datasets.load_dataset({str(args.to)!r}, "sft")')
     return 0
+
+
+def _print_templates(summaries: list[dict]) -> None:
+    print(f"  {'template':<22} {'rows':>6} {'rendered':>9} {'prefix ok':>10}  checked at")
+    for t in summaries:
+        note = " (prefix reported only)" if t["prefix_note"] else ""
+        note += f"; system prompt dropped by the template in {t['system_dropped']} rows" if t["system_dropped"] else ""
+        print(f"  {t['template']:<22} {t['rows']:>6} {t['rendered']:>9} {t['prefix_ok']:>10}  {t['level']}{note}")
+
+
+def cmd_check_template(args: argparse.Namespace) -> int:
+    from pipelines.template_check import check_folder
+
+    reports = check_folder(args.dir, args.chat_template, args.version, args.config, args.limit)
+    _print_templates([r.summary() for r in reports])
+    failed = 0
+    for r in reports:
+        for row_id, problem in list(r.failed.items())[: args.show]:
+            print(f"  {r.template.name}: row {row_id}: {problem}")
+        failed += len(r.failed)
+    return 1 if failed else 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -206,6 +233,14 @@ def _add_export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sharegpt", action="store_true", help="add the sharegpt config")
     p.add_argument("--license", default="other", help="license id for the card (default: other)")
     p.add_argument("--shard-rows", type=int, default=20_000, help="rows per Parquet shard (20000)")
+    p.add_argument("--chat-template", action="append", metavar="NAME_OR_FILE",
+                   help="render every sft row through this chat template and stop on a row it cannot render "
+                        "(repeatable; built-in: qwen2.5, qwen3, llama3.1, llama3.3, hermes, mistral, granite; or a "
+                        ".jinja file, a tokenizer_config.json or a local tokenizer folder)")
+    p.add_argument("--drop-unrenderable", action="store_true",
+                   help="leave rows a --chat-template cannot render out of every config (counted in the card)")
+    p.add_argument("--strip-reasoning", action="append", metavar="CONFIG",
+                   help="export this config without assistant reasoning_content (repeatable: sft, rl, rejects, sharegpt)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -254,6 +289,16 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--private", action="store_true", help="create the repo private")
     _add_export_options(h)
     h.set_defaults(func=cmd_push)
+    c = sub.add_parser("check-template", help="render every sft row of an exported folder (or of a dataset "
+                       "version) through chat templates and check it at text and token level")
+    c.add_argument("dir", type=Path, help="an exported HF datasets folder, or a trajforge dataset directory")
+    c.add_argument("--chat-template", action="append", required=True, metavar="NAME_OR_FILE",
+                   help="built-in name, .jinja file, tokenizer_config.json or local tokenizer folder (repeatable)")
+    c.add_argument("--version", type=int, help="dataset version, for a dataset directory (default: the newest)")
+    c.add_argument("--config", default="sft", choices=["sft", "rl", "rejects"], help="config whose messages to check")
+    c.add_argument("--limit", type=int, help="check only the first N rows")
+    c.add_argument("--show", type=int, default=5, help="failing rows listed per template (5)")
+    c.set_defaults(func=cmd_check_template)
     r = sub.add_parser("report", help="write one self-contained HTML page with plots and sample dialogues of a version")
     r.add_argument("dir", type=Path)
     r.add_argument("--version", type=int, help="version to report on (default: the newest)")

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.splits import DEFAULT_SALT, TEST, TRAIN, assign_splits
 from pipelines.store import DatasetStore, StoreError
-from pipelines.views import RECORDS, SCHEMAS, to_table
+from pipelines.views import RECORDS, SCHEMAS, decoded, sft_record, to_table
 from schemas import DatasetManifest, UserError
 
 # Which rows feed which config; rl and sft are the same rows, so their splits agree row by row.
@@ -52,6 +52,9 @@ class ExportOptions:
     name: str | None = None
     repo_id: str | None = None  # where the card says to load from: a Hub repo ...
     load_path: str | None = None  # ... or a local folder (default: the export folder as given)
+    chat_templates: list[str] = field(default_factory=list)  # every sft row is checked against each (template_check)
+    drop_unrenderable: bool = False  # drop rows a template cannot render (counted in the card) instead of stopping
+    strip_reasoning: set[str] = field(default_factory=set)  # configs exported without assistant reasoning_content
 
     def configs(self) -> list[str]:
         return ["sft", "rl"] + (["rejects"] if self.rejects else []) + (["sharegpt"] if self.sharegpt else [])
@@ -73,6 +76,8 @@ class ExportSummary:
     by_kind: dict[str, int] = field(default_factory=dict)
     by_turns: dict[int, int] = field(default_factory=dict)
     total_rows: int = 0
+    templates: list[dict[str, Any]] = field(default_factory=list)  # TemplateReport.summary() per --chat-template
+    dropped: dict[str, str] = field(default_factory=dict)  # row id -> why no template could render it
 
     @property
     def manifest(self) -> DatasetManifest:
@@ -175,10 +180,18 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())) and not force:
         raise ExportError(f"{dest}: exists and is not empty; choose another folder or pass --force to replace it")
 
+    unknown = options.strip_reasoning - set(options.configs())
+    if unknown:
+        raise ExportError(f"--strip-reasoning: no config {', '.join(sorted(unknown))} in this export "
+                          f"(configs: {', '.join(options.configs())})")
     files = [str(p) for p in store.data_files(version, footers=True)]
     run_order = {m.run_id: m.version for m in manifests}
     light = _light_rows(files, run_order)
     light = light.with_columns(assign_splits(light, options.test_ratio, options.salt))
+    reports, dropped = _check_templates(files, light, options)
+    if dropped:  # the row leaves every accepted config, so sft, rl and sharegpt keep the same rows and splits
+        light = light.with_columns(pl.when(pl.col("id").is_in(list(dropped))).then(pl.lit("unrenderable"))
+                                   .otherwise(pl.col("status")).alias("status"))
     accepted = light.filter(pl.col("status") == ACCEPTED)
     summary = ExportSummary(
         dataset_dir=str(store.root), version=version,
@@ -186,7 +199,8 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
         manifests=manifests, options=options, total_rows=light.height,
         by_domain=dict(Counter(accepted["domain"].to_list()).most_common()),
         by_kind=dict(Counter(accepted["kind"].to_list()).most_common()),
-        by_turns=dict(sorted(Counter(accepted["num_turns"].to_list()).items())))
+        by_turns=dict(sorted(Counter(accepted["num_turns"].to_list()).items())),
+        templates=[r.summary() for r in reports], dropped=dropped)
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = dest.parent / f".{dest.name}.partial-{os.getpid()}"
@@ -194,10 +208,11 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     try:
         counts = Counter((v, s) for v in options.configs()
                          for st, s in zip(light["status"], light["split"], strict=True) if st == SOURCES[v])
-        writers = _write_views(files, light, options.configs(), counts, options.shard_rows, work)
+        writers = _write_views(files, light, options, counts, work)
         for (view, split), writer in writers.items():
             summary.files.setdefault(view, {})[split] = writer.close()
             summary.rows.setdefault(view, {})[split] = counts[(view, split)]
+        work.mkdir(parents=True, exist_ok=True)  # a view may be empty (every row dropped as unrenderable)
         summary.bytes = sum(p.stat().st_size for p in (work / "data").rglob("*.parquet"))
         (work / "README.md").write_text(render_card(summary))
         if dest.exists():
@@ -211,18 +226,52 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     return summary
 
 
-def _write_views(files: list[str], light: pl.DataFrame, views: list[str], counts: Counter, shard_rows: int,
-                 work: Path) -> dict[tuple[str, str], _ShardWriter]:
-    """Stream every data file once, in order, into the writers of the configs each row feeds."""
-    writers = {(v, s): _ShardWriter(work, v, s, counts[(v, s)], shard_rows)
-               for v in views for s in (TRAIN, TEST) if counts[(v, s)]}
+def _stream(files: list[str], light: pl.DataFrame):
+    """Every stored row with its light row's split and status (a dropped row is no longer accepted), in export order."""
     for frame in light.partition_by("_order", maintain_order=True):
         path = files[frame["_file"][0]]
-        splits = iter(frame.sort("_row")["split"].to_list())
+        marks = iter(frame.sort("_row").select("split", "status").iter_rows())
         for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH):
             for row in batch.to_pylist():
-                split = next(splits)
-                for v in views:
-                    if row["status"] == SOURCES[v]:
-                        writers[(v, split)].add(RECORDS[v](row))
+                split, status = next(marks)
+                yield row, split, status
+
+
+def _check_templates(files: list[str], light: pl.DataFrame, options: ExportOptions):
+    """Every accepted row's sft record through every ``--chat-template``; the rows that fail, or an ExportError."""
+    if not options.chat_templates:
+        return [], {}
+    from pipelines.template_check import check_records, load_template
+
+    templates = [load_template(spec) for spec in options.chat_templates]
+
+    def rows():
+        for row, _, status in _stream(files, light):
+            if status == ACCEPTED:
+                record = decoded(sft_record(row, reasoning="sft" not in options.strip_reasoning), "sft")
+                yield record["id"], record["messages"], record["tools"]
+
+    reports = check_records(templates, rows())
+    dropped: dict[str, str] = {}
+    for report in reports:
+        for row_id, problem in report.failed.items():
+            dropped.setdefault(row_id, f"{report.template.name}: {problem}")
+    if dropped and not options.drop_unrenderable:
+        report = next(r for r in reports if r.failed)
+        row_id, problem = next(iter(report.failed.items()))
+        raise ExportError(f"--chat-template {report.template.name}: row {row_id} does not render: {problem} "
+                          f"({len(report.failed)} of {report.rows} rows fail; --drop-unrenderable drops them)")
+    return reports, dropped
+
+
+def _write_views(files: list[str], light: pl.DataFrame, options: ExportOptions, counts: Counter,
+                 work: Path) -> dict[tuple[str, str], _ShardWriter]:
+    """Stream every data file once, in order, into the writers of the configs each row feeds."""
+    views = options.configs()
+    writers = {(v, s): _ShardWriter(work, v, s, counts[(v, s)], options.shard_rows)
+               for v in views for s in (TRAIN, TEST) if counts[(v, s)]}
+    for row, split, status in _stream(files, light):
+        for v in views:
+            if status == SOURCES[v]:
+                writers[(v, split)].add(RECORDS[v](row, reasoning=v not in options.strip_reasoning))
     return writers

@@ -2,7 +2,11 @@
 
 Messages are stored as nested structs (OpenAI chat format) so polars, DuckDB
 and ``datasets`` read them natively; tools, task and verdicts are JSON strings
-because tool parameter schemas are arbitrary JSON.
+because tool parameter schemas are arbitrary JSON. The struct is the union of
+every role's keys (a store that earlier versions appended to keeps its schema;
+a new field such as ``reasoning_content`` is merged in); exports and
+:func:`row_messages` give each role only its own keys. Tools are stored in the
+order their schemas were declared: what a model is shown at inference.
 """
 
 from __future__ import annotations
@@ -12,7 +16,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from schemas import Lineage, Message, Task, Trajectory, Verdict, canonical_json, content_hash, total_usage
+from schemas import (
+    Lineage,
+    Message,
+    Task,
+    Trajectory,
+    Verdict,
+    canonical_json,
+    content_hash,
+    ordered_json,
+    total_usage,
+)
 
 _FUNCTION = pa.struct([("name", pa.string()), ("arguments", pa.string())])
 _TOOL_CALL = pa.struct([("id", pa.string()), ("type", pa.string()), ("function", _FUNCTION)])
@@ -22,6 +36,7 @@ MESSAGE = pa.struct([
     ("tool_calls", pa.list_(_TOOL_CALL)),
     ("tool_call_id", pa.string()),
     ("name", pa.string()),
+    ("reasoning_content", pa.string()),
 ])
 USAGE = pa.struct([("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()), ("requests", pa.int64()),
                    ("latency_s", pa.float64())])
@@ -57,14 +72,19 @@ ROW_SCHEMA = pa.schema([
 ACCEPTED, REJECTED = "accepted", "rejected"
 
 
-def _message(m: Message) -> dict[str, Any]:
-    return {
+def stored_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages as stored, field for field, so that a stored row re-verifies to the same trajectory id.
+
+    A tool message's ``name`` is filled at export from the call it answers (rows of every version alike).
+    """
+    return [{
         "role": m.role,
         "content": m.content,
         "tool_calls": [c.model_dump() for c in m.tool_calls] if m.tool_calls else None,
         "tool_call_id": m.tool_call_id,
         "name": m.name,
-    }
+        "reasoning_content": m.reasoning_content,
+    } for m in messages]
 
 
 def trajectory_row(
@@ -80,8 +100,8 @@ def trajectory_row(
         "kind": task.kind,
         "domain": task.domain,
         "generator": task.generator,
-        "messages": [_message(m) for m in trajectory.messages],
-        "tools": canonical_json([t.model_dump() for t in trajectory.tools]),
+        "messages": stored_messages(trajectory.messages),
+        "tools": ordered_json([t.model_dump() for t in trajectory.tools]),
         "task": task.model_dump_json(),
         "verdicts": canonical_json([v.model_dump() for v in trajectory.verdicts]),
         "num_turns": sum(m.role == "user" for m in trajectory.messages),

@@ -1,11 +1,22 @@
 """Stored rows as what trainers read: SFT, RL, rejects and ShareGPT records.
 
-The store keeps tool-call ``arguments`` and tool schemas as JSON strings (the
-OpenAI wire format). Chat templates and TRL want them as objects, but their
-keys differ per tool, so a Parquet struct would be the union of every tool's
-keys padded with nulls. Arrow's JSON extension type (``pa.json_()``) is the
-way out: Parquet keeps it as a JSON logical type and ``datasets`` decodes it
-with its ``Json`` feature into exactly the object that was written.
+Messages are exported **role-exact**: each message carries only the keys its
+role uses (system/user: ``role``, ``content``; assistant: ``content`` as a
+string, ``tool_calls`` when it called, ``reasoning_content`` when the model
+produced one; tool: ``tool_call_id``, ``name``, ``content``). A Parquet struct
+cannot do that (it is the union of every role's keys, padded with nulls, and
+chat templates test ``'tool_calls' in message``), so every message and every
+tool schema is one value of Arrow's JSON extension type (``pa.json_()``, the
+Parquet JSON logical type). ``datasets`` >= 4.7 decodes it with its ``Json``
+feature into exactly the object that was written; pyarrow, polars and pandas
+read the JSON text. ``sharegpt`` has no JSON column and loads in any
+``datasets`` (LLaMA-Factory pins ``datasets<=4.0``).
+
+Every dialogue view ends on an assistant turn: the turns after the last
+assistant message (the simulated user's closing line, or in a reject the turn
+its failure happened at) are trimmed, not answered: an answer would be text no
+model wrote. ``rejects`` keeps them in ``trailing``; the store keeps everything.
+``rl`` prompts end on the user turn the policy answers.
 """
 
 from __future__ import annotations
@@ -16,13 +27,8 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.rows import row_task
-from schemas import canonical_json
+from schemas import canonical_json, ordered_json
 
-# What each view's records look like before the JSON columns are cast (pa.json_ cannot be built from Python).
-_FUNCTION = pa.struct([("name", pa.string()), ("arguments", pa.string())])
-_TOOL_CALL = pa.struct([("id", pa.string()), ("type", pa.string()), ("function", _FUNCTION)])
-_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string()), ("tool_calls", pa.list_(_TOOL_CALL)),
-                      ("tool_call_id", pa.string())])
 _ACTION = pa.struct([("name", pa.string()), ("arguments", pa.string())])
 _REWARD = pa.struct([
     ("type", pa.string()),
@@ -33,16 +39,17 @@ _REWARD = pa.struct([
     ("answer_aliases", pa.list_(pa.string())),
 ])
 _TURN = pa.struct([("from", pa.string()), ("value", pa.string())])
+_TEXTS = pa.list_(pa.string())  # one JSON text per message or tool, cast to pa.json_()
 
 _COMMON = [("id", pa.string()), ("task_id", pa.string()), ("domain", pa.string()), ("kind", pa.string())]
 
+# What each view's records look like before the JSON columns are cast (pa.json_ cannot be built from Python).
 RAW_SCHEMAS: dict[str, pa.Schema] = {
-    "sft": pa.schema([*_COMMON, ("num_turns", pa.int32()), ("messages", pa.list_(_MESSAGE)),
-                      ("tools", pa.list_(pa.string()))]),
-    "rl": pa.schema([*_COMMON, ("env_seed", pa.int64()), ("prompt", pa.list_(_MESSAGE)),
-                     ("tools", pa.list_(pa.string())), ("scenario", pa.string()), ("reward_spec", _REWARD)]),
-    "rejects": pa.schema([*_COMMON, ("stage", pa.string()), ("reason", pa.string()), ("messages", pa.list_(_MESSAGE)),
-                          ("tools", pa.list_(pa.string())), ("task", pa.string()), ("verdicts", pa.string())]),
+    "sft": pa.schema([*_COMMON, ("num_turns", pa.int32()), ("messages", _TEXTS), ("tools", _TEXTS)]),
+    "rl": pa.schema([*_COMMON, ("env_seed", pa.int64()), ("prompt", _TEXTS), ("tools", _TEXTS),
+                     ("scenario", pa.string()), ("reward_spec", _REWARD)]),
+    "rejects": pa.schema([*_COMMON, ("stage", pa.string()), ("reason", pa.string()), ("messages", _TEXTS),
+                          ("trailing", _TEXTS), ("tools", _TEXTS), ("task", pa.string()), ("verdicts", pa.string())]),
     "sharegpt": pa.schema([*_COMMON, ("system", pa.string()), ("conversations", pa.list_(_TURN)),
                            ("tools", pa.string())]),
 }
@@ -58,9 +65,9 @@ def _jsonify(t: pa.DataType, path: str, json_paths: set[str]) -> pa.DataType:
 
 
 _JSON_PATHS = {
-    "sft": {".messages[].tool_calls[].function.arguments", ".tools[]"},
-    "rl": {".prompt[].tool_calls[].function.arguments", ".tools[]", ".scenario", ".reward_spec.gold_actions[].arguments"},
-    "rejects": {".messages[].tool_calls[].function.arguments", ".tools[]", ".task", ".verdicts"},
+    "sft": {".messages[]", ".tools[]"},
+    "rl": {".prompt[]", ".tools[]", ".scenario", ".reward_spec.gold_actions[].arguments"},
+    "rejects": {".messages[]", ".trailing[]", ".tools[]", ".task", ".verdicts"},
     "sharegpt": set(),
 }
 
@@ -68,6 +75,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     name: pa.schema([pa.field(f.name, _jsonify(f.type, f".{f.name}", _JSON_PATHS[name])) for f in schema])
     for name, schema in RAW_SCHEMAS.items()
 }
+# The columns holding messages, as a chat template receives them.
+MESSAGE_COLUMNS = {"sft": "messages", "rl": "prompt", "rejects": "messages"}
 
 
 def to_table(view: str, records: list[dict[str, Any]]) -> pa.Table:
@@ -75,40 +84,66 @@ def to_table(view: str, records: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(records, schema=RAW_SCHEMAS[view]).cast(SCHEMAS[view])
 
 
-def _valid_json(text: str | None) -> str:
-    """A tool call's arguments as JSON text; a malformed string (only in rejects) is kept as a JSON string."""
+def _arguments(text: str | None) -> Any:
+    """A tool call's arguments as the object they encode; a malformed string (only in rejects) stays a string."""
     try:
-        json.loads(text or "{}")
-        return text or "{}"
+        return json.loads(text or "{}")
     except json.JSONDecodeError:
-        return json.dumps(text)
+        return text
 
 
-def _messages(stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
+def export_messages(stored: list[dict[str, Any]], reasoning: bool = True) -> list[dict[str, Any]]:
+    """Stored messages (struct rows, any version) as role-exact OpenAI/TRL messages.
+
+    Works on rows written before ``name`` was filled and before
+    ``reasoning_content`` existed: a tool message's name comes from the call it
+    answers, and a tool-call turn without text gets ``content: ""``.
+    """
+    called = {c["id"]: c["function"]["name"] for m in stored for c in m.get("tool_calls") or []}
+    out: list[dict[str, Any]] = []
     for m in stored:
-        calls = m.get("tool_calls")
-        out.append({
-            "role": m["role"],
-            "content": m.get("content"),
-            "tool_calls": [{**c, "function": {**c["function"], "arguments": _valid_json(c["function"]["arguments"])}}
-                           for c in calls] if calls else None,
-            "tool_call_id": m.get("tool_call_id"),
-        })
+        role = m["role"]
+        if role == "tool":
+            out.append({"role": role, "tool_call_id": m.get("tool_call_id"),
+                        "name": m.get("name") or called.get(m.get("tool_call_id"), ""), "content": m.get("content") or ""})
+            continue
+        message: dict[str, Any] = {"role": role, "content": m.get("content") or ""}
+        if role == "assistant":
+            if m.get("tool_calls"):
+                message["tool_calls"] = [
+                    {"id": c["id"], "type": c.get("type") or "function",
+                     "function": {"name": c["function"]["name"], "arguments": _arguments(c["function"]["arguments"])}}
+                    for c in m["tool_calls"]]
+            if reasoning and m.get("reasoning_content"):
+                message["reasoning_content"] = m["reasoning_content"]
+        out.append(message)
     return out
 
 
-def _tools(row: dict[str, Any]) -> list[str]:
-    return [canonical_json(t) for t in json.loads(row["tools"] or "[]")]
+def until_last_assistant(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``messages`` cut after the last assistant turn, and the turns cut off."""
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
+    return messages[: last + 1], messages[last + 1:]
+
+
+def _texts(values: list[Any]) -> list[str]:
+    return [ordered_json(v) for v in values]
+
+
+def stored_tools(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tools offered, in the order (and key order) they are stored: as declared, for rows written since 0.2."""
+    return json.loads(row["tools"] or "[]")
 
 
 def _common(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": row["id"], "task_id": row["task_id"], "domain": row["domain"], "kind": row["kind"]}
 
 
-def sft_record(row: dict[str, Any]) -> dict[str, Any]:
-    """The whole dialogue with the tools offered: TRL's ``messages`` + ``tools`` conversational format."""
-    return {**_common(row), "num_turns": row["num_turns"], "messages": _messages(row["messages"]), "tools": _tools(row)}
+def sft_record(row: dict[str, Any], reasoning: bool = True) -> dict[str, Any]:
+    """The dialogue up to its last assistant turn, with the tools offered: TRL's ``messages`` + ``tools`` format."""
+    messages, _ = until_last_assistant(export_messages(row["messages"], reasoning))
+    return {**_common(row), "num_turns": row["num_turns"], "messages": _texts(messages),
+            "tools": _texts(stored_tools(row))}
 
 
 def reward_spec(row: dict[str, Any]) -> dict[str, Any]:
@@ -126,33 +161,44 @@ def reward_spec(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def rl_record(row: dict[str, Any]) -> dict[str, Any]:
+def rl_record(row: dict[str, Any], reasoning: bool = True) -> dict[str, Any]:
     """The prompt up to the first assistant turn, plus what an environment needs to roll out and score.
 
     ``scenario`` is the user simulator's brief: a multi-turn rollout needs the
     simulated user as much as the tools.
     """
-    messages = _messages(row["messages"])
+    messages = export_messages(row["messages"], reasoning)
     first = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
     task = row_task(row)
-    return {**_common(row), "env_seed": task.env_seed if task else None, "prompt": messages[:first],
-            "tools": _tools(row), "scenario": task.scenario.model_dump_json() if task else None,
+    return {**_common(row), "env_seed": task.env_seed if task else None, "prompt": _texts(messages[:first]),
+            "tools": _texts(stored_tools(row)), "scenario": task.scenario.model_dump_json() if task else None,
             "reward_spec": reward_spec(row)}
 
 
-def reject_record(row: dict[str, Any]) -> dict[str, Any]:
-    """A rejected row with the stage and reason that rejected it (negatives, or material for debugging filters)."""
-    return {**_common(row), "stage": row["stage"], "reason": row["reason"], "messages": _messages(row["messages"]),
-            "tools": _tools(row), "task": row["task"], "verdicts": row["verdicts"]}
+def reject_record(row: dict[str, Any], reasoning: bool = True) -> dict[str, Any]:
+    """A rejected row with the stage and reason that rejected it (negatives, or material for debugging filters).
+
+    ``messages`` ends on the last assistant turn like ``sft``; ``trailing`` holds the turns after it.
+    """
+    messages, trailing = until_last_assistant(export_messages(row["messages"] or [], reasoning))
+    return {**_common(row), "stage": row["stage"], "reason": row["reason"], "messages": _texts(messages),
+            "trailing": _texts(trailing), "tools": _texts(stored_tools(row)), "task": row["task"],
+            "verdicts": row["verdicts"]}
 
 
-def sharegpt_record(row: dict[str, Any]) -> dict[str, Any]:
+def sharegpt_record(row: dict[str, Any], reasoning: bool = True) -> dict[str, Any]:
     """ShareGPT as LLaMA-Factory reads it: human / gpt / function_call / observation turns, tools as a JSON string.
 
-    Turns must alternate (human or observation, then gpt or function_call), so
-    an assistant message that both speaks and calls becomes its calls, and the
-    results of several parallel calls become one observation (a JSON list).
+    Turns must alternate (human or observation, then gpt or function_call) and
+    be even in number, so an assistant message that both speaks and calls
+    becomes its calls, the calls of one message become one function_call (a
+    JSON list when there are several, LLaMA-Factory's parallel form) and their
+    results one observation (a JSON list of the results). Reasoning, where kept,
+    leads a ``gpt`` turn as ``<think>...</think>``, as LLaMA-Factory's reasoning
+    templates read it; a ``function_call`` value stays pure JSON (its default
+    function parser would reject anything else), so reasoning before a call is left out.
     """
+    messages, _ = until_last_assistant(export_messages(row["messages"], reasoning))
     system, turns = None, []
     pending: list[str] = []
 
@@ -161,23 +207,36 @@ def sharegpt_record(row: dict[str, Any]) -> dict[str, Any]:
             turns.append({"from": "observation", "value": pending[0] if len(pending) == 1 else json.dumps(pending)})
             pending.clear()
 
-    for m in row["messages"]:
+    for m in messages:
         if m["role"] == "tool":
-            pending.append(m.get("content") or "")
+            pending.append(m["content"])
             continue
         flush()
         if m["role"] == "system":
-            system = m.get("content")
+            system = m["content"]
         elif m["role"] == "user":
-            turns.append({"from": "human", "value": m.get("content") or ""})
-        elif m.get("tool_calls"):
-            calls = [{"name": c["function"]["name"], "arguments": json.loads(_valid_json(c["function"]["arguments"]))}
-                     for c in m["tool_calls"]]
-            turns.append({"from": "function_call", "value": canonical_json(calls[0] if len(calls) == 1 else calls)})
+            turns.append({"from": "human", "value": m["content"]})
         else:
-            turns.append({"from": "gpt", "value": m.get("content") or ""})
+            if m.get("tool_calls"):
+                calls = [{"name": c["function"]["name"], "arguments": c["function"]["arguments"]} for c in m["tool_calls"]]
+                turns.append({"from": "function_call", "value": ordered_json(calls[0] if len(calls) == 1 else calls)})
+            else:
+                think = f"<think>\n{m['reasoning_content']}\n</think>\n\n" if m.get("reasoning_content") else ""
+                turns.append({"from": "gpt", "value": think + m["content"]})
     flush()
-    return {**_common(row), "system": system, "conversations": turns, "tools": canonical_json(json.loads(row["tools"]))}
+    return {**_common(row), "system": system, "conversations": turns, "tools": ordered_json(stored_tools(row))}
 
 
 RECORDS = {"sft": sft_record, "rl": rl_record, "rejects": reject_record, "sharegpt": sharegpt_record}
+
+
+def decoded(record: dict[str, Any], view: str) -> dict[str, Any]:
+    """A record as ``datasets`` (``Json`` feature) returns it: the JSON columns parsed."""
+    out = dict(record)
+    for path in _JSON_PATHS[view]:
+        name = path.split(".")[1].rstrip("[]")
+        if path == f".{name}[]" and out.get(name) is not None:
+            out[name] = [json.loads(v) for v in out[name]]
+        elif path == f".{name}" and out.get(name) is not None:
+            out[name] = json.loads(out[name])
+    return out

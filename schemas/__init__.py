@@ -28,7 +28,7 @@ from schemas.errors import (
     UserError,
     one_line,
 )
-from schemas.hashing import canonical_json, content_hash
+from schemas.hashing import canonical_json, content_hash, ordered_json
 from schemas.manifest import DatasetManifest
 from schemas.messages import Action, FunctionCall, FunctionSpec, Message, Tool, ToolCall
 from schemas.task import Request, Task, UserScenario
@@ -71,6 +71,7 @@ __all__ = [
     "UserScenario",
     "Verdict",
     "canonical_json",
+    "ordered_json",
     "content_hash",
     "load_config",
     "one_line",

@@ -17,6 +17,14 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def ordered_json(value: Any) -> str:
+    """Compact JSON in the value's own key order: how tool schemas are stored, as their author declared them.
+
+    Hashes use :func:`canonical_json`; what a model or a chat template is shown keeps the declared order.
+    """
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def content_hash(value: Any, length: int = 16) -> str:
     """Hex sha256 prefix of the canonical JSON of ``value``."""
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:length]

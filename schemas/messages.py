@@ -59,11 +59,15 @@ class ToolCall(BaseModel):
 
 
 class Message(BaseModel):
+    """One chat message. ``name`` on a tool message is the function it answers (Hermes-style templates need it);
+    ``reasoning_content`` is an assistant turn's reasoning as vLLM's reasoning parsers return it."""
+
     role: Literal["system", "user", "assistant", "tool"]
     content: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     name: str | None = None
+    reasoning_content: str | None = None
 
     def to_openai(self) -> dict[str, Any]:
         """The dict the OpenAI API accepts (unset fields left out)."""

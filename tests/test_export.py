@@ -8,10 +8,10 @@ from pathlib import Path
 
 import datasets
 import polars as pl
+import pyarrow as pa
 import pytest
 import yaml
 from export_helpers import load_offline, two_versions
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 import simulators.domains  # noqa: F401  (registers the store domain)
 from pipelines.cli import main
@@ -24,7 +24,6 @@ from simulators.environment import DOMAINS
 from simulators.text import normalize
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-TEMPLATE = Path(__file__).parent / "data" / "tool_chat_template.jinja"
 SHARD = re.compile(r"^(train|test)-(\d{5})-of-(\d{5})\.parquet$")
 
 
@@ -118,46 +117,192 @@ def test_export_keeps_clusters_whole(dataset, tmp_path):
     assert train and test and not train & test
 
 
-def _render(template, row: dict) -> str:
-    return template.render(messages=row["messages"], tools=row["tools"], add_generation_prompt=False)
+ROLE_KEYS = {"system": {"role", "content"}, "user": {"role", "content"},
+             "tool": {"role", "tool_call_id", "name", "content"}}
 
 
-def test_every_sft_row_renders_through_a_tools_chat_template(dataset, exported, tmp_path):
+def test_sft_rows_are_role_exact_end_on_the_assistant_and_keep_tool_order(dataset, exported, tmp_path):
     folder, _ = exported
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    env.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=False)
-
-    def raise_exception(message):
-        raise ValueError(message)
-
-    env.globals["raise_exception"] = raise_exception
-    template = env.from_string(TEMPLATE.read_text())
     stored = {r["id"]: r for r in DatasetStore(dataset).read().to_dicts()}
+    declared = [t.model_dump() for t in DOMAINS.get("store")(0).tools()]
     sft = load(folder, "sft", tmp_path)
-    rendered = 0
+    checked = 0
     for split in sft.values():
         for row in split:
-            text = _render(template, row)
-            for tool in row["tools"]:
-                assert json.dumps(tool["function"]["name"]) in text
-            calls = [c for m in row["messages"] for c in (m["tool_calls"] or [])]
+            messages = row["messages"]
+            assert messages[-1]["role"] == "assistant" and messages[0]["role"] == "system"
+            for m in messages:
+                keys = ROLE_KEYS.get(m["role"]) or ({"role", "content", "tool_calls"} if "tool_calls" in m
+                                                    else {"role", "content"})
+                assert set(m) == keys, m  # no null padding: only the keys the role uses
+                assert isinstance(m["content"], str)
+            names = {c["id"]: c["function"]["name"] for m in messages for c in m.get("tool_calls", [])}
+            assert all(m["name"] == names[m["tool_call_id"]] for m in messages if m["role"] == "tool")
+            calls = [c for m in messages for c in m.get("tool_calls", [])]
             original = [c for m in stored[row["id"]]["messages"] for c in (m["tool_calls"] or [])]
             assert len(calls) == len(original) > 0
             for call, before in zip(calls, original, strict=True):
-                assert isinstance(call["function"]["arguments"], dict)
                 assert call["function"]["arguments"] == json.loads(before["function"]["arguments"])
-                assert json.dumps(call["function"]["arguments"], ensure_ascii=False) in text
-            rendered += 1
-    assert rendered == sum(s.num_rows for s in sft.values()) > 0
-    # the check can fail: arguments left as the stored JSON string are refused
-    row = dict(sft["train"][0])
-    row["messages"] = [dict(m) for m in row["messages"]]
-    for m in row["messages"]:
-        if m["tool_calls"]:
-            m["tool_calls"] = [{**c, "function": {**c["function"], "arguments": json.dumps(c["function"]["arguments"])}}
-                               for c in m["tool_calls"]]
-    with pytest.raises(ValueError, match="must be a mapping"):
-        _render(template, row)
+            # what was trimmed is the user's closing line, nothing else
+            whole = stored[row["id"]]["messages"]
+            assert [m["role"] for m in whole[len(messages):]] in ([], ["user"])
+            # tool schemas in declared order, keys and properties as written
+            assert [json.dumps(t) for t in row["tools"]] == [json.dumps(t) for t in declared]
+            checked += 1
+    assert checked == sum(s.num_rows for s in sft.values()) > 0
+    rejects = load(folder, "rejects", tmp_path)
+    for row in rejects["train"]:
+        if row["messages"]:
+            assert row["messages"][-1]["role"] == "assistant"
+        whole = stored[row["id"]]["messages"]
+        assert len(row["messages"]) + len(row["trailing"]) == len(whole)
+
+
+def _stored_row(messages: list[dict], tools: list[dict]) -> dict:
+    """A row as the store holds it (struct messages with every role's keys), for views built from fixtures."""
+    keys = ("role", "content", "tool_calls", "tool_call_id", "name", "reasoning_content")
+    return {"id": "fixture", "task_id": "t", "domain": "store", "kind": "blueprint", "num_turns": 2,
+            "messages": [{k: m.get(k) for k in keys} for m in messages], "tools": json.dumps(tools)}
+
+
+def _parallel_row(tools: list[dict]) -> dict:
+    """Two calls in one assistant message, answered by two tool messages, with reasoning on the final turn."""
+    def call(i, name, args):
+        return {"id": f"call_{i:012d}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+
+    a, b = call(1, "get_order_details", {"order_id": "#W0000001"}), call(2, "get_order_details", {"order_id": "#W2"})
+    return _stored_row([
+        {"role": "system", "content": "Follow the store policy."},
+        {"role": "user", "content": "What is the status of orders #W0000001 and #W2?"},
+        {"role": "assistant", "tool_calls": [a, b]},  # content None: the model said nothing
+        {"role": "tool", "tool_call_id": a["id"], "content": '{"status": "pending"}'},
+        {"role": "tool", "tool_call_id": b["id"], "content": '{"status": "delivered"}'},
+        {"role": "assistant", "content": "The first is pending, the second delivered.",
+         "reasoning_content": "Both results are in."},
+        {"role": "user", "content": "Thanks, bye."},
+    ], tools)
+
+
+def test_parallel_calls_and_reasoning_in_every_view_and_template():
+    from pipelines.template_check import BUILTINS, check_records, load_template
+    from pipelines.views import decoded, sft_record, sharegpt_record
+
+    tools = [t.model_dump() for t in DOMAINS.get("store")(0).tools()]
+    row = _parallel_row(tools)
+    sft = decoded(sft_record(row), "sft")
+    assert [m["role"] for m in sft["messages"]] == ["system", "user", "assistant", "tool", "tool", "assistant"]
+    assert sft["messages"][2] == {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "call_000000000001", "type": "function",
+         "function": {"name": "get_order_details", "arguments": {"order_id": "#W0000001"}}},
+        {"id": "call_000000000002", "type": "function",
+         "function": {"name": "get_order_details", "arguments": {"order_id": "#W2"}}}]}
+    assert sft["messages"][3]["name"] == "get_order_details"
+    assert sft["messages"][-1]["reasoning_content"] == "Both results are in."
+    assert "reasoning_content" not in decoded(sft_record(row, reasoning=False), "sft")["messages"][-1]
+    share = sharegpt_record(row)
+    assert [t["from"] for t in share["conversations"]] == ["human", "function_call", "observation", "gpt"]
+    assert len(json.loads(share["conversations"][1]["value"])) == 2  # one function_call with both calls
+    assert json.loads(share["conversations"][2]["value"]) == ['{"status": "pending"}', '{"status": "delivered"}']
+    assert share["conversations"][3]["value"].startswith("<think>\nBoth results are in.\n</think>")
+    reports = {r.template.name: r for r in check_records([load_template(n) for n in BUILTINS],
+                                                          [("fixture", sft["messages"], sft["tools"])], workers=1)}
+    for name in ("qwen2.5", "qwen3", "hermes", "mistral", "granite"):
+        assert reports[name].rendered == 1, (name, reports[name].failed)
+    for name in ("llama3.1", "llama3.3"):  # Llama 3.x templates refuse parallel calls: reported, with the row id
+        assert "only supports single tool-calls" in reports[name].failed["fixture"]
+    assert not reports["qwen3"].prefix_failed  # reasoning on the final turn only: prefix-stable
+
+
+def test_checks_can_fail():
+    """Rows as main exported them (null padding, no tool name, content None), and a template that drops a result."""
+    from pipelines.template_check import ChatTemplate, check_row, load_template
+    from pipelines.views import decoded, sft_record
+
+    tools = [t.model_dump() for t in DOMAINS.get("store")(0).tools()]
+    sft = decoded(sft_record(_parallel_row(tools)), "sft")
+    padded = [{"role": m["role"], "content": m.get("content") or None, "tool_calls": m.get("tool_calls"),
+               "tool_call_id": m.get("tool_call_id")} for m in sft["messages"]]
+    assert "template raised" in check_row(load_template("hermes"), padded, tools).problem
+    assert check_row(load_template("qwen3"), padded, tools).problem
+    hermes = load_template("hermes")
+    dropping = ChatTemplate("drops-results", hermes.text.replace("message.content|tojson", '""'), "hermes")
+    assert "tool result call_000000000001" in check_row(dropping, sft["messages"], tools).problem
+    wrong = ChatTemplate("args-from-first", hermes.text.replace("tool_call.arguments|tojson",
+                                                                 'message.tool_calls[0].function.arguments|tojson'),
+                         "hermes")
+    assert "call_000000000001 arguments (message 2): rendered 2 times" in check_row(wrong, sft["messages"], tools).problem
+
+
+def test_main_written_dataset_still_exports_role_exact_and_appends(dataset, tmp_path, prefect_server):
+    """A store written by the previous code: no reasoning_content field, tool names null, tools in sorted JSON."""
+    from deltalake import CommitProperties, write_deltalake
+
+    from pipelines.rows import ROW_SCHEMA
+    from schemas import canonical_json
+
+    store = DatasetStore(dataset)
+    table = store.read(0).to_arrow()
+    old_message = pa.struct([(f.name, f.type) for f in ROW_SCHEMA.field("messages").type.value_type
+                             if f.name != "reasoning_content"])
+    old_schema = pa.schema([pa.field("messages", pa.list_(old_message)) if f.name == "messages" else f
+                            for f in ROW_SCHEMA])
+    rows = table.to_pylist()
+    for r in rows:
+        r["messages"] = [{k: (None if k == "name" else v) for k, v in m.items() if k != "reasoning_content"}
+                         for m in r["messages"]]
+        r["tools"] = canonical_json(json.loads(r["tools"]))
+    old = tmp_path / "old"
+    manifest = store.versions()[0].model_dump_json(exclude={"version"})
+    write_deltalake(str(old), pa.Table.from_pylist(rows, schema=old_schema), mode="append",
+                    commit_properties=CommitProperties(custom_metadata={MANIFEST_KEY: manifest}))
+    from export_helpers import config as small
+
+    from pipelines.flow import run_generate
+    run_generate(small(13, 20), old, "run-new")  # the new code appends to the old table (schema merged)
+    folder = tmp_path / "hf"
+    summary = export_version(old, folder, ExportOptions(chat_templates=["hermes", "qwen3"]))
+    assert all(t["rendered"] == t["rows"] for t in summary.templates)
+    sft = load(folder, "sft", tmp_path)
+    for split in sft.values():
+        for row in split:
+            for m in row["messages"]:
+                assert set(m) == ROLE_KEYS.get(m["role"], set(m)) and isinstance(m["content"], str)
+            assert all(m["name"] for m in row["messages"] if m["role"] == "tool")
+    assert sum(s.num_rows for s in sft.values()) == sum(m.accepted for m in DatasetStore(old).versions())
+    assert len(DatasetStore(old).versions()) == 2
+
+
+def test_check_template_cli(exported, tmp_path, capsys):
+    folder, _ = exported
+    assert main(["check-template", str(folder), "--chat-template", "qwen3", "--chat-template", "granite"]) == 0
+    out = capsys.readouterr().out
+    rows = sum(load(folder, "sft", tmp_path)[s].num_rows for s in ("train", "test"))
+    assert re.search(rf"qwen3\s+{rows}\s+{rows}\s+{rows}\s+text", out), out
+    bad = tmp_path / "bad.jinja"
+    bad.write_text((Path(__file__).parents[1] / "pipelines/templates/hermes.jinja").read_text()
+                   .replace("message.content|tojson", '""'))
+    assert main(["check-template", str(folder), "--chat-template", str(bad), "--limit", "3"]) == 1
+    assert re.search(r"bad.jinja: row \w+: tool result", capsys.readouterr().out)
+    assert main(["check-template", str(folder), "--chat-template", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--chat-template nope: not a built-in template" in err[0]
+    # an export that meets an unrenderable row stops, writes nothing, and names the row
+    assert main(["export", str(folder.parent), "--to", str(tmp_path / "x"), "--chat-template", str(bad)]) == 2
+
+
+def test_export_stops_or_drops_unrenderable_rows(dataset, tmp_path, capsys):
+    bad = tmp_path / "bad.jinja"
+    bad.write_text((Path(__file__).parents[1] / "pipelines/templates/hermes.jinja").read_text()
+                   .replace("message.content|tojson", '""'))
+    assert main(["export", str(dataset), "--to", str(tmp_path / "x"), "--chat-template", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not render" in err[0] and "row " in err[0] and not (tmp_path / "x").exists()
+    assert main(["export", str(dataset), "--to", str(tmp_path / "y"), "--chat-template", str(bad),
+                 "--drop-unrenderable", "--sharegpt"]) == 0
+    capsys.readouterr()
+    text = (tmp_path / "y" / "README.md").read_text()
+    assert "accepted rows were left out of every config" in text
+    assert not (tmp_path / "y" / "data" / "sft").exists()  # every row has a tool result: all dropped
 
 
 def _state_after(domain: str, seed: int, calls: list[tuple[str, dict]]) -> str:
@@ -184,7 +329,7 @@ def test_every_rl_row_reward_spec_verifies_its_gold_trajectory(exported, tmp_pat
             dialogue = dialogues[row["id"]]
             assert dialogue["messages"][: len(row["prompt"])] == row["prompt"]
             played = [(c["function"]["name"], c["function"]["arguments"])
-                      for m in dialogue["messages"] for c in (m["tool_calls"] or [])]
+                      for m in dialogue["messages"] for c in m.get("tool_calls", [])]
             assert _state_after(row["domain"], row["env_seed"], played) == spec["expected_state_hash"]
             said = normalize(" ".join(m["content"] or "" for m in dialogue["messages"] if m["role"] == "assistant"))
             assert all(normalize(o) in said for o in spec["expected_outputs"])
@@ -216,6 +361,7 @@ def test_sharegpt_turns_alternate(exported, tmp_path):
     for row in sharegpt["train"]:
         turns = row["conversations"]
         assert row["system"] and json.loads(row["tools"])
+        assert len(turns) % 2 == 0 and turns[-1]["from"] == "gpt"  # LLaMA-Factory skips odd-length conversations
         for i, turn in enumerate(turns):
             assert turn["from"] in (("human", "observation") if i % 2 == 0 else ("gpt", "function_call")), (i, turns)
             if turn["from"] == "function_call":
