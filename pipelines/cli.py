@@ -18,7 +18,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from schemas import ConfigError, RunFailedError, UserError
+from schemas import BackendUnavailableError, ConfigError, RunFailedError, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -200,6 +200,19 @@ def cmd_check_template(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """Transport errors of the HTTP clients huggingface_hub may use (httpx, or its fork httpx2)."""
+    import importlib
+
+    found: list[type[BaseException]] = [OSError]
+    for name in ("httpx", "httpx2"):
+        try:
+            found.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -210,6 +223,13 @@ def cmd_push(args: argparse.Namespace) -> int:
     except HfHubHTTPError as err:
         print(f"trajforge: error: push to {args.repo} failed: {str(err).splitlines()[0]}", file=sys.stderr)
         return 1
+    except _network_errors() as err:  # the Hub not reachable at all: nothing was pushed
+        from huggingface_hub import constants
+
+        from simulators.backends.failures import describe_connection_error
+
+        raise BackendUnavailableError(f"push to {args.repo}: the Hub at {constants.ENDPOINT}: "
+                                      f"{describe_connection_error(err)}") from None
     print(f"pushed version {result.version} to {result.repo_id} (commit {result.commit}, tag {result.tag})")
     print(f'  open it: datasets.load_dataset({result.repo_id!r}, "sft", revision={result.tag!r})')
     return 0

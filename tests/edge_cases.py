@@ -521,6 +521,8 @@ case("judge-backend-refused", BACKEND, GEN, cfg(lambda ws: config_text(
     backends={"j": {"model": MODEL_NAME, "base_url": ws.servers.vars()["refused"], "timeout_s": 1, "max_retries": 0}},
     filters=[{"name": "format"}, {"name": "judge", "params": {"backend": "j"}}])), code=3, named="refused",
     needs=("servers",))
+case("push-hub-unreachable", BACKEND, "push {ds} --version 1 --repo acme/edges", code=3, named="127.0.0.1:9",
+     subprocess=True, env=(("HF_TOKEN", "hf_edge_fake"), ("HF_ENDPOINT", "http://127.0.0.1:9")))
 case("backend-fails-mid-run", BACKEND, GEN, cfg(lambda ws: model_config(ws.servers.url("chat500"))), code=1,
      named="'m'", needs=("servers", "prefect"))
 
