@@ -38,8 +38,6 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from pipelines.resume import check_claim
-from pipelines.store import OWN_FOLDERS, DatasetStore, percent_escape
 from schemas import (
     BackendConfig,
     BackendUnavailableError,
@@ -48,7 +46,6 @@ from schemas import (
     RunConfig,
     load_config,
 )
-from simulators.backends.failures import describe_connection_error
 
 # Kernel filesystems: writable for root in places, never storage for a dataset.
 PSEUDO_FILESYSTEMS = frozenset({
@@ -62,12 +59,13 @@ HEALTH_CHECK_TIMEOUT_S = 10.0  # at most; a backend's own timeout_s when shorter
 def preflight(config_path: str | Path, out: str | None = None, seed: int | None = None, run_id: str | None = None,
               backends: bool = True) -> RunConfig:
     """The validated config of a run that can start; otherwise a one-line ``UserError``. Writes nothing."""
-    from pipelines.flow import cache_path_for
-    from pipelines.steps import build_steps
-
     if out is not None and not out.strip():
         raise ConfigError("--out: is empty; give a folder")
-    config = load_config(config_path, seed=seed, output_dir=out)
+    config = load_config(config_path, seed=seed, output_dir=out)  # before the heavy imports: a bad config is quick
+    from pipelines.flow import cache_path_for
+    from pipelines.resume import check_claim
+    from pipelines.steps import build_steps
+
     build_steps(config, str(config_path))
     if not config.output_dir:
         raise ConfigError(f"{config_path}: output_dir: not set; give --out DIR")
@@ -89,6 +87,8 @@ def preflight(config_path: str | Path, out: str | None = None, seed: int | None 
 
 def check_dataset_location(path: str | Path, what: str) -> Path:
     """A folder a run may commit to: a trajforge dataset whose log and current files are whole, or a new or empty folder."""
+    from pipelines.store import OWN_FOLDERS, DatasetStore
+
     root = check_output_folder(Path(path), what)
     if root.is_dir():
         entries = sorted(os.listdir(root))
@@ -142,6 +142,8 @@ def check_output_file(path: Path, what: str) -> Path:
 
 
 def _check_characters(path: Path, what: str) -> None:
+    from pipelines.store import percent_escape
+
     text = str(path)
     if not text.strip():
         raise InputError(f"{what}: is empty; give a path")
@@ -250,6 +252,8 @@ def probe_backend(name: str, base_url: str, model: str, key: str | None, timeout
     """One ``GET base_url/models``; any answer but a list that serves ``model`` is a ``BackendUnavailableError``."""
     import httpx
 
+    from simulators.backends.failures import describe_connection_error
+
     url = base_url.rstrip("/") + "/models"
     who = f"backend {name!r} at {base_url}"
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -279,6 +283,8 @@ def check_prefect() -> None:
     """A configured Prefect API answers; without one, the temporary server's home can be created."""
     import httpx
     from prefect.settings import get_current_settings
+
+    from simulators.backends.failures import describe_connection_error
 
     settings = get_current_settings()
     api = settings.api.url
