@@ -583,12 +583,19 @@ class Outcome:
             return "traceback"
         if self.code == 0:
             return "silently accepted"
-        if self.written:
+        if unexpected_writes(c, self.written):
             return "left something on disk"
         lines = self.lines()
         if len(lines) != 1 or self.code != c.code or named not in lines[0]:
             return "unclear"
         return "one line"
+
+
+def unexpected_writes(c: Case, written: list[str]) -> list[str]:
+    """What a case wrote that it should not have: a run that stopped (exit 1) keeps its staging, for resume."""
+    if c.code == 1:
+        return [p for p in written if p != "out" and not p.startswith(("out/_staging", "out/_cache"))]
+    return written
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:

@@ -33,6 +33,7 @@ from edge_cases import (
     snapshot,
     subprocess_env,
     tools,
+    unexpected_writes,
 )
 
 from pipelines.cli import main
@@ -112,8 +113,7 @@ def test_bad_input_is_one_line_with_its_exit_code_and_writes_nothing(case, tmp_p
     named = case.named.format(**ws.vars())
     assert named in lines[0], f"{case.name}: {named!r} not named in: {lines[0]}"
     # Nothing written: a run that stopped may keep its staging (for resume), and nothing else.
-    kept = [p for p in written if p != "out" and not p.startswith(("out/_staging", "out/_cache"))] \
-        if case.code == 1 else written
+    kept = unexpected_writes(case, written)
     assert not kept, f"{case.name}: wrote {kept}"
     if case.code == 1:  # a run stopped early: no version
         assert not (ws.root / "out" / "_delta_log").exists()
