@@ -39,7 +39,7 @@ from edge_cases import (
 from pipelines.cli import main
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def plugins():
     """The misbehaving plug-ins, installed the way a researcher's package is: a dist-info with entry points."""
     from filters import FILTERS
