@@ -7,8 +7,10 @@ STAMP := $(VENV)/.installed
 
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+# The real-model lane (vLLM's CPU build + SmolLM2-135M-Instruct, ~3.5 GB), built once and reused while current.
+export TRAJFORGE_REAL_MODEL_CACHE ?= $(CURDIR)/.cache/real-model
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test real-model bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +27,14 @@ demo: $(STAMP)
 		--chat-template hermes --chat-template mistral --chat-template granite
 	$(BIN)/trajforge report out/demo --to out/demo-report.html
 
-test: $(STAMP)
+real-model: $(STAMP)
+	$(BIN)/python tests/real_model/lane.py setup
+
+test: $(STAMP) real-model
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "could not install Debian's chromium: the report's browser test will say it skipped"
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	TRAJFORGE_REAL_MODEL_REQUIRED=1 $(BIN)/pytest -q
 
 bench: $(STAMP)
 	@set -e; for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script; done

@@ -18,6 +18,7 @@ from pydantic import Field
 from filters.base import FILTERS, Context, Filter, FilterParams
 from schemas import Task, Trajectory, Verdict
 from simulators.domains.kg.graph import fold
+from simulators.kinds import kind_of
 
 _STATED = re.compile(r"answer is\s*:?\s*(.+)", re.I | re.S)
 _ARTICLE = re.compile(r"^(the|a|an) ")
@@ -56,19 +57,20 @@ def final_answer_text(trajectory: Trajectory) -> str:
 
 
 def check_answer(trajectory: Trajectory, task: Task, grounded: bool) -> str | None:
-    """The problem with the dialogue's answer as one line, or None when it is right."""
-    if not task.answer:
+    """The problem with the dialogue's answer as one line, or None when it is right (or the task has none)."""
+    expected = kind_of(task).answer(task)
+    if expected is None:
         return None
+    answer, aliases = expected
     text = final_answer_text(trajectory)
-    if not matches(text, task.answer, task.answer_aliases):
+    if not matches(text, answer, aliases):
         stated = stated_answer(text)
-        return f"answer {stated!r} does not match {task.answer!r}" if stated is not None \
-            else f"final message never gives the answer {task.answer!r}"
+        return f"answer {stated!r} does not match {answer!r}" if stated is not None \
+            else f"final message never gives the answer {answer!r}"
     if grounded:
         seen = fold(" ".join(m.content or "" for m in trajectory.messages if m.role == "tool"))
-        if not any(_contains(seen, normalize_answer(a)) or _contains(seen, fold(a))
-                   for a in [task.answer, *task.answer_aliases]):
-            return f"answer {task.answer!r} never appeared in a tool result (not grounded in the search)"
+        if not any(_contains(seen, normalize_answer(a)) or _contains(seen, fold(a)) for a in [answer, *aliases]):
+            return f"answer {answer!r} never appeared in a tool result (not grounded in the search)"
     return None
 
 
@@ -80,7 +82,6 @@ class AnswerMatchParams(FilterParams):
 class AnswerMatchFilter(Filter):
     """The final assistant message gives the task's answer (normalized, aliases); tasks without one pass."""
 
-    name = "answer_match"
     Params = AnswerMatchParams
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:

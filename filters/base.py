@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas import Task, Trajectory, Usage, Verdict
 from simulators.environment import Environment
-from simulators.registry import Registry
+from simulators.kinds import TaskKind, kind_of
+from simulators.registry import Registry, Step
 
 
 class FilterParams(BaseModel):
@@ -29,12 +30,18 @@ class Context:
     def fresh_env(self) -> Environment:
         return self.env.fresh(self.task.env_seed)
 
+    @property
+    def kind(self) -> TaskKind:
+        """The task's kind: what a filter asks instead of branching on a kind's name (e.g. its ``answer``)."""
+        return kind_of(self.task)
 
-class Filter:
+
+class Filter(Step):
     """One check, one verdict; ``name`` is the stage written on a rejected row."""
 
-    name: ClassVar[str]
     Params: ClassVar[type[FilterParams]] = FilterParams
+    # Who a rejection is attributed to (schemas.FAULTS); most checks judge what the assistant did.
+    fault: ClassVar[str] = "assistant"
 
     def __init__(self, params: FilterParams | None = None) -> None:
         self.params = params or self.Params()
@@ -53,8 +60,8 @@ class Filter:
     def passed(self) -> Verdict:
         return Verdict(stage=self.name, passed=True)
 
-    def failed(self, reason: str) -> Verdict:
-        return Verdict(stage=self.name, passed=False, reason=reason)
+    def failed(self, reason: str, fault: str | None = None) -> Verdict:
+        return Verdict(stage=self.name, passed=False, reason=reason, fault=fault or self.fault)
 
 
 FILTERS: Registry[type[Filter]] = Registry("filter", "trajforge.filters", base=Filter, builtins="filters")

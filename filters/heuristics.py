@@ -33,7 +33,6 @@ class TurnCountParams(FilterParams):
 class TurnCountFilter(Filter):
     """The dialogue has a usable length: too short teaches nothing, too long is usually a loop."""
 
-    name = "turn_count"
     Params = TurnCountParams
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
@@ -57,7 +56,6 @@ class RepetitionParams(FilterParams):
 class RepetitionFilter(Filter):
     """No assistant text and no identical tool call (same name and arguments) more than ``max_repeats`` times."""
 
-    name = "repetition"
     Params = RepetitionParams
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
@@ -110,7 +108,6 @@ class ControlTokenParams(FilterParams):
 class ControlTokenFilter(Filter):
     """No chat-template control token in any stored text (content or tool-call arguments)."""
 
-    name = "control_tokens"
     Params = ControlTokenParams
 
     def __init__(self, params: FilterParams | None = None) -> None:
@@ -152,7 +149,6 @@ class LanguageFilter(Filter):
     language, and are not judged.
     """
 
-    name = "language"
     Params = LanguageParams
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
@@ -216,7 +212,6 @@ class SecretsFilter(Filter):
     the Luhn check, so order ids and tracking numbers do not trip it.
     """
 
-    name = "secrets"
     Params = SecretsParams
 
     def __init__(self, params: FilterParams | None = None) -> None:

@@ -10,6 +10,7 @@ from filters.answer_match import check_answer
 from filters.base import FILTERS, Context, Filter, FilterParams
 from schemas import Trajectory, Verdict, canonical_json
 from simulators.environment import Validator, compile_validator, is_error, validate_arguments
+from simulators.model_agents import TOOL_SIMULATOR_ERROR
 from simulators.text import normalize
 
 
@@ -17,7 +18,6 @@ from simulators.text import normalize
 class FormatFilter(Filter):
     """Every call names an offered tool with schema-valid arguments, and every call is answered."""
 
-    name = "format"
 
     def __init__(self, params: FilterParams | None = None) -> None:
         super().__init__(params)
@@ -65,13 +65,14 @@ class ExecutionParams(FilterParams):
 class ExecutionFilter(Filter):
     """Tool calls ran without errors (beyond ``max_errors``)."""
 
-    name = "execution"
     Params = ExecutionParams
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
         errors = [m.content for m in trajectory.messages if m.role == "tool" and is_error(m.content or "")]
         if len(errors) > self.params.max_errors:
-            return self.failed(f"{len(errors)} tool error(s); first: {errors[0]}")
+            # A result the tool simulator could not give is its failure; any other error is a call gone wrong.
+            fault = "tool" if any((e or "").startswith(TOOL_SIMULATOR_ERROR) for e in errors) else None
+            return self.failed(f"{len(errors)} tool error(s); first: {errors[0]}", fault)
         return self.passed()
 
 
@@ -79,7 +80,6 @@ class ExecutionFilter(Filter):
 class PolicyFilter(Filter):
     """The domain's checkable policy rules (authentication, confirmation, ownership)."""
 
-    name = "policy"
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
         violations = ctx.fresh_env().check_policy(trajectory.messages)
@@ -93,7 +93,6 @@ class OutcomeFilter(Filter):
     Both hashes are recomputed here rather than trusted from the rollout.
     """
 
-    name = "outcome"
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
         gold_env = ctx.fresh_env()
@@ -112,12 +111,12 @@ class OutcomeFilter(Filter):
 
 @FILTERS.register("required_outputs")
 class RequiredOutputsFilter(Filter):
-    """Every expected output appears in what the assistant told the user."""
+    """Every expected output appears in what the assistant told the user (for a kind with a closed-form
+    answer, the answer or an alias of it is what must be said)."""
 
-    name = "required_outputs"
 
     def check(self, trajectory: Trajectory, ctx: Context) -> Verdict:
-        if ctx.task.kind == "kg_question":  # a KG answer may be given by any alias: match it as answer_match does
+        if ctx.kind.answer(ctx.task) is not None:  # an answer may be given by any alias: match it as answer_match does
             problem = check_answer(trajectory, ctx.task, grounded=False)
             return self.failed(problem) if problem else self.passed()
         said = normalize(" ".join(m.content or "" for m in trajectory.messages if m.role == "assistant"))

@@ -11,13 +11,25 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from schemas import Task, Usage
+from schemas import Message, Task, Usage
 from simulators.environment import Environment
-from simulators.registry import Registry
+from simulators.registry import Registry, Step
 
 
 class SynthesisError(Exception):
-    """A task could not be built; the shard records it as a rejected row with this reason."""
+    """A task could not be built; the shard records it as a rejected row with this reason.
+
+    Its evidence goes on the row: ``messages`` (a model writer's conversation: prompt, replies, feedback),
+    ``task`` (the last candidate, when one parsed) and ``fault`` (``synthesis``; ``judge`` when the reviewers
+    gave no verdict at all).
+    """
+
+    def __init__(self, message: str, fault: str = "synthesis", messages: list[Message] | None = None,
+                 task: Task | None = None) -> None:
+        super().__init__(message)
+        self.fault = fault
+        self.messages = messages or []
+        self.task = task
 
 
 class GeneratorParams(BaseModel):
@@ -85,14 +97,15 @@ class SynthesisContext:
         self.funnel.setdefault(generator, Counter())[step] += n
 
 
-class Generator:
+class Generator(Step):
     """Proposes one Task per call; all randomness comes from the ``rng`` it is given.
 
     The shard calls ``agenerate``; a generator that waits on a model overrides
     it (and names its backend in a ``backend`` parameter); others write ``generate``.
+    One that counts its own stages (``ctx.count``) describes them by overriding
+    ``funnel_lines`` / ``funnel_steps``.
     """
 
-    name: ClassVar[str]
     Params: ClassVar[type[GeneratorParams]] = GeneratorParams
     pool_lag: int | None = None  # set to learn from earlier items of the shard (see ``ExamplePool``)
 

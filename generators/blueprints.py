@@ -56,7 +56,6 @@ def tool_graph(env_cls: type[Environment]) -> ToolGraph:
 
 @GENERATORS.register("blueprint")
 class BlueprintGenerator(Generator):
-    name = "blueprint"
     Params = BlueprintParams
 
     def __init__(self, env: Environment, params: BlueprintParams) -> None:

@@ -5,8 +5,10 @@ execution (stage 1), and returns a structured review: correctness,
 completeness and realism on 1-5, a vote and feedback. Several reviewers with
 their own seeds (or models) and a vote are what APIGen-MT uses to keep one
 reviewer's blind spot out of the data. A review that is not valid JSON for the
-schema counts as a rejecting vote without scores, so a broken reviewer can
-block a blueprint but never pass one.
+schema is asked again (``retries``, with other seeds); a reviewer that still
+gives none is a ``judge_error`` (the blueprint is rejected as the judge's
+failure, not sent back for rewriting), so a broken reviewer can block a
+blueprint but never pass one, and is never mistaken for a low score.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import Message, Task, Usage, canonical_json
-from simulators.backends import ChatParams, Endpoint
-from simulators.structured_output import parse_structured
+from simulators.backends import ChatParams, Endpoint, TruncatedReply
+from simulators.structured_output import parse_structured, retry_budget
 
 SCORES = ("correctness", "completeness", "realism")
 
@@ -32,6 +34,8 @@ class ReviewerSpec(BaseModel):
     temperature: float | None = Field(default=0.0, ge=0)
     seed: int | None = None
     max_tokens: int | None = Field(default=None, ge=1)
+    retry_max_tokens: int | None = Field(default=None, ge=1, description="a review cut off at max_tokens is asked "
+                                         "once more with this budget (default: twice max_tokens)")
 
 
 class CommitteeParams(BaseModel):
@@ -41,6 +45,8 @@ class CommitteeParams(BaseModel):
     rule: Literal["majority", "mean"] = Field(
         default="majority", description="majority: more than half approve; mean: the mean score reaches threshold")
     threshold: float = Field(default=4.0, ge=1, le=5, description="rule 'mean': mean of all scores to pass")
+    retries: int = Field(default=2, ge=0, description="a review that does not parse is asked again (another "
+                         "seed) this many times; still none is a judge_error, never a vote")
 
 
 class Review(BaseModel):
@@ -70,6 +76,8 @@ class Verdict:
     mean: float | None
     summary: str = ""
     scores: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # reviewers that gave no valid review after their retries
+
 
 
 def review_prompt(policy: str, task: Task, results: list[str], diff: dict[str, Any]) -> list[Message]:
@@ -109,16 +117,33 @@ class Committee:
         self.endpoints = endpoints
         self.meters = meters
 
-    async def _one(self, k: int, prompt: list[Message]) -> Review | None:
+    async def _one(self, k: int, prompt: list[Message]) -> Review | str:
+        """Reviewer ``k``'s review, or why it gave none: a reply that does not parse (or is cut off even with
+        the larger budget) is asked again with another seed, up to ``retries`` times."""
         spec = self.params.reviewers[k]
-        params = ChatParams(temperature=spec.temperature, seed=spec.seed, max_tokens=spec.max_tokens,
-                            response_format=REVIEW_FORMAT)
-        reply = await self.endpoints[spec.backend].chat(prompt, None, params, self.meters[k])
-        return parse_review(reply.content or "")
+        problem = ""
+        for attempt in range(self.params.retries + 1):
+            seed = spec.seed if attempt == 0 else (spec.seed or 0) + attempt  # another seed: another request
+            params = ChatParams(temperature=spec.temperature, seed=seed, max_tokens=spec.max_tokens,
+                                response_format=REVIEW_FORMAT)
+            try:
+                reply = await self.endpoints[spec.backend].chat(prompt, None, params, self.meters[k],
+                                                                retry_max_tokens=retry_budget(spec))
+            except TruncatedReply as err:
+                problem = f"cut off at {err.limit}"
+                continue
+            try:
+                return parse_structured(Review, reply.content or "")
+            except ValueError as err:
+                problem = f"{err}: {(reply.content or '')[:80]!r}"
+        return f"reviewer {k + 1} gave no valid review in {self.params.retries + 1} attempt(s); last: {problem}"
 
     async def review(self, prompt: list[Message]) -> Verdict:
-        reviews = list(await asyncio.gather(*(self._one(k, prompt) for k in range(len(self.params.reviewers)))))
-        return decide(self.params, reviews)
+        results = list(await asyncio.gather(*(self._one(k, prompt) for k in range(len(self.params.reviewers)))))
+        errors = [r for r in results if isinstance(r, str)]
+        verdict = decide(self.params, [r if isinstance(r, Review) else None for r in results])
+        verdict.errors = errors
+        return verdict
 
 
 def decide(params: CommitteeParams, reviews: list[Review | None]) -> Verdict:

@@ -26,22 +26,22 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from generators.base import GENERATORS, Generator, GeneratorParams, SynthesisContext, SynthesisError
-from generators.blueprint_rules import Execution, RuleViolation, check_rules, execute_gold
+from generators.blueprint_rules import STAGES, Execution, RuleViolation, check_rules, execute_gold
 from generators.blueprints import BlueprintGenerator, BlueprintParams, Draft
 from generators.committee import Committee, CommitteeParams, Verdict, review_prompt
 from generators.personas import PERSONAS, Persona
 from schemas import Action, Message, Request, Task, UserScenario, canonical_json
-from simulators.backends import BackendError, ChatParams
+from simulators.backends import BackendError, ChatParams, TruncatedReply
 from simulators.environment import Environment
 from simulators.intents import Intent
-from simulators.structured_output import M, parse_structured
+from simulators.structured_output import JUDGE_ERROR, M, parse_structured, retry_budget
 
 
 class WrittenAction(BaseModel):
@@ -83,10 +83,20 @@ BLUEPRINT_FORMAT = _format(WrittenBlueprint, "blueprint")
 COMBINED_FORMAT = _format(CombinedInstruction, "combined_instruction")
 
 
+def blueprint_format(tools: list[str]) -> dict[str, Any]:
+    """The writer's ``response_format`` with action names limited to the domain's tools: a server with guided
+    decoding then cannot emit an unknown tool (small models otherwise put ids or prose there)."""
+    fmt = json.loads(json.dumps(BLUEPRINT_FORMAT))
+    fmt["json_schema"]["schema"]["$defs"]["WrittenAction"]["properties"]["name"]["enum"] = sorted(tools)
+    return fmt
+
+
 class ModelBlueprintParams(GeneratorParams):
     backend: str = Field(description="the run config backend that writes blueprints")
     temperature: float | None = Field(default=0.7, ge=0)
     max_tokens: int | None = Field(default=None, ge=1)
+    retry_max_tokens: int | None = Field(default=None, ge=1, description="a blueprint cut off at max_tokens is "
+                                         "asked once more with this budget (default: twice max_tokens)")
     min_requests: int = Field(default=1, ge=1)
     max_requests: int = Field(default=2, ge=1)
     intents: list[str] | None = Field(default=None, description="limit contexts to these intents")
@@ -107,16 +117,46 @@ class PoolEntry:
     combined: bool
 
 
+FUNNEL_STEPS = ("blueprints", "generated", "regenerated", "passed_rules", "failed_committee", "passed_committee",
+                "dropped", "recombined")
+
+
 @GENERATORS.register("model_blueprint")
 class ModelBlueprintGenerator(Generator):
-    name = "model_blueprint"
     Params = ModelBlueprintParams
+
+    @classmethod
+    def funnel_lines(cls, c: Mapping[str, int]) -> list[str]:
+        """Blueprints written, each rule's and the committee's rejections, drops and recombinations."""
+        if "generated" not in c:  # nothing was written (every context failed): the counters as they are
+            return super().funnel_lines(c)
+        rules = ", ".join(f"{stage} -{c.get(f'failed_{stage}', 0)}" for stage in STAGES)
+        cut = f", {c['failed_truncated']} cut off at max_tokens" if c.get("failed_truncated") else ""
+        judge = f", {c['failed_judge']} without a verdict (judge_error)" if c.get("failed_judge") else ""
+        lines = [f"{c.get('blueprints', 0)} blueprints, {c['generated']} written "
+                 f"({c.get('regenerated', 0)} rewritten with feedback{cut})",
+                 f"  stage 1 rules ({rules}) -> {c.get('passed_rules', 0)} reviewed",
+                 f"  stage 2 committee -{c.get('failed_committee', 0)}{judge} -> {c.get('passed_committee', 0)} "
+                 f"validated; {c.get('dropped', 0)} dropped after the last round, {c.get('failed_backend', 0)} lost "
+                 f"to the backend, {c.get('contexts_failed', 0)} without a context"]
+        if c.get("recombinations"):
+            lines.append(f"  recombination: {c['recombinations']} tried -> {c.get('recombined', 0)} recombined "
+                         f"({c.get('recombination_conflicts', 0)} conflicts)")
+        return lines
+
+    @classmethod
+    def funnel_steps(cls, counts: Mapping[str, int]) -> list[tuple[str, int]]:
+        """The stages in the order a blueprint meets them."""
+        if "generated" not in counts:
+            return super().funnel_steps(counts)
+        return [(step.replace("_", " "), counts.get(step, 0)) for step in FUNNEL_STEPS]
 
     def __init__(self, env: Environment, params: ModelBlueprintParams) -> None:
         super().__init__(env, params)
         self.sampler = BlueprintGenerator(env, BlueprintParams(
             min_requests=params.min_requests, max_requests=params.max_requests, intents=params.intents))
         self.pool_lag = params.pool_lag
+        self.blueprint_format = blueprint_format([t.name for t in env.tools()])
         self.intent_for: dict[str, Intent] = {}
         for name in sorted(env.intents):
             self.intent_for.setdefault(env.intents[name].target_tool, env.intents[name])
@@ -156,7 +196,7 @@ class ModelBlueprintGenerator(Generator):
         def parse(text: str) -> Task:
             return self._to_task(text, persona, closing)
 
-        task, written = await self._validated(ctx, prompt, BLUEPRINT_FORMAT, parse)
+        task, written = await self._validated(ctx, prompt, self.blueprint_format, parse)
         return task, draft.user_id, written
 
     def context_for(self, draft: Draft, persona: Persona) -> dict[str, Any]:
@@ -211,25 +251,39 @@ class ModelBlueprintGenerator(Generator):
     # -- stages 1-3 ---------------------------------------------------------------------------------------
     async def _validated(self, ctx: SynthesisContext, prompt: list[Message], fmt: dict[str, Any],
                          parse: Callable[[str], Task]) -> tuple[Task, str]:
-        """Write, check by rules, review; on failure write again with the reason, up to K times."""
+        """Write, check by rules, review; on failure write again with the reason, up to K times.
+
+        A failure raises ``SynthesisError`` with the writer's whole conversation and the last candidate
+        task as evidence. Reviewers that give no verdict (``judge_error``) end the loop at once: the
+        writer is not at fault, so there is nothing to rewrite.
+        """
         p = self.params
         endpoint = ctx.endpoints[p.backend]
         params = ChatParams(temperature=p.temperature, max_tokens=p.max_tokens, response_format=fmt)
         committee = Committee(p.committee, ctx.endpoints, [
             ctx.usage[f"{self.name}.committee.reviewers.{k}"] for k in range(len(p.committee.reviewers))])
         self._count(ctx, "blueprints")
-        messages, last = list(prompt), ""
+        messages, last, candidate = list(prompt), "", None
         for round_ in range(p.feedback_rounds + 1):
             self._count(ctx, "generated")
             if round_:
                 self._count(ctx, "regenerated")
+            text = ""
             try:
-                reply = await endpoint.chat(messages, None, params, ctx.usage[self.name])
+                reply = await endpoint.chat(messages, None, params, ctx.usage[self.name],
+                                            retry_max_tokens=retry_budget(p))
                 text = reply.content or ""
-                task = parse(text)
+                candidate = task = parse(text)
                 execution = check_rules(self.env, task)
                 verdict = await committee.review(review_prompt(self.env.policy, task, execution.results,
                                                                execution.diff))
+            except TruncatedReply as err:  # cut off even with the larger budget: ask for a shorter one
+                self._count(ctx, "failed_truncated")
+                last = f"truncated: the writer's reply was cut off at {err.limit}"
+                messages = [*prompt, Message(role="assistant", content=err.partial.content or ""),
+                            Message(role="user", content=f"Your reply was cut off ({err}). Write the whole "
+                                                         "blueprint again, shorter.")]
+                continue
             except RuleViolation as v:
                 self._count(ctx, f"failed_{v.stage}")
                 last = str(v)
@@ -237,10 +291,15 @@ class ModelBlueprintGenerator(Generator):
                             Message(role="user", content=f"The rule check rejected this ({v.stage}): {v.reason}\n"
                                                          "Fix it and write the whole blueprint again.")]
                 continue
-            except BackendError:
+            except BackendError as err:
                 self._count(ctx, "failed_backend")
-                raise
+                raise SynthesisError(f"model backend: {err}", fault="backend", messages=messages,
+                                     task=candidate) from None
             self._count(ctx, "passed_rules")
+            if verdict.errors:
+                self._count(ctx, "failed_judge")
+                raise SynthesisError(f"{JUDGE_ERROR}: {verdict.errors[0]}", fault="judge",
+                                     messages=[*messages, Message(role="assistant", content=text)], task=task)
             if verdict.passed:
                 self._count(ctx, "passed_committee")
                 return self._stamped(task, execution, verdict, round_), text
@@ -250,7 +309,8 @@ class ModelBlueprintGenerator(Generator):
                         Message(role="user", content=f"The reviewers rejected this ({verdict.summary}):\n"
                                                      f"{verdict.feedback}\nRevise it and write the whole blueprint again.")]
         self._count(ctx, "dropped")
-        raise SynthesisError(f"dropped after {p.feedback_rounds + 1} rounds; last: {last}")
+        raise SynthesisError(f"dropped after {p.feedback_rounds + 1} rounds; last: {last}", messages=messages,
+                             task=candidate)
 
     @staticmethod
     def _stamped(task: Task, execution: Execution, verdict: Verdict, round_: int) -> Task:

@@ -31,7 +31,6 @@ class ToolCallsParams(GeneratorParams):
 
 @GENERATORS.register("tool_calls")
 class ToolCallsGenerator(Generator):
-    name = "tool_calls"
     Params = ToolCallsParams
 
     def __init__(self, env: Environment, params: ToolCallsParams) -> None:

@@ -7,14 +7,12 @@ manifests, never typed by hand, so the card cannot drift from the data.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
+from pipelines.export_request import ExportSummary
 from pipelines.splits import TEST, TRAIN
-
-if TYPE_CHECKING:
-    from pipelines.export import ExportSummary
 
 _ABOUT = {
     "sft": "accepted dialogues up to their last assistant turn: `messages` (OpenAI chat format, role-exact, tool-call "
@@ -103,7 +101,8 @@ def funnel(summary: ExportSummary) -> str:
         for stage, n in m.stages.items():
             stages[stage] = stages.get(stage, 0) + n
     filters = [f.get("name") for f in summary.manifest.config.get("filters", []) if isinstance(f, dict)]
-    order = [s for s in [*_STAGES_FIRST, *filters, "dedup"] if s in stages]
+    beside = [x for f in filters for x in (f, f"{f}_error")]  # a judge that gave no verdict, beside its verdicts
+    order = [s for s in [*_STAGES_FIRST, *beside, "dedup"] if s in stages]
     order += sorted(s for s in stages if s not in order)
     rows, left = [["tasks generated", tasks, ""]], tasks
     for stage in order:
@@ -111,6 +110,22 @@ def funnel(summary: ExportSummary) -> str:
         rows.append([f"rejected at `{stage}`", stages[stage], left])
     rows.append(["**accepted**", sum(m.accepted for m in manifests), ""])
     return _table(["step", "rows", "remaining"], rows)
+
+
+def faults(summary: ExportSummary) -> str:
+    """Who failed, summed over the versions: the rejections attributed to each party."""
+    from pipelines.funnel import FAULT_NAMES, fault_summary
+
+    totals: Counter[str] = Counter()
+    for m in summary.manifests:
+        totals.update(m.faults)
+    if not totals:
+        return ""
+    total = sum(totals.values())
+    rows = [[FAULT_NAMES.get(f, f).removesuffix("'s").removesuffix("'"), f"`{f}`", n, f"{100 * n / total:.0f}%"]
+            for f, n in totals.most_common()]
+    return ("\n\nWho failed (the row column `fault`): " + fault_summary(totals) + ".\n\n"
+            + _table(["failed", "fault", "rejected rows", "share"], rows))
 
 
 def synthesis(summary: ExportSummary) -> str:
@@ -125,6 +140,15 @@ def synthesis(summary: ExportSummary) -> str:
         return ""
     lines = [line for g, c in sorted(totals.items()) for line in synthesis_lines(g, c)]
     return "\n\nTask synthesis, before any dialogue:\n\n```\n" + "\n".join(lines) + "\n```"
+
+
+def kg_section(summary: ExportSummary) -> list[str]:
+    """KG question difficulty (hops needed, clues, no-tool solve rate), when the versions made KG questions."""
+    from pipelines.kg_difficulty import difficulty, markdown
+
+    d = difficulty(summary.manifests)
+    return [] if d is None else ["## KG question difficulty\n\nSummed over the versions listed under Lineage.\n\n"
+                                 + markdown(d)]
 
 
 def lineage(summary: ExportSummary) -> str:
@@ -215,7 +239,8 @@ def render_card(summary: ExportSummary) -> str:
         "## Contents\n\n" + _counts(summary.by_domain, "domain") + "\n\n" + _counts(summary.by_kind, "kind")
         + "\n\n" + _counts(summary.by_turns, "user turns"),
         "## Filter funnel\n\nSummed over the versions listed under Lineage.\n\n" + funnel(summary)
-        + synthesis(summary),
+        + faults(summary) + synthesis(summary),
+        *kg_section(summary),
         "## Generation\n\nModels used:\n\n" + "\n".join(f"- {x}" for x in models_used(m.config))
         + f"\n\nRun config of version {summary.version} (config hash `{m.config_hash}`):\n\n```yaml\n"
         + config_yaml + "\n```",

@@ -18,7 +18,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from schemas import BackendUnavailableError, ConfigError, RunFailedError, UserError
+from schemas import BackendUnavailableError, ConfigError, InputError, RunFailedError, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,20 +36,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from pipelines.preflight import preflight
 
     config = preflight(args.config, out=args.out, seed=args.seed, run_id=args.run_id)  # before any work
-    from pipelines.flow import run_generate
+    from pipelines.flow import start_run
 
     run_id = args.run_id or _run_id()
-    from pipelines.resume import committed
-    from pipelines.store import DatasetStore
-
-    if args.run_id and (done := committed(DatasetStore(config.output_dir), run_id)) is not None:
-        print(f"run {run_id} was already committed as version {done.version}; nothing to redo")
     try:
-        manifest = run_generate(config, config.output_dir, run_id, progress=not args.no_progress)
+        result = start_run(config, config.output_dir, run_id, progress=not args.no_progress)
     except RunFailedError as err:  # its staging is kept: say how to resume
         err.args = (f"{err}; to resume: trajforge generate --config {args.config} --out {config.output_dir} "
                     f"--run-id {run_id}",)
         raise
+    manifest = result.manifest
+    if result.already_committed:
+        print(f"run {run_id} was already committed as version {manifest.version}; nothing to redo")
+        return 0
     print(f"\nversion {manifest.version} committed to {Path(config.output_dir).resolve()}")
     print(f"  run {manifest.run_id}: {manifest.tasks} tasks -> {manifest.accepted} accepted, "
           f"{manifest.rejected} rejected ({manifest.total_accepted} accepted in the dataset)")
@@ -74,15 +73,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pipelines.preflight import preflight
 
     config = preflight(args.config, out=args.out)  # before anything is registered
-    from pipelines.prefect_server import ServerError
     from pipelines.schedule import check_cron, serve
 
-    try:
-        serve(json.loads(config.model_dump_json()), config.output_dir, check_cron(args.cron), args.name or config.name)
-    except ServerError as err:
-        print(f"trajforge: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return serve(json.loads(config.model_dump_json()), config.output_dir, check_cron(args.cron), args.name or config.name)
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
@@ -96,10 +89,11 @@ def cmd_versions(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([m.model_dump(exclude={"config"}) for m in versions], indent=2))
         return 0
-    print(f"{'version':>7}  {'accepted':>8}  {'rejected':>8}  {'total':>7}  {'created_at':<25}  run_id")
+    print(f"{'version':>7}  {'accepted':>8}  {'rejected':>8}  {'total':>7}  {'created_at':<25}  {'run_id':<30}  "
+          f"started by")
     for m in versions:
         print(f"{m.version:>7}  {m.accepted:>8}  {m.rejected:>8}  {m.total_accepted:>7}  {m.created_at:<25}  "
-              f"{m.run_id}")
+              f"{m.run_id:<30}  {m.origin.describe() if m.origin else 'generate'}")
     return 0
 
 
@@ -117,13 +111,30 @@ def _versions_check(args: argparse.Namespace, store) -> int:
 
 
 def cmd_dedup_histogram(args: argparse.Namespace) -> int:
-    from pipelines.funnel import dedup_histogram
+    """From the persisted embeddings of every version (computed once for a version that has none)."""
+    from dedup import kept_rows_histogram, semantic
+    from pipelines.export_request import resolve_version
+    from pipelines.funnel import bars
     from pipelines.store import DatasetStore
+    from schemas import DedupConfig
 
     if args.bins < 1:
         raise ConfigError(f"--bins: must be at least 1, got {args.bins}")
-    DatasetStore(args.dir).versions()  # a missing or damaged dataset fails before the embedding model loads
-    return dedup_histogram(args.dir, args.bins)
+    store = DatasetStore(args.dir)
+    _, versions = resolve_version(store, None)  # every version, or one line: no dataset, a damaged one, no version
+    missing = semantic.available()
+    if missing:
+        raise InputError(f"dedup-histogram: {missing}")
+    config = DedupConfig.model_validate(versions[-1].config.get("dedup", {}))
+    config = config.model_copy(update={"semantic": config.semantic.model_copy(update={"enabled": True})})
+    index = store.dedup_index(config)
+    counts, above = kept_rows_histogram(index.embeddings, args.bins, config.semantic.threshold)
+    print(f"{len(index)} kept rows in {len(versions)} version(s); cosine similarity to the nearest other kept row")
+    print(f"  {'bin':>9}  {'rows':>7}")
+    for line in bars(counts):
+        print(line)
+    print(f"rows at or above the configured threshold {config.semantic.threshold}: {above}")
+    return 0
 
 
 def _versions_change(args: argparse.Namespace, store) -> int:
@@ -139,12 +150,10 @@ def _versions_change(args: argparse.Namespace, store) -> int:
                   f"({diff['added']['accepted']} accepted, {diff['added']['rejected']} rejected), "
                   f"-{diff['removed_total']} rows ({diff['removed']['accepted']} accepted, "
                   f"{diff['removed']['rejected']} rejected)")
-            if diff["remade"]:
-                runs = diff["runs"]
-                print(f"  {len(runs)} run(s) committed in between ({', '.join(runs)}) wrote {diff['committed']} "
-                      f"rows; {diff['remade']} of them re-made rows already in version {diff['from']} (same ids: "
-                      f"the same config and seed make the same rows), {diff['dedup_rejected']} rejected as "
-                      f"duplicates")
+            runs = diff["runs"]
+            if runs and diff["dedup_rejected"]:  # e.g. a re-run of the same config and seed: its rows are duplicates
+                print(f"  {len(runs)} run(s) committed in between ({', '.join(runs)}); {diff['dedup_rejected']} of "
+                      f"their rows rejected as duplicates of rows kept before")
         return 0
     result = retain_versions(store, args.retain)
     print(f"kept versions {', '.join(map(str, result.kept))}; expired {len(result.expired)} older version(s)"
@@ -247,6 +256,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    from pipelines.viewer.server import serve
+
+    return serve(args.dir, args.version, args.port, tuple(args.allow_host))
+
+
 def _add_export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-ratio", type=float, default=0.1, help="share of task groups in the test split (0.1)")
     p.add_argument("--rejects", action="store_true", help="add the rejects config")
@@ -324,12 +339,20 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--version", type=int, help="version to report on (default: the newest)")
     r.add_argument("--to", required=True, type=Path, help="the HTML file to write")
     r.set_defaults(func=cmd_report)
+    w = sub.add_parser("view", help="browse, search and compare the rows of every version in a local web app")
+    w.add_argument("dir", type=Path)
+    w.add_argument("--version", type=int, help="version to open (default: the newest committed)")
+    w.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0 picks a free one)")
+    w.add_argument("--allow-host", action="append", default=[], metavar="HOST",
+                   help="also answer requests whose Host header is HOST (a tunnel or proxy); repeatable")
+    w.set_defaults(func=cmd_view)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     args = parser().parse_args(argv)
+    from pipelines.prefect_server import ServerError
     from simulators.backends import BackendError
 
     try:
@@ -337,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, RunFailedError) as err:
         print(f"trajforge: error: {_one_line(err)}", file=sys.stderr)
         return err.exit_code
-    except BackendError as err:  # e.g. a managed vLLM server that would not start; nothing was committed
+    except (BackendError, ServerError) as err:  # e.g. a managed vLLM or the Prefect server would not start
         print(f"trajforge: error: {_one_line(err)}", file=sys.stderr)
         return 1
 

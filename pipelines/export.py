@@ -17,18 +17,21 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
 
+from pipelines.card import render_card
+from pipelines.export_request import ExportError, ExportOptions, ExportSummary, resolve_version
 from pipelines.rows import ACCEPTED, REJECTED
-from pipelines.splits import DEFAULT_SALT, TEST, TRAIN, assign_splits
-from pipelines.store import DatasetStore, StoreError
-from pipelines.views import RECORDS, SCHEMAS, decoded, sft_record, to_table
-from schemas import DatasetManifest, UserError
+from pipelines.splits import TEST, TRAIN, assign_splits
+from pipelines.store import DatasetStore
+from pipelines.views import Views, decoded, sft_record
+
+__all__ = ["ExportError", "ExportOptions", "ExportSummary", "export_version", "resolve_version"]
 
 # Which rows feed which config; rl and sft are the same rows, so their splits agree row by row.
 SOURCES = {"sft": ACCEPTED, "rl": ACCEPTED, "sharegpt": ACCEPTED, "rejects": REJECTED}
@@ -36,59 +39,11 @@ _LIGHT = ["id", "task_id", "status", "domain", "kind", "num_turns", "run_id", "s
 _BATCH = 512
 
 
-class ExportError(UserError):
-    """An export request that cannot be met, phrased as one line."""
-
-
-@dataclass
-class ExportOptions:
-    version: int | None = None
-    test_ratio: float = 0.1
-    rejects: bool = False
-    sharegpt: bool = False
-    license: str = "other"
-    shard_rows: int = 20_000
-    salt: str = DEFAULT_SALT
-    name: str | None = None
-    repo_id: str | None = None  # where the card says to load from: a Hub repo ...
-    load_path: str | None = None  # ... or a local folder (default: the export folder as given)
-    chat_templates: list[str] = field(default_factory=list)  # every sft row is checked against each (template_check)
-    drop_unrenderable: bool = False  # drop rows a template cannot render (counted in the card) instead of stopping
-    strip_reasoning: set[str] = field(default_factory=set)  # configs exported without assistant reasoning_content
-
-    def configs(self) -> list[str]:
-        return ["sft", "rl"] + (["rejects"] if self.rejects else []) + (["sharegpt"] if self.sharegpt else [])
-
-
-@dataclass
-class ExportSummary:
-    """What the card describes: the version, its lineage, and what landed in each config and split."""
-
-    dataset_dir: str
-    name: str
-    version: int
-    manifests: list[DatasetManifest]
-    options: ExportOptions
-    rows: dict[str, dict[str, int]] = field(default_factory=dict)  # config -> split -> rows
-    files: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # config -> split -> relative paths
-    bytes: int = 0
-    by_domain: dict[str, int] = field(default_factory=dict)
-    by_kind: dict[str, int] = field(default_factory=dict)
-    by_turns: dict[int, int] = field(default_factory=dict)
-    total_rows: int = 0
-    templates: list[dict[str, Any]] = field(default_factory=list)  # TemplateReport.summary() per --chat-template
-    dropped: dict[str, str] = field(default_factory=dict)  # row id -> why no template could render it
-
-    @property
-    def manifest(self) -> DatasetManifest:
-        return self.manifests[-1]
-
-
 class _ShardWriter:
     """Writes one config/split as ``<split>-xxxxx-of-yyyyy.parquet`` files of at most ``shard_rows`` rows each."""
 
-    def __init__(self, folder: Path, view: str, split: str, total: int, shard_rows: int) -> None:
-        self.folder, self.view, self.split = folder, view, split
+    def __init__(self, folder: Path, views: Views, view: str, split: str, total: int, shard_rows: int) -> None:
+        self.folder, self.views, self.view, self.split = folder, views, view, split
         self.shards = max(1, -(-total // shard_rows))
         self.shard_rows = shard_rows
         self.buffer: list[dict[str, Any]] = []
@@ -107,7 +62,7 @@ class _ShardWriter:
                 self._next_file()
             take = self.buffer[: self.shard_rows - self.in_shard]
             del self.buffer[: len(take)]
-            self.writer.write_table(to_table(self.view, take))
+            self.writer.write_table(self.views.table(self.view, take))
             self.in_shard += len(take)
 
     def _next_file(self) -> None:
@@ -117,7 +72,7 @@ class _ShardWriter:
         rel = f"data/{self.view}/{self.split}-{self.index:05d}-of-{self.shards:05d}.parquet"
         path = self.folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = pq.ParquetWriter(path, SCHEMAS[self.view], compression="zstd")
+        self.writer = pq.ParquetWriter(path, self.views.schemas[self.view], compression="zstd")
         self.paths.append(rel)
         self.in_shard = 0
 
@@ -128,22 +83,6 @@ class _ShardWriter:
         if len(self.paths) != self.shards:
             raise RuntimeError(f"{self.view}/{self.split}: wrote {len(self.paths)} shards, planned {self.shards}")
         return self.paths
-
-
-def resolve_version(store: DatasetStore, version: int | None) -> tuple[int, list[DatasetManifest]]:
-    """The version to export (default: the newest) and the manifests of every version up to it."""
-    try:
-        manifests = store.versions()
-    except StoreError as err:
-        raise ExportError(str(err)) from None
-    if not manifests:
-        raise ExportError(f"{store.root}: the dataset has no committed versions")
-    known = [m.version for m in manifests]
-    if version is None:
-        version = known[-1]
-    if version not in known:
-        raise ExportError(f"{store.root}: no version {version}; readable versions: {', '.join(map(str, known))}")
-    return version, [m for m in manifests if m.version <= version]
 
 
 def _light_rows(files: list[str], run_order: dict[str, int]) -> pl.DataFrame:
@@ -165,8 +104,6 @@ def _light_rows(files: list[str], run_order: dict[str, int]) -> pl.DataFrame:
 def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptions | None = None,
                    force: bool = False) -> ExportSummary:
     """Write ``options.version`` of the dataset at ``dataset_dir`` as an HF datasets folder at ``to``."""
-    from pipelines.card import render_card
-
     options = options or ExportOptions()
     if options.load_path is None and options.repo_id is None:
         options = replace(options, load_path=str(to))
@@ -188,6 +125,10 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     run_order = {m.run_id: m.version for m in manifests}
     light = _light_rows(files, run_order)
     light = light.with_columns(assign_splits(light, options.test_ratio, options.salt))
+    try:
+        views = Views(light["kind"].drop_nulls().unique().to_list())
+    except ValueError as err:  # a kind whose plug-in is not installed here, or two kinds at odds
+        raise ExportError(f"{store.root}: {err}") from None
     reports, dropped = _check_templates(files, light, options)
     if dropped:  # the row leaves every accepted config, so sft, rl and sharegpt keep the same rows and splits
         light = light.with_columns(pl.when(pl.col("id").is_in(list(dropped))).then(pl.lit("unrenderable"))
@@ -208,7 +149,7 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     try:
         counts = Counter((v, s) for v in options.configs()
                          for st, s in zip(light["status"], light["split"], strict=True) if st == SOURCES[v])
-        writers = _write_views(files, light, options, counts, work)
+        writers = _write_views(files, light, views, options, counts, work)
         for (view, split), writer in writers.items():
             summary.files.setdefault(view, {})[split] = writer.close()
             summary.rows.setdefault(view, {})[split] = counts[(view, split)]
@@ -264,14 +205,14 @@ def _check_templates(files: list[str], light: pl.DataFrame, options: ExportOptio
     return reports, dropped
 
 
-def _write_views(files: list[str], light: pl.DataFrame, options: ExportOptions, counts: Counter,
+def _write_views(files: list[str], light: pl.DataFrame, schemas: Views, options: ExportOptions, counts: Counter,
                  work: Path) -> dict[tuple[str, str], _ShardWriter]:
     """Stream every data file once, in order, into the writers of the configs each row feeds."""
     views = options.configs()
-    writers = {(v, s): _ShardWriter(work, v, s, counts[(v, s)], options.shard_rows)
+    writers = {(v, s): _ShardWriter(work, schemas, v, s, counts[(v, s)], options.shard_rows)
                for v in views for s in (TRAIN, TEST) if counts[(v, s)]}
     for row, split, status in _stream(files, light):
         for v in views:
             if status == SOURCES[v]:
-                writers[(v, split)].add(RECORDS[v](row, reasoning=v not in options.strip_reasoning))
+                writers[(v, split)].add(schemas.record(v, row, reasoning=v not in options.strip_reasoning))
     return writers

@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from pipelines.resume import checkpoint, claim_staging, committed, finished, sta
 from pipelines.shard import rollout_shard, shard_indices, synthesize_shard
 from pipelines.store import DatasetStore
 from pipelines.version import code_version
-from schemas import DatasetManifest, Lineage, RunConfig, RunFailedError, Usage
+from schemas import DatasetManifest, Lineage, RunConfig, RunFailedError, RunOrigin, Usage
 from simulators.backends import forget_endpoints, managed_vllm
 
 
@@ -54,13 +55,13 @@ def simulate(config: RunConfig, shard: int, tasks_path: str, staging: str, linea
 
 @task(name="publish", cache_policy=NONE)
 def publish(config: RunConfig, out_dir: str, run_id: str, shard_files: list[str], lineage: Lineage,
-            usage: dict[str, Usage], synthesis: dict[str, dict[str, int]]) -> dict:
+            usage: dict[str, Usage], synthesis: dict[str, dict[str, int]], origin: RunOrigin | None = None) -> dict:
     store = DatasetStore(out_dir)
     draft = DatasetManifest(
         parent_version=None, run_id=run_id, config_hash=lineage.config_hash, code_version=lineage.code_version,
         seed=config.seed, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         tasks=0, accepted=0, rejected=0, config=_public_config(config), models=lineage.models, usage=usage,
-        synthesis=synthesis)
+        synthesis=synthesis, origin=origin)
     # A factory, not an object: a retry after a concurrent commit dedups against that commit too.
     manifest = store.commit([Path(f) for f in shard_files], draft, lambda: store.deduplicator(config.dedup))
     checkpoint("committed")
@@ -107,32 +108,37 @@ def cache_path_for(config: RunConfig, out_dir: str) -> str | None:
 
 
 @flow(name="generate", log_prints=True)
-def generate(config: RunConfig, out_dir: str, run_id: str, progress: bool = False) -> dict:
+def generate(config: RunConfig, out_dir: str, run_id: str, progress: bool = False,
+             origin: RunOrigin | None = None) -> dict:
     """Generate ``config.num_tasks`` tasks and commit them as one new dataset version.
 
     Managed vLLM servers the config asks for run for exactly the length of the
     flow: started before the first shard, stopped after the commit or failure.
 
     Started again with the run id of a run that was killed, it resumes: staged
-    shards are kept, and a run that already committed commits nothing again
-    (see ``pipelines.resume``).
+    shards are kept (see ``pipelines.resume``). ``origin`` is what started it when a
+    deployment did (``pipelines.schedule``); it goes into the manifest. Callers go
+    through ``start_run``, which does not start it at all for a run id that already
+    committed.
     """
-    store = DatasetStore(out_dir)
-    done = committed(store, run_id)
-    if done is not None:  # killed after its commit, before staging was cleared: only clean up
-        store.clear_staging(run_id)
-        print(f"run {run_id} was already committed as version {done.version}; nothing to redo")
-        return done.model_dump()
+    with managed_servers(config, out_dir) as config:
+        return _generate(config, out_dir, run_id, progress, origin)
+
+
+@contextmanager
+def managed_servers(config: RunConfig, out_dir: str | Path) -> Iterator[RunConfig]:
+    """Start the ``kind: vllm`` servers the run uses (those not started yet), yield the config pointing at them,
+    and stop them on the way out, whatever happens."""
     with ExitStack() as servers:
         for name, backend in config.backends.items():
-            if backend.kind == "vllm" and name in config.model_users().values():
+            if backend.kind == "vllm" and not backend.base_url and name in config.model_users().values():
                 url = servers.enter_context(managed_vllm(name, backend, Path(out_dir) / "_logs"))
                 config = config.model_copy(update={"backends": {
                     **config.backends, name: backend.model_copy(update={"base_url": url})}})
-        return _generate(config, out_dir, run_id, progress)
+        yield config
 
 
-def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool) -> dict:
+def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool, origin: RunOrigin | None) -> dict:
     models = {user: config.backends[backend].model for user, backend in config.model_users().items()}
     lineage = Lineage(run_id=run_id, config_hash=config.config_hash(), code_version=code_version(),
                       seed=config.seed, models=models)
@@ -159,7 +165,7 @@ def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool) -> d
             advance(sum(result["counts"].values()), result["counts"].get("accepted", 0))
     shard_files = [r["path"] for r in sorted(results, key=lambda r: r["shard"])]
     manifest = publish(config, out_dir, run_id, shard_files, lineage, usage,
-                       {g: dict(sorted(c.items())) for g, c in sorted(synthesis.items())})
+                       {g: dict(sorted(c.items())) for g, c in sorted(synthesis.items())}, origin)
     create_run_artifacts(DatasetManifest.model_validate(manifest), out_dir)
     if config.publish.repo:
         push(config, out_dir, manifest["version"])
@@ -231,9 +237,41 @@ class _progress:
             self.bar.stop()
 
 
-def run_generate(config: RunConfig, out_dir: str | Path, run_id: str, progress: bool = False) -> DatasetManifest:
-    """The one way in: run the flow with the config's task runner and return the committed manifest."""
+@dataclass(frozen=True)
+class RunResult:
+    manifest: DatasetManifest
+    already_committed: bool  # the run id had committed this version before (killed after its commit): nothing ran
+
+
+def start_run(config: RunConfig, out_dir: str | Path, run_id: str, progress: bool = False,
+              origin: RunOrigin | None = None) -> RunResult:
+    """The one way in: run the flow with the config's task runner and commit one version.
+
+    The one place that asks whether ``run_id`` already committed (a run killed
+    after its commit, started again): then nothing runs (no server, no flow), the
+    leftover staging folder is cleared, and that version is the result.
+
+    Against the Prefect API that ``PREFECT_API_URL`` names, or else a local
+    server of this run's own, stopped with it (``pipelines.prefect_server``).
+
+    Managed vLLM servers are started here, before the flow: a server that will not start is one
+    ``BackendError`` line for the caller, not a failed flow run with Prefect's traceback, and nothing
+    has been staged or committed.
+    """
+    from pipelines.prefect_server import prefect_api
+
+    store = DatasetStore(out_dir)
+    done = committed(store, run_id)
+    if done is not None:
+        store.clear_staging(run_id)
+        return RunResult(done, already_committed=True)
     flow_ = generate.with_options(task_runner=task_runner_for(config))
-    with _console_without_contained_failures():
-        return DatasetManifest.model_validate(flow_(config=config, out_dir=str(out_dir), run_id=run_id,
-                                                    progress=progress))
+    with _console_without_contained_failures(), managed_servers(config, out_dir) as served, prefect_api(out_dir):
+        manifest = flow_(config=served, out_dir=str(out_dir), run_id=run_id, progress=progress, origin=origin)
+    return RunResult(DatasetManifest.model_validate(manifest), already_committed=False)
+
+
+def run_generate(config: RunConfig, out_dir: str | Path, run_id: str, progress: bool = False,
+                 origin: RunOrigin | None = None) -> DatasetManifest:
+    """``start_run``, for callers that want the committed version's manifest and nothing else."""
+    return start_run(config, out_dir, run_id, progress, origin).manifest

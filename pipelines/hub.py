@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from huggingface_hub import HfApi, constants, get_token
+from huggingface_hub.errors import RepositoryNotFoundError
 
 from pipelines.export import ExportError, ExportOptions, export_version, resolve_version
 from pipelines.store import DatasetStore
@@ -43,6 +44,10 @@ def push_version(dataset_dir: str | Path, repo_id: str, options: ExportOptions |
                  api: HfApi | None = None, private: bool | None = None) -> PushResult:
     """Export a version into a temporary folder, upload it to ``repo_id`` and tag the commit ``v<N>``.
 
+    A version is pushed once: when the repo already has its tag, nothing is
+    uploaded and a ``PushError`` says so (the tag, and so what
+    ``load_dataset(repo, revision="vN")`` returns, never changes).
+
     ``api`` is the seam for tests and for other endpoints; by default a plain
     ``HfApi()`` with the token it finds on its own.
     """
@@ -61,6 +66,9 @@ def push_version(dataset_dir: str | Path, repo_id: str, options: ExportOptions |
         api = HfApi()
     options = replace(options, version=version, repo_id=repo_id, name=options.name or repo_id.split("/")[1])
     tag = version_tag(version)
+    if (pushed := _tagged_commit(api, repo_id, tag)) is not None:
+        raise PushError(f"{repo_id} already has tag {tag} (commit {pushed}): version {version} was pushed before, and "
+                        f"a version tag is never moved; nothing was uploaded")
     with tempfile.TemporaryDirectory(prefix="trajforge-push-") as tmp:
         folder = Path(tmp) / "dataset"
         try:
@@ -72,6 +80,16 @@ def push_version(dataset_dir: str | Path, repo_id: str, options: ExportOptions |
                                  commit_message=f"trajforge dataset version {version}",
                                  delete_patterns=["data/**"])
         commit = getattr(info, "oid", None)
+        # exist_ok=False: a push of the same version racing this one fails here rather than moving the tag
         api.create_tag(repo_id, tag=tag, tag_message=f"trajforge dataset version {version}", revision=commit,
                        repo_type="dataset", exist_ok=False)
     return PushResult(repo_id=repo_id, version=version, tag=tag, commit=commit, url=str(repo) if repo else None)
+
+
+def _tagged_commit(api: HfApi, repo_id: str, tag: str) -> str | None:
+    """The commit ``tag`` names in the repo, or None (also when the repo does not exist yet)."""
+    try:
+        refs = api.list_repo_refs(repo_id, repo_type="dataset")
+    except RepositoryNotFoundError:
+        return None
+    return next((ref.target_commit for ref in refs.tags if ref.name == tag), None)

@@ -31,6 +31,7 @@ from schemas import ConfigError, DatasetManifest, InputError, Usage
 
 RUN_FILE = "run.json"
 KILL_AT_ENV = "TRAJFORGE_TEST_KILL_AT"
+KILL_ONCE_ENV = "TRAJFORGE_TEST_KILL_ONCE"
 
 
 def committed(store: DatasetStore, run_id: str) -> DatasetManifest | None:
@@ -96,6 +97,15 @@ def checkpoint(point: str) -> None:
     ``committed`` (after the Delta commit, before staging is cleared). It kills the
     current process only, so it is meant for the thread task runner; tests start the
     run in its own session and kill the rest of its process group themselves.
+    With ``TRAJFORGE_TEST_KILL_ONCE`` naming a file, only the first process to reach
+    the point is killed (it creates the file first), so a retry gets past it.
     """
-    if os.environ.get(KILL_AT_ENV) == point:
-        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(KILL_AT_ENV) != point:
+        return
+    once = os.environ.get(KILL_ONCE_ENV)
+    if once:
+        try:
+            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -20,7 +20,9 @@ from schemas import (
     Lineage,
     Message,
     Task,
+    Tool,
     Trajectory,
+    Usage,
     Verdict,
     canonical_json,
     content_hash,
@@ -36,7 +38,7 @@ MESSAGE = pa.struct([
     ("tool_calls", pa.list_(_TOOL_CALL)),
     ("tool_call_id", pa.string()),
     ("name", pa.string()),
-    ("reasoning_content", pa.string()),
+    ("reasoning_content", pa.string()),  # assistant turns of reasoning models; null elsewhere
 ])
 USAGE = pa.struct([("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()), ("requests", pa.int64()),
                    ("latency_s", pa.float64())])
@@ -66,7 +68,7 @@ ROW_SCHEMA = pa.schema([
     ("shard", pa.int32()),
     ("index", pa.int64()),
     ("cluster_id", pa.string()),  # set at commit: the id of the row's dedup cluster representative (own id if alone)
-    ("fault", pa.string()),  # a rejected row's culprit: assistant, user, tool, judge, backend, synthesis, plugin
+    ("fault", pa.string()),  # a rejected row: who failed (schemas.FAULTS); null when accepted and in older versions
 ])
 
 ACCEPTED, REJECTED = "accepted", "rejected"
@@ -103,22 +105,28 @@ def trajectory_row(
         "messages": stored_messages(trajectory.messages),
         "tools": ordered_json([t.model_dump() for t in trajectory.tools]),
         "task": task.model_dump_json(),
-        "verdicts": canonical_json([v.model_dump() for v in trajectory.verdicts]),
+        "verdicts": canonical_json([v.model_dump(exclude_none=True) for v in trajectory.verdicts]),
         "num_turns": sum(m.role == "user" for m in trajectory.messages),
         "num_tool_calls": sum(len(m.tool_calls or []) for m in trajectory.messages),
         "final_state_hash": trajectory.final_state_hash,
         "dedup_hash": dedup_hash,
         "usage": total_usage(trajectory.usage).model_dump(include={f.name for f in USAGE}),
         **_lineage(lineage, shard, index),
-        "fault": None,
+        "fault": (failure.fault or "assistant") if failure else None,
     }
 
 
 def rejected_row(
     stage: str, reason: str, lineage: Lineage, shard: int, index: int, task: Task | None = None, domain: str = "",
-    fault: str | None = None,
+    fault: str = "synthesis", messages: list[Message] | None = None, tools: list[Tool] | None = None,
+    usage: Usage | None = None,
 ) -> dict[str, Any]:
-    """A task that never became a trajectory; its id is stable for the same run config and index."""
+    """A task that never became a whole trajectory, with its evidence: the messages produced up to the failure
+    (a dialogue cut short, or a blueprint writer's conversation) and the task, so the row says why.
+
+    Its id is stable for the same run config and index.
+    """
+    messages = messages or []
     return {
         "id": content_hash({"config": lineage.config_hash, "index": index, "stage": stage}),
         "task_id": task.id if task else None,
@@ -128,15 +136,15 @@ def rejected_row(
         "kind": task.kind if task else None,
         "domain": task.domain if task else domain,
         "generator": task.generator if task else None,
-        "messages": [],
-        "tools": "[]",
+        "messages": stored_messages(messages),
+        "tools": ordered_json([t.model_dump() for t in tools or []]),
         "task": task.model_dump_json() if task else None,
-        "verdicts": canonical_json([Verdict(stage=stage, passed=False, reason=reason).model_dump()]),
-        "num_turns": 0,
-        "num_tool_calls": 0,
+        "verdicts": canonical_json([Verdict(stage=stage, passed=False, reason=reason, fault=fault).model_dump()]),
+        "num_turns": sum(m.role == "user" for m in messages),
+        "num_tool_calls": sum(len(m.tool_calls or []) for m in messages),
         "final_state_hash": None,
         "dedup_hash": None,
-        "usage": None,
+        "usage": usage.model_dump(include={f.name for f in USAGE}) if usage else None,
         **_lineage(lineage, shard, index),
         "fault": fault,
     }

@@ -20,23 +20,26 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from filters import Context, exact_hash
+from dedup import exact_hash
+from filters import Context
 from generators import SynthesisContext, SynthesisError
 from generators.base import ExamplePool
 from pipelines.rows import ROW_SCHEMA, rejected_row, trajectory_row
 from pipelines.steps import Steps, build_steps
-from schemas import Lineage, RunConfig, RunFailedError, Task, Trajectory, Usage, Verdict, one_line
+from schemas import Lineage, Message, RunConfig, RunFailedError, Task, Trajectory, Usage, Verdict, one_line, total_usage
 from simulators.agents import AssistantAgent, UserAgent
-from simulators.backends import BackendError, Endpoint, open_endpoints, raise_if_unhealthy
+from simulators.backends import BackendError, Endpoint, TruncatedReply, open_endpoints, raise_if_unhealthy
 from simulators.conversation import AsyncToolSimulator, RolloutError, rollout
 from simulators.environment import Environment
-from simulators.kg_scripted import KGScriptedAssistant, KGScriptedUser
+from simulators.kinds import TaskKindError, kind_of
 from simulators.model_agents import LLMAssistant, LLMUser, ModelToolSimulator
-from simulators.scripted import PERTURBATIONS, ScriptedAssistant, ScriptedUser
+from simulators.scripted import PERTURBATIONS
 from simulators.skeleton_refine import Refiner, refine_rollout
 
+# ``evidence``: for a task that could not be built, what its making left (JSON: the writer's messages, the last
+# candidate task, who failed), so the rejected row says why.
 TASK_SCHEMA = pa.schema([("index", pa.int64()), ("task", pa.string()), ("error", pa.string()),
-                         ("fault", pa.string())])
+                         ("evidence", pa.string())])
 
 
 class StepFailedError(RunFailedError):
@@ -120,12 +123,14 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
                     task = await generator.agenerate(rng, ctx.at(index))
                     if not isinstance(task, Task):
                         raise _wrong_type("generator", task, "Task")
-                    rows[slot] = {"index": index, "task": task.model_dump_json(), "error": None, "fault": None}
+                    rows[slot] = {"index": index, "task": _fitted(task).model_dump_json(), "error": None,
+                                  "evidence": None}
                 except (SynthesisError, BackendError) as err:
-                    rows[slot] = {"index": index, "task": None, "error": f"{generator.name}: {err}", "fault": None}
+                    rows[slot] = {"index": index, "task": None, "error": f"{generator.name}: {err}",
+                                  "evidence": _synthesis_evidence(err)}
                 except Exception as err:  # a broken step: this item is rejected, the shard goes on
-                    rows[slot] = {"index": index, "task": None, "fault": "plugin",
-                                  "error": faults.reason("generator", generator, err)}
+                    rows[slot] = {"index": index, "task": None, "error": faults.reason("generator", generator, err),
+                                  "evidence": json.dumps({"fault": "plugin", "messages": [], "task": None})}
         finally:
             ctx.pool.finish(index)
 
@@ -148,6 +153,46 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
     return out
 
 
+def _fitted(task: Task) -> Task:
+    """The task checked against its kind (a known kind, its own fields valid); one that does not fit is a
+    synthesis failure that keeps the task as evidence."""
+    try:
+        return kind_of(task).validate(task)
+    except TaskKindError as err:
+        raise SynthesisError(str(err), task=task) from None
+
+
+def _synthesis_evidence(err: Exception) -> str:
+    if isinstance(err, SynthesisError):
+        return json.dumps({"fault": err.fault, "messages": [m.model_dump(exclude_none=True) for m in err.messages],
+                           "task": err.task.model_dump(mode="json") if err.task else None})
+    return json.dumps({"fault": "backend", "messages": [], "task": None})
+
+
+def _synthesis_reject(error: str | None, evidence: str | None, lineage: Lineage, shard: int, index: int,
+                      domain: str) -> dict[str, Any]:
+    """The rejected row of a task that was never built; shards staged before evidence was kept have none."""
+    found = json.loads(evidence) if evidence else {}
+    task = Task.model_validate(found["task"]) if found.get("task") else None
+    messages = [Message.model_validate(m) for m in found.get("messages", [])]
+    return rejected_row("synthesis", error or "unknown", lineage, shard, index, task=task, domain=domain,
+                        fault=found.get("fault", "synthesis"), messages=messages)
+
+
+def _simulation_failure(err: BaseException, config: RunConfig) -> tuple[str, str]:
+    """A dialogue that stopped: its reason, named for what happened (a cut-off reply is truncation, not a
+    JSON error), and who failed."""
+    if isinstance(err, TimeoutError):
+        return f"dialogue exceeded its time budget of {config.simulation.dialogue_timeout_s:g}s", "backend"
+    if isinstance(err, RolloutError):
+        return str(err), err.fault
+    if isinstance(err, TruncatedReply):
+        return f"truncated: {err}", "assistant"
+    if isinstance(err, BackendError):
+        return f"model backend: {err}", "backend"
+    return f"internal error: {type(err).__name__}: {err}", "plugin"
+
+
 @dataclass
 class _Dialogue:
     """The agents of one dialogue and the meters their model calls are charged to."""
@@ -162,8 +207,8 @@ class _Dialogue:
 def _agents(config: RunConfig, endpoints: dict[str, Endpoint], task: Task, env: Environment, index: int) -> _Dialogue:
     rng = random.Random(f"{config.seed}:rollout:{index}")
     sim = config.simulation
-    scripted_user, scripted_assistant = ((KGScriptedUser, KGScriptedAssistant) if task.kind == "kg_question"
-                                         else (ScriptedUser, ScriptedAssistant))
+    kind = kind_of(task)
+    scripted_user, scripted_assistant = kind.User, kind.Assistant
     usage = {name: Usage() for name in config.model_users()}  # filters may call models in offline mode too
     if sim.mode == "offline":
         rate = sim.perturb_rate
@@ -182,37 +227,36 @@ def _agents(config: RunConfig, endpoints: dict[str, Endpoint], task: Task, env: 
     return _Dialogue(user, assistant, tools, usage)
 
 
-async def _simulate(config: RunConfig, steps: Steps, task: Task, env: Environment, dialogue: _Dialogue) -> Trajectory:
+async def _simulate(config: RunConfig, steps: Steps, task: Task, env: Environment, dialogue: _Dialogue,
+                    transcript: list[Message]) -> Trajectory:
     async with asyncio.timeout(config.simulation.dialogue_timeout_s):
         if dialogue.refiner is not None:
             result = await refine_rollout(task, env, dialogue.user, dialogue.assistant, dialogue.refiner,
-                                          max_turns=config.simulation.max_turns)
+                                          max_turns=config.simulation.max_turns, transcript=transcript)
         else:
             result = await rollout(task, env, dialogue.user, dialogue.assistant, max_turns=config.simulation.max_turns,
-                                   tool_simulator=dialogue.tool_simulator)
+                                   tool_simulator=dialogue.tool_simulator, transcript=transcript)
     return Trajectory(task_id=task.id, domain=task.domain, kind=task.kind, tools=env.tools(),
                       messages=result.messages, final_state_hash=result.final_state_hash, usage=dialogue.usage)
 
 
 async def _verify(steps: Steps, trajectory: Trajectory, task: Task, endpoints: dict[str, Endpoint],
-                  usage: dict[str, Usage], faults: _Faults) -> str | None:
-    """Run the filters in order until one rejects; ``"plugin"`` when that was a filter that broke."""
+                  usage: dict[str, Usage], faults: _Faults) -> None:
+    """Run the filters in order until one rejects; a filter that breaks rejects with ``fault: plugin``."""
     ctx = Context(task=task, env=steps.env, endpoints=endpoints, usage=usage)
     for check in steps.filters:
-        fault = None
         faults.seen[check.name] += 1
         try:
             verdict = await check.acheck(trajectory, ctx)
             if not isinstance(verdict, Verdict):
                 raise _wrong_type("filter", verdict, "Verdict")
         except BackendError as err:  # a judge that could not be reached rejects, with the reason, never crashes
-            verdict = check.failed(f"model backend: {err}")
+            verdict = check.failed(f"model backend: {err}", fault="backend")
         except Exception as err:  # a broken filter rejects this row, naming itself; the shard goes on
-            verdict, fault = Verdict(stage=check.name, passed=False, reason=faults.reason("filter", check, err)), "plugin"
+            verdict = Verdict(stage=check.name, passed=False, reason=faults.reason("filter", check, err), fault="plugin")
         trajectory.verdicts.append(verdict)
         if not verdict.passed:
-            return fault
-    return None
+            return
 
 
 @dataclass
@@ -235,52 +279,47 @@ def rollout_shard(
     endpoints = open_endpoints(config.backends, cache_path, scope=str(out.parent)) if config.model_users() else {}
     table = pq.read_table(tasks_path)
     faults = _Faults(shard, table.num_rows)
-    task_faults = table.column("fault").to_pylist() if "fault" in table.column_names else [None] * table.num_rows
     rows: list[dict[str, Any] | None] = [None] * table.num_rows
     usage: dict[str, Usage] = {name: Usage() for name in config.model_users()}
     for name, spent in read_meta(table.schema, USAGE_KEY).items():
         usage[name].add(Usage.model_validate(spent))  # synthesis's model calls travel with its tasks
     synthesis = read_meta(table.schema, FUNNEL_KEY)
     limit = asyncio.Semaphore(config.simulation.concurrency)
+    evidence_column = (table.column("evidence").to_pylist() if "evidence" in table.column_names
+                       else [None] * table.num_rows)
 
-    async def one(slot: int, index: int, task_json: str | None, error: str | None) -> None:
+    async def one(slot: int, index: int, task_json: str | None, error: str | None, evidence: str | None) -> None:
         if task_json is None:
-            rows[slot] = rejected_row("synthesis", error or "unknown", lineage, shard, index,
-                                      domain=config.domain.name, fault=task_faults[slot])
+            rows[slot] = _synthesis_reject(error, evidence, lineage, shard, index, config.domain.name)
             return
         task = Task.model_validate_json(task_json)
         env = steps.env.fresh(task.env_seed)
         dialogue = _agents(config, endpoints, task, env, index)
+        transcript: list[Message] = []  # the dialogue as it happens: the evidence if it stops
         try:
             async with limit:
                 try:
-                    trajectory = await _simulate(config, steps, task, env, dialogue)
-                except (RolloutError, BackendError, TimeoutError) as err:
-                    reason = (f"dialogue exceeded its time budget of {config.simulation.dialogue_timeout_s:g}s"
-                              if isinstance(err, TimeoutError) else str(err))
-                    if isinstance(err, BackendError):
-                        reason = f"model backend: {reason}"
-                    rows[slot] = rejected_row("simulation", reason, lineage, shard, index, task=task)
+                    trajectory = await _simulate(config, steps, task, env, dialogue, transcript)
+                except Exception as err:  # RolloutError, BackendError, TimeoutError; one broken dialogue never sinks the shard
+                    reason, fault = _simulation_failure(err, config)
+                    partial = getattr(err, "partial", None)
+                    rows[slot] = rejected_row("simulation", reason, lineage, shard, index, task=task, fault=fault,
+                                              messages=[*transcript, *([partial] if partial else [])],
+                                              tools=env.tools(), usage=total_usage(dialogue.usage))
                     return
-                except Exception as err:  # one broken dialogue must not sink the shard
-                    rows[slot] = rejected_row("simulation", f"internal error: {type(err).__name__}: {err}",
-                                              lineage, shard, index, task=task)
-                    return
-            fault = await _verify(steps, trajectory, task, endpoints, dialogue.usage, faults)
+            await _verify(steps, trajectory, task, endpoints, dialogue.usage, faults)
         finally:
             for name, meter in dialogue.usage.items():
                 usage[name].add(meter)
         rows[slot] = trajectory_row(trajectory, task, exact_hash(trajectory.messages), lineage, shard, index)
-        if fault:
-            rows[slot]["fault"] = fault
 
     async def run_all() -> None:
         try:
             await asyncio.gather(*(
-                one(slot, index, task_json, error)
-                for slot, (index, task_json, error) in enumerate(zip(
+                one(slot, index, task_json, error, evidence)
+                for slot, (index, task_json, error, evidence) in enumerate(zip(
                     table.column("index").to_pylist(), table.column("task").to_pylist(),
-                    table.column("error").to_pylist(), strict=False))))
+                    table.column("error").to_pylist(), evidence_column, strict=False))))
         finally:
             for endpoint in endpoints.values():
                 await endpoint.release_loop()

@@ -1,7 +1,8 @@
 """Resolve the run config's step names into configured objects, failing early.
 
 Called before a run writes anything, so an unknown step or a bad parameter is
-a one-line error that names the config field.
+a one-line error that names the config field. The registries load their
+built-in steps themselves on first lookup.
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-import filters  # noqa: F401  (registers built-in filters)
-import generators  # noqa: F401  (registers built-in generators)
-import simulators.domains  # noqa: F401  (registers built-in domains)
 from filters import FILTERS, Filter
 from generators import GENERATORS, Generator
 from schemas import ConfigError, PluginError, RunConfig, StepSpec, one_line
@@ -78,7 +76,7 @@ def build_steps(config: RunConfig, source: str = "config") -> Steps:
         gens.append(_construct("generator", spec.name, cls, f"{source}: generators[{i}].params",
                                lambda cls=cls, params=params: cls(env, params)))
     if config.dedup.semantic.enabled:
-        from filters import semantic
+        from dedup import semantic
 
         missing = semantic.available()
         if missing:

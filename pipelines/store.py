@@ -19,10 +19,10 @@ Every way into the table goes through this class, for two reasons:
 - paths: delta-rs parses a table location as a URL, so a plain path with
   ``#`` or ``?`` breaks and ``file_uris()`` come back percent-encoded (a folder
   ``a b`` is listed as ``a%20b``). The table is always opened by its
-  ``file://`` URI, its files are decoded back to paths, and it is read through
-  deltalake's own reader (``use_pyarrow=True``): polars' native Delta scan
-  takes ``file_uris()`` as paths and fails on any such folder
-  (pola-rs/polars#20944). delta-rs' ``history()`` also comes back empty for
+  ``file://`` URI, its files are decoded back to paths, and a folder whose
+  path needs escaping is read through deltalake's own reader
+  (``use_pyarrow=True``): polars' native Delta scan takes ``file_uris()`` as
+  paths and fails on any such folder (pola-rs/polars#20944). delta-rs' ``history()`` also comes back empty for
   a folder with ``#`` or ``?``, so the versions' manifests are read from the
   log entries' ``commitInfo`` here, while the entries are checked anyway.
 """
@@ -41,23 +41,25 @@ from urllib.parse import unquote, urlparse
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from filters.dedup_layers import Deduplicator
-from pipelines.dedup_index import load_index, save_part, user_texts
+from dedup import DedupIndex, Deduplicator, load_index, save_part, user_texts
 from pipelines.funnel import funnel
 from pipelines.rows import ACCEPTED, REJECTED, ROW_SCHEMA
 from schemas import DatasetError, DatasetManifest, DedupConfig, RunFailedError, one_line
 
 MANIFEST_KEY = "trajforge.manifest"
 LOG = "_delta_log"
-OWN_FOLDERS = frozenset({LOG, "_staging", "_cache", "_logs", "_dedup"})  # what trajforge keeps beside the data
+OWN_FOLDERS = frozenset({LOG, "_staging", "_cache", "_logs", "_dedup", "_prefect"})  # what trajforge keeps beside the data
 _ENTRY = re.compile(r"(\d{20})\.json")
 _CHECKPOINT = re.compile(r"(\d{20})\.checkpoint(?:\.\d+\.\d+)?\.parquet")
 _ACTIONS = frozenset({"commitInfo", "add", "remove", "metaData", "protocol", "txn", "domainMetadata", "cdc",
                       "checkpointMetadata", "sidecar"})
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+# Row groups of bounded size (Delta's writer default is ~1M rows): a reader that wants one row, or the rows of one
+# run, decodes only the row groups whose statistics match, not a whole version's messages.
+ROW_GROUP_ROWS = 4096
 
 
 class StoreError(DatasetError):
@@ -86,12 +88,25 @@ def percent_escape(path: str | Path) -> str | None:
     return m.group() if m else None
 
 
+def needs_escaping(root: str | Path) -> bool:
+    """Whether a URI must escape the folder's path (a space, ``{}``, ``#``, ``?``, non-ASCII): polars' own Delta
+    reader cannot open such a table (pola-rs/polars#20944), deltalake's can."""
+    resolved = Path(root).resolve()
+    return resolved.as_uri() != "file://" + str(resolved)
+
+
 def polars_hint(root: str | Path, version: int) -> str:
-    """How to open ``version`` in polars: its own reader fails on a path a URI must escape (pola-rs/polars#20944)."""
+    """How to open ``version`` in polars."""
     text = str(root)
-    if Path(text).resolve().as_uri() == "file://" + str(Path(text).resolve()):
+    if not needs_escaping(text):
         return f"polars.read_delta({text!r}, version={version})"
     return f"polars.read_delta({text!r}, version={version}, use_pyarrow=True)"
+
+
+def scan_table(table: DeltaTable, root: str | Path) -> pl.LazyFrame:
+    """A lazy scan of an opened table: polars' own reader where it can open the folder (it pushes filters and
+    columns into the Parquet reader), deltalake's where the path must be escaped."""
+    return pl.scan_delta(table, use_pyarrow=needs_escaping(root))
 
 
 # Log entries already checked in this process, by path, size and mtime (a run opens its table many times),
@@ -118,6 +133,30 @@ def reason_key(stage: str, reason: str) -> str:
     generic = re.sub(r"message \d+: ", "", reason)
     generic = re.sub(r"'[^']*'|\"[^\"]*\"|#\w+|\$[\d.]+|\b[\w.@-]*\d[\w.@-]*\b", "…", generic)
     return f"{stage}: {generic[:100]}"
+
+
+def _light(path: Path) -> pa.Table:
+    """The columns commit decides on; a shard staged by older code has no ``fault`` column (read as unknown)."""
+    names = pq.ParquetFile(path).schema_arrow.names
+    table = pq.read_table(path, columns=[c for c in ("id", "status", "stage", "reason", "dedup_hash", "fault")
+                                         if c in names])
+    if "fault" not in names:
+        table = table.append_column("fault", pa.nulls(table.num_rows, pa.string()))
+    return table
+
+
+def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
+    """A staged batch's column in the row schema's type; one older code did not write is all nulls."""
+    target = ROW_SCHEMA.field(name).type
+    if name not in batch.schema.names:
+        return pa.nulls(batch.num_rows, target)
+    column = batch.column(name)
+    return column if column.type == target else column.cast(target)
+
+
+def fault_counts(faults) -> dict[str, int]:
+    """Rejections per fault, most first; rows written before faults were recorded count as ``unknown``."""
+    return dict(Counter(f or "unknown" for f in faults).most_common())
 
 
 class DatasetStore:
@@ -231,7 +270,7 @@ class DatasetStore:
         return table
 
     def _missing_files(self, table: DeltaTable) -> None:
-        for path in self._paths(table):
+        for path in self.paths(table):
             if not path.is_file():
                 raise self._missing(table, path)
 
@@ -240,12 +279,13 @@ class DatasetStore:
                                  f"dataset is damaged (`trajforge versions {self.root} --check` lists every problem)")
 
     @staticmethod
-    def _paths(table: DeltaTable) -> list[Path]:
+    def paths(table: DeltaTable) -> list[Path]:
+        """The table's data files as local paths (``file_uris()`` are percent-encoded)."""
         return [local_path(uri) for uri in table.file_uris()]
 
     def data_files(self, version: int | None = None, footers: bool = False) -> list[Path]:
         """The data files of ``version`` (default: the newest), present; with ``footers``, each one readable Parquet."""
-        files = self._paths(self.table(version))
+        files = self.paths(self.table(version))
         if footers:
             for path in files:
                 self._footer_rows(path, version)
@@ -273,12 +313,12 @@ class DatasetStore:
         report.versions = len(manifests)
         missing: set[Path] = set()
         for table in tables:
-            for path in self._paths(table):
+            for path in self.paths(table):
                 if not path.is_file() and path not in missing:
                     missing.add(path)
                     report.problems.append(str(self._missing(table, path)))
         readable = []
-        for path in self._paths(newest):
+        for path in self.paths(newest):
             report.files += 1
             if path in missing:
                 continue
@@ -326,8 +366,8 @@ class DatasetStore:
         return self.table(check_files=False).version() if self.exists() else None
 
     def scan(self, version: int | None = None) -> pl.LazyFrame:
-        """A lazy scan of ``version`` (default: the newest), through deltalake's reader (see the module docstring)."""
-        return pl.scan_delta(self.table(version), use_pyarrow=True)
+        """A lazy scan of ``version`` (default: the newest), its log and files checked (see the module docstring)."""
+        return scan_table(self.table(version), self.root)
 
     def read(self, version: int | None = None) -> pl.DataFrame:
         return self.scan(version).collect()
@@ -340,8 +380,21 @@ class DatasetStore:
         """The dedup layers for a new commit, seeded with every committed version's index when asked to."""
         prior = None
         if config.against_previous_versions and self.exists():
-            prior = load_index(self.root, self.versions(), config)
+            prior = self.dedup_index(config)
         return Deduplicator(config, prior)
+
+    def dedup_index(self, config: DedupConfig) -> DedupIndex:
+        """What every committed version kept, from the persisted index parts (rebuilt from rows where missing)."""
+        return load_index(self.root, self.versions(), config, self._kept_rows)
+
+    def _kept_rows(self, manifest: DatasetManifest) -> pl.DataFrame:
+        """The rows a version's run kept, in dedup order, with what dedup needs to rebuild its index part."""
+        frame = self.scan(manifest.version).filter(
+            (pl.col("run_id") == manifest.run_id) & (pl.col("status") == ACCEPTED))
+        names = frame.collect_schema().names()
+        cluster = pl.col("cluster_id") if "cluster_id" in names else pl.col("id")  # versions written before clusters
+        return frame.select("id", cluster.fill_null(pl.col("id")).alias("cluster_id"), "dedup_hash", "messages",
+                            "shard", "index").collect().sort("shard", "index")
 
     # -- writing -------------------------------------------------------------
     def staging(self, run_id: str) -> Path:
@@ -383,16 +436,16 @@ class DatasetStore:
 
     def _commit_once(self, shard_files: list[Path], manifest: DatasetManifest,
                      dedup: Deduplicator | None, base: int | None) -> DatasetManifest:
-        light = pa.concat_tables(
-            [pq.read_table(f, columns=["id", "status", "stage", "reason", "dedup_hash"]) for f in shard_files])
-        status, stage, reason = (light.column(c).to_pylist() for c in ("status", "stage", "reason"))
+        light = pa.concat_tables([_light(f) for f in shard_files])
+        status, stage, reason, fault = (light.column(c).to_pylist() for c in ("status", "stage", "reason", "fault"))
         ids = light.column("id").to_pylist()
         cluster, layers, outcome = list(ids), {}, None
         if dedup is not None:
             outcome = dedup.run(ids, [st == ACCEPTED for st in status], light.column("dedup_hash").to_pylist(),
                                 lambda positions: self._user_texts(shard_files, positions))
             for i, (_layer, why) in outcome.rejected.items():
-                status[i], stage[i], reason[i] = REJECTED, "dedup", why
+                # A duplicate is synthesis's: it proposed a task (or dialogue) the dataset already has.
+                status[i], stage[i], reason[i], fault[i] = REJECTED, "dedup", why, "synthesis"
             cluster, layers = outcome.cluster_ids, outcome.counts
         rejected = [i for i, st in enumerate(status) if st == REJECTED]
         accepted = len(status) - len(rejected)
@@ -404,10 +457,12 @@ class DatasetStore:
             "reasons": dict(Counter(reason_key(stage[i], reason[i] or "") for i in rejected).most_common()),
             "total_accepted": self.total_accepted() + accepted,
             "funnel": funnel(stages, layers, manifest.config),
+            "faults": fault_counts(fault[i] for i in rejected),
             "similarity_histogram": outcome.similarity_histogram if outcome else {},
         })
         columns = {"status": pa.array(status, pa.string()), "stage": pa.array(stage, pa.string()),
-                   "reason": pa.array(reason, pa.string()), "cluster_id": pa.array(cluster, pa.string())}
+                   "reason": pa.array(reason, pa.string()), "cluster_id": pa.array(cluster, pa.string()),
+                   "fault": pa.array(fault, pa.string())}
         expected = 0 if base is None else base + 1
         if outcome is not None:
             save_part(self.root, expected, final.run_id, outcome.index, dedup.config)
@@ -416,9 +471,7 @@ class DatasetStore:
             offset = 0
             for f in shard_files:
                 for batch in pq.ParquetFile(f).iter_batches(batch_size=1024):
-                    arrays = [columns[n].slice(offset, batch.num_rows) if n in columns
-                              else batch.column(n) if n in batch.schema.names  # staged by older code: no such column
-                              else pa.nulls(batch.num_rows, ROW_SCHEMA.field(n).type)
+                    arrays = [columns[n].slice(offset, batch.num_rows) if n in columns else _column(batch, n)
                               for n in ROW_SCHEMA.names]
                     offset += batch.num_rows
                     yield pa.RecordBatch.from_arrays(arrays, schema=ROW_SCHEMA)
@@ -429,6 +482,7 @@ class DatasetStore:
         target = table_uri(self.root) if base is None else self.table(base, check_files=False)
         try:
             write_deltalake(target, reader, mode="error" if base is None else "append", schema_mode="merge",
+                            writer_properties=WriterProperties(max_row_group_size=ROW_GROUP_ROWS, compression="SNAPPY"),
                             commit_properties=CommitProperties(
                                 custom_metadata={MANIFEST_KEY: final.model_dump_json(exclude={"version"})},
                                 max_commit_retries=0))

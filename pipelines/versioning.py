@@ -2,40 +2,41 @@
 
 Versions are Delta commits (see ``pipelines.store``). The table is append-only,
 so a later version always contains an earlier one's rows; a diff is computed
-on row ids rather than assumed, so it stays right if rows are ever removed.
+on row keys (run, task index) rather than assumed, so it stays right if rows are ever removed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
 from pipelines.rows import ACCEPTED, REJECTED
-from pipelines.store import DatasetStore, StoreError
+from pipelines.store import DatasetStore, StoreError, reason_key
+from schemas import ConfigError
 
 ORPHAN_GRACE_HOURS = 1  # never vacuum files this young: they may belong to a commit in flight
 
 
 @dataclass
 class VersionDiff:
-    """Rows by id, and what the runs in between committed: a run with the same config and seed re-makes the
-    very rows (ids are content hashes, not run ids), so "+0 rows" alone would read as "nothing happened"."""
+    """Rows by key (run, task index), by rejection reason, and the runs in between: a re-run with the same config
+    and seed adds its rows (rejected by dedup as duplicates of the earlier run's), which the diff says."""
 
     a: int
     b: int
     added: dict[str, int]  # status -> rows in b and not in a
     removed: dict[str, int]  # status -> rows in a and not in b
-    runs: list[str]  # the runs committed after a, up to b
-    committed: int  # rows those runs appended
-    dedup_rejected: int  # of them, rejected as duplicates
+    added_reasons: dict[str, int] = field(default_factory=dict)  # generic rejection reason -> rejected rows added
+    removed_reasons: dict[str, int] = field(default_factory=dict)
+    runs: list[str] = field(default_factory=list)  # the runs committed after a, up to b
+    dedup_rejected: int = 0  # rows those runs appended that dedup rejected (a re-run makes the same rows again)
 
     def as_dict(self) -> dict:
-        added = sum(self.added.values())
         return {"from": self.a, "to": self.b, "added": self.added, "removed": self.removed,
-                "added_total": added, "removed_total": sum(self.removed.values()),
-                "runs": self.runs, "committed": self.committed, "remade": max(0, self.committed - added),
-                "dedup_rejected": self.dedup_rejected}
+                "added_total": sum(self.added.values()), "removed_total": sum(self.removed.values()),
+                "added_reasons": self.added_reasons, "removed_reasons": self.removed_reasons,
+                "runs": self.runs, "dedup_rejected": self.dedup_rejected}
 
 
 def _known(store: DatasetStore) -> list[int]:
@@ -47,27 +48,48 @@ def _check(store: DatasetStore, version: int, known: list[int]) -> None:
         raise StoreError(f"{store.root}: no version {version}; readable versions: {', '.join(map(str, known))}")
 
 
-def _ids(store: DatasetStore, version: int) -> pl.DataFrame:
-    return store.scan(version).select("id", "status").collect()
+# A row is (run, task index): unique, since a run commits once. Row ids are not: a dedup reject of a later run
+# carries the id of the row it duplicates, and a re-run of the same config makes the same ids.
+ROW_KEY = ["run_id", "index"]
+
+
+def _rows(store: DatasetStore, version: int) -> pl.DataFrame:
+    return store.scan(version).select(*ROW_KEY, "status", "stage", "reason").collect()
+
+
+def reason_groups(rows: pl.DataFrame | pl.LazyFrame) -> dict[str, tuple[int, list[tuple[str, str]]]]:
+    """Rejected rows per generic reason (``reason_key``), most frequent first, with the (stage, reason) pairs
+    each key stands for. The key is computed once per distinct pair, not per row."""
+    pairs = rows.lazy().filter(pl.col("status") == REJECTED).group_by("stage", "reason").len().collect().rows()
+    groups: dict[str, tuple[int, list[tuple[str, str]]]] = {}
+    for stage, reason, n in pairs:
+        key = reason_key(stage or "", reason or "")
+        count, members = groups.get(key, (0, []))
+        groups[key] = (count + n, [*members, (stage, reason)])
+    return dict(sorted(groups.items(), key=lambda kv: (-kv[1][0], kv[0])))
+
+
+def reason_counts(rows: pl.DataFrame | pl.LazyFrame) -> dict[str, int]:
+    return {key: n for key, (n, _) in reason_groups(rows).items()}
 
 
 def diff_versions(store: DatasetStore, a: int, b: int) -> VersionDiff:
-    """Rows added and removed going from version ``a`` to version ``b``, by status."""
+    """Rows added and removed going from version ``a`` to version ``b``, by status and by rejection reason."""
     manifests = store.versions()
     known = [m.version for m in manifests]
     for v in (a, b):
         _check(store, v, known)
-    old, new = _ids(store, a), _ids(store, b)
+    old, new = _rows(store, a), _rows(store, b)
     between = [m for m in manifests if a < m.version <= b]
 
     def count(frame: pl.DataFrame) -> dict[str, int]:
         return {s: frame.filter(pl.col("status") == s).height for s in (ACCEPTED, REJECTED)}
 
-    added = new.join(old, on="id", how="anti")
-    removed = old.join(new, on="id", how="anti")
-    return VersionDiff(a=a, b=b, added=count(added), removed=count(removed), runs=[m.run_id for m in between],
-                       committed=sum(m.tasks for m in between),
-                       dedup_rejected=sum(m.stages.get("dedup", 0) for m in between))
+    added = new.join(old, on=ROW_KEY, how="anti")
+    removed = old.join(new, on=ROW_KEY, how="anti")
+    return VersionDiff(a=a, b=b, added=count(added), removed=count(removed),
+                       added_reasons=reason_counts(added), removed_reasons=reason_counts(removed),
+                       runs=[m.run_id for m in between], dedup_rejected=sum(m.stages.get("dedup", 0) for m in between))
 
 
 @dataclass
@@ -91,7 +113,7 @@ def retain_versions(store: DatasetStore, keep: int) -> RetainResult:
     older than an hour are vacuumed.
     """
     if keep < 1:
-        raise StoreError(f"--retain: must keep at least 1 version, got {keep}")
+        raise ConfigError(f"--retain: must keep at least 1 version, got {keep}")
     known = _known(store)
     kept, expired = known[-keep:], known[:-keep]
     log = store.root / "_delta_log"

@@ -22,29 +22,30 @@ model wrote. ``rejects`` keeps them in ``trailing``; the store keeps everything.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
 
 from pipelines.rows import row_task
-from schemas import canonical_json, ordered_json
+from schemas import Task, canonical_json, ordered_json
+from simulators.kinds import BUILTIN_KINDS, ExportField, TaskKind, kind_of
 
 _ACTION = pa.struct([("name", pa.string()), ("arguments", pa.string())])
-_REWARD = pa.struct([
+_REWARD = pa.struct([  # what every kind's reward has; kinds add their own fields (simulators.kinds.ExportField)
     ("type", pa.string()),
     ("gold_actions", pa.list_(_ACTION)),
     ("expected_state_hash", pa.string()),
     ("expected_outputs", pa.list_(pa.string())),
-    ("answer", pa.string()),
-    ("answer_aliases", pa.list_(pa.string())),
 ])
 _TURN = pa.struct([("from", pa.string()), ("value", pa.string())])
 _TEXTS = pa.list_(pa.string())  # one JSON text per message or tool, cast to pa.json_()
 
 _COMMON = [("id", pa.string()), ("task_id", pa.string()), ("domain", pa.string()), ("kind", pa.string())]
 
-# What each view's records look like before the JSON columns are cast (pa.json_ cannot be built from Python).
-RAW_SCHEMAS: dict[str, pa.Schema] = {
+# What each view's records look like before the JSON columns are cast (pa.json_ cannot be built from Python),
+# before the task kinds add their columns (``Views``).
+BASE_SCHEMAS: dict[str, pa.Schema] = {
     "sft": pa.schema([*_COMMON, ("num_turns", pa.int32()), ("messages", _TEXTS), ("tools", _TEXTS)]),
     "rl": pa.schema([*_COMMON, ("env_seed", pa.int64()), ("prompt", _TEXTS), ("tools", _TEXTS),
                      ("scenario", pa.string()), ("reward_spec", _REWARD)]),
@@ -71,17 +72,77 @@ _JSON_PATHS = {
     "sharegpt": set(),
 }
 
-SCHEMAS: dict[str, pa.Schema] = {
-    name: pa.schema([pa.field(f.name, _jsonify(f.type, f".{f.name}", _JSON_PATHS[name])) for f in schema])
-    for name, schema in RAW_SCHEMAS.items()
-}
 # The columns holding messages, as a chat template receives them.
 MESSAGE_COLUMNS = {"sft": "messages", "rl": "prompt", "rejects": "messages"}
 
 
-def to_table(view: str, records: list[dict[str, Any]]) -> pa.Table:
-    """Records of a view as an Arrow table with its JSON columns typed as JSON."""
-    return pa.Table.from_pylist(records, schema=RAW_SCHEMAS[view]).cast(SCHEMAS[view])
+def _with_field(schema: pa.Schema, name: str, type_: pa.DataType) -> pa.Schema:
+    """``schema`` plus a top-level column ``name``, or plus a field of its struct column for ``struct.name``."""
+    column, _, inner = name.partition(".")
+    if not inner:
+        return schema.append(pa.field(name, type_))
+    at = schema.get_field_index(column)
+    struct = schema.field(at).type
+    return schema.set(at, pa.field(column, pa.struct([*struct, pa.field(inner, type_)])))
+
+
+class Views:
+    """The views' schemas and record builders for the kinds an export holds.
+
+    Every view has its base columns; each kind adds its ``ExportField``s. The
+    built-in kinds' fields are always there, so a dataset of the default
+    generators has the same columns whichever kinds a night produced; another
+    kind's fields appear once its rows do (and, the table being append-only,
+    stay in every later version's export). Rows of other kinds get each field's
+    default.
+    """
+
+    def __init__(self, kinds: Iterable[str] = ()) -> None:
+        builtin = [k.name for k in BUILTIN_KINDS]
+        self.kinds: dict[str, TaskKind] = {n: kind_of(n) for n in [*builtin, *sorted(set(kinds) - set(builtin))]}
+        self.fields: dict[str, dict[str, ExportField]] = {view: {} for view in BASE_SCHEMAS}
+        for kind in self.kinds.values():
+            for f in kind.columns:
+                known = self.fields[f.view].get(f.name)
+                if known is not None and known.type != f.type:
+                    raise ValueError(f"kinds disagree on the type of {f.view} column {f.name}: {known.type} and "
+                                     f"{f.type} (kind {kind.name!r})")
+                self.fields[f.view].setdefault(f.name, f)
+        self.raw: dict[str, pa.Schema] = {}
+        self.schemas: dict[str, pa.Schema] = {}
+        for view, schema in BASE_SCHEMAS.items():
+            paths = set(_JSON_PATHS[view])
+            for f in self.fields[view].values():
+                is_json = isinstance(f.type, pa.JsonType)
+                schema = _with_field(schema, f.name, pa.string() if is_json else f.type)
+                if is_json:
+                    paths.add(f".{f.name}")
+            self.raw[view] = schema
+            self.schemas[view] = pa.schema([pa.field(c.name, _jsonify(c.type, f".{c.name}", paths)) for c in schema])
+
+    def record(self, view: str, row: dict[str, Any], reasoning: bool = True) -> dict[str, Any]:
+        record = RECORDS[view](row, reasoning=reasoning)
+        if self.fields[view]:
+            self.add_kind_fields(view, record, row_task(row))
+        return record
+
+    def add_kind_fields(self, view: str, record: dict[str, Any], task: Task | None) -> None:
+        """Each kind field of ``view`` into ``record``: the task's own kind's value, or the field's default."""
+        own = {f.name: f for f in kind_of(task).columns if f.view == view} if task is not None else {}
+        for name, f in self.fields[view].items():
+            mine = own.get(name)
+            value = mine.value(task) if mine is not None else f.default
+            if isinstance(f.type, pa.JsonType) and value is not None:
+                value = canonical_json(value)
+            column, _, inner = name.partition(".")
+            if inner:
+                record[column][inner] = value
+            else:
+                record[name] = value
+
+    def table(self, view: str, records: list[dict[str, Any]]) -> pa.Table:
+        """Records of a view as an Arrow table with its JSON columns typed as JSON."""
+        return pa.Table.from_pylist(records, schema=self.raw[view]).cast(self.schemas[view])
 
 
 def _arguments(text: str | None) -> Any:
@@ -146,19 +207,25 @@ def sft_record(row: dict[str, Any], reasoning: bool = True) -> dict[str, Any]:
             "tools": _texts(stored_tools(row))}
 
 
-def reward_spec(row: dict[str, Any]) -> dict[str, Any]:
-    """What a reward function checks: the gold final state and outputs, or for KG questions the answer."""
-    task = row_task(row)
+def _reward_spec(row: dict[str, Any], task: Task | None) -> dict[str, Any]:
+    """The part of a reward spec every kind has: its ``type`` (the kind's reward), gold calls, final state, outputs."""
     if task is None:
         raise ValueError(f"row {row['id']}: no task stored, cannot build a reward spec")
     return {
-        "type": "answer" if task.kind == "kg_question" else "outcome",
+        "type": kind_of(task).reward,
         "gold_actions": [{"name": a.name, "arguments": canonical_json(a.arguments)} for a in task.gold_actions],
         "expected_state_hash": task.expected_state_hash,
         "expected_outputs": list(task.expected_outputs),
-        "answer": task.answer,
-        "answer_aliases": list(task.answer_aliases),
     }
+
+
+def reward_spec(row: dict[str, Any]) -> dict[str, Any]:
+    """What a reward function checks, as the rl view writes it: the common part and the task kind's fields
+    (a KG question's answer and aliases)."""
+    task = row_task(row)
+    record = {"reward_spec": _reward_spec(row, task)}
+    Views([task.kind]).add_kind_fields("rl", record, task)
+    return record["reward_spec"]
 
 
 def rl_record(row: dict[str, Any], reasoning: bool = True) -> dict[str, Any]:
@@ -172,7 +239,7 @@ def rl_record(row: dict[str, Any], reasoning: bool = True) -> dict[str, Any]:
     task = row_task(row)
     return {**_common(row), "env_seed": task.env_seed if task else None, "prompt": _texts(messages[:first]),
             "tools": _texts(stored_tools(row)), "scenario": task.scenario.model_dump_json() if task else None,
-            "reward_spec": reward_spec(row)}
+            "reward_spec": _reward_spec(row, task)}
 
 
 def reject_record(row: dict[str, Any], reasoning: bool = True) -> dict[str, Any]:
@@ -231,7 +298,7 @@ RECORDS = {"sft": sft_record, "rl": rl_record, "rejects": reject_record, "shareg
 
 
 def decoded(record: dict[str, Any], view: str) -> dict[str, Any]:
-    """A record as ``datasets`` (``Json`` feature) returns it: the JSON columns parsed."""
+    """A record as ``datasets`` (``Json`` feature) returns it: the view's base JSON columns parsed."""
     out = dict(record)
     for path in _JSON_PATHS[view]:
         name = path.split(".")[1].rstrip("[]")

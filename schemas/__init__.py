@@ -29,10 +29,10 @@ from schemas.errors import (
     one_line,
 )
 from schemas.hashing import canonical_json, content_hash, ordered_json
-from schemas.manifest import DatasetManifest
+from schemas.manifest import DatasetManifest, RunOrigin
 from schemas.messages import Action, FunctionCall, FunctionSpec, Message, Tool, ToolCall
 from schemas.task import Request, Task, UserScenario
-from schemas.trajectory import Lineage, Trajectory, Usage, Verdict, total_usage
+from schemas.trajectory import FAULTS, Lineage, Trajectory, Usage, Verdict, total_usage
 
 __all__ = [
     "Action",
@@ -46,6 +46,7 @@ __all__ = [
     "DatasetManifest",
     "DedupConfig",
     "DomainConfig",
+    "FAULTS",
     "FunctionCall",
     "FunctionSpec",
     "GeneratorSpec",
@@ -58,6 +59,7 @@ __all__ = [
     "RoleConfig",
     "RunConfig",
     "RunFailedError",
+    "RunOrigin",
     "RunnerConfig",
     "SimulationConfig",
     "StepSpec",

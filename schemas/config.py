@@ -44,6 +44,8 @@ class ManagedVLLMConfig(_Strict):
     tool_call_parser: str = "hermes"
     port: int | None = Field(default=None, ge=1, le=65535, description="default: a free loopback port")
     args: list[str] = Field(default_factory=list, description="extra `vllm serve` arguments")
+    env: dict[str, str] = Field(default_factory=dict, description="environment variables for the server process "
+                                "(e.g. VLLM_CPU_KVCACHE_SPACE); never secrets: the config is stored")
     startup_timeout_s: float = Field(default=900, gt=0)
 
 
@@ -126,6 +128,8 @@ class RefineConfig(RoleConfig):
                                 description="chance of one inserted clarification (assistant asks, user answers)")
     correction_rate: float = Field(default=0.2, ge=0.0, le=1.0,
                                    description="chance of one user correction (a detail stated wrongly, then fixed)")
+    retry_max_tokens: int | None = Field(default=None, ge=1, description="a reply cut off at max_tokens is asked "
+                                         "once more with this budget (default: twice max_tokens)")
 
 
 class SimulationConfig(_Strict):
@@ -136,7 +140,8 @@ class SimulationConfig(_Strict):
         "scripted skeleton and has one model request per dialogue rewrite masked turns")
     refine: RefineConfig | None = Field(default=None, description="the refining model (strategy skeleton_refine)")
     max_turns: int = Field(default=40, ge=2)
-    concurrency: int = Field(default=64, ge=1, description="dialogues in flight per shard")
+    concurrency: int = Field(default=64, ge=1, description="items in flight per shard, in each stage: tasks being "
+                             "synthesized, then dialogues being rolled out and verified")
     dialogue_timeout_s: float = Field(default=900, gt=0, description="a dialogue's time budget")
     user: UserRoleConfig | None = Field(default=None, description="model mode: none means the scripted user")
     assistant: AssistantRoleConfig | None = None
@@ -151,7 +156,7 @@ class SimulationConfig(_Strict):
 
 
 class NearDedupConfig(_Strict):
-    """MinHash + LSH over the user turns (filters/minhash.py)."""
+    """MinHash + LSH over the user turns (dedup/near.py)."""
 
     enabled: bool = True
     ngram: int = Field(default=3, ge=1, description="word n-gram shingles")
@@ -275,6 +280,9 @@ class RunConfig(_Strict):
         data = self.model_dump(mode="json", exclude={"output_dir", "runner", "cache", "backends", "publish"})
         if data["simulation"]["strategy"] == "simulate" and data["simulation"]["refine"] is None:
             del data["simulation"]["strategy"], data["simulation"]["refine"]  # configs written before them keep their hash
+        refine = data["simulation"].get("refine")
+        if refine is not None and refine.get("retry_max_tokens") is None:
+            del refine["retry_max_tokens"]  # likewise
         if self.backends:
             data["models"] = {name: b.model for name, b in sorted(self.backends.items())}
         return content_hash(data)

@@ -7,6 +7,25 @@ from pydantic import BaseModel, Field
 from schemas.trajectory import Usage
 
 
+class RunOrigin(BaseModel):
+    """What started the run of a version, when a Prefect deployment did (``trajforge serve``).
+
+    Absent (``None``) for a run started by hand (``trajforge generate``), and in
+    every version written before this field existed.
+    """
+
+    deployment: str = Field(description="FLOW/DEPLOYMENT, e.g. scheduled-generate/nightly")
+    schedule: str | None = Field(
+        default=None, description="the cron expression whose schedule started the run; None when the deployment "
+        "was run by hand (e.g. `prefect deployment run`)")
+    scheduled_for: str | None = Field(default=None, description="when the flow run was due (ISO 8601, UTC)")
+    flow_run_id: str | None = Field(default=None, description="the Prefect flow run that committed the version")
+
+    def describe(self) -> str:
+        how = f"cron {self.schedule!r}" if self.schedule else "run by hand"
+        return f"{self.deployment} ({how})"
+
+
 class DatasetManifest(BaseModel):
     """Stored as the Delta commit's metadata; ``version`` is the commit's own number."""
 
@@ -28,7 +47,10 @@ class DatasetManifest(BaseModel):
     funnel: dict[str, int] = Field(
         default_factory=dict,
         description="rows rejected per step in pipeline order (synthesis, simulation, each filter as configured, "
-        "dedup.exact, dedup.near, dedup.semantic), zeros included")
+        "then each dedup layer that is on: dedup.exact, dedup.near, dedup.semantic), zeros included")
+    faults: dict[str, int] = Field(
+        default_factory=dict, description="rows rejected per fault: who failed (assistant, user, tool, judge, "
+        "backend, synthesis, plugin)")
     synthesis: dict[str, dict[str, int]] = Field(
         default_factory=dict, description="per generator, what its own stages did: a model blueprint's contexts, "
         "rounds written and regenerated, failures per rule, committee passes and failures, drops, recombinations")
@@ -36,3 +58,5 @@ class DatasetManifest(BaseModel):
         default_factory=dict, description="semantic layer: this run's rows by cosine similarity to their nearest "
         "earlier row, for choosing dedup.semantic.threshold")
     total_accepted: int = 0
+    origin: RunOrigin | None = Field(default=None, description="the deployment and schedule that started the run; "
+                                     "None for a run started by hand")

@@ -67,7 +67,9 @@ class Message(BaseModel):
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
     name: str | None = None
-    reasoning_content: str | None = None
+    reasoning_content: str | None = Field(
+        default=None, description="assistant only: the reasoning a server returned beside the reply "
+        "(vLLM reasoning parsers), kept per turn; never sent back to a model")
 
     def to_openai(self) -> dict[str, Any]:
         """The dict the OpenAI API accepts (unset fields left out)."""

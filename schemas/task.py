@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.hashing import content_hash
 from schemas.messages import Action
@@ -34,23 +34,26 @@ class UserScenario(BaseModel):
 
 
 class Task(BaseModel):
-    """A blueprint (APIGen-MT style) or a KG question (DeepDive style).
+    """What every kind of task has: a scenario for the user, gold calls, the expected final state and outputs.
 
-    The id is a hash of everything but itself, so two generators proposing the
-    same task produce the same id.
+    ``kind`` names a task kind (``simulators.kinds``: blueprint, kg_question, a
+    plug-in's own); what only that kind has (a KG question's ``answer``,
+    ``answer_aliases`` and ``path``) rides as extra top-level keys, validated by
+    the kind's own model where the kind registry is reachable. The id is a hash
+    of everything but itself, so two generators proposing the same task produce
+    the same id.
     """
 
+    model_config = ConfigDict(extra="allow")
+
     id: str = ""
-    kind: Literal["blueprint", "kg_question"] = "blueprint"
+    kind: str = Field(default="blueprint", pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
     domain: str
     env_seed: int
     scenario: UserScenario
     gold_actions: list[Action] = Field(default_factory=list)
     expected_outputs: list[str] = Field(default_factory=list)
     expected_state_hash: str | None = None
-    answer: str | None = None
-    answer_aliases: list[str] = Field(default_factory=list)
-    path: list[dict[str, Any]] = Field(default_factory=list)
     generator: str = "blueprint"
     provenance: dict[str, Any] = Field(
         default_factory=dict,

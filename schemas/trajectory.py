@@ -7,6 +7,11 @@ from pydantic import BaseModel, Field, model_validator
 from schemas.hashing import content_hash
 from schemas.messages import Message, Tool
 
+FAULTS = ("assistant", "user", "tool", "judge", "backend", "synthesis", "plugin")
+"""Who a rejected row's failure is attributed to (the row column ``fault``): the assistant under simulation, the
+user simulator, the tool simulator, a judge (a reply that was no verdict), the inference backend, task synthesis,
+or a plug-in step that broke."""
+
 
 class Verdict(BaseModel):
     """One step's judgement; ``stage`` names the step so a reject says who said no."""
@@ -14,6 +19,7 @@ class Verdict(BaseModel):
     stage: str
     passed: bool
     reason: str = ""
+    fault: str | None = Field(default=None, description="on a failure: who failed (schemas.FAULTS)")
 
 
 class Usage(BaseModel):
@@ -26,6 +32,8 @@ class Usage(BaseModel):
     cached: int = 0
     retries: int = 0
     errors: int = 0
+    truncated: int = 0  # replies cut off at max_tokens that were not used (after any retry)
+    truncated_retries: int = 0  # cut-off replies asked again with a larger max_tokens
 
     def add(self, other: Usage) -> Usage:
         for field in type(self).model_fields:

@@ -17,7 +17,16 @@ class AsyncToolSimulator(Protocol):
 
 
 class RolloutError(Exception):
-    """A dialogue that could not finish; becomes a rejected row at stage ``simulation``."""
+    """A dialogue that could not finish; becomes a rejected row at stage ``simulation``.
+
+    ``fault`` says who failed (``schemas.FAULTS``); the messages produced so far are in the caller's
+    ``transcript`` (see ``rollout``), so the rejected row keeps them.
+    """
+
+    def __init__(self, message: str, fault: str = "assistant", partial: Message | None = None) -> None:
+        super().__init__(message)
+        self.fault = fault
+        self.partial = partial  # the message that failed (a cut-off turn), kept as evidence, never as data
 
 
 @dataclass
@@ -34,14 +43,19 @@ async def rollout(
     max_turns: int = 40,
     max_steps_per_turn: int = 12,
     tool_simulator: AsyncToolSimulator | None = None,
+    transcript: list[Message] | None = None,
 ) -> Rollout:
     """Run one dialogue to its end; ``env`` must be fresh and is mutated.
 
     A turn is one user message and everything the assistant does before the
-    user speaks again; tool calls are executed here, in the order given.
+    user speaks again; tool calls are executed here, in the order given (all
+    calls of one message before the next model request: parallel calls).
+    ``transcript``, when given, is the list the dialogue is written into as it
+    happens, so whatever stops it (an error, a timeout) leaves the evidence.
     """
     tools = env.tools()
-    messages: list[Message] = [Message(role="system", content=env.policy)]
+    messages = transcript if transcript is not None else []
+    messages.append(Message(role="system", content=env.policy))
     for _turn in range(max_turns):
         said = await user.respond(messages)
         text = (said.content or "").replace(STOP, "").strip()
@@ -61,8 +75,10 @@ async def rollout(
         else:
             raise RolloutError(f"assistant made more than {max_steps_per_turn} tool steps in one turn")
     else:
-        raise RolloutError(f"dialogue did not end within {max_turns} turns")
-    return Rollout(messages=messages, final_state_hash=env.state_hash())
+        # A model user that never says it is done is the simulator's failure; a scripted one ends its script.
+        raise RolloutError(f"dialogue did not end within {max_turns} turns",
+                           fault="user" if getattr(user, "is_model", False) else "assistant")
+    return Rollout(messages=list(messages), final_state_hash=env.state_hash())
 
 
 async def _run_tool(env: Environment, call: ToolCall, simulator: AsyncToolSimulator | None) -> str:

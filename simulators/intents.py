@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from schemas import Action
-
-if TYPE_CHECKING:
-    from simulators.environment import Environment
 
 
 @dataclass
@@ -47,8 +44,12 @@ class Intent:
     name: ClassVar[str]
     target_tool: ClassVar[str]
 
-    def ground(self, env: Environment, rng: random.Random, customer: dict[str, Any]) -> Grounding | None:
-        """Tie the intent to entities of ``customer``; None when the customer has none that fit."""
+    def ground(self, env: Any, rng: random.Random, customer: dict[str, Any]) -> Grounding | None:
+        """Tie the intent to entities of ``customer``; None when the customer has none that fit.
+
+        ``env`` is the domain's own ``Environment`` (its ``db`` holds the seeded tables); it is not typed as
+        one here because ``simulators.environment`` imports this module for the hooks' types.
+        """
         raise NotImplementedError
 
     def outputs(self, target: Action, result: dict[str, Any]) -> list[str]:

@@ -81,8 +81,9 @@ class KGScriptedAssistant:
         """How many path variables the calls made so far have reached: 1 + the last hop followed."""
         upto = 1
         for i, p in enumerate(self.task.path[1:], 2):
-            hop = {"entity_id": p["source"], "relation": p["relation"], "direction": p["direction"]}
-            if any(a.name == "get_neighbors" and a.arguments == hop for a in self.done):
+            hop = (p["source"], p["relation"])  # any direction: a relation that reads both ways is listed "both"
+            if any(a.name == "get_neighbors" and (a.arguments.get("entity_id"), a.arguments.get("relation")) == hop
+                   for a in self.done):
                 upto = i
         return upto
 

@@ -10,16 +10,21 @@ against the tool's result schema.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import fastjsonschema
 
 from schemas import AssistantRoleConfig, Message, RoleConfig, Task, Tool, Usage, UserRoleConfig, canonical_json
 from simulators.agents import STOP
-from simulators.backends import ChatParams, Endpoint
+from simulators.backends import ChatParams, Endpoint, TruncatedReply
+from simulators.conversation import RolloutError
 from simulators.tool_simulator import SimulatedCall
 
 GREETING = "Hi! How can I help you today?"
+REMINDER = "[Reminder, not part of the chat:"
+_REMINDER_ECHO = re.compile(re.escape(REMINDER) + r".*?(?:\]|$)", re.S)
+TOOL_SIMULATOR_ERROR = "Error: the tool simulator's"  # how every result the tool simulator could not give begins
 
 
 def chat_params(role: RoleConfig, **more: Any) -> ChatParams:
@@ -46,8 +51,24 @@ def user_system_prompt(task: Task) -> str:
     )
 
 
+def simulator_instructions(task: Task) -> list[tuple[str, str, int]]:
+    """What the user simulator is told and must never say back, as ``(what, text, n)``: a user turn that shares
+    ``n`` consecutive words with ``text`` echoes it (``filters.leaks``). The prompt's own wording is matched on
+    short spans; the goal only on long ones, since a customer naturally restates it in their own words."""
+    s = task.scenario
+    blank = task.model_copy(update={"scenario": s.model_copy(update={
+        "persona": "", "instruction": "", "known_info": {}, "unknown_info": [], "identity": ""})})
+    return [("the user simulator's prompt", user_system_prompt(blank), 5),
+            ("the reminder", f"{REMINDER} you are the user. Your goal: Reveal only what is asked. End with {STOP} "
+                             "when done.]", 4),
+            ("the persona", s.persona, 6),
+            ("the scenario's instruction", s.instruction, 8)]
+
+
 class LLMUser:
     """A user simulator: sees the dialogue from the customer's side, with roles swapped."""
+
+    is_model = True  # a dialogue it never ends is its failure (``conversation.rollout``)
 
     def __init__(self, task: Task, endpoint: Endpoint, role: UserRoleConfig, meter: Usage) -> None:
         self.endpoint, self.role, self.meter = endpoint, role, meter
@@ -65,14 +86,19 @@ class LLMUser:
         turns = sum(m.role == "assistant" for m in view)
         every = self.role.reminder_every
         if every and turns and turns % every == 0 and view[-1].role == "user":
-            reminder = (f"\n\n[Reminder, not part of the chat: you are the user. Your goal: {self.goal} "
+            reminder = (f"\n\n{REMINDER} you are the user. Your goal: {self.goal} "
                         f"Reveal only what is asked. End with {STOP} when done.]")
             view[-1] = Message(role="user", content=(view[-1].content or "") + reminder)
         return view
 
     async def respond(self, messages: list[Message]) -> Message:
-        reply = await self.endpoint.chat(self._view(messages), None, self.params, self.meter)
-        return Message(role="user", content=reply.content or "")
+        try:
+            reply = await self.endpoint.chat(self._view(messages), None, self.params, self.meter)
+        except TruncatedReply as err:
+            raise RolloutError(f"truncated: the user simulator's turn was cut off at {err.limit}",
+                               fault="user", partial=Message(role="user", content=err.partial.content)) from None
+        # A small model echoes the reminder it was given: it is an instruction, never part of the stored turn.
+        return Message(role="user", content=_REMINDER_ECHO.sub("", reply.content or "").strip())
 
 
 class LLMAssistant:
@@ -84,8 +110,13 @@ class LLMAssistant:
 
     async def respond(self, messages: list[Message], tools: list[Tool]) -> Message:
         wire_tools = [t.model_dump() for t in tools]
-        reply = await self.endpoint.chat(messages, wire_tools, self.params, self.meter)
-        return Message(role="assistant", content=reply.content, tool_calls=reply.tool_calls)
+        try:
+            reply = await self.endpoint.chat(messages, wire_tools, self.params, self.meter)
+        except TruncatedReply as err:  # a cut-off turn is never accepted: half a sentence, or half a tool call
+            raise RolloutError(f"truncated: the assistant's turn was cut off at {err.limit}", fault="assistant",
+                               partial=err.partial) from None
+        return Message(role="assistant", content=reply.content, tool_calls=reply.tool_calls,
+                       reasoning_content=reply.reasoning_content)
 
 
 class ModelToolSimulator:
@@ -116,7 +147,10 @@ class ModelToolSimulator:
                 f"Call: {tool.name}({canonical_json(request.arguments)})")),
         ]
         fmt = {"type": "json_schema", "json_schema": {"name": f"{tool.name}_result"[:64], "schema": schema}}
-        reply = await self.endpoint.chat(prompt, None, chat_params(self.role, response_format=fmt), self.meter)
+        try:
+            reply = await self.endpoint.chat(prompt, None, chat_params(self.role, response_format=fmt), self.meter)
+        except TruncatedReply as err:
+            return f"{TOOL_SIMULATOR_ERROR} result was cut off at {err.limit}"
         return _checked(reply.content or "", schema)
 
 
@@ -125,5 +159,5 @@ def _checked(text: str, schema: dict[str, Any]) -> str:
         value = json.loads(text)
         fastjsonschema.validate(schema, value)
     except (ValueError, fastjsonschema.JsonSchemaException) as err:
-        return f"Error: the tool simulator's result does not match the result schema ({str(err)[:160]})"
+        return f"{TOOL_SIMULATOR_ERROR} result does not match the result schema ({str(err)[:160]})"
     return canonical_json(value)

@@ -16,13 +16,34 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 T = TypeVar("T")
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+
+
+class Step:
+    """What generators and filters share: the ``name`` their registry gives them, and words for their own counters.
+
+    A step that counts what its own stages did (``SynthesisContext.count`` for a
+    generator) says here what the counts mean; the pipeline prints, charts and
+    cards whatever steps report, and knows no step's counter names.
+    """
+
+    name: ClassVar[str]
+
+    @classmethod
+    def funnel_lines(cls, counts: Mapping[str, int]) -> list[str]:
+        """The counters in words, for the end-of-run summary and the card; the first line follows ``name: ``."""
+        return [", ".join(f"{k} {v}" for k, v in sorted(counts.items()))]
+
+    @classmethod
+    def funnel_steps(cls, counts: Mapping[str, int]) -> list[tuple[str, int]]:
+        """The counters as (label, count) bars for the report, in the order a task meets them."""
+        return sorted(counts.items())
 
 
 class UnknownStepError(KeyError):

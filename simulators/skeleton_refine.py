@@ -31,7 +31,7 @@ import fastjsonschema
 from schemas import Message, Task, Usage
 from schemas.config import RefineConfig
 from simulators.agents import STOP, AssistantAgent, UserAgent
-from simulators.backends import Endpoint
+from simulators.backends import Endpoint, TruncatedReply
 from simulators.conversation import Rollout, RolloutError, rollout
 from simulators.environment import Environment
 from simulators.model_agents import chat_params
@@ -40,6 +40,9 @@ from simulators.structured_output import json_object
 Kind = Literal["rewrite", "clarify_question", "clarify_answer", "correction_wrong", "correction_check",
                "correction_fix"]
 
+# The refiner writes the customer's side of the dialogue: a reply it botches is the user simulator's failure
+# (a botched assistant slot is the assistant's).
+REFINER = "user"
 SLOTS_HEADER = "SLOTS:"  # the slot list follows this line as JSON (machine-readable for any model or test double)
 RESULT_CHARS = 300  # tool results are shown shortened: context for the writer, not material to copy
 
@@ -52,6 +55,19 @@ FILLS_SCHEMA: dict[str, Any] = {
     "required": ["fills"], "additionalProperties": False,
 }
 _validate_fills = fastjsonschema.compile(FILLS_SCHEMA)
+FILL_CHARS = 600  # a turn, not an essay
+
+
+def fills_schema(slots: list[Slot]) -> dict[str, Any]:
+    """The reply asked for: exactly one fill per slot, of bounded length. A server with guided decoding then
+    ends the JSON when the slots are filled (small models otherwise add fills, or one endless text, until
+    ``max_tokens`` cuts them off); the reply is still checked against ``FILLS_SCHEMA`` and the slots."""
+    item = {"type": "object", "properties": {"slot": {"type": "integer", "enum": [s.number for s in slots]},
+                                             "text": {"type": "string", "minLength": 1, "maxLength": FILL_CHARS}},
+            "required": ["slot", "text"], "additionalProperties": False}
+    return {"type": "object", "properties": {"fills": {"type": "array", "items": item, "minItems": len(slots),
+                                                       "maxItems": len(slots)}},
+            "required": ["fills"], "additionalProperties": False}
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _TOKEN = re.compile(r"[#$]?\w(?:[\w.,/-]*\w)?")
@@ -116,13 +132,19 @@ class Refiner:
 
 
 async def refine_rollout(task: Task, env: Environment, user: UserAgent, assistant: AssistantAgent,
-                         refiner: Refiner, max_turns: int = 40) -> Rollout:
+                         refiner: Refiner, max_turns: int = 40, transcript: list[Message] | None = None) -> Rollout:
     """Skeleton from the scripted ``user``/``assistant`` on ``env`` (fresh, mutated), refined by one request,
-    then every tool call re-executed on another fresh environment."""
-    skeleton = await rollout(task, env, user, assistant, max_turns=max_turns)
+    then every tool call re-executed on another fresh environment.
+
+    ``transcript`` holds the evidence if refinement fails: the skeleton, then the refined dialogue once the
+    fills are in (so a fill that dropped a fact is seen in place).
+    """
+    transcript = transcript if transcript is not None else []
+    skeleton = await rollout(task, env, user, assistant, max_turns=max_turns, transcript=transcript)
     plan, slots = _plan(skeleton.messages, env, refiner.rng, refiner.role)
     fills = await _fill(task, plan, slots, refiner)
     messages = _assemble(plan, fills)
+    transcript[:] = messages
     _check_facts(skeleton.messages, plan, slots, fills)
     return _reexecute(messages, env.fresh(task.env_seed))
 
@@ -217,26 +239,34 @@ def _render(task: Task, plan: Plan, slots: list[Slot]) -> str:
 
 async def _fill(task: Task, plan: Plan, slots: list[Slot], refiner: Refiner) -> dict[int, str]:
     prompt = [Message(role="system", content=SYSTEM), Message(role="user", content=_render(task, plan, slots))]
-    fmt = {"type": "json_schema", "json_schema": {"name": "dialogue_fills", "schema": FILLS_SCHEMA}}
-    reply = await refiner.endpoint.chat(prompt, None, chat_params(refiner.role, response_format=fmt), refiner.meter)
+    fmt = {"type": "json_schema", "json_schema": {"name": "dialogue_fills", "schema": fills_schema(slots)}}
+    role = refiner.role
+    budget = role.retry_max_tokens if role.retry_max_tokens is not None else \
+        (2 * role.max_tokens if role.max_tokens else None)
+    try:
+        reply = await refiner.endpoint.chat(prompt, None, chat_params(role, response_format=fmt), refiner.meter,
+                                            retry_max_tokens=budget)
+    except TruncatedReply as err:
+        raise RolloutError(f"truncated: the refiner's reply was cut off at {err.limit}", fault=REFINER) from None
     text = reply.content or ""
     try:
         data = _validate_fills(json.loads(json_object(text)))
     except ValueError as err:  # JSONDecodeError and JsonSchemaException are both ValueErrors
-        raise RolloutError(f"refine: the reply is not the fills JSON ({str(err)[:120]})") from None
+        raise RolloutError(f"refine: the reply is not the fills JSON ({str(err)[:120]}): {text[:80]!r}",
+                           fault=REFINER) from None
     fills: dict[int, str] = {}
     for fill in data["fills"]:
         number, said = fill["slot"], fill["text"].replace(STOP, "").strip()
         if not 0 <= number < len(slots):
-            raise RolloutError(f"refine: fill for unknown slot {number}")
+            raise RolloutError(f"refine: fill for unknown slot {number}", fault=REFINER)
         if number in fills:
-            raise RolloutError(f"refine: slot {number} filled twice")
+            raise RolloutError(f"refine: slot {number} filled twice", fault=REFINER)
         if not said:
-            raise RolloutError(f"refine: slot {number} filled with empty text")
+            raise RolloutError(f"refine: slot {number} filled with empty text", fault=REFINER)
         fills[number] = said
     missing = [s.number for s in slots if s.number not in fills]
     if missing:
-        raise RolloutError(f"refine: no fill for slot(s) {', '.join(map(str, missing))}")
+        raise RolloutError(f"refine: no fill for slot(s) {', '.join(map(str, missing))}", fault=REFINER)
     return fills
 
 
@@ -258,15 +288,15 @@ def _check_facts(skeleton: list[Message], plan: Plan, slots: list[Slot], fills: 
         got, n = folded(facts(fills[s.number])), turn[s.number]
         if s.kind == "correction_wrong":
             if got == folded(s.keep):
-                raise RolloutError(f"refined turn {n}: the correction's first statement gets no detail wrong")
+                raise RolloutError(f"refined turn {n}: the correction's first statement gets no detail wrong", fault=s.role)
             continue
         dropped = [f for f in s.keep if f.casefold() not in got]
         if dropped and s.kind in ("rewrite", "correction_fix"):
-            raise RolloutError(f"refined turn {n} dropped {dropped[0]!r}")
+            raise RolloutError(f"refined turn {n} dropped {dropped[0]!r}", fault=s.role)
         allowed = (seen if s.role == "assistant" else said) | (wrong if s.kind.startswith("correction") else set())
         invented = sorted(f for f in facts(fills[s.number]) if f.casefold() not in allowed)
         if invented:
-            raise RolloutError(f"refined turn {n} introduced {invented[0]!r}, which the dialogue never mentions")
+            raise RolloutError(f"refined turn {n} introduced {invented[0]!r}, which the dialogue never mentions", fault=s.role)
 
 
 def _reexecute(messages: list[Message], env: Environment) -> Rollout:

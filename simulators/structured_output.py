@@ -8,11 +8,12 @@ taken, and nothing else about the text is trusted.
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+JUDGE_ERROR = "judge_error"  # the reason (and judge filter stage) of a row no judge could give a verdict on
 _FENCE = re.compile(r"```(?:json)?\s*(\{.*\})\s*```", re.S)
 
 
@@ -32,3 +33,11 @@ def parse_structured(model: type[M], text: str) -> M:
         e = err.errors()[0]
         where = ".".join(str(x) for x in e["loc"]) or "reply"
         raise ValueError(f"reply is not a valid {model.__name__}: {where}: {e['msg']}") from None
+
+
+def retry_budget(spec: Any) -> int | None:
+    """The larger ``max_tokens`` a cut-off structured reply is asked again with: the step's ``retry_max_tokens``,
+    else twice its ``max_tokens`` (no retry when it set no limit: then the context itself ran out)."""
+    if getattr(spec, "retry_max_tokens", None) is not None:
+        return spec.retry_max_tokens
+    return 2 * spec.max_tokens if getattr(spec, "max_tokens", None) else None

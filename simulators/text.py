@@ -1,12 +1,9 @@
-"""Text matching shared by synthesis and verification, so a blueprint is checked the way its dialogue will be."""
+"""Text matching shared by synthesis and verification, so a blueprint is checked the way its dialogue will be.
 
-from __future__ import annotations
+``normalize`` is defined in ``schemas.text``: exact dedup (``dedup/``, which may import schemas only) hashes
+with the same folding.
+"""
 
-import re
-import unicodedata
+from schemas.text import normalize
 
-
-def normalize(text: str) -> str:
-    """Case, width and punctuation folded; digits and '#' kept so '#1234' never equals '#9876'."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return re.sub(r"[^\w#$.]+", " ", text).strip()
+__all__ = ["normalize"]

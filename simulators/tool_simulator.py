@@ -86,7 +86,6 @@ class OfflineToolSimulator(ToolSimulator):
     ``call.seed``: the same call gives the same result in every run.
     """
 
-    name = "offline"
     Params = OfflineParams
 
     def simulate(self, call: SimulatedCall) -> Any:

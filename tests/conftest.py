@@ -40,3 +40,19 @@ def _small_config(**overrides):
 def small_config():
     """A factory for a small valid RunConfig (60 tasks, 3 shards, mistakes planted)."""
     return _small_config
+
+
+@pytest.fixture(scope="session")
+def real_model_lane():
+    """vLLM's CPU build and SmolLM2 (tests/real_model/lane.py). ``make test`` builds it and sets
+    TRAJFORGE_REAL_MODEL_REQUIRED, so there these tests can never skip; a bare pytest without the lane skips them."""
+    from real_model.lane import Lane, cache_dir, is_built
+
+    lane = Lane(cache_dir())
+    missing = is_built(lane)
+    if missing:
+        message = f"real-model lane not built ({missing}): run `make real-model`"
+        if os.environ.get("TRAJFORGE_REAL_MODEL_REQUIRED"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return lane

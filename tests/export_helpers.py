@@ -65,7 +65,7 @@ def draft_manifest(run_id: str):
 
 def commit_worker(root: str, files: list[str], run_id: str, barrier, results) -> None:
     """One process committing staged rows; waits at ``barrier`` once its dedup view is pinned, so two collide."""
-    from filters.dedup_layers import Deduplicator
+    from dedup import Deduplicator
     from pipelines.store import DatasetStore, StoreError
     from schemas import DedupConfig
 

@@ -7,8 +7,8 @@ answers is decided by a *brain*: a function from the request body to a
 plays both the user simulator and the assistant by replaying offline
 transcripts, so a model-mode run can be checked turn for turn.
 
-Also runnable as a process (the benchmark's server, and the stand-in for
-``vllm serve`` in the managed-server tests)::
+Also runnable as a process (the benchmark's server; ``tests/vllm_standin.py``
+serves it behind ``vllm serve``'s real command line)::
 
     python tests/loopback.py --port P [--latency S] [--config FILE] [--pid-file F]
 """
@@ -50,6 +50,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     error: str = ""
+    finish_reason: str | None = None  # default: "tool_calls" with calls, else "stop"; "length" plays a cut-off reply
+    reasoning: str | None = None  # sent as vLLM sends it (``reasoning``), the way reasoning parsers do
 
 
 Brain = Callable[[dict[str, Any]], Reply]
@@ -108,11 +110,13 @@ class LoopbackServer:
         message: dict[str, Any] = {"role": "assistant", "content": reply.content}
         if reply.tool_calls:
             message["tool_calls"] = reply.tool_calls
+        if reply.reasoning is not None:
+            message["reasoning"] = reply.reasoning
+        finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
         return JSONResponse({
             "id": f"chatcmpl-{self.requests}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "loopback"),
-            "choices": [{"index": 0, "message": message,
-                         "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "stop_reason": None}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                       "total_tokens": prompt + completion},
         })
@@ -416,30 +420,27 @@ def _garbled(fact: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("serve", nargs="?")          # accepts `vllm serve MODEL ...` argument shapes
-    p.add_argument("model", nargs="?")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--latency", type=float, default=0.0)
     p.add_argument("--config", help="run config: replay its tasks' transcripts (TranscriptBrain)")
     p.add_argument("--pid-file")
-    p.add_argument("--argv-file", help="write the received argv here (managed-vLLM tests)")
-    p.add_argument("--fail-start", action="store_true", help="exit at once with status 3")
-    args, _rest = p.parse_known_args(argv)
-    if args.argv_file:
-        Path(args.argv_file).write_text(json.dumps(sys.argv[1:]))
-    if args.fail_start:
-        print("fake vllm: refusing to start", file=sys.stderr)
-        sys.exit(3)
+    args = p.parse_args(argv)
     brain: Brain = echo_brain
     if args.config:
         from schemas import load_config
 
         brain = TranscriptBrain(load_config(args.config))
-    server = LoopbackServer(brain, latency_s=args.latency, port=args.port)
-    sock = server._socket()
     if args.pid_file:
         Path(args.pid_file).write_text(str(os.getpid()))
+    serve_forever(brain, args.host, args.port, args.latency)
+
+
+def serve_forever(brain: Brain, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0) -> None:
+    """Serve ``brain`` in this process until SIGTERM (the benchmark's server, the vLLM stand-in)."""
+    assert host == "127.0.0.1", "loopback only"
+    server = LoopbackServer(brain, latency_s=latency_s, port=port)
+    sock = server._socket()
     uv = server._uvicorn()
     signal.signal(signal.SIGTERM, lambda *_: setattr(uv, "should_exit", True))
     print(f"listening on {server.url}", flush=True)

@@ -10,12 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from filters import semantic
-from filters.dedup_layers import DedupIndex, Deduplicator
-from filters.minhash import MinHasher, band_keys, candidate_pairs, jaccard
-from pipelines import dedup_index
+from dedup import INDEX_DIR, DedupIndex, Deduplicator, part_name, save_part, semantic
+from dedup.minhash import MinHasher, band_keys, candidate_pairs, jaccard
 from pipelines.cli import main
-from pipelines.dedup_index import INDEX_DIR, load_index, part_name, save_part
 from pipelines.flow import run_generate
 from pipelines.store import DatasetStore
 from schemas import ConfigError, DedupConfig, parse_config
@@ -72,7 +69,8 @@ def test_near_duplicates_are_rejected_with_their_representative_deterministicall
     layer, reason = first.rejected[40]
     assert layer == "near" and reason.startswith("near duplicate of r3 (jaccard 0.")
     assert first.cluster_ids[40] == first.cluster_ids[42] == "r3" and first.cluster_ids[41] == "r7"
-    assert first.counts == {"exact": 0, "near": 3, "semantic": 0}
+    assert first.counts == {"exact": 0, "near": 3}  # semantic is off: not a layer of this run
+    assert first.stats["near"] == {"offered": 43, "duplicates": 3, "kept": 40}
     assert first.index.ids == [f"r{i}" for i in range(40)] and len(first.index.signatures) == 40
     again = run(Deduplicator(DedupConfig()), texts)
     assert again.rejected == first.rejected and again.cluster_ids == first.cluster_ids
@@ -106,7 +104,7 @@ def test_against_a_prior_index_and_config_validation():
 
 
 @pytest.mark.usefixtures("prefect_server")
-def test_cross_version_dedup_from_persisted_parts(tmp_path, small_config, monkeypatch):
+def test_cross_version_dedup_from_persisted_parts(tmp_path, small_config):
     root = tmp_path / "ds"
     config = small_config(num_tasks=30, shard_size=15)
     first = run_generate(config, root, "run-1")
@@ -125,21 +123,20 @@ def test_cross_version_dedup_from_persisted_parts(tmp_path, small_config, monkey
                        signatures=np.zeros((1, 128), np.uint32))
     save_part(root, 1, "run-never-committed", ghost, config.dedup)
 
-    # the second run reads the parts, not the rows of earlier versions
-    def no_rereading(*args, **kwargs):
-        raise AssertionError("earlier versions were re-read")
-
-    monkeypatch.setattr(dedup_index, "_rebuild", no_rereading)
+    # the second run reads the parts, not the rows of earlier versions: a rebuilt part would be rewritten
+    meta = root / INDEX_DIR / part_name(0, "run-1") / "meta.json"
+    written = meta.stat().st_mtime_ns, meta.stat().st_ino
     second = run_generate(config, root, "run-2")  # same seed: every dialogue repeats
     assert second.accepted == 0 and second.funnel["dedup.exact"] == first.accepted
-    index = load_index(root, DatasetStore(root).versions(), config.dedup)
+    assert (meta.stat().st_mtime_ns, meta.stat().st_ino) == written
+    store = DatasetStore(root)
+    index = store.dedup_index(config.dedup)
     assert "ghost" not in index.ids and len(index) == first.accepted
-    monkeypatch.undo()
 
     # a lost part is rebuilt from that version's own rows, identically
-    kept = load_index(root, DatasetStore(root).versions()[:1], config.dedup)
+    kept = index  # version 1 kept nothing: this is version 0's part
     shutil.rmtree(root / INDEX_DIR / part_name(0, "run-1"))
-    rebuilt = load_index(root, DatasetStore(root).versions()[:1], config.dedup)
+    rebuilt = store.dedup_index(config.dedup)
     assert rebuilt.ids == kept.ids and rebuilt.hashes == kept.hashes
     assert (rebuilt.signatures == kept.signatures).all()
     assert (root / INDEX_DIR / part_name(0, "run-1") / "meta.json").exists()
@@ -158,10 +155,11 @@ def test_funnel_in_manifest_and_summary(tmp_path, capsys):
     manifest = DatasetStore(tmp_path / "ds").versions()[-1]
     assert list(manifest.funnel) == ["synthesis", "simulation", "format", "execution", "policy", "outcome",
                                      "required_outputs", "turn_count", "repetition", "secrets", "dedup.exact",
-                                     "dedup.near", "dedup.semantic"]
+                                     "dedup.near"]  # semantic dedup is off: left out, not "-0"
     assert sum(manifest.funnel.values()) == manifest.rejected
     assert manifest.funnel["turn_count"] > 0  # three requests take more than four user turns
     assert f"funnel ({manifest.tasks} tasks)" in out and f"{manifest.accepted:>7} left" in out
+    assert "dedup.near" in out and "dedup.semantic" not in out
     rows = pl.read_delta(str(tmp_path / "ds")).filter(pl.col("stage") == "turn_count")
     assert rows["reason"].str.contains("more than 4").all()
 

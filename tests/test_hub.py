@@ -1,43 +1,26 @@
-"""`trajforge push`: the calls made on huggingface_hub's API object, recorded; nothing leaves the machine."""
+"""`trajforge push` with the real `huggingface_hub` client (and `datasets` to load), over HTTP, against the
+Hub-compatible loopback server in tests/hub_server.py (HF_ENDPOINT). The nightly loop's push after a scheduled
+run is in tests/test_schedule.py."""
 
 from __future__ import annotations
 
-import logging
-import shutil
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
-import datasets
 import pytest
-from export_helpers import load_offline, two_versions
-from huggingface_hub import HfApi
+from export_helpers import two_versions
+from hub_server import HubServer, load_from_hub
 
-import pipelines.hub
 from pipelines.cli import main
 from pipelines.store import DatasetStore
 from schemas import ConfigError
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
+ROOT = Path(__file__).resolve().parents[1]
 SECRET = "hf_trajforgeTESTtokenDoNotLeak0123456789"
-
-
-class RecordingApi(HfApi):
-    """HfApi with the three network calls replaced by recorders; the upload keeps a copy of the folder."""
-
-    calls: list[tuple[str, dict]] = []
-    uploads: Path
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
-        return f"https://huggingface.co/datasets/{repo_id}"
-
-    def upload_folder(self, **kwargs):
-        self.calls.append(("upload_folder", kwargs))
-        shutil.copytree(kwargs["folder_path"], self.uploads / f"upload-{len(self.calls)}")
-        return SimpleNamespace(oid=f"{len(self.calls):040x}")
-
-    def create_tag(self, repo_id, **kwargs):
-        self.calls.append(("create_tag", {"repo_id": repo_id, **kwargs}))
+REPO_ID = "acme/store-trajectories"
 
 
 @pytest.fixture(scope="module")
@@ -46,80 +29,95 @@ def dataset(tmp_path_factory, prefect_server):
 
 
 @pytest.fixture
-def recorder(monkeypatch, tmp_path):
-    RecordingApi.calls = []
-    RecordingApi.uploads = tmp_path / "uploads"
-    RecordingApi.uploads.mkdir()
-    monkeypatch.setattr(pipelines.hub, "HfApi", RecordingApi)
-    monkeypatch.setattr(pipelines.hub.constants, "HF_HUB_OFFLINE", False)
-    return RecordingApi
+def hub():
+    with HubServer(SECRET) as server:
+        yield server
 
 
-def test_push_creates_repo_uploads_folder_and_tags_version(dataset, recorder, monkeypatch, tmp_path, capfd, caplog):
-    monkeypatch.setenv("HF_TOKEN", SECRET)
-    caplog.set_level(logging.DEBUG)
-    assert main(["push", str(dataset), "--version", "1", "--repo", "acme/store-trajectories", "--rejects"]) == 0
-    out, err = capfd.readouterr()
-    assert "pushed version 1 to acme/store-trajectories" in out and "tag v1" in out
+def _push(tmp: Path, hub: HubServer, *args: str, token: str | None = SECRET, **env: str):
+    """`trajforge push` as a user runs it: a fresh process, the token in HF_TOKEN, nothing cached."""
+    child = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    child.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp / "hf-home"), PYTHONPATH=str(ROOT), **env)
+    if token:
+        child["HF_TOKEN"] = token
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", "push", *args], cwd=tmp, env=child,
+                          capture_output=True, text=True, timeout=300)
 
-    names = [name for name, _ in recorder.calls]
-    assert names == ["create_repo", "upload_folder", "create_tag"]
-    create, upload, tag = (kwargs for _, kwargs in recorder.calls)
-    assert create["repo_id"] == "acme/store-trajectories" and create["repo_type"] == "dataset" and create["exist_ok"]
-    assert upload["repo_id"] == "acme/store-trajectories" and upload["repo_type"] == "dataset"
-    assert "version 1" in upload["commit_message"]
-    assert upload["delete_patterns"] == ["data/**"]  # shards of an earlier version do not linger
-    assert tag["tag"] == "v1" and tag["revision"] == f"{2:040x}" and tag["repo_type"] == "dataset"
-    assert not Path(upload["folder_path"]).exists()  # the staging folder is temporary
 
-    # the folder that would be uploaded loads, with its card pointing at the repo and tag
-    folder = recorder.uploads / "upload-2"
-    card = (folder / "README.md").read_text()
-    assert 'load_dataset("acme/store-trajectories", "sft", revision="v1")' in card
-    total = DatasetStore(dataset).versions()[1].total_accepted
-    for config in ("sft", "rl", "rejects"):
-        run = load_offline(folder, config, tmp_path)
-        assert run.returncode == 0, run.stderr[-2000:]
-    sft = datasets.load_dataset(str(folder), "sft", cache_dir=str(tmp_path / "cache"))
-    assert sum(s.num_rows for s in sft.values()) == total
+def test_push_tags_each_version_and_load_dataset_reads_it_back_by_tag(dataset, hub, tmp_path):
+    versions = DatasetStore(dataset).versions()
+    first = _push(tmp_path, hub, str(dataset), "--version", "0", "--repo", REPO_ID, "--shard-rows", "10")
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = _push(tmp_path, hub, str(dataset), "--version", "1", "--repo", REPO_ID, "--rejects")
+    assert second.returncode == 0, second.stdout + second.stderr
+    repo = hub.repos[("dataset", REPO_ID)]
+    assert f"pushed version 1 to {REPO_ID} (commit {repo.tags['v1']}, tag v1)" in second.stdout
+    assert repo.tags["v0"] != repo.tags["v1"] and not repo.private
 
-    # the token is nowhere: not in output, logs, the uploaded files or the dataset
-    assert SECRET not in out + err + caplog.text
-    for path in [*folder.rglob("*"), *Path(dataset).rglob("*")]:
-        if path.is_file():
+    # each tag is its version's export; shards of the earlier version do not linger on the later one
+    v0, v1 = hub.files(REPO_ID, "v0"), hub.files(REPO_ID, "v1")
+    assert len([p for p in v0 if p.startswith("data/sft/train-")]) > 1
+    assert [p for p in v1 if p.startswith("data/sft/")] == ["data/sft/test-00000-of-00001.parquet",
+                                                            "data/sft/train-00000-of-00001.parquet"]
+    assert any(p.startswith("data/rejects/") for p in v1) and not any(p.startswith("data/rejects/") for p in v0)
+    assert 'load_dataset("acme/store-trajectories", "sft", revision="v1")' in v1["README.md"].decode()
+    assert hub.files(REPO_ID, "main") == v1
+
+    # what a user of the dataset gets: each tag loads as that version
+    with ThreadPoolExecutor(3) as pool:  # three fresh processes at once
+        loads = [pool.submit(load_from_hub, hub.url, REPO_ID, config, tag, tmp_path / config / tag, SECRET)
+                 for config, tag in (("sft", "v0"), ("sft", "v1"), ("rejects", "v1"))]
+        sft0, sft1, rejects = (sum(f.result().values()) for f in loads)
+    assert (sft0, sft1) == (versions[0].total_accepted, versions[1].total_accepted)
+    assert rejects == versions[0].rejected + versions[1].rejected
+
+    # the token: sent with every write, refused nowhere, kept nowhere
+    writes = [(endpoint, ok) for (method, endpoint, ok) in hub.requests if method == "POST"]
+    assert {"create_repo", "preupload", "commit", "tag"} <= {e for e, _ in writes} and all(ok for _, ok in writes)
+    assert hub.unknown_requests() == []
+    for run in (first, second):
+        assert SECRET not in run.stdout + run.stderr
+    for files in (v0, v1):
+        assert not [p for p, blob in files.items() if SECRET.encode() in blob]
+    for path in Path(dataset).rglob("*"):
+        if path.is_file() and path.suffix != ".db":
             assert SECRET.encode() not in path.read_bytes(), path
 
+    # the same version again: one line, exit 2, nothing uploaded, the tag unmoved
+    commits = len(repo.commits)
+    again = _push(tmp_path, hub, str(dataset), "--version", "1", "--repo", REPO_ID)
+    assert again.returncode == 2
+    assert again.stderr.strip() == (f"trajforge: error: {REPO_ID} already has tag v1 (commit {repo.tags['v1']}): "
+                                    "version 1 was pushed before, and a version tag is never moved; nothing was "
+                                    "uploaded")
+    assert len(repo.commits) == commits and hub.tags(REPO_ID)["v1"] == repo.tags["v1"]
 
-def test_push_refuses_without_token_or_with_bad_input(dataset, recorder, monkeypatch, tmp_path, capfd):
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
-    monkeypatch.setattr(pipelines.hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    assert main(["push", str(dataset), "--version", "0", "--repo", "acme/x"]) == 2
-    assert "no Hugging Face token" in capfd.readouterr().err
-    monkeypatch.setenv("HF_TOKEN", SECRET)
+
+def test_push_refuses_without_token_offline_or_with_bad_input(dataset, hub, tmp_path, capsys):
+    with ThreadPoolExecutor(2) as pool:
+        runs = {"no token": pool.submit(_push, tmp_path, hub, str(dataset), "--version", "0", "--repo", "acme/x",
+                                        token=None),
+                "offline": pool.submit(_push, tmp_path, hub, str(dataset), "--version", "0", "--repo", "acme/x",
+                                       HF_HUB_OFFLINE="1")}
+        runs = {name: future.result() for name, future in runs.items()}
+    assert runs["no token"].returncode == 2 and "no Hugging Face token: set HF_TOKEN" in runs["no token"].stderr
+    assert runs["offline"].returncode == 2 and "HF_HUB_OFFLINE is set" in runs["offline"].stderr
+    assert not hub.requests, "nothing reached the Hub"
+
+    wrong = _push(tmp_path, hub, str(dataset), "--version", "0", "--repo", "acme/x", token="hf_not_the_token")
+    assert wrong.returncode == 1
+    (line,) = wrong.stderr.strip().splitlines()
+    assert line.startswith("trajforge: error: push to acme/x failed: ") and "401" in line, line
+    assert not hub.repos
+
     assert main(["push", str(dataset), "--version", "9", "--repo", "acme/x"]) == 2
-    err = capfd.readouterr().err
-    assert "no version 9" in err and SECRET not in err
+    assert "no version 9" in capsys.readouterr().err
     assert main(["push", str(dataset), "--version", "0", "--repo", "not-a-repo"]) == 2
-    assert "ORG/NAME" in capfd.readouterr().err
-    monkeypatch.setattr(pipelines.hub.constants, "HF_HUB_OFFLINE", True)
-    assert main(["push", str(dataset), "--version", "0", "--repo", "acme/x"]) == 2
-    assert "HF_HUB_OFFLINE" in capfd.readouterr().err
-    assert recorder.calls == []
+    assert "ORG/NAME" in capsys.readouterr().err
 
 
-def test_a_run_whose_config_names_a_repo_pushes_its_new_version(recorder, monkeypatch, tmp_path, small_config):
-    from pipelines.flow import run_generate
-
-    monkeypatch.setenv("HF_TOKEN", SECRET)
-    config = small_config(num_tasks=20, shard_size=10, publish={"repo": "acme/nightly", "private": True})
-    first = run_generate(config, tmp_path / "ds", "night-1")
-    second = run_generate(config.model_copy(update={"seed": 12}), tmp_path / "ds", "night-2")
-    tags = [kw["tag"] for name, kw in recorder.calls if name == "create_tag"]
-    assert tags == [f"v{first.version}", f"v{second.version}"]
-    assert all(kw["private"] is True for name, kw in recorder.calls if name == "create_repo")
-    card = (recorder.uploads / "upload-2" / "README.md").read_text()
-    assert "publish:" not in card  # where it is pushed is not part of how the data was made ...
-    assert config.config_hash() == small_config(num_tasks=20, shard_size=10).config_hash()  # ... nor of its hash
+def test_the_publish_section_is_checked_and_is_not_part_of_the_config_hash(small_config):
+    with_repo = small_config(num_tasks=20, shard_size=10, publish={"repo": "acme/nightly", "private": True})
+    assert with_repo.config_hash() == small_config(num_tasks=20, shard_size=10).config_hash()
     with pytest.raises(ConfigError, match=r"publish.repo: String should match pattern"):
         small_config(publish={"repo": "no-slash"})

@@ -1,17 +1,27 @@
-"""KG questions end to end: the real Prefect flow, offline, on the shipped KG, into the versioned store."""
+"""KG questions end to end: the real Prefect flow, offline, on the shipped KG and on WN18RR as published,
+into the versioned store; the stored questions re-solved by the independent checker; difficulty in card and report."""
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from filters import FILTERS, Context
+from pipelines.export import export_version
 from pipelines.flow import run_generate
+from pipelines.report import write_report
 from pipelines.rows import row_messages, row_task
 from pipelines.steps import build_steps
 from schemas import Tool, Trajectory, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from kg_check import RawKG, accepted_questions, summarize  # noqa: E402  (shares no code with the generator)
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -41,6 +51,37 @@ def test_offline_run_gives_200_verified_kg_dialogues(tmp_path):
         assert answer_match.check(traj, Context(task=task, env=steps.env)).passed  # the RL reward, from storage
     reasons = df.filter(pl.col("stage") == "answer_match")["reason"].to_list()
     assert reasons and all("does not match" in r or "not grounded" in r for r in reasons)
+    counts = manifest.synthesis["kg_question"]
+    made = manifest.tasks - manifest.stages.get("synthesis", 0)
+    assert counts["questions"] == made and sum(v for k, v in counts.items() if k.startswith("needed_hops=")) == made
+    assert counts["shortcut"] > 0 and counts["walks"] > made
+
+
+def test_wn18rr_as_published_through_the_flow_passes_the_independent_checker(tmp_path):
+    """The real sample, loaded by the config's mapping; what is stored re-solves from the raw triples alone."""
+    config = load_config(str(ROOT / "examples/kg_wn18rr.yaml"), num_tasks=120, shard_size=60)
+    manifest = run_generate(config, tmp_path / "wn", "wn-run")
+    assert manifest.accepted >= 90 and manifest.accepted + manifest.rejected == 120
+    raw = RawKG(yaml.safe_load((ROOT / "examples/kg_wn18rr.yaml").read_text())["domain"]["params"])
+    stored = accepted_questions(str(tmp_path / "wn"))
+    assert len(stored) == manifest.accepted
+    results = [raw.check(task, question) for task, question in stored]
+    assert summarize(results) == {"questions": len(stored), "all_hops": len(stored), "leaks": 0, "non_unique": 0,
+                                  "wrong_answer": 0, "letter_anchors": 0, "unshown": 0}
+    for task, _ in stored:
+        assert task["provenance"]["difficulty"]["needed_hops"] == len(task["path"]) - 1
+
+    summary = export_version(tmp_path / "wn", tmp_path / "hf")
+    card = (tmp_path / "hf" / "README.md").read_text()
+    hops = {int(k.split("=")[1]): v for k, v in manifest.synthesis["kg_question"].items() if k.startswith("needed_hops=")}
+    section = card.split("## KG question difficulty")[1].split("\n## ")[0]
+    assert f"{manifest.synthesis['kg_question']['questions']} KG questions were built" in section
+    assert "- hops needed: " + ", ".join(f"{n} hops: {c}" for n, c in sorted(hops.items())) in section
+    assert "without tools" not in section  # the difficulty filter did not run
+    assert summary.version == manifest.version
+    page = tmp_path / "report.html"
+    write_report(tmp_path / "wn", page)
+    assert f"KG question difficulty ({manifest.synthesis['kg_question']['questions']} questions)" in page.read_text()
 
 
 def test_default_filters_check_the_answer_of_kg_tasks(tmp_path, small_config):

@@ -59,14 +59,15 @@ def config(url: str = "http://127.0.0.1:9/v1", rule: str = "majority", concurren
 def funnel_adds_up(c: dict[str, int], tasks: int, synthesis_rejects: int) -> None:
     """Every count of the synthesis funnel accounted for, exactly."""
     rule_failures = sum(c.get(f"failed_{s}", 0) for s in ("format", "execution", "policy", "outputs"))
+    lost = c.get("failed_backend", 0) + c.get("failed_judge", 0)  # end the loop at once, without a rewrite
     assert c["generated"] == c["blueprints"] + c.get("regenerated", 0)
-    assert c["generated"] == rule_failures + c.get("failed_backend", 0) + c["passed_rules"]
-    assert c["passed_rules"] == c.get("failed_committee", 0) + c["passed_committee"]
-    assert c["blueprints"] == c["passed_committee"] + c.get("dropped", 0) + c.get("failed_backend", 0)
+    assert c["generated"] == rule_failures + c.get("failed_truncated", 0) + c.get("failed_backend", 0) + c["passed_rules"]
+    assert c["passed_rules"] == c.get("failed_committee", 0) + c.get("failed_judge", 0) + c["passed_committee"]
+    assert c["blueprints"] == c["passed_committee"] + c.get("dropped", 0) + lost
     assert c.get("recombinations", 0) == c.get("recombined", 0) + c.get("recombination_conflicts", 0)
     # An index ends as one validated blueprint (a single, or a recombination), or rejected with its reason;
     # the second component written for a recombination is validated but is not a task of its own.
-    assert synthesis_rejects == c.get("dropped", 0) + c.get("failed_backend", 0) + c.get("contexts_failed", 0)
+    assert synthesis_rejects == c.get("dropped", 0) + lost + c.get("contexts_failed", 0)
     assert tasks - synthesis_rejects == c["passed_committee"] - c.get("second_components", 0)
 
 
@@ -101,8 +102,13 @@ def test_committee_feedback_and_recombination_end_to_end(tmp_path, capsys):
     assert served == sum(u.requests for u in manifest.usage.values())
     assert set(manifest.usage) == {"model_blueprint", *(f"model_blueprint.committee.reviewers.{k}" for k in range(3))}
 
-    tasks = {r["index"]: json.loads(r["task"]) for r in rows if r["task"]}
+    tasks = {r["index"]: json.loads(r["task"]) for r in rows if r["task"] and r["stage"] != "synthesis"}
     dropped = [r for r in rows if r["stage"] == "synthesis"]
+    # A dropped blueprint keeps its evidence: the writer's conversation (with the last feedback) and the last
+    # candidate task, and is the synthesis step's fault.
+    for r in dropped:
+        assert r["fault"] == "synthesis" and r["task"] and r["messages"][0]["role"] == "system"
+        assert "reviewers rejected" in r["messages"][-1]["content"]
     assert dropped and all(r["reason"] == f"model_blueprint: dropped after {K + 1} rounds; last: committee: "
                            "0 of 3 reviewers approved" for r in dropped)
     assert c["dropped"] == len(dropped)

@@ -70,6 +70,14 @@ def test_difficulty_drops_kg_questions_a_model_answers_without_tools(tmp_path):
     hard = {i for i, r in rows.items() if r["status"] == "accepted"}
     assert hard and all(i % 2 == 1 for i in hard)
     assert manifest.usage["difficulty"].requests == len(easy) + 2 * len(hard)
+    from pipelines.kg_difficulty import difficulty, markdown
+
+    before = ("synthesis", "simulation", "format", "execution", "outcome", "answer_match")  # kg.yaml's filters
+    reached = len(rows) - sum(1 for r in rows.values() if r["stage"] in before)
+    measured = difficulty([manifest])
+    assert measured.solved_without_tools == (len(easy), reached) and reached == len(easy) + len(hard)
+    assert (f"answered without tools by the `difficulty` filter's model: {len(easy)} of {reached} "
+            f"({100 * len(easy) / reached:.1f}%)") in markdown(measured)
 
 
 def test_a_filter_backend_must_be_defined():
@@ -94,7 +102,8 @@ def test_kg_model_writer_rewrites_questions_and_drops_ones_that_name_the_path(tm
         data["generators"][0]["params"].update(writer="model", backend="judge")
         manifest = run_generate(parse_config(data), tmp_path / "ds", "run-writer")
     rows = {r["index"]: r for r in DatasetStore(tmp_path / "ds").read().to_dicts()}
-    leaked = {i for i, r in rows.items() if r["stage"] == "synthesis" and "named an entity of the path" in r["reason"]}
+    leaked = {i for i, r in rows.items() if r["stage"] == "synthesis"
+              and "model writer: leak: the question shows" in r["reason"] and "an entity of the path" in r["reason"]}
     assert leaked == {i for i, _ in templates.values() if i % 2 == 0}
     rewritten = [r for r in rows.values() if r["status"] == "accepted"]
     assert rewritten and len(rewritten) == len(templates) - len(leaked)

@@ -21,7 +21,8 @@ from schemas import DatasetManifest, parse_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
-PLOTS = ["Filter funnel: rows left after each step", "Rejections by reason", "Turns per dialogue (user turns, accepted)",
+PLOTS = ["Filter funnel: rows left after each step", "Rejections by reason", "Rejections by who failed (fault)",
+         "Turns per dialogue (user turns, accepted)",
          "Tool usage (calls in accepted dialogues)", "Message lengths (accepted dialogues)"]
 
 
@@ -226,6 +227,7 @@ def test_report_renders_in_headless_chromium(dataset, tmp_path):
     assert dom.scripts == 0 and dom.remote == []
     assert {"user", "assistant", "tool", "system"} <= set(dom.bubbles)
     assert done.stdout.count('class="dialogue"') == 3 and 'class="tool-call"' in done.stdout
+    assert done.stdout.count('class="dialogue rejected"') == 3  # the first rejections, with what they kept
 
     shot = tmp_path / "report.png"
     done = subprocess.run([*args, "--window-size=1200,2000", f"--screenshot={shot}", page.as_uri()],

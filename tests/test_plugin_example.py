@@ -44,21 +44,26 @@ def run(args: list[str], plugin_env, cwd: Path = ROOT) -> subprocess.CompletedPr
 
 def test_entry_points_are_found_from_the_target_folder(plugin_env):
     probe = run(["-c", "import json; from importlib.metadata import entry_points as e; "
-                       "from simulators import DOMAINS; from generators import GENERATORS; "
-                       "print(json.dumps({'domains': [p.value for p in e(group='trajforge.domains')], "
-                       "'generators': [p.value for p in e(group='trajforge.generators')], "
-                       "'names': DOMAINS.names() + GENERATORS.names(), "
-                       "'cls': DOMAINS.get('library').__module__}))"], plugin_env)
+                       "from simulators import DOMAINS, KINDS; from generators import GENERATORS; "
+                       "print(json.dumps({g: sorted(p.value for p in e(group=f'trajforge.{g}')) "
+                       "for g in ('domains', 'generators', 'kinds', 'filters')} | {"
+                       "'names': DOMAINS.names() + GENERATORS.names() + KINDS.names(), "
+                       "'cls': DOMAINS.get('library').__module__, 'kind': KINDS.get('fee_quote').__module__}))"],
+                plugin_env)
     assert probe.returncode == 0, probe.stderr
     found = json.loads(probe.stdout)
     assert found["domains"] == ["trajforge_library.domain:LibraryEnv"]
-    assert found["generators"] == ["trajforge_library.generator:OverdueReturns"]
-    assert {"library", "store", "schema_only", "overdue_returns", "blueprint", "tool_calls"} <= set(found["names"])
-    assert found["cls"] == "trajforge_library.domain"
+    assert found["generators"] == ["trajforge_library.fee_quote:FeeQuotes", "trajforge_library.generator:OverdueReturns"]
+    assert found["kinds"] == ["trajforge_library.fee_quote:FeeQuote"]
+    assert found["filters"] == ["trajforge_library.fee_quote:FeeStated"]
+    assert {"library", "store", "schema_only", "overdue_returns", "fee_quotes", "blueprint", "tool_calls",
+            "fee_quote", "kg_question"} <= set(found["names"])
+    assert found["cls"] == "trajforge_library.domain" and found["kind"] == "trajforge_library.fee_quote"
     # and the shared environment stayed untouched: without the target folder nothing is found
-    bare = subprocess.run([sys.executable, "-c", "from simulators import DOMAINS; print(DOMAINS.names())"],
-                          cwd=ROOT, env={**plugin_env["env"], "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
-    assert "library" not in bare.stdout
+    bare = subprocess.run([sys.executable, "-c", "from simulators import DOMAINS, KINDS; print(DOMAINS.names(), "
+                           "KINDS.names())"], cwd=ROOT, env={**plugin_env["env"], "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True)
+    assert "library" not in bare.stdout and "fee_quote" not in bare.stdout
 
 
 def test_the_plugins_own_tests_pass(plugin_env):
@@ -93,3 +98,63 @@ def test_a_bad_plugin_param_is_one_line(plugin_env):
     assert gen.returncode == 2
     assert gen.stderr.strip().count("\n") == 0
     assert "generators[0].params.min_days_late: Input should be greater than or equal to 1" in gen.stderr
+
+
+VERIFY = """
+import json, sys
+import polars as pl
+from pipelines.reward import verify_row
+from pipelines.steps import build_steps
+from pipelines.store import DatasetStore
+from schemas import parse_config
+store = DatasetStore(sys.argv[1])
+env = build_steps(parse_config(store.versions()[-1].config)).env
+out = []
+for row in store.read().filter(pl.col("messages").list.len() > 0).to_dicts():
+    out.append({"status": row["status"], "stage": row["stage"], "reason": row["reason"],
+                "verdicts": [v.model_dump() for v in verify_row(row, env)]})
+print(json.dumps(out))
+"""
+
+
+def test_the_plugins_own_kind_runs_end_to_end(plugin_env, tmp_path):
+    """generate (its generator, its scripted pair) -> verify (its filter) -> export (its reward fields) -> reward."""
+    out, hf = plugin_env["tmp"] / "fees-ds", plugin_env["tmp"] / "fees-hf"
+    gen = run(["-m", "pipelines.cli", "generate", "--config", str(EXAMPLE / "fees.yaml"), "--out", str(out),
+               "--no-progress", "--run-id", "fees-1"], plugin_env)
+    assert gen.returncode == 0, gen.stderr
+    assert "60 tasks" in gen.stdout and "fee_stated" in gen.stdout
+    df = pl.read_delta(str(out))
+    assert df.height == 60 and set(df["kind"].drop_nulls()) == {"fee_quote"}
+    accepted = df.filter(pl.col("status") == "accepted")
+    assert accepted.height >= 30
+    assert "fee_stated" in set(df["stage"].drop_nulls())  # its planted under-quotes were caught by its own filter
+    for row in accepted.to_dicts():
+        task = json.loads(row["task"])
+        assert task["owed"] in row["messages"][-2]["content"] and task["overdue_loans"]
+
+    export = run(["-m", "pipelines.cli", "export", str(out), "--to", str(hf)], plugin_env)
+    assert export.returncode == 0, export.stderr
+    from datasets import load_dataset
+
+    rl = load_dataset(str(hf), "rl", cache_dir=str(tmp_path / "cache"))
+    rows = [r for split in rl.values() for r in split]
+    assert len(rows) == accepted.height and {r["kind"] for r in rows} == {"fee_quote"}
+    by_id = {r["id"]: json.loads(r["task"]) for r in accepted.to_dicts()}
+    for r in rows:
+        spec = r["reward_spec"]
+        assert spec["type"] == "fee" and spec["owed"] == by_id[r["id"]]["owed"]
+        assert spec["overdue_loans"] == by_id[r["id"]]["overdue_loans"]
+        assert spec["answer"] is None and spec["answer_aliases"] == []  # the built-in kinds' fields, at defaults
+
+    # the kind's verifiers, re-run on the stored rows, agree with the verdicts the run wrote
+    verified = run(["-c", VERIFY, str(out)], plugin_env)
+    assert verified.returncode == 0, verified.stderr
+    results = json.loads(verified.stdout)
+    for r in results:
+        assert [v["stage"] for v in r["verdicts"]] == ["outcome", "fee_stated"]
+        if r["status"] == "accepted":
+            assert all(v["passed"] for v in r["verdicts"])
+        if r["stage"] == "fee_stated":
+            assert r["verdicts"][1] == {"stage": "fee_stated", "passed": False, "reason": r["reason"]}
+    assert any(r["stage"] == "fee_stated" for r in results)

@@ -66,7 +66,8 @@ def test_unknown_names_list_what_exists():
             reg.get("nope")
         assert str(err.value).startswith(f"unknown {reg.kind} 'nope'; known: {known}")
     with pytest.raises(UnknownStepError, match="known: answer_match, control_tokens, difficulty, execution, format, judge, "
-                       "language, outcome, policy, repetition, required_outputs, secrets, turn_count"):
+                       "language, outcome, policy, reasoning, repetition, required_outputs, secrets, simulator_leak, "
+                       "turn_count"):
         FILTERS.get("nope")
 
 

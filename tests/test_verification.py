@@ -9,7 +9,8 @@ import random
 
 import pytest
 
-from filters import FILTERS, Context, exact_hash
+from dedup import exact_hash
+from filters import FILTERS, Context
 from generators import GENERATORS
 from schemas import Message, Task, ToolCall, Trajectory, Verdict
 from simulators.conversation import rollout

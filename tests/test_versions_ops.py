@@ -12,7 +12,7 @@ import time
 import pytest
 from export_helpers import commit_worker, draft_manifest, stage_rows, two_versions
 
-from filters.dedup_layers import Deduplicator
+from dedup import Deduplicator
 from pipelines.cli import main
 from pipelines.export import export_version
 from pipelines.store import DatasetStore, StoreError

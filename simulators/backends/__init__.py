@@ -1,6 +1,6 @@
 """Inference backends behind one shared layer (limits, retries, timeouts, cache, accounting)."""
 
-from simulators.backends.base import Backend, BackendError, ChatParams, ChatReply, TransientError
+from simulators.backends.base import TRUNCATED, Backend, BackendError, ChatParams, ChatReply, TransientError, TruncatedReply
 from simulators.backends.cache import RequestCache, request_key
 from simulators.backends.endpoint import Endpoint, forget_endpoints, open_endpoints
 from simulators.backends.health import BackendStoppedError, BackendUnhealthyError, HealthMonitor, raise_if_unhealthy
@@ -19,7 +19,9 @@ __all__ = [
     "forget_endpoints",
     "OpenAICompatible",
     "RequestCache",
+    "TRUNCATED",
     "TransientError",
+    "TruncatedReply",
     "managed_vllm",
     "open_endpoints",
     "raise_if_unhealthy",

@@ -35,6 +35,11 @@ class ChatParams:
 class ChatReply:
     message: Message
     usage: Usage
+    finish_reason: str | None = None  # "stop", "length", "tool_calls", ...; None when the server did not say
+    stop_reason: str | int | None = None  # vLLM: the stop string or token id that ended the reply
+
+
+TRUNCATED = "length"  # the finish_reason of a reply cut off at max_tokens (or at the context length)
 
 
 class Backend(Protocol):
@@ -55,6 +60,20 @@ class BackendError(RuntimeError):
     def __init__(self, message: str, unhealthy: bool = False) -> None:
         super().__init__(message)
         self.unhealthy = unhealthy
+
+
+class TruncatedReply(BackendError):
+    """A reply the server cut off (``finish_reason: length``): its text is incomplete and is never used.
+
+    A ``BackendError`` so that every caller that handles a failed request handles it too; callers that
+    know the role say whose reply it was (``truncated: the assistant's turn ...``).
+    """
+
+    def __init__(self, max_tokens: int | None, message: Message) -> None:
+        self.limit = f"{f'max_tokens={max_tokens}' if max_tokens else 'the context length'} (finish_reason 'length')"
+        super().__init__(f"reply cut off at {self.limit}")
+        self.max_tokens = max_tokens
+        self.partial = message
 
 
 class TransientError(BackendError):

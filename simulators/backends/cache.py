@@ -1,7 +1,8 @@
 """A persistent request cache: the same request is paid for once, across runs and resumes.
 
 Keyed by everything that decides the reply (model, messages, tools, sampling
-parameters) and by nothing that does not (URL, key, timeout), so moving a
+parameters), and storing how the reply finished (a cut-off reply stays cut off
+when it is served again) and by nothing that does not (URL, key, timeout), so moving a
 server or renewing a key keeps the cache warm. SQLite in WAL mode lets the
 threads and processes of a run read and write it at once.
 """
@@ -14,7 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from schemas import Message, canonical_json
+from schemas import Message, Usage, canonical_json
+from simulators.backends.base import ChatReply
 
 
 def request_key(model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
@@ -30,6 +32,9 @@ class RequestCache:
         self._local = threading.local()
         with self._connect() as db:
             db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, model TEXT, reply TEXT NOT NULL)")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(replies)")}
+            if "finish" not in columns:  # a cache written before finish reasons were kept: its replies read as unknown
+                db.execute("ALTER TABLE replies ADD COLUMN finish TEXT")
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -40,13 +45,16 @@ class RequestCache:
             self._local.db = db
         return db
 
-    def get(self, key: str) -> Message | None:
-        row = self._connect().execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
-        return None if row is None else Message.model_validate_json(row[0])
+    def get(self, key: str) -> ChatReply | None:
+        """The stored reply, with how it finished; usage is not stored (a hit costs nothing)."""
+        row = self._connect().execute("SELECT reply, finish FROM replies WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        return ChatReply(message=Message.model_validate_json(row[0]), usage=Usage(), finish_reason=row[1])
 
-    def put(self, key: str, model: str, message: Message) -> None:
-        self._connect().execute("INSERT OR REPLACE INTO replies (key, model, reply) VALUES (?, ?, ?)",
-                                (key, model, message.model_dump_json(exclude_none=True)))
+    def put(self, key: str, model: str, reply: ChatReply) -> None:
+        self._connect().execute("INSERT OR REPLACE INTO replies (key, model, reply, finish) VALUES (?, ?, ?, ?)",
+                                (key, model, reply.message.model_dump_json(exclude_none=True), reply.finish_reason))
 
     def __len__(self) -> int:
         return self._connect().execute("SELECT COUNT(*) FROM replies").fetchone()[0]

@@ -13,10 +13,19 @@ import os
 import random
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from schemas import BackendConfig, Message, Usage
-from simulators.backends.base import Backend, BackendError, ChatParams, TransientError
+from simulators.backends.base import (
+    TRUNCATED,
+    Backend,
+    BackendError,
+    ChatParams,
+    ChatReply,
+    TransientError,
+    TruncatedReply,
+)
 from simulators.backends.cache import RequestCache, request_key
 from simulators.backends.health import HealthMonitor
 from simulators.backends.limits import ConcurrencyLimit, RateLimit
@@ -59,9 +68,29 @@ class Endpoint:
             await close()
 
     async def chat(self, messages: list[Message], tools: list[dict[str, Any]] | None, params: ChatParams,
-                   meter: Usage) -> Message:
-        """One assistant-role message, from the cache when this exact request was answered before."""
-        wire = [m.to_openai() for m in messages]
+                   meter: Usage, retry_max_tokens: int | None = None, accept_truncated: bool = False) -> Message:
+        """One assistant-role message, from the cache when this exact request was answered before.
+
+        A reply cut off at ``max_tokens`` (``finish_reason: length``) raises ``TruncatedReply``: its text is
+        incomplete, and a structured reply would not even parse. With ``retry_max_tokens`` above the
+        request's ``max_tokens`` it is asked once more with that budget first. ``accept_truncated`` is for
+        callers that only scan the text (a difficulty probe), never for text that is stored or parsed.
+        """
+        reply = await self._cached_chat(messages, tools, params, meter)
+        if reply.finish_reason == TRUNCATED and retry_max_tokens and retry_max_tokens > (params.max_tokens or 0):
+            meter.truncated_retries += 1
+            reply = await self._cached_chat(messages, tools, replace(params, max_tokens=retry_max_tokens), meter)
+            params = replace(params, max_tokens=retry_max_tokens)
+        if reply.finish_reason == TRUNCATED and not accept_truncated:
+            meter.truncated += 1
+            raise TruncatedReply(params.max_tokens, reply.message)
+        return reply.message
+
+    async def _cached_chat(self, messages: list[Message], tools: list[dict[str, Any]] | None, params: ChatParams,
+                           meter: Usage) -> ChatReply:
+        # Earlier turns' reasoning is not sent back (reasoning models' templates drop it), so it cannot change
+        # the request either: cache keys stay those of the plain conversation.
+        wire = [m.model_dump(exclude_none=True, exclude={"reasoning_content"}) for m in messages]
         key = request_key(self.model, wire, tools, params.as_request()) if self.cache is not None else ""
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             meter.cached += 1
@@ -96,7 +125,7 @@ class Endpoint:
         return random.uniform(0, min(self.config.backoff_max_s, self.config.backoff_s * 2**attempt))
 
     async def _attempt(self, wire: list[dict[str, Any]], tools: list[dict[str, Any]] | None, params: ChatParams,
-                       meter: Usage) -> Message:
+                       meter: Usage) -> ChatReply:
         if self.rpm:
             await self.rpm.acquire(1)
         estimate = 0
@@ -118,7 +147,7 @@ class Endpoint:
         meter.completion_tokens += reply.usage.completion_tokens
         if self.tpm:
             self.tpm.adjust(reply.usage.prompt_tokens + reply.usage.completion_tokens - estimate)
-        return reply.message
+        return reply
 
 
 _OPEN: dict[str, Endpoint] = {}

@@ -1,5 +1,8 @@
 """A `vllm serve` process owned by one run: started, awaited until healthy, and always stopped.
 
+On the way out the server's ``/metrics`` are saved beside its log (``vllm-NAME.metrics``), so a run's
+request accounting can be checked against the server's own count.
+
 vLLM pins a fastapi range that Prefect's server cannot share, so it runs as
 its own process (from its own virtual environment if need be) and is reached
 over the OpenAI protocol like any other server.
@@ -50,6 +53,16 @@ def _tail(path: Path, lines: int = 5) -> str:
         return ""
 
 
+def _save_metrics(base: str, path: Path) -> None:
+    """The server's own Prometheus counters (requests by status and finish reason, tokens), kept beside its log
+    before it stops: what the run's accounting can be checked against."""
+    try:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as reply:
+            path.write_bytes(reply.read())
+    except (urllib.error.URLError, OSError):
+        pass
+
+
 def _stop(process: subprocess.Popen, grace_s: float = 20) -> None:
     """SIGTERM the whole process group (vLLM forks workers), then SIGKILL what is left."""
     if process.poll() is not None:
@@ -76,10 +89,11 @@ def managed_vllm(name: str, config: BackendConfig, log_dir: Path) -> Iterator[st
     with open(log_path, "ab") as log:
         try:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True)
+                                       start_new_session=True, env={**os.environ, **v.env})
         except OSError as err:
             raise BackendError(f"backends.{name}.vllm.executable: cannot start {v.executable!r}: {err.strerror}") from None
     base = f"http://127.0.0.1:{port}"
+    ready = False
     try:
         deadline = time.monotonic() + v.startup_timeout_s
         while not _healthy(base):
@@ -90,6 +104,9 @@ def managed_vllm(name: str, config: BackendConfig, log_dir: Path) -> Iterator[st
                 raise BackendError(f"backends.{name}: vllm serve not healthy after {v.startup_timeout_s:g}s "
                                    f"({log_path}: {_tail(log_path)})")
             time.sleep(0.5)
+        ready = True
         yield f"{base}/v1"
     finally:
+        if ready and process.poll() is None:
+            _save_metrics(base, log_dir / f"vllm-{name}.metrics")
         _stop(process)

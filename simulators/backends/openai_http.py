@@ -79,15 +79,28 @@ class OpenAICompatible:
             raise BackendError(text, unhealthy=status in (401, 403, 404)) from None
         if not response.choices:
             raise TransientError("reply without choices")
-        choice = response.choices[0].message
+        first = response.choices[0]
+        choice = first.message
         usage = Usage(prompt_tokens=getattr(response.usage, "prompt_tokens", 0) or 0,
                       completion_tokens=getattr(response.usage, "completion_tokens", 0) or 0)
         message = Message(role="assistant", content=choice.content,
-                          tool_calls=_tool_calls(choice.tool_calls, choice.content))
-        return ChatReply(message=message, usage=usage)
+                          tool_calls=_tool_calls(choice.tool_calls, choice.content),
+                          reasoning_content=_extra(choice, "reasoning_content", "reasoning") or None)
+        return ChatReply(message=message, usage=usage, finish_reason=first.finish_reason,
+                         stop_reason=_extra(first, "stop_reason"))
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _extra(obj: Any, *names: str) -> Any:
+    """A field the OpenAI types do not declare (vLLM's ``stop_reason``, ``reasoning`` / ``reasoning_content``)."""
+    extra = getattr(obj, "model_extra", None) or {}
+    for name in names:
+        value = getattr(obj, name, None) if name in type(obj).model_fields else extra.get(name)
+        if value is not None:
+            return value
+    return None
 
 
 def _short(err: openai.APIStatusError) -> str:

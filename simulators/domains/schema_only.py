@@ -98,7 +98,6 @@ def _first_scalar(value: Any, depth: int = 0) -> str | None:
 class SchemaOnlyEnv(Environment):
     """Base of the per-spec classes ``configure`` builds; not usable without a spec."""
 
-    name = "schema_only"
     policy = POLICY
     Params = SchemaOnlyParams
     simulator: ToolSimulator

@@ -87,3 +87,50 @@ def test_run_config_validates_domain_params():
                            "generators": [{"name": "overdue_returns"}]})
     with pytest.raises(ConfigError, match=r"domain\.params\.members"):
         build_steps(config)
+
+
+def test_fee_quote_tasks_fit_their_kind_and_replay_to_an_unchanged_state():
+    from trajforge_library.fee_quote import FeeQuote, FeeQuotes
+
+    from simulators import KINDS, kind_of
+
+    env = library(members=200)
+    assert GENERATORS.get("fee_quotes") is FeeQuotes and KINDS.get("fee_quote") is FeeQuote  # its entry points
+    gen = FeeQuotes(env, FeeQuotes.Params())
+    for seed in range(10):
+        task = gen.generate(random.Random(seed))
+        assert kind_of(task).validate(task) is task and task.owed.startswith("$") and task.overdue_loans
+        replay = env.fresh()
+        assert not any(r.startswith("Error: ") for r in replay.run_actions(task.gold_actions))
+        assert replay.state_hash() == task.expected_state_hash  # a quote is read-only
+    with pytest.raises(ValueError, match="fee_quotes needs the library domain"):
+        FeeQuotes(DOMAINS.get("store")(0), FeeQuotes.Params())
+
+
+def test_the_scripted_pair_quotes_the_fee_and_its_filter_catches_an_under_quote():
+    import asyncio
+
+    from trajforge_library.fee_quote import FeeQuotes, FeeStated
+
+    from filters import FILTERS, Context
+    from schemas import Trajectory
+    from simulators import kind_of
+    from simulators.conversation import rollout
+
+    env = library(members=200)
+    gen = GENERATORS.get("fee_quotes")(env, FeeQuotes.Params())
+    assert FILTERS.get("fee_stated") is FeeStated
+    # a member whose last loan looked up is overdue: forgetting it changes the total
+    task = next(t for t in (gen.generate(random.Random(s)) for s in range(50))
+                if t.gold_actions[-1].arguments["loan_id"] in t.overdue_loans)
+    verdicts = {}
+    for mistake in (None, "omit_outputs"):
+        kind = kind_of(task)
+        result = asyncio.run(rollout(task, env.fresh(), kind.User(task, random.Random(0)),
+                                     kind.Assistant(task, env, random.Random(0), mistake)))
+        trajectory = Trajectory(task_id=task.id, domain=task.domain, kind=task.kind, tools=env.tools(),
+                                messages=result.messages)
+        verdicts[mistake] = FeeStated().check(trajectory, Context(task=task, env=env))
+        assert result.final_state_hash == task.expected_state_hash
+    assert verdicts[None].passed, verdicts[None].reason
+    assert not verdicts["omit_outputs"].passed and f"owed {task.owed}" in verdicts["omit_outputs"].reason

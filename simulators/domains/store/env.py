@@ -37,7 +37,6 @@ def _money(x: float) -> float:
 
 @DOMAINS.register("store")
 class StoreEnv(Environment):
-    name = "store"
     policy = POLICY
 
     @classmethod

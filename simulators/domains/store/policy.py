@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from schemas import Message
-from simulators.environment import is_error
-
-if TYPE_CHECKING:
-    from simulators.domains.store.env import StoreEnv
+from simulators.environment import Environment, is_error
 
 POLICY = """\
 # Store support policy
@@ -52,7 +48,7 @@ ASKED = re.compile(r"\b(proceed|go ahead|shall i|should i|would you like me to|d
 AUTH_TOOLS = ("find_customer_id_by_email", "find_customer_id_by_name_zip")
 
 
-def check_policy(env: StoreEnv, messages: list[Message]) -> list[str]:
+def check_policy(env: Environment, messages: list[Message]) -> list[str]:
     """Violations of the checkable rules: authentication, ownership, confirmation.
 
     ``env`` must be a fresh environment: ownership is read from the initial
@@ -96,7 +92,7 @@ def check_policy(env: StoreEnv, messages: list[Message]) -> list[str]:
     return violations
 
 
-def _owner(env: StoreEnv, args: dict) -> str | None:
+def _owner(env: Environment, args: dict) -> str | None:
     if "customer_id" in args:
         return args["customer_id"]
     order = env.db.get("orders", str(args.get("order_id", "")))

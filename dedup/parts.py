@@ -1,4 +1,4 @@
-"""Dedup indexes persisted with the dataset, one part per Delta version, under ``DIR/_dedup/``.
+"""The cross-version index: one part per Delta version, persisted under ``DIR/_dedup/``.
 
 A part is a folder ``v<version>-<run_id>/`` holding the kept rows' ids, cluster ids and
 exact hashes (``rows.parquet``), MinHash signatures (``minhash.npy``), embeddings
@@ -9,8 +9,9 @@ so a part written for a commit that never happened is ignored.
 
 A new run loads the parts (not the dataset's rows) to dedup against every earlier
 version. A version without a usable part — committed by older code, a crash between
-index and commit, or other near/semantic parameters — is rebuilt from that version's
-own rows once and then written, so the next run finds it.
+index and commit, or other near/semantic parameters — is rebuilt once from that
+version's own kept rows, which the caller reads (this package knows no Delta table),
+and then written, so the next run finds it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +27,24 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from filters.dedup_layers import DedupIndex, Deduplicator
-from filters.minhash import TOKEN_HASH
-from pipelines.rows import ACCEPTED
+from dedup.index import DedupIndex
+from dedup.minhash import TOKEN_HASH
+from dedup.pipeline import Deduplicator
+from dedup.semantic import MODEL_NAME
+from dedup.text import user_texts
 from schemas import DatasetManifest, DedupConfig
 
 INDEX_DIR = "_dedup"
+
+KeptRows = Callable[[DatasetManifest], pl.DataFrame]
+"""A version's kept rows in dedup order: columns ``id``, ``cluster_id``, ``dedup_hash`` and ``messages``."""
 
 
 def _meta(config: DedupConfig) -> dict:
     near = config.near
     return {"near": {"num_perm": near.num_perm, "ngram": near.ngram, "seed": near.seed, "token_hash": TOKEN_HASH}
             if near.enabled else None,
-            "semantic": {"model": "all-MiniLM-L6-v2"} if config.semantic.enabled else None}
+            "semantic": {"model": MODEL_NAME} if config.semantic.enabled else None}
 
 
 def _usable(meta: dict, config: DedupConfig) -> bool:
@@ -81,31 +88,16 @@ def _load_part(path: Path) -> tuple[dict, DedupIndex]:
         embeddings=np.load(emb).astype(np.float32) if emb.exists() else None)
 
 
-def user_texts(frame: pl.DataFrame) -> list[str]:
-    """The user turns of each row's ``messages``, one per line (filters.dedup_layers.user_text, in polars)."""
-    users = pl.col("messages").list.eval(
-        pl.element().filter(pl.element().struct.field("role") == "user").struct.field("content").fill_null(""))
-    return frame.select(users.list.join("\n")).to_series().fill_null("").to_list()
+def _rebuild(rows: pl.DataFrame, dedup: Deduplicator) -> DedupIndex:
+    """One version's part from its own kept rows."""
+    return dedup.index_for(rows["id"].to_list(), rows["cluster_id"].to_list(), rows["dedup_hash"].to_list(),
+                           lambda: user_texts(rows))
 
 
-def _rebuild(root: Path, manifest: DatasetManifest, dedup: Deduplicator) -> DedupIndex:
-    """One version's part from its own rows (those of its run that were accepted)."""
-    # By URI, through deltalake's reader: a plain path with spaces or '#' breaks polars' native scan (see pipelines.store).
-    frame = pl.scan_delta(Path(root).resolve().as_uri(), version=manifest.version, use_pyarrow=True).filter(
-        (pl.col("run_id") == manifest.run_id) & (pl.col("status") == ACCEPTED))
-    names = frame.collect_schema().names()
-    cluster = pl.col("cluster_id") if "cluster_id" in names else pl.col("id")
-    rows = frame.select("id", cluster.fill_null(pl.col("id")).alias("cluster_id"), "dedup_hash", "messages",
-                        "shard", "index").collect().sort("shard", "index")
-    texts = user_texts(rows) if dedup.needs_text else []
-    return DedupIndex(
-        ids=rows["id"].to_list(), cluster_ids=rows["cluster_id"].to_list(), hashes=rows["dedup_hash"].to_list(),
-        signatures=dedup.signatures(texts) if dedup.config.near.enabled else None,
-        embeddings=dedup.embeddings(texts) if dedup.config.semantic.enabled else None)
-
-
-def load_index(root: str | Path, versions: list[DatasetManifest], config: DedupConfig) -> DedupIndex:
-    """Everything kept by the given committed versions, from their parts (rebuilding a missing or stale part)."""
+def load_index(root: str | Path, versions: list[DatasetManifest], config: DedupConfig,
+               kept_rows: KeptRows) -> DedupIndex:
+    """Everything kept by the given committed versions, from their parts (rebuilding a missing or stale part
+    from ``kept_rows(manifest)``)."""
     root = Path(root)
     probe = Deduplicator(config)
     parts = []
@@ -117,7 +109,7 @@ def load_index(root: str | Path, versions: list[DatasetManifest], config: DedupC
             if not _usable(meta, config):
                 part = None
         if part is None:
-            part = _rebuild(root, m, probe)
+            part = _rebuild(kept_rows(m), probe)
             save_part(root, m.version, m.run_id, part, config)
         parts.append(part)
     return DedupIndex.concat(parts)

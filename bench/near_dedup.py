@@ -6,15 +6,17 @@ planted near-duplicate pairs (a copy with a few words replaced, true word-3-gram
 tokenizer and 3-gram shingles, the same num_perm and threshold, and both
 verify LSH candidates by their estimated Jaccard >= threshold. Banding: datasketch picks
 its own (bands, rows) for the threshold (equal false-positive/negative weights);
-trajforge's default weighs recall (see filters.minhash.optimal_bands), both are printed. Timed end to end from raw
+trajforge's default weighs recall (see dedup.minhash.optimal_bands), both are printed. Timed end to end from raw
 text to verified pairs. Precision counts every reported pair that was not planted.
 
-    python bench/dedup.py [--docs 100000] [--datasketch-docs N]
+    python bench/near_dedup.py [--docs 100000] [--datasketch-docs N]
 
 ``--datasketch-docs`` times datasketch on the first N documents only (its time is then
 scaled linearly to --docs for the speedup; recall and precision are measured on those N
 against the pairs planted within them). The last line is
 ``dedup: speedup_vs_datasketch=<x> recall=<r> precision=<p>`` (ours).
+
+(Not called ``dedup.py``: a script of that name on ``sys.path`` would shadow the ``dedup`` package.)
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from filters.minhash import MinHasher, band_keys, candidate_pairs, jaccard, optimal_bands, tokenize  # noqa: E402
+from dedup.minhash import MinHasher, band_keys, candidate_pairs, jaccard, optimal_bands, tokenize  # noqa: E402
 
 OPENERS = ["hi, I need help with my order", "hello, can you check something for me", "hey there, quick question",
            "I want to return an item", "my package has not arrived yet", "can I change the address on an order",

@@ -1,0 +1,94 @@
+"""The one entry point: a run's rows through the enabled layers (exact → near → semantic), against earlier versions.
+
+Each layer keeps one deterministic representative per cluster: rows are offered in a
+fixed order (shard, then index), and a row is a duplicate only of an *earlier kept*
+row (of an earlier version, or earlier in this run). Ties go to the most similar, then
+the earliest. The outcome says, per rejected row, which layer and of whom; it carries
+each layer's stats and this run's survivors as a new index part, which the store
+persists next to the Delta version it belongs to (``dedup.index``).
+
+Pure computation: no files here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from dedup.exact import ExactStep
+from dedup.index import DedupIndex
+from dedup.near import CandidatesFactory, InMemoryCandidates, NearStep
+from dedup.semantic import SemanticStep
+from dedup.steps import Decisions, Rows, Step
+from schemas import DedupConfig
+
+
+@dataclass
+class DedupOutcome:
+    """Per row offered: rejected rows as {position: (layer, reason)}, everyone's cluster id, and the new index part.
+
+    ``counts`` has one entry per enabled layer (rows it rejected), in order: what the funnel shows.
+    """
+
+    rejected: dict[int, tuple[str, str]]
+    cluster_ids: list[str]
+    counts: dict[str, int]
+    stats: dict[str, dict[str, int]]
+    index: DedupIndex
+    similarity_histogram: dict[str, int] = field(default_factory=dict)
+
+
+def enabled_steps(config: DedupConfig, candidates: CandidatesFactory = InMemoryCandidates) -> list[Step]:
+    """The enabled layers, in the order a row meets them."""
+    return ([ExactStep()] if config.exact else []) + ([NearStep(config, candidates)] if config.near.enabled else []) + (
+        [SemanticStep(config)] if config.semantic.enabled else [])
+
+
+class Deduplicator:
+    """``candidates`` is where the near layer keeps signatures and finds LSH candidates (``near.Candidates``)."""
+
+    def __init__(self, config: DedupConfig, prior: DedupIndex | None = None,
+                 candidates: CandidatesFactory = InMemoryCandidates) -> None:
+        self.config = config
+        self.prior = prior or DedupIndex()
+        self.candidates = candidates
+
+    def run(self, ids: Sequence[str], accepted: Sequence[bool], hashes: Sequence[str | None],
+            texts_for: Callable[[list[int]], list[str]]) -> DedupOutcome:
+        """Decide duplicates among the accepted rows, in the order given.
+
+        ``texts_for(positions)`` returns the user text of those rows; it is asked once, for
+        the rows still kept when the first layer that compares text starts, so a run of
+        exact repeats reads no messages.
+        """
+        decisions = Decisions(ids=ids, hashes=hashes, prior=self.prior)
+        rows = Rows(positions=[i for i, ok in enumerate(accepted) if ok])
+        steps = enabled_steps(self.config, self.candidates)
+        fetched = False
+        for step in steps:
+            if step.needs_text and not fetched:
+                rows.texts, fetched = (texts_for(rows.positions) if rows.positions else []), True
+            rows = step(rows, decisions)
+        index = DedupIndex(ids=[ids[i] for i in rows.positions],
+                           cluster_ids=[decisions.cluster_ids[i] for i in rows.positions],
+                           hashes=[hashes[i] for i in rows.positions],
+                           signatures=rows.signatures, embeddings=rows.embeddings)
+        return DedupOutcome(
+            rejected=decisions.rejected, cluster_ids=decisions.cluster_ids, index=index,
+            counts={s.layer: s.stats["duplicates"] for s in steps}, stats={s.layer: dict(s.stats) for s in steps},
+            similarity_histogram=next((s.similarity_histogram for s in steps if isinstance(s, SemanticStep)), {}))
+
+    def index_for(self, ids: list[str], cluster_ids: list[str], hashes: list[str | None],
+                  texts: Callable[[], list[str]]) -> DedupIndex:
+        """The index part of rows already kept (an earlier version's, rebuilt from its stored rows)."""
+        fetched: list[list[str]] = []
+
+        def once() -> list[str]:
+            if not fetched:
+                fetched.append(texts())
+            return fetched[0]
+
+        parts: dict = {}
+        for step in enabled_steps(self.config, self.candidates):
+            parts.update(step.index_part(once))
+        return DedupIndex(ids=ids, cluster_ids=cluster_ids, hashes=hashes, **parts)

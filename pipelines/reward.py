@@ -1,0 +1,34 @@
+"""A stored row's reward: its task kind's verifiers, re-run on the stored dialogue.
+
+The verifiers are the filters a kind names as its outcome (``TaskKind.verifiers``:
+``outcome`` and ``required_outputs`` for a blueprint, ``answer_match`` for a KG
+question), found by name in the same registry the run used, so a reward computed
+from the dataset never disagrees with the check that accepted the row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from filters import FILTERS, Context
+from pipelines.rows import row_messages, row_task
+from schemas import Tool, Trajectory, Verdict
+from simulators.environment import Environment
+from simulators.kinds import kind_of
+
+
+def verify_row(row: dict[str, Any], env: Environment) -> list[Verdict]:
+    """One verdict per verifier of the row's kind, in the kind's order; ``env`` is the run's domain (any seed)."""
+    task = row_task(row)
+    if task is None:
+        raise ValueError(f"row {row['id']}: no task stored, nothing to verify")
+    trajectory = Trajectory(task_id=task.id, domain=task.domain, kind=task.kind, messages=row_messages(row),
+                            tools=[Tool.model_validate(t) for t in json.loads(row["tools"] or "[]")])
+    ctx = Context(task=task, env=env)
+
+    async def run() -> list[Verdict]:
+        return [await FILTERS.get(name)().acheck(trajectory, ctx) for name in kind_of(task).verifiers]
+
+    return asyncio.run(run())

@@ -1,0 +1,12 @@
+"""Canonical text: the one folding that exact-dedup hashes and output matching agree on."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+
+def normalize(text: str) -> str:
+    """Case, width and punctuation folded; digits and '#' kept so '#1234' never equals '#9876'."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return re.sub(r"[^\w#$.]+", " ", text).strip()

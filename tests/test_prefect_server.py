@@ -1,0 +1,103 @@
+"""The Prefect server `trajforge generate` starts for itself, run as installed (outside `make`, nothing configured):
+its own home per dataset, analytics off, a configurable start limit, and gone with the run however the run ends."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from procs import gone, with_env
+
+from pipelines.prefect_server import _home
+from pipelines.store import DatasetStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(tmp: Path) -> Path:
+    path = tmp / "run.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "server-test", "seed": 3, "num_tasks": 20, "shard_size": 10,
+        "generators": [{"name": "blueprint", "params": {"min_requests": 1, "max_requests": 2}}],
+    }))
+    return path
+
+
+def _env(tmp: Path, **extra: str) -> dict[str, str]:
+    """The environment of a user's shell: no Prefect settings from the Makefile, a Prefect home shared by all runs."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PREFECT_", "TRAJFORGE_")) or k == "PREFECT_LOGGING_LEVEL"}
+    env.update(PREFECT_HOME=str(tmp / "user-prefect-home"), PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", **extra)
+    return env
+
+
+def _generate(tmp: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "generate", "--config", str(_config(tmp)),
+                             "--out", str(out), "--no-progress"], cwd=tmp, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _servers_of(out: Path):
+    return lambda: with_env("PREFECT_HOME", str(out / "_prefect"))
+
+
+def test_a_sigkilled_run_takes_its_prefect_server_with_it(tmp_path):
+    out = tmp_path / "ds"
+    # the run SIGKILLs its own main process once the first shard is staged; nothing else is signalled
+    proc = _generate(tmp_path, out, _env(tmp_path, TRAJFORGE_TEST_KILL_AT="rolled-out:0"))
+    seen: set[int] = set()
+    while proc.poll() is None:
+        seen.update(_servers_of(out)())
+        time.sleep(0.1)
+    output = proc.stdout.read()
+    assert proc.returncode == -9, output
+    assert seen, "the run's Prefect server was never seen running"
+    assert gone(_servers_of(out)), f"Prefect server processes {_servers_of(out)()} outlived the SIGKILLed run"
+    assert not DatasetStore(out).exists()
+    log = (out / "_logs" / "prefect-server.log").read_text()
+    assert "telemetry" not in (log + output).lower(), log + output  # analytics off, though nothing configured it
+
+
+def test_parallel_runs_on_one_machine_each_get_their_own_prefect_database(tmp_path):
+    env = _env(tmp_path)  # one Prefect home for both, as a user's ~/.prefect
+    runs = {name: _generate(tmp_path, tmp_path / name, env) for name in ("a", "b")}
+    for name, proc in runs.items():
+        output, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"run {name}:\n{output}"
+        assert "database is locked" not in output and "error" not in output.lower(), output
+    for name in runs:
+        assert [m.version for m in DatasetStore(tmp_path / name).versions()] == [0]
+        assert (tmp_path / name / "_prefect" / "prefect.db").is_file()  # not the shared home's database
+    assert not (tmp_path / "user-prefect-home" / "prefect.db").exists()
+
+
+def test_a_second_run_on_the_same_dataset_gets_a_temporary_prefect_home(tmp_path):
+    with _home(tmp_path) as first:
+        assert first == tmp_path / "_prefect"
+        with _home(tmp_path) as second:
+            assert second != first and second.is_dir()
+        assert not second.exists()  # removed with the run
+    with _home(tmp_path) as again:  # released: the next run has it back
+        assert again == first
+
+
+def test_the_start_limit_is_configurable_and_a_server_that_misses_it_is_one_line(tmp_path):
+    out = tmp_path / "ds"
+    proc = _generate(tmp_path, out, _env(tmp_path, TRAJFORGE_PREFECT_START_TIMEOUT_S="0.2"))
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, output
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("trajforge: error: the local Prefect server did not answer"), output
+    assert "TRAJFORGE_PREFECT_START_TIMEOUT_S" in lines[0] and str(out / "_logs" / "prefect-server.log") in lines[0]
+    assert gone(_servers_of(out))
+    assert not DatasetStore(out).exists()
+
+    proc = _generate(tmp_path, out, _env(tmp_path, TRAJFORGE_PREFECT_START_TIMEOUT_S="soon"))
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2
+    assert output.strip() == "trajforge: error: TRAJFORGE_PREFECT_START_TIMEOUT_S: expected a number of seconds > 0, " \
+                             "got 'soon'"
