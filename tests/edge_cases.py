@@ -405,6 +405,12 @@ case("kg-missing", FILES, GEN, cfg(kg_config), named="kg.csv")
 case("kg-latin1", FILES, GEN, both(cfg(kg_config), spec("kg.csv", "head,relation,tail\nS\xe3o Paulo,located_in,Brazil\n"
                                                         .encode("latin-1"))), named="kg.csv")
 case("kg-is-dir", FILES, GEN, both(cfg(kg_config), lambda ws: ws.path("kg.csv").mkdir()), named="kg.csv")
+case("kg-huge-entity", FILES, GEN, both(cfg(kg_config), spec("kg.csv", "head,relation,tail\n" + "A" * (10 << 20)
+                                                            + ",located_in,Brazil\nX,located_in,Y\n")),
+     named="max_line_chars")  # the 10 MB entity name: refused at load, not a 3.6 GB run
+case("kg-long-field", FILES, GEN, both(cfg(kg_config), spec("kg.csv", "head,relation,tail\n" + "A" * 5000
+                                                           + ",located_in,Brazil\nX,located_in,Y\n")),
+     named="max_field_chars")
 case("cache-path-under-file", FILES, GEN, both(cfg(lambda ws: model_config(ws.servers.url("ok")).rstrip() + "\n"
                                                    + f"cache: {{path: {json.dumps(str(ws.path('afile/requests.sqlite')))}}}\n"),
                                                spec("afile", "x")), named="cache.path")
