@@ -669,8 +669,12 @@ def build_good_dataset(dest: Path, run: Callable[[list[str]], int]) -> Path:
     return dest
 
 
-def survey(work: Path, only: str | None = None, cls: str | None = None) -> Counter:
-    """Every case as a real subprocess; prints one line per case and the counts per class."""
+def survey(work: Path, only: str | None = None, classes: set[str] | None = None) -> Counter:
+    """Every case as a real subprocess; prints one line per case, then the counts per class.
+
+    Each outcome is also appended to ``WORK/results.jsonl``, so surveys of disjoint classes can run side by
+    side in one work folder (sharing its prebuilt dataset) and ``table`` prints their counts together.
+    """
     work.mkdir(parents=True, exist_ok=True)
     prefect_home = work / "prefect-home"
     base_env = subprocess_env(prefect_home)
@@ -680,10 +684,9 @@ def survey(work: Path, only: str | None = None, cls: str | None = None) -> Count
         good.parent.mkdir(parents=True)
         build_good_dataset(good, lambda argv: subprocess.run([sys.executable, "-m", "pipelines.cli", *argv],
                                                              cwd=ROOT, env=base_env).returncode)
-    counts: Counter = Counter()
     with Servers() as servers:
         for n, c in enumerate(CASES):
-            if (only and only not in c.name) or (cls and cls != c.cls):
+            if (only and only not in c.name) or (classes and c.cls not in classes):
                 continue
             ws = Workspace(work / "cases" / f"c{n:03d}", good, servers)  # not the name: it must not match `named`
             shutil.rmtree(ws.root, ignore_errors=True)
@@ -692,15 +695,29 @@ def survey(work: Path, only: str | None = None, cls: str | None = None) -> Count
             prepare(c, ws)
             outcome = run_subprocess(c, ws, base_env)
             verdict = outcome.verdict(c, c.named.format(**ws.vars()))
-            counts[(c.cls, verdict)] += 1
-            counts[(c.cls, "wrote something")] += bool(outcome.written)
-            first = (outcome.lines() or [""])[-1][:150]
+            last = (outcome.lines() or [""])[-1][:150]
+            with open(work / "results.jsonl", "a", encoding="utf-8") as results:
+                results.write(json.dumps({"case": c.name, "cls": c.cls, "code": outcome.code, "verdict": verdict,
+                                          "wrote": bool(outcome.written), "line": last}) + "\n")
             print(f"{n + 1:>3} {c.cls:<17} {c.name:<32} exit {outcome.code!s:<4} {verdict:<22} "
-                  f"{time.monotonic() - start:5.1f}s  {first}", flush=True)
+                  f"{time.monotonic() - start:5.1f}s  {last}", flush=True)
             if outcome.written:
                 print(f"      wrote: {', '.join(outcome.written[:4])}", flush=True)
     print()
-    classes = list(dict.fromkeys(c.cls for c in CASES))
+    return table(work)
+
+
+def table(work: Path) -> Counter:
+    """The verdicts per class of every case surveyed in ``work`` (its newest outcome per case)."""
+    newest = {}
+    for line in (work / "results.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        newest[row["case"]] = row
+    counts: Counter = Counter()
+    for row in newest.values():
+        counts[(row["cls"], row["verdict"])] += 1
+        counts[(row["cls"], "wrote something")] += row["wrote"]
+    classes = [name for name in dict.fromkeys(c.cls for c in CASES) if any(r["cls"] == name for r in newest.values())]
     verdicts = ["one line", "traceback", "silently accepted", "left something on disk", "unclear", "hung"]
     print(f"{'class':<18}" + "".join(f"{v:>24}" for v in verdicts) + f"{'cases':>8}{'of them wrote':>15}")
     for name in classes:
@@ -710,6 +727,7 @@ def survey(work: Path, only: str | None = None, cls: str | None = None) -> Count
     total = [sum(counts[(name, v)] for name in classes) for v in verdicts]
     print(f"{'all':<18}" + "".join(f"{n:>24}" for n in total) + f"{sum(total):>8}"
           f"{sum(counts[(name, 'wrote something')] for name in classes):>15}")
+    print(f"one line: {total[0]} of {sum(total)}")
     return counts
 
 
@@ -717,14 +735,16 @@ if __name__ == "__main__":
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=["survey", "list"])
+    p.add_argument("command", choices=["survey", "list", "table"])
     p.add_argument("--work", type=Path, default=Path("/tmp/trajforge-edge-survey"))
     p.add_argument("--only", help="run the cases whose name contains this")
-    p.add_argument("--cls", help="run the cases of this class")
+    p.add_argument("--cls", help="run the cases of these classes (comma-separated)")
     a = p.parse_args()
     if a.command == "list":
         for cls, cases in by_class().items():
             print(f"{cls} ({len(cases)}): " + ", ".join(c.name for c in cases))
         print(f"{len(CASES)} cases")
+    elif a.command == "table":
+        table(a.work)
     else:
-        survey(a.work, a.only, a.cls)
+        survey(a.work, a.only, set(a.cls.split(",")) if a.cls else None)
