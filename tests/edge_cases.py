@@ -28,7 +28,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -669,12 +669,16 @@ def build_good_dataset(dest: Path, run: Callable[[list[str]], int]) -> Path:
     return dest
 
 
-def survey(work: Path, only: str | None = None, classes: set[str] | None = None) -> Counter:
+def survey(work: Path, only: str | None = None, classes: set[str] | None = None, timeout_s: float | None = None,
+           resume: bool = False) -> Counter:
     """Every case as a real subprocess; prints one line per case, then the counts per class.
 
     Each outcome is also appended to ``WORK/results.jsonl``, so surveys of disjoint classes can run side by
     side in one work folder (sharing its prebuilt dataset) and ``table`` prints their counts together.
+    ``timeout_s`` raises every case's limit (a loaded machine starts an interpreter slowly: a case that
+    outlives its limit counts as hung); ``resume`` skips the cases already surveyed there, except the hung.
     """
+    done = {case for case, row in newest_results(work).items() if row["verdict"] != "hung"} if resume else set()
     work.mkdir(parents=True, exist_ok=True)
     prefect_home = work / "prefect-home"
     base_env = subprocess_env(prefect_home)
@@ -686,8 +690,10 @@ def survey(work: Path, only: str | None = None, classes: set[str] | None = None)
                                                              cwd=ROOT, env=base_env).returncode)
     with Servers() as servers:
         for n, c in enumerate(CASES):
-            if (only and only not in c.name) or (classes and c.cls not in classes):
+            if (only and only not in c.name) or (classes and c.cls not in classes) or c.name in done:
                 continue
+            if timeout_s is not None:
+                c = replace(c, timeout_s=max(c.timeout_s, timeout_s))
             ws = Workspace(work / "cases" / f"c{n:03d}", good, servers)  # not the name: it must not match `named`
             shutil.rmtree(ws.root, ignore_errors=True)
             ws.root.mkdir(parents=True)
@@ -707,12 +713,15 @@ def survey(work: Path, only: str | None = None, classes: set[str] | None = None)
     return table(work)
 
 
+def newest_results(work: Path) -> dict[str, dict[str, Any]]:
+    results = work / "results.jsonl"
+    lines = results.read_text(encoding="utf-8").splitlines() if results.exists() else []
+    return {row["case"]: row for row in map(json.loads, lines)}
+
+
 def table(work: Path) -> Counter:
     """The verdicts per class of every case surveyed in ``work`` (its newest outcome per case)."""
-    newest = {}
-    for line in (work / "results.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        newest[row["case"]] = row
+    newest = newest_results(work)
     counts: Counter = Counter()
     for row in newest.values():
         counts[(row["cls"], row["verdict"])] += 1
@@ -739,6 +748,8 @@ if __name__ == "__main__":
     p.add_argument("--work", type=Path, default=Path("/tmp/trajforge-edge-survey"))
     p.add_argument("--only", help="run the cases whose name contains this")
     p.add_argument("--cls", help="run the cases of these classes (comma-separated)")
+    p.add_argument("--timeout", type=float, help="seconds each case may take at least (default: its own, 120 mostly)")
+    p.add_argument("--resume", action="store_true", help="skip the cases WORK already has an outcome for (not hung)")
     a = p.parse_args()
     if a.command == "list":
         for cls, cases in by_class().items():
@@ -747,4 +758,4 @@ if __name__ == "__main__":
     elif a.command == "table":
         table(a.work)
     else:
-        survey(a.work, a.only, set(a.cls.split(",")) if a.cls else None)
+        survey(a.work, a.only, set(a.cls.split(",")) if a.cls else None, a.timeout, a.resume)
