@@ -62,14 +62,15 @@ def preflight(config_path: str | Path, out: str | None = None, seed: int | None 
     if out is not None and not out.strip():
         raise ConfigError("--out: is empty; give a folder")
     config = load_config(config_path, seed=seed, output_dir=out)  # before the heavy imports: a bad config is quick
+    if not config.output_dir:
+        raise ConfigError(f"{config_path}: output_dir: not set; give --out DIR")
+    where = "--out" if out is not None else f"{config_path}: output_dir"
+    check_output_folder(Path(config.output_dir), where)  # so is a bad output location
     from pipelines.flow import cache_path_for
     from pipelines.resume import check_claim
     from pipelines.steps import build_steps
 
     build_steps(config, str(config_path))
-    if not config.output_dir:
-        raise ConfigError(f"{config_path}: output_dir: not set; give --out DIR")
-    where = "--out" if out is not None else f"{config_path}: output_dir"
     root = check_dataset_location(config.output_dir, where)
     if run_id is not None:
         check_run_id(run_id)

@@ -18,6 +18,7 @@ Two consumers:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -644,6 +645,69 @@ def run_subprocess(c: Case, ws: Workspace, base_env: dict[str, str]) -> Outcome:
     return Outcome(code, err, changed(before, snapshot(ws.root)))
 
 
+class _Hung(BaseException):
+    """Raised by the alarm in a case that outlived its limit (in-process survey)."""
+
+
+def run_in_process(c: Case, ws: Workspace, base_env: dict[str, str]) -> Outcome:
+    """One case through ``pipelines.cli.main`` in this process: what escapes it is what a user sees as a traceback.
+
+    Much cheaper than an interpreter per case on a loaded machine; stderr is captured at the file descriptor, so
+    a Rust panic or a logging handler's output counts too. The caller runs the cases about the process itself
+    (``c.subprocess``) as subprocesses.
+    """
+    import signal
+    import tempfile
+    import traceback
+
+    from pipelines.cli import main
+
+    argv, env_changes = expand(c, ws)
+    saved = {k: os.environ.get(k) for k in env_changes}  # base_env is for subprocesses: this one has its own
+    for k, v in env_changes.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    before = snapshot(ws.root)
+
+    def hung(*_: object) -> None:
+        raise _Hung
+
+    with tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        saved_fd = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        previous = signal.signal(signal.SIGALRM, hung)
+        signal.alarm(int(c.timeout_s))
+        code: int | None
+        try:
+            code = main(list(argv))
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            if not isinstance(exit_.code, int | None):
+                print(exit_.code, file=sys.stderr)
+        except _Hung:
+            code = None
+        except BaseException:  # noqa: BLE001 - a traceback is the finding
+            traceback.print_exc()
+            code = 1
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+            sys.stderr.flush()
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+        captured.seek(0)
+        err = captured.read().decode(errors="replace")
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    return Outcome(code, err, changed(before, snapshot(ws.root)))
+
+
 def subprocess_env(prefect_home: Path) -> dict[str, str]:
     env = {**os.environ, "PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PYTHONPATH": os.pathsep.join([str(PLUGINS), str(ROOT)]), "HF_HUB_OFFLINE": "0"}
@@ -670,13 +734,15 @@ def build_good_dataset(dest: Path, run: Callable[[list[str]], int]) -> Path:
 
 
 def survey(work: Path, only: str | None = None, classes: set[str] | None = None, timeout_s: float | None = None,
-           resume: bool = False) -> Counter:
+           resume: bool = False, in_process: bool = False) -> Counter:
     """Every case as a real subprocess; prints one line per case, then the counts per class.
 
     Each outcome is also appended to ``WORK/results.jsonl``, so surveys of disjoint classes can run side by
     side in one work folder (sharing its prebuilt dataset) and ``table`` prints their counts together.
     ``timeout_s`` raises every case's limit (a loaded machine starts an interpreter slowly: a case that
     outlives its limit counts as hung); ``resume`` skips the cases already surveyed there, except the hung.
+    ``in_process`` runs each case through ``pipelines.cli.main`` in this process, on one temporary Prefect server
+    (the cases about the process itself still get their own interpreter).
     """
     done = {case for case, row in newest_results(work).items() if row["verdict"] != "hung"} if resume else set()
     work.mkdir(parents=True, exist_ok=True)
@@ -688,7 +754,13 @@ def survey(work: Path, only: str | None = None, classes: set[str] | None = None,
         good.parent.mkdir(parents=True)
         build_good_dataset(good, lambda argv: subprocess.run([sys.executable, "-m", "pipelines.cli", *argv],
                                                              cwd=ROOT, env=base_env).returncode)
-    with Servers() as servers:
+    with contextlib.ExitStack() as stack:
+        servers = stack.enter_context(Servers())
+        if in_process:
+            from prefect.testing.utilities import prefect_test_harness
+
+            sys.path.insert(0, str(PLUGINS))
+            stack.enter_context(prefect_test_harness(server_startup_timeout=600))
         for n, c in enumerate(CASES):
             if (only and only not in c.name) or (classes and c.cls not in classes) or c.name in done:
                 continue
@@ -699,7 +771,8 @@ def survey(work: Path, only: str | None = None, classes: set[str] | None = None,
             ws.root.mkdir(parents=True)
             start = time.monotonic()
             prepare(c, ws)
-            outcome = run_subprocess(c, ws, base_env)
+            run = run_in_process if in_process and not c.subprocess else run_subprocess
+            outcome = run(c, ws, base_env)
             verdict = outcome.verdict(c, c.named.format(**ws.vars()))
             last = (outcome.lines() or [""])[-1][:150]
             with open(work / "results.jsonl", "a", encoding="utf-8") as results:
@@ -749,6 +822,8 @@ if __name__ == "__main__":
     p.add_argument("--only", help="run the cases whose name contains this")
     p.add_argument("--cls", help="run the cases of these classes (comma-separated)")
     p.add_argument("--timeout", type=float, help="seconds each case may take at least (default: its own, 120 mostly)")
+    p.add_argument("--in-process", action="store_true", help="each case through pipelines.cli.main in one process "
+                   "(fast on a loaded machine); the cases about the process itself still run as subprocesses")
     p.add_argument("--resume", action="store_true", help="skip the cases WORK already has an outcome for (not hung)")
     a = p.parse_args()
     if a.command == "list":
@@ -758,4 +833,4 @@ if __name__ == "__main__":
     elif a.command == "table":
         table(a.work)
     else:
-        survey(a.work, a.only, set(a.cls.split(",")) if a.cls else None, a.timeout, a.resume)
+        survey(a.work, a.only, set(a.cls.split(",")) if a.cls else None, a.timeout, a.resume, a.in_process)
