@@ -757,6 +757,7 @@ def survey(work: Path, only: str | None = None, classes: set[str] | None = None,
     with contextlib.ExitStack() as stack:
         servers = stack.enter_context(Servers())
         if in_process:
+            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # as the CLI sets it before importing Prefect
             from prefect.testing.utilities import prefect_test_harness
 
             sys.path.insert(0, str(PLUGINS))
@@ -777,7 +778,8 @@ def survey(work: Path, only: str | None = None, classes: set[str] | None = None,
             last = (outcome.lines() or [""])[-1][:150]
             with open(work / "results.jsonl", "a", encoding="utf-8") as results:
                 results.write(json.dumps({"case": c.name, "cls": c.cls, "code": outcome.code, "verdict": verdict,
-                                          "wrote": bool(outcome.written), "line": last}) + "\n")
+                                          "wrote": bool(outcome.written), "line": last,
+                                          "stderr": outcome.stderr[-2000:]}) + "\n")
             print(f"{n + 1:>3} {c.cls:<17} {c.name:<32} exit {outcome.code!s:<4} {verdict:<22} "
                   f"{time.monotonic() - start:5.1f}s  {last}", flush=True)
             if outcome.written:
