@@ -32,7 +32,7 @@ real-model: $(STAMP)
 
 test: $(STAMP) real-model
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
-		|| echo "could not install Debian's chromium: the report's browser test will say it skipped"
+		|| echo "could not install Debian's chromium: the browser tests (report, viewer) fail where apt-get could install it, and skip (saying why) only where it cannot"
 	$(BIN)/ruff check .
 	TRAJFORGE_REAL_MODEL_REQUIRED=1 $(BIN)/pytest -q
 

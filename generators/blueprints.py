@@ -43,8 +43,9 @@ class Draft:
 
 
 class BlueprintParams(GeneratorParams):
-    min_requests: int = Field(default=1, ge=1)
-    max_requests: int = Field(default=2, ge=1)
+    min_requests: int = Field(default=1, ge=1, description="each task has at least this many requests, each of "
+                              "another intent (more than the domain can give is a config error)")
+    max_requests: int = Field(default=2, ge=1, description="at most this many (capped at what the domain can give)")
     intents: list[str] | None = Field(default=None, description="limit to these intents; all by default")
     max_attempts: int = Field(default=40, ge=1)
 
@@ -71,9 +72,20 @@ class BlueprintGenerator(Generator):
         for intent in self.intents:
             self.by_target.setdefault(intent.target_tool, []).append(intent)
         self.graph = tool_graph(type(env))
-        self.entries = self.graph.entries(set(env.user_knows))
-        if not self.entries:
+        entries = self.graph.entries(set(env.user_knows))
+        if not entries:
             raise ValueError(f"domain {env.name!r}: no tool can be called with what a user knows ({sorted(env.user_knows)})")
+        # A request's intent never repeats in a task, so a starting lookup supplies at most as many requests
+        # as it has intents within reach on the graph. A minimum no entry reaches is a config error; a maximum
+        # is only a bound, so one above what the domain can give is capped.
+        self.capacity = {e: sum(i.target_tool in self.graph.reachable(e) for i in self.intents) for e in entries}
+        most = max(self.capacity.values())
+        if params.min_requests > most:
+            raise ValueError(f"min_requests: {params.min_requests} distinct requests cannot fit in one task of domain "
+                             f"{env.name!r}: at most {most} of its intents ({', '.join(i.name for i in self.intents)}) "
+                             "are reachable from one starting lookup, and a task never repeats an intent")
+        self.max_requests = min(params.max_requests, most)
+        self.entries = entries
         self.users = env.users()
         if not self.users:
             raise ValueError(f"domain {env.name!r} has no users to ground tasks in")
@@ -87,7 +99,7 @@ class BlueprintGenerator(Generator):
 
         ``user_id`` pins the user (recombination wants a second task for the same one).
         """
-        wanted = rng.randint(self.params.min_requests, self.params.max_requests)
+        wanted = rng.randint(self.params.min_requests, self.max_requests)
         last_problem = "no attempt made"
         for _ in range(self.params.max_attempts):
             try:
@@ -105,15 +117,8 @@ class BlueprintGenerator(Generator):
         a particular order state.
         """
         env = self.env
-        walks: list[tuple[Intent, list[str]]] = []
-        entry = rng.choice(self.entries)
-        for _ in range(wanted):
-            path = self.graph.walk(rng, entry, set(self.by_target))
-            if path is None:
-                raise SynthesisError("no intent reachable on the tool graph")
-            intent = rng.choice(self.by_target[path[-1]])
-            if all(intent is not w[0] for w in walks):
-                walks.append((intent, path))
+        entry = rng.choice([e for e in self.entries if self.capacity[e] >= wanted])
+        walks = self._walks(rng, entry, wanted)
         for _ in range(1 if user_id else self.params.max_attempts):
             user = user_id or rng.choice(self.users)
             record = env.user_record(user)
@@ -146,6 +151,21 @@ class BlueprintGenerator(Generator):
             outputs += [o for o in intent.outputs(grounding.target, result) if o not in outputs]
         return Draft(identity=identity, gold=gold, chosen=chosen, outputs=outputs, execution=execution,
                      tools=[t for _, path in walks for t in path])
+
+    def _walks(self, rng: random.Random, entry: str, wanted: int) -> list[tuple[Intent, list[str]]]:
+        """``wanted`` walks from ``entry``, each ending on an intent no earlier walk chose.
+
+        Walks only aim at targets with an intent left, so a repeat is never drawn
+        (and never silently dropped: that made a minimum of 3 requests give 1 or 2).
+        """
+        walks: list[tuple[Intent, list[str]]] = []
+        while len(walks) < wanted:
+            left = {t: [i for i in intents if all(i is not w for w, _ in walks)] for t, intents in self.by_target.items()}
+            path = self.graph.walk(rng, entry, {t for t, intents in left.items() if intents})
+            if path is None:
+                raise SynthesisError(f"only {len(walks)} distinct intents reachable from {entry}, {wanted} wanted")
+            walks.append((rng.choice(left[path[-1]]), path))
+        return walks
 
     def _bind(self, tool_name: str, bindings: dict[str, list[str]]) -> list[Action]:
         """One call per bound value; none when a required parameter has no binding."""

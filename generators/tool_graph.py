@@ -29,6 +29,10 @@ class ToolGraph:
         return [n for n in self.graph if self.specs[n].consumes and self.specs[n].consumes <= known
                 and self.graph.out_degree(n) > 0]
 
+    def reachable(self, start: str) -> set[str]:
+        """Every tool a walk from ``start`` can end on."""
+        return nx.descendants(self.graph, start)
+
     def walk(self, rng: random.Random, start: str, targets: set[str], max_len: int = 6) -> list[str] | None:
         """A random walk from ``start`` that ends on one of ``targets``.
 

@@ -39,11 +39,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from pipelines.flow import start_run
 
     run_id = args.run_id or _run_id()
+    from pipelines.interrupt import exit_promptly_on_interrupt
+
+    staging = Path(config.output_dir) / "_staging" / run_id
+    resume = f"trajforge generate --config {args.config} --out {config.output_dir} --run-id {run_id}"
     try:
-        result = start_run(config, config.output_dir, run_id, progress=not args.no_progress)
+        with exit_promptly_on_interrupt(f"run {run_id} stopped; its finished shards stay under {staging}/; resume "
+                                        f"with: {resume}"):
+            result = start_run(config, config.output_dir, run_id, progress=not args.no_progress)
     except RunFailedError as err:  # its staging is kept: say how to resume
-        err.args = (f"{err}; to resume: trajforge generate --config {args.config} --out {config.output_dir} "
-                    f"--run-id {run_id}",)
+        err.args = (f"{err}; to resume: {resume}",)
         raise
     manifest = result.manifest
     if result.already_committed:
@@ -363,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     except (BackendError, ServerError) as err:  # e.g. a managed vLLM or the Prefect server would not start
         print(f"trajforge: error: {_one_line(err)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: said so on one line where it was caught (pipelines.interrupt)
+        from pipelines.interrupt import EXIT_STATUS
+
+        return EXIT_STATUS
 
 
 def _one_line(err: BaseException) -> str:

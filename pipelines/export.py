@@ -114,7 +114,9 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     store = DatasetStore(dataset_dir)
     version, manifests = resolve_version(store, options.version)
     dest = Path(to)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())) and not force:
+    if dest.exists() and not dest.is_dir():  # --force replaces a folder; a file there is a mistake, not a folder
+        raise ExportError(f"{dest}: is a file, not a folder; give a folder")
+    if dest.exists() and any(dest.iterdir()) and not force:
         raise ExportError(f"{dest}: exists and is not empty; choose another folder or pass --force to replace it")
 
     unknown = options.strip_reasoning - set(options.configs())

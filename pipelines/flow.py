@@ -22,6 +22,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from pipelines.artifacts import create_run_artifacts
+from pipelines.interrupt import flow_body_unwound
 from pipelines.resume import checkpoint, claim_staging, committed, finished, staged_summary
 from pipelines.shard import rollout_shard, shard_indices, synthesize_shard
 from pipelines.store import DatasetStore
@@ -121,8 +122,12 @@ def generate(config: RunConfig, out_dir: str, run_id: str, progress: bool = Fals
     through ``start_run``, which does not start it at all for a run id that already
     committed.
     """
-    with managed_servers(config, out_dir) as config:
-        return _generate(config, out_dir, run_id, progress, origin)
+    try:
+        with managed_servers(config, out_dir) as config:
+            return _generate(config, out_dir, run_id, progress, origin)
+    except KeyboardInterrupt:
+        flow_body_unwound()  # the servers are stopped; the CLI exits soon (see pipelines.interrupt)
+        raise
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from pathlib import Path
 from schemas.config import RunnerConfig
 
 # The packages the flow's tasks import; shipped to every Ray worker.
-PROJECT_PACKAGES = ("schemas", "simulators", "generators", "filters", "pipelines")
+PROJECT_PACKAGES = ("schemas", "dedup", "simulators", "generators", "filters", "pipelines")
 LOCAL_CPUS = 2  # a local instance stays small unless `runner.workers` says otherwise
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2  # tasks pass paths, not rows
 

@@ -276,7 +276,11 @@ def rollout_shard(
     slots frees, so one slow dialogue never holds back the rest.
     """
     steps = steps or build_steps(config)
-    endpoints = open_endpoints(config.backends, cache_path, scope=str(out.parent)) if config.model_users() else {}
+    # only the backends something calls: a configured but unused one (examples/model.yaml's managed vLLM,
+    # never started) has no server to talk to
+    used = set(config.model_users().values())
+    endpoints = (open_endpoints({name: config.backends[name] for name in used}, cache_path, scope=str(out.parent))
+                 if used else {})
     table = pq.read_table(tasks_path)
     faults = _Faults(shard, table.num_rows)
     rows: list[dict[str, Any] | None] = [None] * table.num_rows

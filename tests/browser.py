@@ -12,12 +12,15 @@ of the page as a user without JavaScript gets it; the protocol's own
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.sync.client import connect
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -28,10 +31,36 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def _cannot_install_chromium() -> str | None:
+    """Why Debian's chromium cannot be installed on this machine, or None when it can (as ``make test`` does)."""
+    if shutil.which("apt-get") is None or shutil.which("apt-cache") is None:
+        return "no apt-get on this machine"
+    if os.geteuid() != 0:
+        return "not root, so apt-get cannot install packages"
+    policy = subprocess.run(["apt-cache", "policy", "chromium"], capture_output=True, text=True, timeout=60).stdout
+    candidate = re.search(r"Candidate:\s*(\S+)", policy)
+    if candidate is None or candidate.group(1) == "(none)":
+        return "apt's package index has no chromium (apt-get update failed or no Debian repository)"
+    return None
+
+
+def required_chromium() -> str:
+    """The headless browser for a test that needs one. Its absence fails the test wherever it could have been
+    installed (``make test`` installs it), so a browser test never skips unseen; it skips, saying why, only
+    where it cannot be installed."""
+    found = chromium()
+    if found is not None:
+        return found
+    why = _cannot_install_chromium()
+    if why is None:
+        pytest.fail("chromium is not installed, but this machine can install it: run `make test` (it installs "
+                    "Debian's chromium package) or `apt-get install chromium`")
+    pytest.skip(f"chromium is not installed and cannot be installed here: {why}")
+
+
 class Browser:
     def __init__(self, profile: Path, scripts: bool = False, timeout: float = 60) -> None:
-        binary = chromium()
-        assert binary, "chromium is not installed"
+        binary = required_chromium()
         profile.mkdir(parents=True, exist_ok=True)
         self.timeout = timeout
         self.proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],

@@ -20,6 +20,15 @@ def prefect_server():
         yield
 
 
+@pytest.fixture(scope="session")
+def prefect_api_url(prefect_server) -> str:
+    """The session server's API URL, for ``trajforge`` subprocesses that need no ephemeral server of their own
+    (each would take tens of seconds to start on a busy machine)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
 def _small_config(**overrides):
     from schemas import parse_config
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 from loopback import LoopbackServer, Reply, echo_brain
@@ -234,3 +235,97 @@ def test_model_tool_simulator_answers_schema_only_tools_in_a_dialogue(tmp_path):
     assert bodies[0]["response_format"]["json_schema"]["schema"] == pet_schema
     assert "getPet" in bodies[1]["messages"][-1]["content"].split("Call: ")[0]  # earlier results shown for consistency
     assert result.final_state_hash != before  # the create_pet write is in the state
+
+
+# -- rate limits over real HTTP -----------------------------------------------------------------------------------
+
+
+def _send(ep: Endpoint, n: int, max_tokens: int = 8) -> float:
+    """``n`` distinct requests through ``ep``, all at once; the monotonic time they began."""
+    async def one(i: int) -> None:
+        await ep.chat([Message(role="user", content=f"request {i:03d}")], None, ChatParams(max_tokens=max_tokens),
+                      Usage())
+
+    async def go():
+        try:
+            await asyncio.gather(*(one(i) for i in range(n)))
+        finally:
+            await ep.release_loop()
+
+    start = time.monotonic()
+    asyncio.run(go())
+    return start
+
+
+def test_requests_per_minute_hold_over_http():
+    """60 a minute: a minute's burst goes at once, then one a second, measured where the requests arrive."""
+    with LoopbackServer() as server:
+        start = _send(endpoint(server, requests_per_minute=60, max_concurrency=100), 63)
+    arrived = sorted(t - start for t, _ in server.arrivals)
+    assert len(arrived) == 63
+    for i, t in enumerate(arrived):  # by time t at most the burst (60) plus one per second have been sent
+        assert i + 1 <= 60 + t + 0.05, (i, t)
+    assert arrived[59] < 5  # the burst was not held back (a slow machine still sends 60 requests in seconds)
+
+
+def test_tokens_per_minute_hold_over_http():
+    """The tokens the server bills stay under the limit: one request's bill is measured first and the limit set
+    to sixty such bills a minute, so of 61 requests sent at once the last must wait a second."""
+    with LoopbackServer(lambda body: Reply(content="a long answer " * 30)) as server:  # bills mostly completion
+        _send(endpoint(server), 1)
+        each = sum(server.billed[0][:2])
+        server.reset_counts()
+        # max_tokens = one bill: the endpoint's estimate is then never below what the server bills
+        start = _send(endpoint(server, tokens_per_minute=60 * each, max_concurrency=100), 61, max_tokens=each)
+        arrived = sorted(t - start for t, _ in server.arrivals)
+        billed = [p + c for p, c, _ in server.billed]
+    assert len(arrived) == 61 and set(billed) == {each}  # every request bills the same
+    for i, t in enumerate(arrived):  # what was sent by time t was earned by then: a minute's burst plus the rate
+        assert (i + 1) * each <= 60 * each + each * t + 0.05 * each, (i, t)
+    assert arrived[40] < 5  # most of the burst was not held back
+
+
+# -- the request cache key --------------------------------------------------------------------------------------
+
+
+TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}
+
+
+def test_cache_key_covers_everything_that_decides_the_reply(tmp_path):
+    """Each of model, messages, tools and every sampling or output option makes a new request; the URL, the key
+    and the timeout do not (a moved server or a renewed key keeps the cache warm)."""
+    cache = RequestCache(tmp_path / "cache.sqlite")
+    base = {"messages": HELLO, "tools": None, "params": ChatParams(temperature=0.0)}
+    variants = {
+        "model": {"model": "other-model"},
+        "messages": {"messages": [Message(role="user", content="hello!")]},
+        "message role": {"messages": [Message(role="system", content="hello")]},
+        "earlier turn": {"messages": [Message(role="user", content="hi"), Message(role="assistant", content="yes"),
+                                      *HELLO]},
+        "tools": {"tools": [TOOL]},
+        "tool schema": {"tools": [{**TOOL, "function": {**TOOL["function"], "description": "find it"}}]},
+        "temperature": {"params": ChatParams(temperature=0.5)},
+        "top_p": {"params": ChatParams(temperature=0.0, top_p=0.9)},
+        "max_tokens": {"params": ChatParams(temperature=0.0, max_tokens=64)},
+        "seed": {"params": ChatParams(temperature=0.0, seed=3)},
+        "parallel_tool_calls": {"params": ChatParams(temperature=0.0, parallel_tool_calls=False)},
+        "response_format": {"params": ChatParams(temperature=0.0, response_format={"type": "json_object"})},
+        "extra_body": {"params": ChatParams(temperature=0.0, extra_body={"top_k": 5})},
+    }
+    with LoopbackServer() as server, LoopbackServer() as moved:
+        def ask(srv: LoopbackServer, model: str = "loop-model", **request) -> None:
+            config = BackendConfig(model=model, base_url=srv.url, max_retries=0, **request.pop("settings", {}))
+            req = {**base, **request}
+            chat(Endpoint("loop", config, cache), Usage(), req["messages"], req["tools"], req["params"])
+
+        ask(server)
+        ask(server)
+        assert server.requests == 1  # the same request again: from the cache
+        for n, (what, change) in enumerate(variants.items(), start=2):
+            ask(server, **change)
+            assert server.requests == n, f"changing {what} did not change the cache key"
+        ask(moved, settings={"timeout_s": 7.0, "api_key_env": "NO_SUCH_KEY_VARIABLE"})
+        for change in variants.values():
+            ask(moved, **change)
+        assert moved.requests == 0  # another URL, timeout and key: every answer came from the cache
+    assert len(cache) == 1 + len(variants)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 
 import pytest
 from pydantic import ValidationError
 
 from generators import GENERATORS, Generator, SynthesisError
 from generators.blueprints import tool_graph
-from schemas import Action, Task
+from schemas import Action, ConfigError, Task
 from simulators.domains.store import StoreEnv
 from simulators.environment import is_error
 from simulators.intents import Grounding, Intent
@@ -161,11 +162,38 @@ def test_intents_parameter_limits_tasks(env, blueprint):
         assert task.gold_actions[-1].name in {"cancel_pending_order", "return_delivered_order_items"}
 
 
-def test_min_requests_is_honoured(env, blueprint):
-    gen = blueprint(env, blueprint.Params(min_requests=2, max_requests=2))
-    counts = [len(gen.generate(random.Random(i)).scenario.requests) for i in range(30)]
-    assert set(counts) <= {1, 2}
-    assert sum(c == 2 for c in counts) >= 20
+@pytest.mark.parametrize("low,high", [(3, 3), (2, 2), (1, 3), (2, 4)])
+def test_min_requests_is_honoured(env, blueprint, low, high):
+    """A minimum is a minimum: every task has between min and max requests, each of its own intent, and every
+    count in between is drawn (a repeated intent used to be dropped, so 3/3 gave tasks of 1 or 2 requests)."""
+    gen = blueprint(env, blueprint.Params(min_requests=low, max_requests=high))
+    counts = Counter()
+    for seed in range(N_SEEDS):
+        requests = gen.generate(random.Random(seed)).scenario.requests
+        assert low <= len(requests) <= high, (seed, [r.intent for r in requests])
+        assert len({r.intent for r in requests}) == len(requests), seed
+        counts[len(requests)] += 1
+    assert set(counts) == set(range(low, high + 1)), counts
+    assert min(counts.values()) >= 0.5 * N_SEEDS / (high - low + 1), counts  # drawn near-uniformly
+
+
+def test_min_requests_that_cannot_be_met_is_a_config_error(env, blueprint, small_config):
+    from pipelines.steps import build_steps
+
+    two = ["cancel_order", "return_items"]
+    assert len(blueprint(env, blueprint.Params(intents=two, min_requests=2, max_requests=2))
+               .generate(random.Random(0)).scenario.requests) == 2
+    with pytest.raises(ValueError, match=r"^min_requests: 3 distinct requests cannot fit in one task of domain "
+                                         r"'store': at most 2 of its intents \(cancel_order, return_items\)"):
+        blueprint(env, blueprint.Params(intents=two, min_requests=3, max_requests=3))
+    capped = blueprint(env, blueprint.Params(intents=two, min_requests=1, max_requests=5))  # a maximum is a bound
+    assert {len(capped.generate(random.Random(i)).scenario.requests) for i in range(30)} == {1, 2}
+    config = small_config(generators=[{"name": "blueprint", "params": {"intents": two, "min_requests": 3,
+                                                                       "max_requests": 4}}])
+    with pytest.raises(ConfigError) as err:
+        build_steps(config, "c.yaml")
+    assert str(err.value).startswith("c.yaml: generators[0].params: min_requests: 3 distinct requests cannot fit")
+    assert "\n" not in str(err.value)
 
 
 def test_params_validation(env, blueprint):

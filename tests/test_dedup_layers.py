@@ -3,8 +3,14 @@ the funnel in the manifest and the summary, cluster ids, and the semantic layer.
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -196,9 +202,65 @@ def test_semantic_layer_in_a_run_and_the_histogram_command(tmp_path, small_confi
     assert f"{manifest.accepted} kept rows in 1 version(s)" in out and "0.95-1.00" in out
 
 
-def test_semantic_without_the_extra_is_a_config_error(small_config, monkeypatch):
-    from pipelines.steps import build_steps
+def test_semantic_without_the_extra_is_a_config_error(tmp_path):
+    """Where sentence-transformers cannot be imported (here: shadowed by a package that fails to import, first on
+    the path of a real `trajforge generate`), semantic dedup is one line naming the field, exit 2, nothing written."""
+    shadow = tmp_path / "no-extra" / "sentence_transformers"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError(\"No module named 'sentence_transformers'\")\n")
+    config = tmp_path / "x.yaml"
+    config.write_text("num_tasks: 4\ndedup: {semantic: {enabled: true}}\n")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow.parent), str(root)])}
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "generate", "--config", str(config), "--out",
+                           str(tmp_path / "ds")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.match(rf"trajforge: error: {re.escape(str(config))}: dedup\.semantic\.enabled: "
+                                        r".*optional extra", lines[0]), lines
+    assert not (tmp_path / "ds").exists()
 
-    monkeypatch.setattr(semantic, "available", lambda: "the semantic dedup layer needs the optional extra")
-    with pytest.raises(ConfigError, match=r"x\.yaml: dedup\.semantic\.enabled: .*optional extra"):
-        build_steps(small_config(dedup={"semantic": {"enabled": True}}), "x.yaml")
+
+def _part(root: Path, version: int) -> dict:
+    """One version's persisted dedup part, read from its files (the on-disk format datasets carry across versions)."""
+    import pyarrow.parquet as pq
+
+    (path,) = (root / "_dedup").glob(f"v{version:08d}-*")
+    meta = path / "meta.json"
+    rows = pq.read_table(path / "rows.parquet").to_pydict()
+    emb = path / "embeddings.npy"
+    return {"meta": json.loads(meta.read_text()), "stamp": (meta.stat().st_ino, meta.stat().st_mtime_ns),
+            "ids": rows["id"], "clusters": rows["cluster_id"], "hashes": rows["dedup_hash"],
+            "minhash": np.load(path / "minhash.npy"), "embeddings": np.load(emb) if emb.exists() else None}
+
+
+@needs_semantic
+@pytest.mark.usefixtures("prefect_server")
+def test_a_part_made_with_other_parameters_is_rebuilt_once_and_right(tmp_path, small_config):
+    """Version 0 is deduplicated with the default near layer and no semantic one; the next run asks for other
+    MinHash parameters and the semantic layer. Version 0's part is rebuilt, once, from its own rows: exactly the
+    part a run made with the new parameters in the first place writes; a third run rebuilds nothing."""
+    root = tmp_path / "ds"
+    new = {"near": {"num_perm": 64, "ngram": 4}, "semantic": {"enabled": True, "threshold": 0.999}}
+    run_generate(small_config(num_tasks=20, shard_size=10, seed=11), root, "run-0")
+    made = _part(root, 0)
+    assert made["minhash"].shape[1] == 128 and made["embeddings"] is None
+
+    run_generate(small_config(num_tasks=20, shard_size=10, seed=12, dedup=new), root, "run-1")
+    rebuilt, first = _part(root, 0), _part(root, 1)
+    assert rebuilt["stamp"] != made["stamp"]
+    assert rebuilt["meta"]["near"]["num_perm"] == 64 and rebuilt["meta"]["near"]["ngram"] == 4
+    assert rebuilt["meta"]["semantic"] is not None and first["meta"]["near"] == rebuilt["meta"]["near"]
+    assert rebuilt["ids"] == made["ids"] and rebuilt["clusters"] == made["clusters"]  # the same kept rows
+
+    # what a run with the new parameters from the start writes for the same rows
+    native_root = tmp_path / "native"
+    run_generate(small_config(num_tasks=20, shard_size=10, seed=11, dedup=new), native_root, "run-0")
+    native = _part(native_root, 0)
+    assert native["ids"] == made["ids"], "precondition: the new parameters keep the same rows of version 0"
+    assert rebuilt["hashes"] == native["hashes"] and (rebuilt["minhash"] == native["minhash"]).all()
+    assert np.allclose(rebuilt["embeddings"], native["embeddings"], atol=2e-3)
+
+    run_generate(small_config(num_tasks=20, shard_size=10, seed=13, dedup=new), root, "run-2")
+    assert _part(root, 0)["stamp"] == rebuilt["stamp"] and _part(root, 1)["stamp"] == first["stamp"]
+    assert [m.run_id for m in DatasetStore(root).versions()] == ["run-0", "run-1", "run-2"]

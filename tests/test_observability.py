@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
-import shutil
 import subprocess
+import threading
+from functools import partial
 from html.parser import HTMLParser
 
 import polars as pl
 import pytest
+from browser import required_chromium
 from loopback import LoopbackServer, TranscriptBrain
 
 from pipelines.artifacts import artifact_key, dialogue_markdown, funnel_table, usage_table
@@ -208,16 +211,18 @@ class _Dom(HTMLParser):
         self.remote += [v for k, v in attrs.items() if k in ("src", "href") and v and "://" in v]
 
 
+def chromium_args(browser: str, tmp_path) -> list[str]:
+    return [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+
+
 def test_report_renders_in_headless_chromium(dataset, tmp_path):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium is not installed (make test installs Debian's chromium package: apt-get install chromium)")
+    browser = required_chromium()
     root, _ = dataset
     page = tmp_path / "report.html"
     assert main(["report", str(root), "--version", "0", "--to", str(page)]) == 0
-    args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    args = chromium_args(browser, tmp_path)
     done = subprocess.run([*args, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Uncaught" not in done.stderr and "CONSOLE" not in done.stderr, done.stderr[-2000:]
@@ -233,3 +238,69 @@ def test_report_renders_in_headless_chromium(dataset, tmp_path):
     done = subprocess.run([*args, "--window-size=1200,2000", f"--screenshot={shot}", page.as_uri()],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+class _Counting(http.server.SimpleHTTPRequestHandler):
+    """Serves the report folder on 127.0.0.1 and records every path a page asks for."""
+
+    asked: list[str] = []
+
+    def do_GET(self):
+        type(self).asked.append(self.path)
+        if self.path.startswith("/probe/"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"x")
+            return
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+HOSTILE = """<img src="/probe/img"><link rel="stylesheet" href="/probe/css"><script src="/probe/js"></script>
+<script>document.title = "script ran"</script><iframe src="/probe/frame"></iframe>
+<style>@import url("/probe/import"); body { background: url("/probe/bg"); }</style>
+<object data="/probe/object"></object><link rel="preload" as="fetch" href="/probe/preload">"""
+
+
+def test_report_content_security_policy_forbids_loading_anything(dataset, tmp_path):
+    """The report's CSP, as a browser enforces it: a page with the report's head loads nothing and runs no
+    script, even with hostile markup in its body; the same page without the CSP loads and runs it all."""
+    root, _ = dataset
+    page = tmp_path / "site" / "report.html"
+    page.parent.mkdir()
+    assert main(["report", str(root), "--to", str(page)]) == 0
+    text = page.read_text()
+    policy = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', text)
+    assert policy is not None and text.index(policy.group(0)) < text.index("<title>")  # before anything it governs
+    directives = dict(d.strip().split(" ", 1) for d in policy.group(1).split(";") if d.strip())
+    assert directives == {"default-src": "'none'", "style-src": "'unsafe-inline'"}, directives
+
+    browser = required_chromium()
+    with_csp = text.replace("</body>", HOSTILE + "</body>")
+    (page.parent / "with.html").write_text(with_csp)
+    (page.parent / "without.html").write_text(with_csp.replace(policy.group(0), ""))
+    handler = type("Handler", (_Counting,), {"asked": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(page.parent)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        def load(name: str) -> str:
+            url = f"http://127.0.0.1:{server.server_address[1]}/{name}"
+            done = subprocess.run([*chromium_args(browser, tmp_path), "--virtual-time-budget=3000", "--dump-dom", url],
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr[-2000:]
+            return done.stdout
+
+        dom = load("with.html")
+        assert [p for p in handler.asked if p.startswith("/probe/")] == [], handler.asked
+        assert "<title>script ran</title>" not in dom and "<title>trajforge report" in dom
+        handler.asked.clear()
+        dom = load("without.html")  # the control: the same markup without the policy does load and run
+        assert {"/probe/img", "/probe/css", "/probe/js", "/probe/frame"} <= set(handler.asked), handler.asked
+        assert "<title>script ran</title>" in dom
+    finally:
+        server.shutdown()
+        server.server_close()

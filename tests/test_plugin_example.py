@@ -111,7 +111,7 @@ store = DatasetStore(sys.argv[1])
 env = build_steps(parse_config(store.versions()[-1].config)).env
 out = []
 for row in store.read().filter(pl.col("messages").list.len() > 0).to_dicts():
-    out.append({"status": row["status"], "stage": row["stage"], "reason": row["reason"],
+    out.append({"status": row["status"], "stage": row["stage"], "reason": row["reason"], "fault": row["fault"],
                 "verdicts": [v.model_dump() for v in verify_row(row, env)]})
 print(json.dumps(out))
 """
@@ -156,5 +156,8 @@ def test_the_plugins_own_kind_runs_end_to_end(plugin_env, tmp_path):
         if r["status"] == "accepted":
             assert all(v["passed"] for v in r["verdicts"])
         if r["stage"] == "fee_stated":
-            assert r["verdicts"][1] == {"stage": "fee_stated", "passed": False, "reason": r["reason"]}
+            # an under-quote is the assistant's fault, and the stored row names the same party
+            assert r["verdicts"][1] == {"stage": "fee_stated", "passed": False, "reason": r["reason"],
+                                        "fault": "assistant"}
+            assert r["fault"] == "assistant"
     assert any(r["stage"] == "fee_stated" for r in results)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import sys
+from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
 from filters import FILTERS, Filter
-from generators import GENERATORS
+from generators import GENERATORS, Generator
 from simulators import DOMAINS, TOOL_SIMULATORS
 from simulators.registry import Registry, UnknownStepError
 
@@ -59,16 +63,91 @@ def test_plugin_problems_are_one_line_naming_the_package(registry):
     assert registry.get("short").name == "short"  # a broken neighbour does not break the others
 
 
-def test_unknown_names_list_what_exists():
-    for reg, known in ((GENERATORS, "blueprint, kg_question, model_blueprint, tool_calls"), (DOMAINS, "kg, schema_only, store"),
-                       (TOOL_SIMULATORS, "offline")):
+def _registrations() -> list[tuple[str, str, str, str | None]]:
+    """Every ``REGISTRY.register("name")`` in the project's packages, read from the source (module, registry
+    variable, name, decorated class or None): what the registries must find without being told."""
+    found = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            tree = ast.parse(path.read_text(), str(path))
+            decorated = {id(d): node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+                         for d in node.decorator_list}
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "register"
+                        and isinstance(node.func.value, ast.Name) and node.args
+                        and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                    found.append((module, node.func.value.id, node.args[0].value, decorated.get(id(node))))
+    return found
+
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = sorted(p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name not in ("tests", "examples", "bench"))
+
+
+@pytest.fixture(scope="module")
+def builtins() -> dict[Registry, dict[str, type | None]]:
+    """The registrations the source holds, by registry object."""
+    out: dict[Registry, dict[str, type | None]] = {}
+    for module, variable, name, cls in _registrations():
+        mod = importlib.import_module(module)
+        registry = getattr(mod, variable)
+        if isinstance(registry, Registry):
+            out.setdefault(registry, {})
+            assert name not in out[registry], f"{registry.kind} {name!r} is registered twice in the source ({module})"
+            out[registry][name] = getattr(mod, cls) if cls else None
+    return out
+
+
+def test_every_builtin_is_found_under_its_name(builtins):
+    assert {GENERATORS, FILTERS, DOMAINS, TOOL_SIMULATORS} <= set(builtins)  # the scan sees every registry
+    for registry, items in builtins.items():
+        assert items, registry.kind
+        names = registry.names()
+        assert len(names) == len(set(names)) and names == sorted(names)
+        for name, cls in items.items():
+            assert name in names, (registry.kind, name)
+            step = registry.get(name)
+            assert registry.base is None or issubclass(step, registry.base)
+            if cls is not None:
+                assert step is cls and step.name == name  # the decorated class, named by its registration
+        # nothing is listed that neither the source registers nor an installed package declares
+        declared = {ep.name for ep in entry_points(group=registry.group)}
+        assert set(names) == set(items) | declared, (registry.kind, set(names) ^ (set(items) | declared))
+
+
+def test_unknown_names_list_what_exists(builtins):
+    for registry in builtins:
         with pytest.raises(UnknownStepError) as err:
-            reg.get("nope")
-        assert str(err.value).startswith(f"unknown {reg.kind} 'nope'; known: {known}")
-    with pytest.raises(UnknownStepError, match="known: answer_match, control_tokens, difficulty, execution, format, judge, "
-                       "language, outcome, policy, reasoning, repetition, required_outputs, secrets, simulator_leak, "
-                       "turn_count"):
-        FILTERS.get("nope")
+            registry.get("nope")
+        assert str(err.value) == f"unknown {registry.kind} 'nope'; known: {', '.join(registry.names())}"
+
+
+def test_entry_points_of_every_group_load(builtins, tmp_path, monkeypatch):
+    """Installed plug-ins of every registry's group load and are of its base class; and a package declaring one
+    step in each group (a real dist-info on sys.path) is found through the same groups and bases."""
+    for registry in builtins:
+        for ep in entry_points(group=registry.group):
+            assert issubclass(registry.get(ep.name), registry.base), ep
+    kinds = {f"probe_{i}": registry for i, registry in enumerate(builtins)}
+    source = "".join(f"from {r.base.__module__} import {r.base.__qualname__}\n"
+                     f"class {name.title().replace('_', '')}({r.base.__qualname__}):\n    pass\n"
+                     for name, r in kinds.items())
+    info = tmp_path / "probe_steps-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: probe-steps\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("".join(
+        f"[{r.group}]\n{name} = probe_steps_module:{name.title().replace('_', '')}\n" for name, r in kinds.items()))
+    (tmp_path / "probe_steps_module.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        for name, registry in kinds.items():
+            twin = Registry(registry.kind, registry.group, base=registry.base)  # the shared tables stay as they are
+            assert name in twin.names()
+            step = twin.get(name)
+            assert issubclass(step, registry.base) and step.name == name and step.__module__ == "probe_steps_module"
+    finally:
+        sys.modules.pop("probe_steps_module", None)
 
 
 def test_builtins_and_plugins_share_one_path():
@@ -79,8 +158,8 @@ def test_builtins_and_plugins_share_one_path():
         FILTERS.register("format")(type("Other", (Filter,), {}))
     with pytest.raises(TypeError, match="must be a subclass"):
         FILTERS.register("not_a_filter")(object)
-    subclass = GENERATORS.register("blueprint_subclass_test")(type("Sub", (GENERATORS.get("blueprint"),), {}))
-    GENERATORS._items.pop("blueprint_subclass_test")  # keep the shared table as the other tests expect it
+    own = Registry("generator", "trajforge.nothing_here", base=Generator)  # not the shared table
+    subclass = own.register("blueprint_subclass_test")(type("Sub", (GENERATORS.get("blueprint"),), {}))
     assert subclass.name == "blueprint_subclass_test" and GENERATORS.get("blueprint").name == "blueprint"
     with pytest.raises(ValueError, match="must be a letter"):
         FILTERS.register("bad name")(type("Bad", (Filter,), {}))

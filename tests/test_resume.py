@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from pipelines.resume import claim_staging, finished
 from pipelines.store import DatasetStore
@@ -40,7 +41,8 @@ dedup: {{exact: true, near: {{enabled: true}}}}
 """
 
 
-def _env(tmp: Path, kill_at: str | None = None) -> dict[str, str]:
+def _env(tmp: Path, kill_at: str | None = None, api_url: str | None = None) -> dict[str, str]:
+    """The CLI's environment: its own ephemeral Prefect server, or the session's server at ``api_url``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(tmp / "prefect"),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
            "PREFECT_LOGGING_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"}
@@ -48,16 +50,19 @@ def _env(tmp: Path, kill_at: str | None = None) -> dict[str, str]:
     env.pop("TRAJFORGE_TEST_KILL_AT", None)
     if kill_at:
         env["TRAJFORGE_TEST_KILL_AT"] = kill_at
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
     return env
 
 
-def _start(tmp: Path, out: Path, kill_at: str | None = None) -> subprocess.Popen:
+def _start(tmp: Path, out: Path, kill_at: str | None = None, config_text: str = CONFIG, args: tuple[str, ...] = (),
+           api_url: str | None = None) -> subprocess.Popen:
     config = tmp / "config.yaml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     return subprocess.Popen(
         [sys.executable, "-m", "pipelines.cli", "generate", "--config", str(config), "--out", str(out),
-         "--run-id", RUN_ID, "--no-progress"],
-        cwd=tmp, env=_env(tmp, kill_at), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+         "--run-id", RUN_ID, "--no-progress", *args],
+        cwd=tmp, env=_env(tmp, kill_at, api_url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)
 
 
@@ -75,8 +80,15 @@ def _reap(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
     return proc.returncode, output
 
 
-def _run(tmp: Path, out: Path, kill_at: str | None = None) -> tuple[int, str]:
-    return _reap(_start(tmp, out, kill_at))
+def _run(tmp: Path, out: Path, kill_at: str | None = None, **start) -> tuple[int, str]:
+    return _reap(_start(tmp, out, kill_at, **start))
+
+
+def _wait_for_staged_rows(proc: subprocess.Popen, staging: Path) -> None:
+    deadline = time.monotonic() + 180
+    while not list(staging.glob("rows-*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before a shard was staged"
 
 
 def _rows(out: Path) -> pl.DataFrame:
@@ -142,6 +154,96 @@ def test_killed_run_resumes_to_the_same_rows_in_one_version(tmp_path, uninterrup
     assert rows.equals(uninterrupted)
     assert rows.filter(pl.col("status") == "accepted").height == uninterrupted.filter(
         pl.col("status") == "accepted").height
+
+
+def test_ctrl_c_stops_at_once_another_config_is_refused_and_the_run_resumes(tmp_path, uninterrupted, prefect_api_url):
+    """A real SIGINT to the run's process group (what a terminal's Ctrl-C sends; it stops the run's ephemeral
+    Prefect server too): one line and exit status 130 within seconds, nothing committed. A restart under the
+    same run id with another seed is refused (exit 2) and touches nothing; with the same config it commits the
+    uninterrupted run's rows, in one version."""
+    out = tmp_path / "ds"
+    staging = out / "_staging" / RUN_ID
+    proc = _start(tmp_path, out)
+    _wait_for_staged_rows(proc, staging)
+    os.killpg(proc.pid, signal.SIGINT)
+    interrupted = time.monotonic()
+    rc, output = _reap(proc, timeout=120)
+    took = time.monotonic() - interrupted
+    assert rc == 130, output
+    assert took < 30, f"Ctrl-C took {took:.0f}s to end the run"
+    said = [line for line in output.splitlines() if line.startswith("trajforge:")]
+    assert said == [f"trajforge: interrupted: run {RUN_ID} stopped; its finished shards stay under "
+                    f"{out}/_staging/{RUN_ID}/; resume with: trajforge generate --config {tmp_path / 'config.yaml'} "
+                    f"--out {out} --run-id {RUN_ID}"], output
+    assert f"{ROOT}/pipelines/" not in output  # no traceback through our code (the Prefect server may print its own)
+    assert _runs(out) == []
+    staged = _stamps(staging)
+    assert staged
+
+    rc, output = _run(tmp_path, out, args=("--seed", "6"), api_url=prefect_api_url)
+    assert rc == 2, output
+    assert output.strip().splitlines()[-1].startswith(
+        f"trajforge: error: {staging / 'run.json'}: run {RUN_ID} was started with another config"), output
+    assert _stamps(staging) == staged and _runs(out) == []
+
+    rc, output = _run(tmp_path, out, api_url=prefect_api_url)
+    assert rc == 0, output
+    assert _runs(out) == [0] and not staging.exists()
+    assert _rows(out).equals(uninterrupted)
+
+
+MODEL_CONFIG = """
+name: resume-model
+seed: 5
+num_tasks: 12
+shard_size: 4
+domain: {{name: store, db_seed: 0}}
+generators: [{{name: blueprint, params: {{min_requests: 1, max_requests: 2}}}}]
+backends: {{loop: {{model: loop-model, base_url: "{url}", max_concurrency: 2, timeout_s: 30, max_retries: 0}}}}
+simulation: {{mode: model, user: {{backend: loop}}, assistant: {{backend: loop, temperature: 0.0}}}}
+runner: {{kind: thread, workers: 2}}
+"""
+
+
+def test_killed_model_run_resumes_with_unfinished_shards_served_from_the_request_cache(tmp_path, prefect_api_url):
+    """A model-mode run SIGKILLed mid-shard, resumed: every request whose reply reached the cache before the kill
+    is answered from it (counted where the requests arrive, on the loopback server), the rest are sent once,
+    and the dataset is the uninterrupted run's."""
+    from loopback import LoopbackServer, TranscriptBrain
+
+    from pipelines.flow import run_generate
+    from schemas import parse_config
+    from simulators.backends import RequestCache
+
+    with LoopbackServer() as server:
+        text = MODEL_CONFIG.format(url=server.url)
+        config = parse_config(yaml.safe_load(text), "resume-model")
+        server.brain = TranscriptBrain(config)
+        run_generate(config, tmp_path / "reference", "reference")
+        uninterrupted, paid = _rows(tmp_path / "reference"), server.requests
+        assert uninterrupted.height == 12 and paid > 24
+
+        server.reset_counts()
+        out = tmp_path / "ds"
+        proc = _start(tmp_path, out, config_text=text, api_url=prefect_api_url)
+        deadline = time.monotonic() + 180
+        while server.requests < paid // 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGKILL)
+        _reap(proc)
+        assert _runs(out) == []
+        cached = len(RequestCache(out / "_cache" / "requests.sqlite"))
+        staged = {p.name for p in (out / "_staging" / RUN_ID).glob("rows-*.parquet")}
+        assert 0 < cached < paid and len(staged) < 3, (cached, staged)  # killed with shards unfinished
+
+        server.reset_counts()
+        rc, output = _run(tmp_path, out, config_text=text, api_url=prefect_api_url)
+        assert rc == 0, output
+        resumed_requests = server.requests
+    assert resumed_requests == paid - cached  # nothing whose reply was cached is paid for twice
+    manifest = DatasetStore(out).versions()[-1]
+    assert sum(u.cached for u in manifest.usage.values()) > 0  # unfinished shards' calls came from the cache
+    assert _runs(out) == [0] and _rows(out).equals(uninterrupted)
 
 
 def test_resume_under_another_config_is_refused(tmp_path):

@@ -9,6 +9,7 @@ import shutil
 import threading
 import time
 
+import pyarrow.parquet as pq
 import pytest
 from export_helpers import commit_worker, draft_manifest, stage_rows, two_versions
 
@@ -154,3 +155,37 @@ def test_two_threads_with_a_fixed_dedup_one_fails_clearly_nothing_half_written(d
     store = DatasetStore(root)
     assert len(store.versions()) == 1
     assert store.read().height == DatasetStore(dataset).versions()[0].tasks
+
+
+def test_a_commit_that_keeps_losing_gives_up_and_keeps_its_staged_shards(dataset, tmp_path):
+    """Another run commits each time this one has pinned its base version (a real second writer, real Delta
+    conflicts): after its retries it fails naming the run, commits nothing, leaves its staged shards byte for byte,
+    and those shards commit once the other writer stops."""
+    source = DatasetStore(dataset)
+    root = tmp_path / "shared"
+    ours, theirs = DatasetStore(root), DatasetStore(root)
+    staged = stage_rows(source.read(0).to_arrow(), ours.staging("run-loser"))
+    before = {p: p.read_bytes() for p in staged}
+    their_files = stage_rows(source.read(1).filter(source.read(1)["run_id"] == "run-b").to_arrow(), tmp_path / "theirs")
+    won: list[int] = []
+
+    def dedup_then_lose() -> Deduplicator:
+        seen = ours.deduplicator(DedupConfig())  # this attempt's view, pinned on the version it will commit on
+        won.append(theirs.commit(their_files, draft_manifest(f"other-{len(won)}"), None).version)
+        return seen
+
+    with pytest.raises(StoreError) as err:
+        ours.commit(staged, draft_manifest("run-loser"), dedup_then_lose)
+    message = str(err.value)
+    assert "run run-loser" in message and "gave up after 4 attempt(s)" in message and "Nothing was committed" in message
+    assert "_staging/run-loser/" in message and "\n" not in message
+    assert won == [0, 1, 2, 3]  # three retries, each lost to a commit made meanwhile
+    assert [m.run_id for m in DatasetStore(root).versions()] == [f"other-{n}" for n in range(4)]
+    assert {p: p.read_bytes() for p in staged} == before  # the staged shards are still there, untouched
+    assert DatasetStore(root).read().height == 4 * sum(pq.ParquetFile(f).metadata.num_rows for f in their_files)
+
+    # the other writer is done: the same staged shards commit, deduplicated against everything committed meanwhile
+    landed = ours.commit(staged, draft_manifest("run-loser"), lambda: ours.deduplicator(DedupConfig()))
+    assert (landed.version, landed.parent_version) == (4, 3)
+    assert landed.tasks == source.versions()[0].tasks
+    assert [m.run_id for m in DatasetStore(root).versions()][-1] == "run-loser"
