@@ -23,7 +23,6 @@ from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
 
 from pipelines.card import render_card
 from pipelines.export_request import ExportError, ExportOptions, ExportSummary, resolve_version
@@ -125,7 +124,7 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     if unknown:
         raise ExportError(f"--strip-reasoning: no config {', '.join(sorted(unknown))} in this export "
                           f"(configs: {', '.join(options.configs())})")
-    files = DeltaTable(str(store.root), version=version).file_uris()
+    files = [str(p) for p in store.data_files(version, footers=True)]
     run_order = {m.run_id: m.version for m in manifests}
     light = _light_rows(files, run_order)
     light = light.with_columns(assign_splits(light, options.test_ratio, options.salt))

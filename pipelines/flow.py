@@ -8,6 +8,7 @@ only the final publish step makes them a version.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -29,8 +30,8 @@ from pipelines.shard import ShardAbandoned, rollout_shard, shard_indices, synthe
 from pipelines.store import DatasetStore, ShortOfTarget
 from pipelines.target import AcceptedCount, Finished, ShardPlan
 from pipelines.version import code_version
-from schemas import DatasetManifest, Lineage, RunConfig, RunCost, RunOrigin, RunStop, Usage
-from simulators.backends import managed_vllm
+from schemas import DatasetManifest, Lineage, RunConfig, RunCost, RunFailedError, RunOrigin, RunStop, Usage
+from simulators.backends import forget_endpoints, managed_vllm
 from simulators.environment import release_all
 
 
@@ -175,6 +176,7 @@ def _generate(config: RunConfig, out_dir: str, run_id: str, progress: bool, orig
     staging = str(store.staging(run_id))
     claim_staging(Path(staging), run_id, lineage.config_hash)
     clear_stop(Path(staging))  # a restarted run decides again where it stops
+    forget_endpoints(staging)  # a resumed run in this process starts with fresh limits and health
     ledger = ledger_for(run_id, config, base_seconds=_clock(staging), fresh=True)
     shards = _Shards(config, staging, lineage, cache_path_for(config, out_dir), ledger)
     plan = ShardPlan(config, window=_window(config), count=_count(config, store))
@@ -290,6 +292,41 @@ class _Shards:
 
     def _rows(self, shard: int) -> int:
         return sum(self.results[shard]["counts"].values())
+class _ContainedFailures(logging.Filter):
+    """Keeps a run failure trajforge reports itself (a ``RunFailedError``: one line from the CLI) off the console,
+    where Prefect would print its traceback once per task and again for the flow. The Prefect API still records
+    the failed state and its message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, RunFailedError):
+            return False
+        message = record.getMessage()
+        return not any(f"{name}:" in message or f"{name}(" in message for name in _failure_names())
+
+
+def _failure_names() -> set[str]:
+    names, todo = set(), [RunFailedError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
+
+
+@contextmanager
+def _console_without_contained_failures() -> Iterator[None]:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    quiet = _ContainedFailures()
+    for h in handlers:
+        h.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(quiet)
 
 
 class _progress:
@@ -350,7 +387,7 @@ def start_run(config: RunConfig, out_dir: str | Path, run_id: str, progress: boo
         return RunResult(done, already_committed=True)
     flow_ = generate.with_options(task_runner=task_runner_for(config))
     try:
-        with managed_servers(config, out_dir) as served, prefect_api(out_dir):
+        with _console_without_contained_failures(), managed_servers(config, out_dir) as served, prefect_api(out_dir):
             manifest = flow_(config=served, out_dir=str(out_dir), run_id=run_id, progress=progress, origin=origin)
     finally:
         release_all()  # tool servers the domain started (MCP) stop with the run, whatever happened

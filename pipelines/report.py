@@ -24,7 +24,7 @@ from pipelines.pages import environment, stylesheet
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.store import DatasetStore, StoreError, reason_key
 from pipelines.svg_chart import bar_chart, line_chart
-from schemas import DatasetManifest
+from schemas import DatasetManifest, UserError
 
 LENGTH_EDGES = (0, 50, 100, 200, 400, 800, 1600)
 TOP_REASONS = 15
@@ -32,7 +32,7 @@ SAMPLES = 3
 COLUMNS = ["index", "status", "stage", "reason", "num_turns", "messages", "fault"]
 
 
-class ReportError(ValueError):
+class ReportError(UserError):
     """Bad input for a report (no dataset, unknown version); nothing is written."""
 
 
@@ -77,7 +77,7 @@ def listed_versions(root: str | Path) -> list[DatasetManifest]:
 
 def run_rows(root: str | Path, manifest: DatasetManifest, columns: list[str] = COLUMNS) -> pl.DataFrame:
     """The rows the version's run added (the table is append-only; a run commits once), in task order."""
-    scan = pl.scan_delta(str(root), version=manifest.version)
+    scan = DatasetStore(root).scan(manifest.version)
     present = scan.collect_schema().names()
     # A column that versions written by older code lack (``fault``) reads as nulls.
     chosen = [pl.col(c) if c in present else pl.lit(None, pl.String).alias(c) for c in columns]

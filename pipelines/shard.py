@@ -27,9 +27,9 @@ from generators.base import ExamplePool
 from pipelines.budget import NEVER, StopCheck
 from pipelines.rows import ROW_SCHEMA, rejected_row, trajectory_row
 from pipelines.steps import Steps, build_steps
-from schemas import Lineage, Message, RunConfig, Task, Trajectory, Usage, total_usage
+from schemas import Lineage, Message, RunConfig, RunFailedError, Task, Trajectory, Usage, Verdict, one_line, total_usage
 from simulators.agents import AssistantAgent, UserAgent
-from simulators.backends import BackendError, Endpoint, TruncatedReply, open_endpoints
+from simulators.backends import BackendError, Endpoint, TruncatedReply, open_endpoints, raise_if_unhealthy
 from simulators.conversation import AsyncToolSimulator, RolloutError, rollout
 from simulators.environment import Environment, ToolFault
 from simulators.kinds import TaskKindError, kind_of
@@ -41,6 +41,43 @@ from simulators.skeleton_refine import Refiner, refine_rollout
 # candidate task, who failed), so the rejected row says why.
 TASK_SCHEMA = pa.schema([("index", pa.int64()), ("task", pa.string()), ("error", pa.string()),
                          ("evidence", pa.string())])
+
+
+class StepFailedError(RunFailedError):
+    """A step raised on every item of a shard: a broken step, not bad items, so the run stops (nothing committed)."""
+
+
+class _Faults:
+    """Per step: items it saw and items it raised on (or answered with the wrong type), to contain a broken step.
+
+    One item's exception becomes that item's rejected row (``fault: plugin``);
+    a step that fails on every item of a shard (two at least, or the whole
+    shard) fails the run with one line naming it, instead of a version of
+    rejects.
+    """
+
+    def __init__(self, shard: int, items: int) -> None:
+        self.shard, self.items = shard, items
+        self.seen: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.first: dict[str, str] = {}
+
+    def reason(self, kind: str, step: Any, err: BaseException) -> str:
+        cls = type(step)
+        message = f"{kind} {step.name!r} ({cls.__module__}.{cls.__qualname__}) raised {one_line(err)}"
+        self.failed[step.name] += 1
+        self.first.setdefault(step.name, message)
+        return message
+
+    def check(self) -> None:
+        for name, n in self.failed.items():
+            if n == self.seen[name] and (n >= 2 or n == self.items):
+                raise StepFailedError(f"{self.first[name]} on every item of shard {self.shard} ({n} of {n}); "
+                                      "stopped, nothing committed")
+
+
+def _wrong_type(kind: str, value: Any, expected: str) -> TypeError:
+    return TypeError(f"the {kind} returned {type(value).__name__}, not a {expected}")
 
 
 def shard_indices(config: RunConfig, shard: int) -> range:
@@ -98,8 +135,9 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
     indices = shard_indices(config, shard)
     rows: list[dict[str, Any] | None] = [None] * len(indices)
     used = config.generator_backends()
-    endpoints = open_endpoints({name: config.backends[name] for name in used}, cache_path)
+    endpoints = open_endpoints({name: config.backends[name] for name in used}, cache_path, scope=str(out.parent))
     limit = asyncio.Semaphore(config.simulation.concurrency)
+    faults = _Faults(shard, len(indices))
 
     async def one(ctx: SynthesisContext, slot: int, index: int) -> None:
         rng = random.Random(f"{config.seed}:task:{index}")
@@ -110,13 +148,19 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
             async with limit:
                 if stop.reason():
                     return
+                faults.seen[generator.name] += 1
                 try:
                     task = await generator.agenerate(rng, ctx.at(index))
+                    if not isinstance(task, Task):
+                        raise _wrong_type("generator", task, "Task")
                     rows[slot] = {"index": index, "task": _fitted(task).model_dump_json(), "error": None,
                                   "evidence": None}
                 except (SynthesisError, BackendError) as err:
                     rows[slot] = {"index": index, "task": None, "error": f"{generator.name}: {err}",
                                   "evidence": _synthesis_evidence(err)}
+                except Exception as err:  # a broken step: this item is rejected, the shard goes on
+                    rows[slot] = {"index": index, "task": None, "error": faults.reason("generator", generator, err),
+                                  "evidence": json.dumps({"fault": "plugin", "messages": [], "task": None})}
         finally:
             ctx.pool.finish(index)
 
@@ -134,6 +178,8 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
     ctx = asyncio.run(run_all())
     if stop.discards() and any(row is None for row in rows):
         raise ShardAbandoned(ctx.usage)
+    raise_if_unhealthy(endpoints)  # a backend that kept failing stops the run: this shard is not staged
+    faults.check()
     usage = {name: u.model_dump() for name, u in ctx.usage.items() if u.requests or u.cached}
     meta = {USAGE_KEY: json.dumps(usage), FUNNEL_KEY: json.dumps({g: dict(c) for g, c in ctx.funnel.items()}),
             **_stopped_meta(stop, rows)}
@@ -230,15 +276,21 @@ async def _simulate(config: RunConfig, steps: Steps, task: Task, env: Environmen
 
 
 async def _verify(steps: Steps, trajectory: Trajectory, task: Task, endpoints: dict[str, Endpoint],
-                  usage: dict[str, Usage]) -> None:
+                  usage: dict[str, Usage], faults: _Faults) -> None:
+    """Run the filters in order until one rejects; a filter that breaks rejects with ``fault: plugin``."""
     ctx = Context(task=task, env=steps.env, endpoints=endpoints, usage=usage)
     for check in steps.filters:
+        faults.seen[check.name] += 1
         try:
             verdict = await check.acheck(trajectory, ctx)
+            if not isinstance(verdict, Verdict):
+                raise _wrong_type("filter", verdict, "Verdict")
         except BackendError as err:  # a judge that could not be reached rejects, with the reason, never crashes
             verdict = check.failed(f"model backend: {err}", fault="backend")
         except ToolFault as err:  # a tool server that broke while the filter ran its calls
             verdict = check.failed(str(err), fault="tool")
+        except Exception as err:  # a broken filter rejects this row, naming itself; the shard goes on
+            verdict = Verdict(stage=check.name, passed=False, reason=faults.reason("filter", check, err), fault="plugin")
         trajectory.verdicts.append(verdict)
         if not verdict.passed:
             return
@@ -267,8 +319,10 @@ def rollout_shard(
     # only the backends something calls: a configured but unused one (examples/model.yaml's managed vLLM,
     # never started) has no server to talk to
     used = set(config.model_users().values())
-    endpoints = open_endpoints({name: config.backends[name] for name in used}, cache_path) if used else {}
+    endpoints = (open_endpoints({name: config.backends[name] for name in used}, cache_path, scope=str(out.parent))
+                 if used else {})
     table = pq.read_table(tasks_path)
+    faults = _Faults(shard, table.num_rows)
     rows: list[dict[str, Any] | None] = [None] * table.num_rows
     usage: dict[str, Usage] = {name: Usage() for name in config.model_users()}
     for name, spent in read_meta(table.schema, USAGE_KEY).items():
@@ -303,7 +357,7 @@ def rollout_shard(
                     return
                 finally:
                     env.close()  # its final state is in the trajectory; what it held (a server) goes back first
-            await _verify(steps, trajectory, task, endpoints, dialogue.usage)
+            await _verify(steps, trajectory, task, endpoints, dialogue.usage, faults)
         finally:
             for name, meter in dialogue.usage.items():
                 usage[name].add(meter)
@@ -323,6 +377,8 @@ def rollout_shard(
     asyncio.run(run_all())
     if stop.discards() and any(row is None for row in rows):
         raise ShardAbandoned(usage)
+    raise_if_unhealthy(endpoints)  # a backend that kept failing stops the run: this shard is not staged
+    faults.check()
     # Usage and the synthesis funnel ride in the file's metadata, so a resumed run that keeps this shard reports them.
     meta = {USAGE_KEY: json.dumps({name: u.model_dump() for name, u in usage.items()}),
             FUNNEL_KEY: json.dumps(synthesis), **_stopped_meta(stop, rows)}

@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas.documents import read_document
+from schemas.documents import MiB, SizeLimits, read_document
+from schemas.errors import ConfigError
 from schemas.hashing import content_hash
 
 
@@ -82,6 +83,19 @@ class AdaptiveConcurrencyConfig(_Strict):
                             "the requests that were in flight when the rejected one was sent")
     latency_factor: float | None = Field(default=3.0, gt=1, description="back off when the recent latency exceeds "
                                          "this multiple of the lowest seen; none: ignore latency")
+class BackendHealthConfig(_Strict):
+    """When a run stops early because its backend keeps failing (``simulators.backends.health``).
+
+    Counted per attempt (retries included); only failures a healthy server does
+    not produce count: refused or dropped connections, timeouts and 5xx (a 429
+    rate limit is the server working as meant, and is retried, not counted).
+    """
+
+    window: int = Field(default=20, ge=1, description="judge the error rate over the last this many attempts")
+    max_error_rate: float = Field(default=0.5, gt=0, le=1,
+                                  description="stop when more than this share of the window failed")
+    max_consecutive_failures: int = Field(default=10, ge=1,
+                                          description="stop after this many failed attempts in a row")
 
 
 class BackendConfig(_Strict):
@@ -102,11 +116,14 @@ class BackendConfig(_Strict):
     backoff_s: float = Field(default=0.5, ge=0, description="first retry waits up to this; doubles each time")
     backoff_max_s: float = Field(default=30, ge=0)
     vllm: ManagedVLLMConfig | None = None
+    health: BackendHealthConfig = Field(default_factory=BackendHealthConfig)
 
     @model_validator(mode="after")
     def _check_kind(self) -> BackendConfig:
         if self.kind == "openai" and not self.base_url:
             raise ValueError("base_url is required for kind 'openai'")
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url: must start with http:// or https://, got {self.base_url!r}")
         if self.kind == "vllm" and self.base_url:
             raise ValueError("base_url is set by the run for kind 'vllm'; leave it out")
         if self.kind == "vllm" and self.vllm is None:
@@ -402,10 +419,6 @@ def _backends_in(params: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[st
     return found
 
 
-class ConfigError(ValueError):
-    """A config problem, already phrased as one line naming the file and field."""
-
-
 def _format_errors(source: str, err: ValidationError) -> str:
     parts = []
     for e in err.errors():
@@ -423,9 +436,12 @@ def parse_config(data: Any, source: str = "config") -> RunConfig:
         raise ConfigError(_format_errors(source, err)) from None
 
 
+CONFIG_LIMITS = SizeLimits(max_bytes=16 * MiB)  # a run config is a few kilobytes; more is a wrong file
+
+
 def load_config(path: str | Path, **overrides: Any) -> RunConfig:
     """Read and validate a YAML run config; ``overrides`` replace top-level keys."""
-    data = read_document(path, "config", ConfigError)
+    data = read_document(path, "config", ConfigError, CONFIG_LIMITS)
     if isinstance(data, dict):
         data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
         if overrides.get("target_accepted") is not None:

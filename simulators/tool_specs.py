@@ -29,8 +29,8 @@ from typing import Any
 
 import fastjsonschema
 
-from schemas import Tool
-from schemas.documents import read_tool_list
+from schemas import InputError, Tool
+from schemas.documents import MiB, SizeLimits, read_tool_list
 from simulators.tool_dialects import DialectError, to_json_schema
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
@@ -42,7 +42,7 @@ _DROP = frozenset({"discriminator", "xml", "externalDocs", "example", "readOnly"
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A malformed tool spec; ``str`` is ``FILE: /json/pointer: problem``."""
 
 
@@ -76,11 +76,28 @@ def writes_by_name(name: str) -> bool:
     return first not in READ_VERBS
 
 
-def load_tool_spec(path: str | Path) -> list[SchemaTool]:
+@dataclass(frozen=True)
+class SpecLimits:
+    """How large a tool spec may be: it is untrusted input, and every tool is offered in every request."""
+
+    max_bytes: int = 16 * MiB
+    max_line_chars: int = 1 * MiB  # a minified JSON spec is one line: pretty-print it or raise this
+    max_tools: int = 128  # the most tools the OpenAI API takes in one request
+    knob: str = "domain.params"  # where the limits are set, for the message
+
+
+def load_tool_spec(path: str | Path, limits: SpecLimits = SpecLimits()) -> list[SchemaTool]:
     """Read a tool spec file into tools: an OpenAPI 3 document (JSON or YAML), or a tool list as a JSON array,
     an object with ``tools``, or JSON Lines (``.jsonl``, or a ``.json`` file with one tool per line)."""
-    doc, lines = read_tool_list(path, "tool spec", SpecError)
-    return parse_tool_spec(doc, str(path), lines)
+    doc, lines = read_tool_list(path, "tool spec", SpecError, SizeLimits(
+        max_bytes=limits.max_bytes, max_line_chars=limits.max_line_chars,
+        bytes_knob=f"{limits.knob}.max_spec_bytes", line_knob=f"{limits.knob}.max_line_chars"))
+    tools = parse_tool_spec(doc, str(path), lines)
+    if len(tools) > limits.max_tools:
+        raise SpecError(f"{path}: /: defines {len(tools)} tools, over the limit of {limits.max_tools} "
+                        f"({limits.knob}.max_tools; every tool is offered in every request, and the OpenAI API "
+                        "takes at most 128)")
+    return tools
 
 
 def parse_tool_spec(doc: Any, source: str = "spec", lines: list[int] | None = None) -> list[SchemaTool]:

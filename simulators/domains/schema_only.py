@@ -39,7 +39,7 @@ from simulators.environment import (
 )
 from simulators.foreign import CallTool, ForeignPolicy, ForeignTools, infer_entities, infer_produces, policy_text
 from simulators.tool_simulator import TOOL_SIMULATORS, SimulatedCall, ToolSimulator
-from simulators.tool_specs import SchemaTool, load_tool_spec
+from simulators.tool_specs import SchemaTool, SpecLimits, load_tool_spec
 
 
 class SchemaOnlyParams(DomainParams):
@@ -50,6 +50,9 @@ class SchemaOnlyParams(DomainParams):
     policy: ForeignPolicy = Field(default_factory=ForeignPolicy, description="the rules the policy filter checks")
     writes: dict[str, bool] = Field(default_factory=dict, description="tool name → whether it writes, over what "
                                     "the spec says (OpenAPI: the method) or its name suggests (tool lists)")
+    max_spec_bytes: int = Field(default=SpecLimits.max_bytes, ge=1, description="largest spec file read")
+    max_tools: int = Field(default=SpecLimits.max_tools, ge=1, description="most tools a spec may define")
+    max_line_chars: int = Field(default=SpecLimits.max_line_chars, ge=1, description="longest line of a spec file")
 
 
 @DOMAINS.register("schema_only")
@@ -133,7 +136,8 @@ def _method(name: str):
 def _spec_domain(cls: type[SchemaOnlyEnv], params_json: str, _mtime: float) -> type[SchemaOnlyEnv]:
     """A subclass of ``cls`` whose tools are the spec's: tools, validators and intents built once per spec."""
     params = SchemaOnlyParams.model_validate_json(params_json)
-    tools = load_tool_spec(params.spec)
+    tools = load_tool_spec(params.spec, SpecLimits(max_bytes=params.max_spec_bytes, max_tools=params.max_tools,
+                                                   max_line_chars=params.max_line_chars))
     try:
         simulator_cls = TOOL_SIMULATORS.get(params.simulator.name)
     except KeyError as err:
