@@ -20,7 +20,7 @@ from typing import Any
 
 from generators.base import SynthesisError
 from schemas import Action, Message, Task, ToolCall
-from simulators.environment import Environment, is_error, validate_arguments
+from simulators.environment import Environment, ToolFault, is_error, validate_arguments
 from simulators.text import normalize
 
 STAGES = ("format", "execution", "policy", "outputs")
@@ -49,14 +49,21 @@ def execute_gold(env: Environment, gold: list[Action]) -> Execution:
     env = env.fresh()
     results: list[str] = []
     for n, action in enumerate(gold):
-        before = env.state_hash() if env.specs()[action.name].writes else None
-        result = env.execute(action.name, action.arguments)
+        # A write whose effect the state cannot show (an MCP server whose state is not captured) is not checked.
+        seen = env.specs()[action.name].writes and env.unverified({action.name}) is None
+        before = env.state_hash() if seen else None
+        try:
+            result = env.execute(action.name, action.arguments)
+        except ToolFault as err:  # the server broke, not the blueprint: not a rule the writer can fix
+            raise SynthesisError(f"action {n} ({action.name}): {err}", fault="tool") from None
         if is_error(result):
             raise RuleViolation("execution", f"action {n} ({action.name}) failed: {result}")
         if before is not None and env.state_hash() == before:
             raise RuleViolation("execution", f"action {n} ({action.name}) is a write that left the state unchanged")
         results.append(result)
-    return Execution(results=results, diff=env.db.diff(), final_hash=env.state_hash())
+    execution = Execution(results=results, diff=env.db.diff(), final_hash=env.state_hash())
+    env.close()
+    return execution
 
 
 def check_format(env: Environment, gold: list[Action]) -> None:
@@ -78,7 +85,9 @@ def skeleton_messages(env: Environment, task: Task, results: list[str]) -> list[
     Checking the domain policy on this catches what no dialogue could repair
     (a write before authentication, a write on another customer's order).
     """
-    messages = [Message(role="system", content=env.policy), Message(role="user", content=task.scenario.identity)]
+    messages = [Message(role="system", content=env.policy)]
+    if task.scenario.identity:
+        messages.append(Message(role="user", content=task.scenario.identity))
     for n, (action, result) in enumerate(zip(task.gold_actions, results, strict=True)):
         if env.specs()[action.name].writes:
             messages += [Message(role="assistant", content=f"I will run {action.name}. Shall I proceed?"),
@@ -109,7 +118,8 @@ def check_rules(env: Environment, task: Task) -> Execution:
     """All of stage 1, in order; the first violation is raised with its stage."""
     check_format(env, task.gold_actions)
     execution = execute_gold(env, task.gold_actions)
-    if any(env.specs()[a.name].writes for a in task.gold_actions) and not execution.diff:
+    if any(env.specs()[a.name].writes and env.unverified({a.name}) is None for a in task.gold_actions) \
+            and not execution.diff:
         raise RuleViolation("execution", "a write task whose actions leave no state diff")
     violations = env.check_policy(skeleton_messages(env, task, execution.results))
     if violations:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from filters import FILTERS, Filter
 from generators import GENERATORS, Generator
-from schemas import ConfigError, RunConfig, StepSpec
+from schemas import ConfigError, PluginError, RunConfig, StepSpec, one_line
 from simulators.environment import DOMAINS, Environment
 from simulators.registry import Registry, UnknownStepError
 
@@ -44,6 +44,19 @@ def _resolve(registry: Registry, spec: StepSpec, where: str) -> tuple[type, Any]
     return cls, _params(cls.Params, spec.params, where)
 
 
+def _construct(kind: str, name: str, cls: type, where: str, build: Any) -> Any:
+    """``build()``, with what a constructor raises as one line: a ``ValueError`` is the step's own word on its
+    params (or a file they name, reported under the config field that names it); anything else means the step
+    itself broke, and names it."""
+    try:
+        return build()
+    except ValueError as err:  # also a tool spec's or KG file's own error, one line naming the file
+        raise ConfigError(f"{where}: {err}") from None
+    except Exception as err:
+        raise PluginError(f"{where}: {kind} {name!r} ({cls.__module__}.{cls.__qualname__}) failed to start: "
+                          f"{one_line(err)}") from None
+
+
 def build_environment(config: RunConfig, source: str = "config") -> Environment:
     """The configured domain: its class by name, its params validated by its own model, then bound."""
     try:
@@ -51,10 +64,8 @@ def build_environment(config: RunConfig, source: str = "config") -> Environment:
     except UnknownStepError as err:
         raise ConfigError(f"{source}: domain.name: {err}") from None
     params = _params(domain.Params, config.domain.params, f"{source}: domain")
-    try:
-        return domain.configure(params)(config.domain.db_seed)
-    except ValueError as err:  # e.g. a malformed tool spec, already one line naming the file
-        raise ConfigError(f"{source}: domain.params: {err}") from None
+    return _construct("domain", config.domain.name, domain, f"{source}: domain.params",
+                      lambda: domain.configure(params)(config.domain.db_seed))
 
 
 def build_steps(config: RunConfig, source: str = "config") -> Steps:
@@ -62,10 +73,8 @@ def build_steps(config: RunConfig, source: str = "config") -> Steps:
     gens = []
     for i, spec in enumerate(config.generators):
         cls, params = _resolve(GENERATORS, spec, f"{source}: generators[{i}]")
-        try:
-            gens.append(cls(env, params))
-        except ValueError as err:
-            raise ConfigError(f"{source}: generators[{i}].params: {err}") from None
+        gens.append(_construct("generator", spec.name, cls, f"{source}: generators[{i}].params",
+                               lambda cls=cls, params=params: cls(env, params)))
     if config.dedup.semantic.enabled:
         from dedup import semantic
 
@@ -75,5 +84,6 @@ def build_steps(config: RunConfig, source: str = "config") -> Steps:
     checks = []
     for i, spec in enumerate(config.filters):
         cls, params = _resolve(FILTERS, spec, f"{source}: filters[{i}]")
-        checks.append(cls(params))
+        checks.append(_construct("filter", spec.name, cls, f"{source}: filters[{i}].params",
+                                 lambda cls=cls, params=params: cls(params)))
     return Steps(env=env, generators=gens, weights=[g.weight for g in config.generators], filters=checks)

@@ -1,14 +1,17 @@
 """Pydantic models and wire formats; imports nothing of trajforge's own."""
 
 from schemas.config import (
+    AdaptiveConcurrencyConfig,
     AssistantRoleConfig,
     BackendConfig,
+    BackendHealthConfig,
+    BudgetConfig,
     CacheConfig,
-    ConfigError,
     DedupConfig,
     DomainConfig,
     GeneratorSpec,
     ManagedVLLMConfig,
+    PriceConfig,
     RoleConfig,
     RunConfig,
     RunnerConfig,
@@ -18,18 +21,33 @@ from schemas.config import (
     load_config,
     parse_config,
 )
+from schemas.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    DatasetError,
+    InputError,
+    PluginError,
+    RunFailedError,
+    UserError,
+    one_line,
+)
 from schemas.hashing import canonical_json, content_hash, ordered_json
-from schemas.manifest import DatasetManifest, RunOrigin
+from schemas.manifest import DatasetManifest, RunCost, RunOrigin, RunStop
 from schemas.messages import Action, FunctionCall, FunctionSpec, Message, Tool, ToolCall
 from schemas.task import Request, Task, UserScenario
 from schemas.trajectory import FAULTS, Lineage, Trajectory, Usage, Verdict, total_usage
 
 __all__ = [
     "Action",
+    "AdaptiveConcurrencyConfig",
     "AssistantRoleConfig",
     "BackendConfig",
+    "BackendHealthConfig",
+    "BackendUnavailableError",
+    "BudgetConfig",
     "CacheConfig",
     "ConfigError",
+    "DatasetError",
     "DatasetManifest",
     "DedupConfig",
     "DomainConfig",
@@ -37,13 +55,19 @@ __all__ = [
     "FunctionCall",
     "FunctionSpec",
     "GeneratorSpec",
+    "InputError",
     "Lineage",
     "ManagedVLLMConfig",
     "Message",
+    "PluginError",
+    "PriceConfig",
     "Request",
     "RoleConfig",
     "RunConfig",
+    "RunCost",
+    "RunFailedError",
     "RunOrigin",
+    "RunStop",
     "RunnerConfig",
     "SimulationConfig",
     "StepSpec",
@@ -52,6 +76,7 @@ __all__ = [
     "ToolCall",
     "Trajectory",
     "Usage",
+    "UserError",
     "UserRoleConfig",
     "UserScenario",
     "Verdict",
@@ -59,6 +84,7 @@ __all__ = [
     "ordered_json",
     "content_hash",
     "load_config",
+    "one_line",
     "parse_config",
     "total_usage",
 ]

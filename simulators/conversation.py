@@ -7,7 +7,7 @@ from typing import Protocol
 
 from schemas import Message, Task, ToolCall
 from simulators.agents import STOP, AssistantAgent, UserAgent
-from simulators.environment import Environment
+from simulators.environment import Environment, ToolFault
 from simulators.tool_simulator import SimulatedCall
 
 
@@ -84,4 +84,7 @@ async def rollout(
 async def _run_tool(env: Environment, call: ToolCall, simulator: AsyncToolSimulator | None) -> str:
     if simulator is not None and (request := env.simulation_request(call)) is not None:
         env.provide(request, await simulator.simulate(request))
-    return env.execute_call(call)
+    try:
+        return await env.aexecute_call(call)
+    except ToolFault as err:  # a server that crashed, hung or answered nonsense: this dialogue cannot go on
+        raise RolloutError(str(err), fault="tool") from None

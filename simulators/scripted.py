@@ -13,7 +13,6 @@ always make the same mistake.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 
 from schemas import Action, Message, Task, Tool, ToolCall, content_hash
 from simulators.agents import STOP
-from simulators.environment import Environment, is_error
+from simulators.environment import Environment, is_error, result_value
 
 PERTURBATIONS = ("malformed_arguments", "unknown_tool", "skip_confirmation", "claim_without_call", "omit_outputs")
 
@@ -79,22 +78,25 @@ class ScriptedAssistant:
         task, rng, intents = self.task, self.rng, self.env.intents
         gold = task.gold_actions
         first = task.scenario.requests[0].actions[0]
+        signs_in = self.env.authenticates  # where nobody signs in, there is no identity step and no "verified"
         steps = [_Step(say=lambda _m: rng.choice([
             "I'd be glad to help. First I need to verify your identity: could you give me your email, or your "
             "full name and zip code?",
             "Happy to help with that. To confirm who you are, please share your email, or your name and zip code.",
-        ]))]
+        ]))] if signs_in else []
         steps += [_Step(action=a) for a in gold[:first]]
         planted = False
         for r, request in enumerate(task.scenario.requests):
             intent = intents[request.intent]
             target = gold[request.actions[-1]]
             ask = intent.ask(rng)
-            steps.append(_Step(say=(lambda _m, ask=ask: f"Thank you, you're verified. {ask}") if r == 0
+            steps.append(_Step(say=(lambda _m, ask=ask: f"Thank you, you're verified. {ask}") if r == 0 and signs_in
                                else (lambda _m, ask=ask: ask)))
             steps += [_Step(action=gold[i]) for i in request.actions[:-1]]
             writes = self.env.specs()[target.name].writes
             applies = intent.tells_user if self.perturbation == "omit_outputs" else writes
+            if self.perturbation == "malformed_arguments":
+                applies = applies and bool(target.arguments)  # a call without arguments has none to leave out
             mistake = self.perturbation if not planted and applies else None
             planted = planted or mistake is not None
             if writes and mistake != "skip_confirmation":
@@ -123,7 +125,7 @@ class ScriptedAssistant:
             if is_error(result) or not result:
                 return "I'm sorry, that did not go through: " + (result or "no result") + \
                     " Is there anything else I can help with?"
-            outputs = intent.outputs(target, json.loads(result))
+            outputs = intent.outputs(target, result_value(result))
         closer = self.rng.choice(["Is there anything else I can help you with?", "Anything else I can do for you?"])
         return f"{intent.report(target, outputs, self.rng)} {closer}"
 

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 PLOTS = ["Filter funnel: rows left after each step", "Rejections by reason", "Rejections by who failed (fault)",
          "Turns per dialogue (user turns, accepted)",
-         "Tool usage (calls in accepted dialogues)", "Message lengths (accepted dialogues)"]
+         "Tool usage (calls in accepted dialogues)", "Message lengths (accepted dialogues)",
+         "Yield over versions (accepted / tasks)", "Cost per accepted trajectory over versions"]
 
 
 def _config(seed: int, num_tasks: int = 40):
