@@ -25,8 +25,9 @@ def _release(part: np.ndarray) -> None:
 class Stacked:
     """``parts`` (2-D, same columns) as one matrix: ``len``, ``shape``, ``take`` rows, ``chunks`` to stream."""
 
-    def __init__(self, parts: Sequence[np.ndarray]) -> None:
-        self.parts = [p for p in parts if len(p)]
+    def __init__(self, parts: Sequence[np.ndarray | Stacked]) -> None:
+        flat = [q for p in parts for q in (p.parts if isinstance(p, Stacked) else [p])]  # a stack of stacks: one
+        self.parts = [p for p in flat if len(p)]
         self.starts = np.cumsum([0] + [len(p) for p in self.parts])
         self.columns = self.parts[0].shape[1] if self.parts else 0
 

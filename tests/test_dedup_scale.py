@@ -78,5 +78,6 @@ def test_versions_against_memory_mapped_parts_decide_as_one_run(tmp_path):
         clusters += out.cluster_ids
         assert k == 0 or any("an earlier version" in why for _, why in out.rejected.values())
     assert rejected == {i: why for i, (_, why) in whole.rejected.items()} and clusters == whole.cluster_ids
-    assert isinstance(DedupIndex.concat(parts).signatures, Stacked) and len(DedupIndex.concat(parts).signatures) == sum(
-        len(p) for p in parts)
+    stacked = DedupIndex.concat([DedupIndex.concat(parts[:2]), parts[2]]).signatures  # an index of indexes, too
+    assert isinstance(stacked, Stacked) and len(stacked.parts) == 3 and len(stacked) == sum(len(p) for p in parts)
+    assert (stacked.take(np.array([len(parts[0]) + 1, 0])) == np.asarray(stacked)[[len(parts[0]) + 1, 0]]).all()
