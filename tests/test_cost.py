@@ -29,7 +29,7 @@ PROMPT, COMPLETION = 3.0, 15.0  # per million tokens
 def _data(url: str, cache: str | None = None, **over) -> dict:
     data = {"name": "cost-test", "seed": 11, "num_tasks": 8, "shard_size": 4,
             "generators": [{"name": "blueprint", "params": {"min_requests": 1, "max_requests": 2}}],
-            "backends": {"loop": {"model": "loop-model", "base_url": url, "max_concurrency": 4, "timeout_s": 5.0,
+            "backends": {"loop": {"model": "loopback", "base_url": url, "max_concurrency": 4, "timeout_s": 5.0,
                                   "price": {"prompt_per_1m": PROMPT, "completion_per_1m": COMPLETION}}},
             "simulation": {"mode": "model", "user": {"backend": "loop"}, "assistant": {"backend": "loop"}},
             "dedup": {"exact": True, "near": {"enabled": False}, "against_previous_versions": False},
