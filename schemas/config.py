@@ -204,6 +204,10 @@ class NearDedupConfig(_Strict):
     cluster_threshold: float | None = Field(
         default=0.5, gt=0.0, le=1.0,
         description="kept rows at least this similar to an earlier kept row share its cluster_id (split by cluster)")
+    bucket_cap: int = Field(
+        default=32, ge=1,
+        description="an LSH bucket's first this many rows are the ones its later rows are compared with: candidate "
+                    "pairs stay at most rows x bands x bucket_cap however similar (templated) the dialogues are")
     seed: int = 1
 
     @model_validator(mode="after")
