@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 # The real-model lane (vLLM's CPU build + SmolLM2-135M-Instruct, ~3.5 GB), built once and reused while current.
 export TRAJFORGE_REAL_MODEL_CACHE ?= $(CURDIR)/.cache/real-model
 
-.PHONY: demo test real-model bench lint clean
+.PHONY: demo test real-model mcp-servers bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,19 @@ demo: $(STAMP)
 real-model: $(STAMP)
 	$(BIN)/python tests/real_model/lane.py setup
 
-test: $(STAMP) real-model
+# The reference MCP servers the tests start (npm, versions pinned by tests/mcp/package-lock.json), installed once.
+MCP_SERVERS := tests/mcp/node_modules/.installed
+$(MCP_SERVERS): tests/mcp/package.json tests/mcp/package-lock.json
+	cd tests/mcp && npm ci --no-audit --no-fund --loglevel=error
+	touch $(MCP_SERVERS)
+
+mcp-servers: $(MCP_SERVERS)
+
+test: $(STAMP) real-model $(MCP_SERVERS)
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "could not install Debian's chromium: the browser tests (report, viewer) fail where apt-get could install it, and skip (saying why) only where it cannot"
 	$(BIN)/ruff check .
-	TRAJFORGE_REAL_MODEL_REQUIRED=1 $(BIN)/pytest -q
+	TRAJFORGE_REAL_MODEL_REQUIRED=1 TRAJFORGE_MCP_REQUIRED=1 $(BIN)/pytest -q
 
 bench: $(STAMP)
 	@set -e; for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script; done

@@ -1,17 +1,26 @@
-"""Does the backend layer keep the server busy? Streaming rollouts against a fixed-latency server.
+"""Does the backend layer keep the server busy, and at what CPU cost? Against fixed-latency loopback servers.
 
-A loopback OpenAI-compatible server (tests/loopback.py, its own process)
-answers every request after a fixed latency, replaying the offline
-transcripts of the run's tasks as both user simulator and assistant. One shard
-of model-mode dialogues runs against it through the real endpoint layer with a
-concurrency limit of 128. Measured: the mean number of requests in flight
-divided by the limit (from the limit's own occupancy integral, over the whole
-run, ramp-up and tail included) and trajectories/s against the ideal
-``limit / (requests per trajectory × latency)``.
+Two measurements, side by side in one run, each against a loopback OpenAI-compatible
+server (tests/loopback.py, its own process, so its CPU is not the client's):
 
-    .venv/bin/python bench/backend_concurrency.py [--tasks 1500] [--latency 0.2] [--limit 128]
+- client CPU: ``--requests`` single requests from 64 callers through the real endpoint
+  layer (adaptive concurrency on, no cache) against an echo server with ``--latency``;
+  the client process's CPU seconds per 1k requests, and the server's busy share
+  (requests being worked on ÷ 64, over the wall time);
+- multi-turn ``simulate``: one shard of model-mode dialogues (the server replays the
+  offline transcripts of the run's tasks as user simulator and assistant), at 64 and at
+  256 requests in flight (``--limits``). Utilization is the mean number of requests in
+  flight ÷ the limit, from the limit's own occupancy integral over the whole rollout,
+  ramp-up and the shard's tail included; trajectories/s against the ideal
+  ``limit / (requests per trajectory × latency)``;
+- the flow: ``trajforge``'s real Prefect flow over ``--flow-shards`` shards, two open at
+  once, 64 in flight: the server's busy share from its first request to its last, shard
+  boundaries included.
 
-Last line: ``backend_concurrency: utilization=<x>``.
+    .venv/bin/python bench/backend_concurrency.py [--requests 2000] [--latency 0.2] [--limits 64,256]
+
+Last line: ``backend_concurrency: client_cpu_s_per_1k=<x> utilization_64=<x> utilization_256=<x>
+    flow_utilization_64=<x>``.
 """
 
 from __future__ import annotations
@@ -19,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -44,58 +52,164 @@ def wait_healthy(url: str, process: subprocess.Popen, seconds: float = 300) -> N
     raise SystemExit("loopback server did not become healthy")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--tasks", type=int, default=1500)
-    p.add_argument("--latency", type=float, default=0.2)
-    p.add_argument("--limit", type=int, default=128)
-    args = p.parse_args()
+def start_server(args: list[str]) -> tuple[subprocess.Popen, int]:
+    from simulators.backends.managed_vllm import free_port
 
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "loopback.py"), "--port", str(port), *args],
+                              stdout=subprocess.DEVNULL)
+    wait_healthy(f"http://127.0.0.1:{port}/health", server)
+    return server, port
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    server.wait(30)
+
+
+def server_busy(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as r:
+        return json.loads(r.read())["busy_area"]
+
+
+def client_cpu(requests: int, latency: float, in_flight: int = 64) -> dict:
+    """CPU seconds of this process per 1k requests sent through the endpoint layer."""
+    import asyncio
+
+    from schemas import BackendConfig, Message, Usage
+    from simulators.backends import ChatParams
+    from simulators.backends.endpoint import Endpoint
+
+    server, port = start_server(["--latency", str(latency)])
+    try:
+        endpoint = Endpoint("echo", BackendConfig(model="echo", base_url=f"http://127.0.0.1:{port}/v1",
+                                                  max_concurrency=in_flight, timeout_s=30))
+        meter = Usage()
+        todo = iter(range(requests))
+
+        async def caller() -> None:
+            for n in todo:
+                await endpoint.chat([Message(role="user", content=f"request {n}")], None, ChatParams(), meter)
+
+        async def run() -> None:
+            await asyncio.gather(*(caller() for _ in range(in_flight)))
+            await endpoint.release_loop()
+
+        busy0, cpu0, started = server_busy(port), time.process_time(), time.perf_counter()
+        asyncio.run(run())
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
+        busy = server_busy(port) - busy0
+    finally:
+        stop_server(server)
+    return {"requests": meter.requests, "errors": meter.errors, "wall": wall, "cpu_per_1k": cpu / requests * 1000,
+            "server_busy": busy / (in_flight * wall)}
+
+
+def simulate(limit: int, tasks: int, latency: float) -> dict:
+    """One shard of multi-turn model-mode dialogues with ``limit`` requests in flight."""
     from pipelines.shard import rollout_shard, synthesize_shard
     from pipelines.steps import build_steps
     from schemas import Lineage, parse_config
     from simulators.backends import open_endpoints
     from simulators.backends.managed_vllm import free_port
 
-    port = free_port()
-    data = {"name": "bench", "seed": 2, "num_tasks": args.tasks, "shard_size": args.tasks,
+    port = free_port()  # the config names the server's URL, and the server reads the config: pick the port first
+    data = {"name": "bench", "seed": 2, "num_tasks": tasks, "shard_size": tasks,
             "backends": {"loop": {"model": "loop-model", "base_url": f"http://127.0.0.1:{port}/v1",
-                                  "max_concurrency": args.limit, "timeout_s": 30}},
-            "simulation": {"mode": "model", "concurrency": 2 * args.limit, "user": {"backend": "loop"},
+                                  "max_concurrency": limit, "timeout_s": 30}},
+            "simulation": {"mode": "model", "concurrency": 2 * limit, "user": {"backend": "loop"},
                            "assistant": {"backend": "loop"}}}
     config = parse_config(data)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "run.json").write_text(json.dumps(data))
         server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "loopback.py"), "--port", str(port),
-                                   "--latency", str(args.latency), "--config", str(tmp / "run.json")])
+                                   "--latency", str(latency), "--config", str(tmp / "run.json")],
+                                  stdout=subprocess.DEVNULL)
         try:
             wait_healthy(f"http://127.0.0.1:{port}/health", server)
             steps = build_steps(config)
-            tasks = synthesize_shard(config, 0, tmp / "tasks.parquet", steps)
+            tasks_path = synthesize_shard(config, 0, tmp / "tasks.parquet", steps)
             lineage = Lineage(run_id="bench", config_hash=config.config_hash(), code_version="bench", seed=2)
             endpoint = open_endpoints(config.backends, None)["loop"]
             busy_before = endpoint.limit.occupancy()
-            started = time.perf_counter()
-            result = rollout_shard(config, 0, tasks, tmp / "rows.parquet", lineage, steps)
-            wall = time.perf_counter() - started
+            cpu0, started = time.process_time(), time.perf_counter()
+            result = rollout_shard(config, 0, tasks_path, tmp / "rows.parquet", lineage, steps)
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
             busy = endpoint.limit.occupancy() - busy_before
         finally:
-            server.terminate()
-            server.wait(30)
-    client_cpu = resource.getrusage(resource.RUSAGE_SELF)
-    server_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+            stop_server(server)
     requests = sum(u.requests for u in result.usage.values())
-    errors = sum(u.errors for u in result.usage.values())
     dialogues = sum(result.counts.values())
-    utilization = busy / (wall * args.limit)
-    ideal = args.limit / (requests / dialogues * args.latency)
-    print(f"{dialogues} dialogues ({result.counts}), {requests} requests ({errors} errors) in {wall:.1f}s")
-    print(f"requests/trajectory {requests / dialogues:.1f}; trajectories/s {dialogues / wall:.1f} "
-          f"vs ideal {ideal:.1f} ({dialogues / wall / ideal:.2f} of ideal)")
-    print(f"cpu seconds: client {client_cpu.ru_utime + client_cpu.ru_stime:.0f}, server "
-          f"{server_cpu.ru_utime + server_cpu.ru_stime:.0f} (over {wall:.0f}s wall, {os.cpu_count()} cores)")
-    print(f"backend_concurrency: utilization={utilization:.2f}")
+    ideal = limit / (requests / dialogues * latency)
+    return {"dialogues": dialogues, "counts": result.counts, "requests": requests, "wall": wall,
+            "errors": sum(u.errors for u in result.usage.values()), "utilization": busy / (wall * limit),
+            "per_traj": requests / dialogues, "rate": dialogues / wall, "ideal": ideal,
+            "cpu_per_1k": cpu / requests * 1000}
+
+
+def flow(limit: int, shards: int, shard_tasks: int, latency: float) -> dict:
+    """The real Prefect flow over several shards (two open at once): is the server kept busy across shard
+    boundaries? Measured by the server, from its first request being worked on to its last."""
+    from pipelines.flow import run_generate
+    from schemas import parse_config
+    from simulators.backends.managed_vllm import free_port
+
+    port = free_port()
+    data = {"name": "bench-flow", "seed": 4, "num_tasks": shards * shard_tasks, "shard_size": shard_tasks,
+            "backends": {"loop": {"model": "loop-model", "base_url": f"http://127.0.0.1:{port}/v1",
+                                  "max_concurrency": limit, "timeout_s": 30}},
+            "simulation": {"mode": "model", "concurrency": 2 * limit, "user": {"backend": "loop"},
+                           "assistant": {"backend": "loop"}},
+            "runner": {"kind": "thread", "workers": 2, "shards_in_flight": 2}, "cache": {"enabled": False}}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "run.json").write_text(json.dumps(data))
+        server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "loopback.py"), "--port", str(port),
+                                   "--latency", str(latency), "--config", str(tmp / "run.json")],
+                                  stdout=subprocess.DEVNULL)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}/health", server)
+            manifest = run_generate(parse_config(data), tmp / "ds", "bench-flow")
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as r:
+                stats = json.loads(r.read())
+        finally:
+            stop_server(server)
+    span = stats["last_work"] - stats["first_work"]
+    return {"tasks": manifest.tasks, "requests": stats["requests"], "span": span,
+            "utilization": stats["busy_area"] / (limit * span)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--requests", type=int, default=2000)
+    p.add_argument("--latency", type=float, default=0.2)
+    p.add_argument("--limits", default="64,256")
+    p.add_argument("--tasks-per-slot", type=int, default=8, help="dialogues per request slot of the shard")
+    p.add_argument("--flow-shards", type=int, default=4, help="shards of the flow measurement (0: skip it)")
+    args = p.parse_args()
+    limits = [int(x) for x in args.limits.split(",")]
+
+    c = client_cpu(args.requests, args.latency)
+    print(f"client: {c['requests']} requests at 64 in flight, {args.latency:.2f}s server latency, in "
+          f"{c['wall']:.1f}s ({c['errors']} errors): {c['cpu_per_1k']:.2f} CPU-s per 1k requests; server busy "
+          f"{c['server_busy']:.2f}")
+    figures = [f"client_cpu_s_per_1k={c['cpu_per_1k']:.2f}"]
+    for limit in limits:
+        r = simulate(limit, args.tasks_per_slot * limit, args.latency)
+        print(f"simulate at {limit} in flight: {r['dialogues']} dialogues ({r['counts']}), {r['requests']} requests "
+              f"({r['errors']} errors) in {r['wall']:.1f}s; {r['per_traj']:.1f} requests/trajectory, "
+              f"{r['rate']:.1f} trajectories/s vs ideal {r['ideal']:.1f} ({r['rate'] / r['ideal']:.2f} of ideal); "
+              f"utilization {r['utilization']:.2f}; client {r['cpu_per_1k']:.2f} CPU-s per 1k requests "
+              f"(dialogue loop, tools and filters included)")
+        figures.append(f"utilization_{limit}={r['utilization']:.2f}")
+    if args.flow_shards:
+        r = flow(64, args.flow_shards, args.tasks_per_slot * 64, args.latency)
+        print(f"flow, {args.flow_shards} shards, 2 open at once, 64 in flight: {r['tasks']} tasks, {r['requests']} "
+              f"requests, server busy {r['utilization']:.2f} from its first request to its last ({r['span']:.1f}s)")
+        figures.append(f"flow_utilization_64={r['utilization']:.2f}")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    print("backend_concurrency: " + " ".join(figures))
 
 
 if __name__ == "__main__":

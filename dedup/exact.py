@@ -34,8 +34,9 @@ class ExactStep(Step):
 
     def run(self, rows: Rows, decisions: Decisions) -> list[bool]:
         prior = decisions.prior
-        first: dict[str, tuple[str, str]] = {
-            h: ("an earlier version", c) for h, c in zip(prior.hashes, prior.cluster_ids, strict=True)}
+        offered = {decisions.hashes[i] for i in rows.positions}  # only these of the earlier hashes can match:
+        first: dict[str, tuple[str, str]] = {  # the lookup grows with this run's rows, not with every version's
+            h: ("an earlier version", c) for h, c in zip(prior.hashes, prior.cluster_ids, strict=True) if h in offered}
         keep = []
         for i in rows.positions:
             h = decisions.hashes[i]

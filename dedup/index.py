@@ -1,4 +1,4 @@
-"""What dedup remembers of kept rows, in memory: one list entry or matrix row per kept row."""
+"""What dedup remembers of kept rows: one list entry or matrix row per kept row (signatures: memory-mapped parts)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from dedup.stacked import Stacked
 
 
 @dataclass
@@ -15,7 +17,7 @@ class DedupIndex:
     ids: list[str] = field(default_factory=list)
     cluster_ids: list[str] = field(default_factory=list)
     hashes: list[str | None] = field(default_factory=list)
-    signatures: np.ndarray | None = None
+    signatures: np.ndarray | Stacked | None = None  # prior versions': memory-mapped parts, stacked
     embeddings: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -28,7 +30,8 @@ class DedupIndex:
             out.ids += p.ids
             out.cluster_ids += p.cluster_ids
             out.hashes += p.hashes
-        for name in ("signatures", "embeddings"):
-            mats = [getattr(p, name) for p in parts if getattr(p, name) is not None and len(p)]
-            setattr(out, name, np.concatenate(mats) if mats else None)
+        sigs = [p.signatures for p in parts if p.signatures is not None and len(p)]
+        out.signatures = Stacked(sigs) if sigs else None
+        embs = [p.embeddings for p in parts if p.embeddings is not None and len(p)]
+        out.embeddings = np.concatenate(embs) if embs else None
         return out

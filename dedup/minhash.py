@@ -156,29 +156,58 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return keys
 
 
-def candidate_pairs(keys: np.ndarray) -> np.ndarray:
-    """Pairs (i, j), i < j, that share a bucket in at least one band; shape (n_pairs, 2), sorted, unique.
+def bucket_pairs(keys: np.ndarray, cap: int, eligible: np.ndarray | None = None) -> np.ndarray:
+    """Pairs (rep, j), rep < j, sharing a bucket of one band's ``keys``: each row with its bucket's representatives,
+    the first ``cap`` rows of the bucket that are ``eligible`` (all rows when None).
 
-    Sorting each band's keys puts a bucket's members next to each other; every member
-    is paired with its bucket's other members. Buckets are small unless documents are
-    duplicates many times over, which the greedy pass turns into rejections anyway.
+    Why capped: templated dialogues (one domain's flows, one persona bank) land in a
+    few huge buckets, and pairing every member with every other grows quadratically —
+    the 40k-task run that peaked at 4.8 GB and the 100k one the OOM killer ended. The
+    caller passes the rows it kept as ``eligible``, so a bucket's representatives are
+    its earliest kept rows, the ones a later member can be a duplicate of. At most
+    ``len(keys) * cap`` pairs, however similar the rows are.
     """
-    n, bands = keys.shape
-    pairs = []
-    for band in range(bands):
-        order = np.argsort(keys[:, band], kind="stable")
-        sorted_keys = keys[order, band]
-        # pair each position with the next d positions while the key stays the same
-        d = 1
-        while d < n:
-            same = sorted_keys[d:] == sorted_keys[:-d]
-            if not same.any():
-                break
-            pos = np.flatnonzero(same)
-            pairs.append(np.stack([order[pos], order[pos + d]], axis=1))
-            d += 1
-    if not pairs:
-        return np.zeros((0, 2), dtype=np.int64)
-    both = np.concatenate(pairs)
-    both.sort(axis=1)
-    return np.unique(both, axis=0)
+    return capped_bucket_pairs(keys, cap, eligible)[0]
+
+
+def capped_bucket_pairs(keys: np.ndarray, cap: int, eligible: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """``bucket_pairs``, and whether the cap left out any eligible row (a bucket had more than ``cap``)."""
+    n = len(keys)
+    if n < 2:
+        return np.zeros((0, 2), dtype=np.int64), False
+    order = np.argsort(keys, kind="stable")  # stable: within a bucket, rows ascend
+    sorted_keys = keys[order]
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    bucket = np.cumsum(starts) - 1
+    size = np.bincount(bucket)
+    shared = size[bucket] > 1  # singletons pair with nobody
+    order, bucket = order[shared], bucket[shared]
+    ok = np.ones(len(order), dtype=bool) if eligible is None else eligible[order]
+    # rank of each eligible row among its bucket's eligible rows
+    run = np.cumsum(ok)
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = bucket[1:] != bucket[:-1]
+    before = (run - ok)[first]  # eligible rows in earlier buckets
+    rank = run - 1 - np.repeat(before, np.diff(np.append(np.flatnonzero(first), len(order))))
+    out = []
+    rep_of = np.full(int(bucket.max()) + 1 if len(bucket) else 0, -1, dtype=np.int64)
+    for d in range(cap):
+        reps = np.flatnonzero(ok & (rank == d))
+        if not len(reps):
+            break
+        rep_of[:] = -1
+        rep_of[bucket[reps]] = order[reps]
+        rep = rep_of[bucket]
+        members = np.flatnonzero(order > rep)
+        members = members[rep[members] >= 0]
+        out.append(np.stack([rep[members], order[members]], axis=1))
+    overflow = bool((ok & (rank >= cap)).any())
+    return (np.concatenate(out) if out else np.zeros((0, 2), dtype=np.int64)), overflow
+
+
+def candidate_pairs(keys: np.ndarray, cap: int = 32) -> np.ndarray:
+    """Pairs (i, j), i < j, that share a bucket in at least one band (``bucket_pairs`` per band); sorted, unique."""
+    pairs = [bucket_pairs(keys[:, band], cap) for band in range(keys.shape[1])]
+    both = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+    return np.unique(both, axis=0) if len(both) else both

@@ -6,8 +6,9 @@ kept row at least ``cluster_threshold`` similar to an earlier kept row shares
 its cluster, so an export can keep similar dialogues within one split.
 
 Where signatures live and how candidates are found is behind one seam,
-``Candidates``: the in-memory implementation holds every earlier signature as
-one matrix; a bounded-memory one can keep them on disk and answer the same call.
+``Candidates``: the implementation here keeps this run's signatures in memory and
+streams the earlier versions' memory-mapped parts, reading only the rows that share
+an LSH bucket with a new row; a distributed one (Ray) can answer the same call.
 """
 
 from __future__ import annotations
@@ -17,11 +18,27 @@ from typing import Protocol
 
 import numpy as np
 
-from dedup.minhash import MinHasher, band_keys, candidate_pairs, jaccard, optimal_bands
+from dedup.minhash import MinHasher, band_keys, capped_bucket_pairs, jaccard, optimal_bands
+from dedup.stacked import Stacked
 from dedup.steps import Decisions, Rows, Step
 from schemas import DedupConfig
 
-Partners = dict[int, list[tuple[int, float]]]
+
+class Partners:
+    """Verified LSH pairs as three flat arrays sorted by the later row ``j``: compact where a dict of lists is not."""
+
+    def __init__(self, i: np.ndarray, j: np.ndarray, sim: np.ndarray, capped: bool = False) -> None:
+        order = np.lexsort((i, j))
+        self.i, self.j, self.sim = i[order], j[order], sim[order]
+        self.capped = capped  # a bucket had more eligible rows than the cap: some rows were not representatives
+
+    def __len__(self) -> int:
+        return len(self.j)
+
+    def of(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row ``j``'s earlier partners and their estimated Jaccard, partners ascending."""
+        lo, hi = np.searchsorted(self.j, [j, j + 1])
+        return self.i[lo:hi], self.sim[lo:hi]
 
 
 class Candidates(Protocol):
@@ -29,38 +46,112 @@ class Candidates(Protocol):
 
     n_prior: int
 
-    def partners(self, bands: int, rows: int, threshold: float) -> Partners:
+    def partners(self, bands: int, rows: int, threshold: float, eligible: np.ndarray | None = None) -> Partners:
         """For each new row j: the rows before it (earlier or new) sharing an LSH bucket with it at
-        estimated Jaccard >= ``threshold``, as (number, jaccard)."""
+        estimated Jaccard >= ``threshold``, among each bucket's first ``bucket_cap`` ``eligible`` rows."""
         ...
 
 
+MAX_ROUNDS = 4
+"""Greedy passes at most, when capped buckets made the representatives differ from the kept rows (NearStep)."""
+
+VERIFY_CHUNK = 1 << 14
+"""Candidate pairs whose signatures are compared at once: 2 x 16k x num_perm x 4 bytes (16 MB at 128) of temporaries."""
+
+KEY_CHUNK = 1 << 16
+"""Rows whose band keys are computed at once (band_keys widens signatures to 64 bits)."""
+
+
 class InMemoryCandidates:
-    """Every signature in one matrix; buckets found by sorting the band keys of earlier and new rows together."""
+    """This run's signatures in memory, and of the earlier versions' only the rows sharing a bucket with one of them.
 
-    def __init__(self, prior: np.ndarray | None, new: np.ndarray) -> None:
-        self.n_prior = 0 if prior is None else len(prior)
-        self.every = new if not self.n_prior else np.concatenate([prior, new])
+    Memory stays linear in this run's rows however similar they are, and flat in the
+    number of earlier versions: the earlier signatures (memory-mapped parts) are
+    streamed in chunks of ``KEY_CHUNK`` to find the rows sharing a band key with a new
+    row — no other earlier row can be a candidate — and only those are read. Each
+    band's bucket pairs are capped (``bucket_pairs``: every row against its bucket's
+    first ``bucket_cap`` eligible rows), verified in chunks of ``VERIFY_CHUNK``, and only
+    the pairs above the threshold kept, as flat arrays.
+    """
 
-    def partners(self, bands: int, rows: int, threshold: float) -> Partners:
-        every = self.every
-        pairs = candidate_pairs(band_keys(every, bands, rows)) if len(every) > 1 else np.zeros((0, 2), np.int64)
-        pairs = pairs[pairs[:, 1] >= self.n_prior]
-        sims = jaccard(every[pairs[:, 0]], every[pairs[:, 1]]) if len(pairs) else np.zeros(0)
-        out: Partners = {}
-        for (i, j), s in zip(pairs[sims >= threshold].tolist(), sims[sims >= threshold].tolist(), strict=True):
-            out.setdefault(j, []).append((i, s))
-        return out
+    def __init__(self, prior: np.ndarray | Stacked | None, new: np.ndarray, bucket_cap: int = 32) -> None:
+        self.prior = Stacked([] if prior is None else [prior] if isinstance(prior, np.ndarray) else prior.parts)
+        self.n_prior, self.new, self.bucket_cap = len(self.prior), new, bucket_cap
+        self._touching: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _keys(self, sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+        return np.concatenate([band_keys(sig[lo:lo + KEY_CHUNK], bands, rows) for lo in range(0, len(sig), KEY_CHUNK)]
+                              ) if len(sig) else np.zeros((0, bands), np.uint64)
+
+    def touching(self, bands: int, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(earlier rows sharing a bucket with a new row, their signatures and this run's stacked, band keys of both)."""
+        if (bands, rows) not in self._touching:
+            new_keys = self._keys(self.new, bands, rows)
+            by_band = np.sort(new_keys, axis=0)
+            picked, picked_keys = [np.zeros(0, np.int64)], [np.zeros((0, bands), np.uint64)]
+            if len(self.new):
+                for start, chunk in self.prior.chunks(KEY_CHUNK):
+                    keys = band_keys(chunk, bands, rows)
+                    hit = np.zeros(len(keys), dtype=bool)
+                    for band in range(bands):
+                        at = np.minimum(np.searchsorted(by_band[:, band], keys[:, band]), len(by_band) - 1)
+                        hit |= by_band[at, band] == keys[:, band]
+                    picked.append(start + np.flatnonzero(hit))
+                    picked_keys.append(keys[hit])
+            sel = np.concatenate(picked)
+            every = np.concatenate([self.prior.take(sel), self.new]) if len(sel) else self.new
+            self._touching[(bands, rows)] = (sel, every, np.concatenate([*picked_keys, new_keys]))
+        return self._touching[(bands, rows)]
+
+    def partners(self, bands: int, rows: int, threshold: float, eligible: np.ndarray | None = None) -> Partners:
+        sel, every, keys = self.touching(bands, rows)
+        m = len(sel)  # local numbering: the picked earlier rows 0..m-1, then this run's rows
+        if eligible is not None:
+            eligible = np.concatenate([eligible[sel], eligible[self.n_prior:]])
+        n = max(len(every), 1)
+        codes, sims = np.zeros(0, np.int64), np.zeros(0, np.float32)  # verified pairs as i * n + j
+        capped = False
+        for band in range(bands):
+            pairs, overflow = capped_bucket_pairs(keys[:, band], self.bucket_cap, eligible)
+            capped |= overflow
+            pairs = pairs[pairs[:, 1] >= m]
+            found_c, found_s = [codes], [sims]
+            for lo in range(0, len(pairs), VERIFY_CHUNK):
+                chunk = pairs[lo:lo + VERIFY_CHUNK]
+                s = jaccard(every[chunk[:, 0]], every[chunk[:, 1]]).astype(np.float32)
+                hit = s >= threshold
+                found_c.append(chunk[hit, 0] * n + chunk[hit, 1])
+                found_s.append(s[hit])
+            codes, sims = _once(np.concatenate(found_c), np.concatenate(found_s))  # a pair in several bands: once
+        i, j = codes // n, codes % n
+        shift = self.n_prior - m  # back to global numbers: earlier rows by their pick, this run's after n_prior
+        early = i < m
+        i[early], i[~early] = sel[i[early]], i[~early] + shift
+        return Partners(i, j + shift, sims, capped)
 
 
-CandidatesFactory = Callable[[np.ndarray | None, np.ndarray], Candidates]
-"""(earlier signatures, this run's signatures) -> the lookups over both."""
+def _once(codes: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair code once (sorted); a pair's similarity is the same in every band it was found in."""
+    order = np.argsort(codes, kind="stable")
+    codes, sims = codes[order], sims[order]
+    first = np.ones(len(codes), dtype=bool)
+    first[1:] = codes[1:] != codes[:-1]
+    return codes[first], sims[first]
 
 
-def _best(partners, kept: np.ndarray) -> tuple[int, float] | None:
-    """The most similar kept partner; ties to the earliest."""
-    live = [(p, s) for p, s in partners if kept[p]]
-    return min(live, key=lambda ps: (-ps[1], ps[0])) if live else None
+CandidatesFactory = Callable[[np.ndarray | Stacked | None, np.ndarray, int], Candidates]
+"""(earlier signatures, this run's signatures, bucket cap) -> the lookups over both."""
+
+
+def _best(partners: Partners, j: int, kept: np.ndarray) -> tuple[int, float] | None:
+    """Row ``j``'s most similar kept partner; ties to the earliest."""
+    rows, sims = partners.of(j)
+    live = kept[rows]
+    if not live.any():
+        return None
+    rows, sims = rows[live], sims[live]
+    k = int(np.argmax(sims))  # the first maximum: partners ascend, so ties go to the earliest
+    return int(rows[k]), float(sims[k])
 
 
 class NearStep(Step):
@@ -74,7 +165,30 @@ class NearStep(Step):
         self.hasher = MinHasher(near.num_perm, near.ngram, near.seed)
         self.bands, self.rows = (near.bands, near.rows) if near.bands else optimal_bands(near.threshold, near.num_perm)
         self.cluster_banding = optimal_bands(near.cluster_threshold, near.num_perm) if near.cluster_threshold else None
-        self.candidates = candidates
+        self.candidates, self.bucket_cap = candidates, near.bucket_cap
+
+    def _duplicates(self, store: Candidates, n_new: int) -> tuple[np.ndarray, dict[int, tuple[int, float]]]:
+        """The greedy pass: which rows stay kept, and each duplicate's (representative, jaccard).
+
+        A bucket's representatives should be its first *kept* rows, which only the pass
+        itself decides: the first round takes the first rows of each bucket; where a
+        bucket had more than the cap, the pass reruns with the rows it kept as the
+        eligible representatives, until what it keeps no longer changes (``MAX_ROUNDS``).
+        """
+        n_prior = store.n_prior
+        eligible = None
+        for _ in range(MAX_ROUNDS):
+            partners = store.partners(self.bands, self.rows, self.threshold, eligible)
+            kept = np.ones(n_prior + n_new, dtype=bool)
+            matches: dict[int, tuple[int, float]] = {}
+            for j in range(n_prior, n_prior + n_new):
+                match = _best(partners, j, kept)
+                if match is not None:
+                    kept[j], matches[j] = False, match
+            if not partners.capped or (eligible is not None and (kept == eligible).all()):
+                break
+            eligible = kept
+        return kept, matches
 
     def signatures(self, texts: list[str]) -> np.ndarray:
         return self.hasher.signatures(texts)
@@ -86,24 +200,28 @@ class NearStep(Step):
         sig = self.signatures(rows.texts) if rows.positions else np.zeros((0, self.hasher.num_perm), np.uint32)
         rows.signatures = sig
         prior = decisions.prior
-        store = self.candidates(prior.signatures, sig)
+        store = self.candidates(prior.signatures, sig, self.bucket_cap)
         n_prior = store.n_prior
-        labels = list(prior.ids) + [decisions.ids[i] for i in rows.positions]
-        clusters: list[str | None] = list(prior.cluster_ids) + [None] * len(rows.positions)
-        dup_partners = store.partners(self.bands, self.rows, self.threshold)
-        near_partners = (store.partners(*self.cluster_banding, self.cluster_threshold)
-                         if self.cluster_banding else {})
-        kept = np.ones(n_prior + len(sig), dtype=bool)
+        new_ids = [decisions.ids[i] for i in rows.positions]
+        clusters: list[str | None] = [None] * len(rows.positions)  # this run's; earlier rows' are prior.cluster_ids
+
+        def label(p: int) -> str:
+            return prior.ids[p] if p < n_prior else new_ids[p - n_prior]
+
+        def cluster(p: int) -> str | None:
+            return prior.cluster_ids[p] if p < n_prior else clusters[p - n_prior]
+
+        kept, matches = self._duplicates(store, len(sig))
+        near_partners = (store.partners(*self.cluster_banding, self.cluster_threshold, kept)
+                         if self.cluster_banding else None)
         for k, i in enumerate(rows.positions):
             j = n_prior + k
-            match = _best(dup_partners.get(j, ()), kept)
-            if match is not None:
-                p, sim = match
-                kept[j] = False
-                clusters[j] = clusters[p]
+            if j in matches:
+                p, sim = matches[j]
+                clusters[k] = cluster(p)
                 decisions.reject(i, self.layer, f"near duplicate of {'an earlier version: ' if p < n_prior else ''}"
-                                                f"{labels[p]} (jaccard {sim:.2f})", clusters[p])
+                                                f"{label(p)} (jaccard {sim:.2f})", cluster(p))
                 continue
-            close = _best(near_partners.get(j, ()), kept)
-            clusters[j] = decisions.cluster_ids[i] = clusters[close[0]] if close else decisions.ids[i]
+            close = _best(near_partners, j, kept) if near_partners is not None else None
+            clusters[k] = decisions.cluster_ids[i] = cluster(close[0]) if close else decisions.ids[i]
         return kept[n_prior:].tolist()

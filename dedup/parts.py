@@ -84,7 +84,7 @@ def _load_part(path: Path) -> tuple[dict, DedupIndex]:
     return meta, DedupIndex(
         ids=rows.column("id").to_pylist(), cluster_ids=rows.column("cluster_id").to_pylist(),
         hashes=rows.column("dedup_hash").to_pylist(),
-        signatures=np.load(sig) if sig.exists() else None,
+        signatures=np.load(sig, mmap_mode="r") if sig.exists() else None,  # streamed, not loaded
         embeddings=np.load(emb).astype(np.float32) if emb.exists() else None)
 
 

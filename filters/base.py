@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -50,7 +51,13 @@ class Filter(Step):
         raise NotImplementedError
 
     async def acheck(self, trajectory: Trajectory, ctx: Context) -> Verdict:
-        """The shard calls this; a filter that waits on a model overrides it instead of ``check``."""
+        """The shard calls this; a filter that waits on a model overrides it instead of ``check``.
+
+        On a domain whose tools wait on servers (``blocking_io``), ``check`` runs in a worker thread, so a
+        replay on a fresh copy never stalls the shard's other dialogues.
+        """
+        if ctx.env.blocking_io:
+            return await asyncio.to_thread(self.check, trajectory, ctx)
         return self.check(trajectory, ctx)
 
     def backend(self) -> str | None:

@@ -117,6 +117,8 @@ class Generator(Step):
         raise NotImplementedError
 
     async def agenerate(self, rng: random.Random, ctx: SynthesisContext) -> Task:
+        if self.env.blocking_io:  # its blueprints run on servers: wait in a thread, not on the shard's loop
+            return await asyncio.to_thread(self.generate, rng)
         return self.generate(rng)
 
 

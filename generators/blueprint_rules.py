@@ -20,7 +20,7 @@ from typing import Any
 
 from generators.base import SynthesisError
 from schemas import Action, Message, Task, ToolCall, UserAction
-from simulators.environment import Environment, is_error, validate_arguments
+from simulators.environment import Environment, ToolFault, is_error, validate_arguments
 from simulators.text import normalize
 
 STAGES = ("format", "execution", "policy", "outputs")
@@ -53,14 +53,21 @@ def execute_gold(env: Environment, gold: list[Action], user: str | None = None) 
     results: list[str] = []
     for n, action in enumerate(gold):
         spec = env.spec_of(action)
-        before = env.state_hash() if spec is not None and spec.writes else None
-        result = env.run_actions([action], user=user)[0]
+        # A write whose effect the state cannot show (an MCP server whose state is not captured) is not checked.
+        seen = spec is not None and spec.writes and env.unverified({action.name}) is None
+        before = env.state_hash() if seen else None
+        try:
+            result = env.run_actions([action], user=user)[0]
+        except ToolFault as err:  # the server broke, not the blueprint: not a rule the writer can fix
+            raise SynthesisError(f"action {n} ({action.name}): {err}", fault="tool") from None
         if is_error(result):
             raise RuleViolation("execution", f"action {n} ({action.name}) failed: {result}")
         if before is not None and env.state_hash() == before:
             raise RuleViolation("execution", f"action {n} ({action.name}) is a write that left the state unchanged")
         results.append(result)
-    return Execution(results=results, diff=env.db.diff(), final_hash=env.state_hash())
+    execution = Execution(results=results, diff=env.db.diff(), final_hash=env.state_hash())
+    env.close()
+    return execution
 
 
 def check_format(env: Environment, gold: list[Action]) -> None:
@@ -96,8 +103,9 @@ def skeleton(env: Environment, gold: list[Action], results: list[str], identity:
 
     ``said`` is what the user asks for (a policy may require the user to ask, as for compensation).
     """
-    messages = [Message(role="system", content=env.policy),
-                Message(role="user", content=" ".join(t for t in (identity, said) if t) or "Hello.")]
+    messages = [Message(role="system", content=env.policy)]
+    if identity or said:  # where nobody signs in and nothing is said yet, the first message is the first request's
+        messages.append(Message(role="user", content=" ".join(t for t in (identity, said) if t)))
     actions: list[UserAction] = []
     for n, (action, result) in enumerate(zip(gold, results, strict=True)):
         call = ToolCall.make(f"call_{n}", action.name, action.arguments)
@@ -143,7 +151,8 @@ def check_rules(env: Environment, task: Task) -> Execution:
     """All of stage 1, in order; the first violation is raised with its stage."""
     check_format(env, task.gold_actions)
     execution = execute_gold(env, task.gold_actions, user=task.user)
-    if any(env.spec_of(a).writes for a in task.gold_actions) and not execution.diff:
+    if any(env.spec_of(a).writes and env.unverified({a.name}) is None for a in task.gold_actions) \
+            and not execution.diff:
         raise RuleViolation("execution", "a write task whose actions leave no state diff")
     violations = skeleton_violations(env, task.gold_actions, execution.results, task.user, task.scenario.identity,
                                      _requests_said(task))

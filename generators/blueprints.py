@@ -9,7 +9,6 @@ module.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,7 +21,7 @@ from generators.blueprint_rules import Execution, execute_gold, skeleton_violati
 from generators.personas import INSTRUCTION_TEMPLATES, PERSONAS
 from generators.tool_graph import ToolGraph
 from schemas import Action, Request, Task, UserScenario
-from simulators.environment import Environment
+from simulators.environment import Environment, result_value
 from simulators.intents import Grounding, Identity, Intent
 from simulators.phrasing import expand
 
@@ -74,13 +73,17 @@ class BlueprintGenerator(Generator):
         for intent in self.intents:
             self.by_target.setdefault(intent.target_tool, []).append(intent)
         self.graph = tool_graph(type(env))
-        entries = self.graph.entries(set(env.user_knows))
+        # Where nobody signs in, a request is its target call (with the lookups its grounding found), so every
+        # intent is an entry; otherwise walks start at what a user can state (the identity lookup, say).
+        self.direct = not env.authenticates
+        entries = sorted(self.by_target) if self.direct else self.graph.entries(set(env.user_knows))
         if not entries:
             raise ValueError(f"domain {env.name!r}: no tool can be called with what a user knows ({sorted(env.user_knows)})")
         # A request's intent never repeats in a task, so a starting lookup supplies at most as many requests
         # as it has intents within reach on the graph. A minimum no entry reaches is a config error; a maximum
         # is only a bound, so one above what the domain can give is capped.
-        self.capacity = {e: sum(i.target_tool in self.graph.reachable(e) for i in self.intents) for e in entries}
+        self.capacity = {e: len(self.intents) if self.direct else
+                         sum(i.target_tool in self.graph.reachable(e) for i in self.intents) for e in entries}
         most = max(self.capacity.values())
         if params.min_requests > most:
             raise ValueError(f"min_requests: {params.min_requests} distinct requests cannot fit in one task of domain "
@@ -132,7 +135,7 @@ class BlueprintGenerator(Generator):
 
         identity = env.identify(rng, user)
         known_types = set(env.user_knows)
-        gold: list[Action] = [identity.action]
+        gold: list[Action] = [identity.action] if identity.action is not None else []
         chosen: list[tuple[Intent, Grounding, list[int]]] = []
         for (intent, path), grounding in zip(walks, groundings, strict=True):
             bindings = {**identity.bindings, **grounding.bindings}
@@ -144,6 +147,7 @@ class BlueprintGenerator(Generator):
                 for action in self._bind(name, bindings):
                     if action not in gold:
                         gold.append(action)
+            gold += [a for a in grounding.lookups if a not in gold]
             # A read the lookups already made is not made twice; the user's checks may repeat (before and after a fix).
             gold += [a for a in grounding.before if a.actor == "user" or a not in gold]
             target_spec = self.graph.specs[grounding.target.name]
@@ -158,7 +162,7 @@ class BlueprintGenerator(Generator):
             raise SynthesisError(f"policy: {violations[0]}")
         outputs: list[str] = []
         for intent, grounding, indices in chosen:
-            result = json.loads(execution.results[indices[-1 - len(grounding.after)]])
+            result = result_value(execution.results[indices[-1 - len(grounding.after)]])
             outputs += [o for o in intent.outputs(grounding.target, result) if o not in outputs]
         return Draft(identity=identity, gold=gold, chosen=chosen, outputs=outputs, execution=execution,
                      tools=[t for _, path in walks for t in path])
@@ -170,6 +174,8 @@ class BlueprintGenerator(Generator):
         target instead favours the targets that lie on every path (a lookup that is also a read intent's goal).
         A repeat is never drawn (and never silently dropped: that made a minimum of 3 requests give 1 or 2).
         """
+        if self.direct:  # each request is its own call: any intents go together
+            return [(intent, [intent.target_tool]) for intent in rng.sample(self.intents, wanted)]
         reachable = self.graph.reachable(entry)
         walks: list[tuple[Intent, list[str]]] = []
         while len(walks) < wanted:
@@ -208,10 +214,10 @@ class BlueprintGenerator(Generator):
             (g.goal if i == 0 else f"Once that is done, {g.goal[0].lower()}{g.goal[1:]}")
             for i, (_, g, _) in enumerate(chosen))
         identity_text = "To prove who you are you can give " + " and ".join(
-            f"your {k} ({v})" for k, v in identity.known_info.items()) + "."
+            f"your {k} ({v})" for k, v in identity.known_info.items()) + "." if identity.known_info else ""
         unknown_text = (f"You do not know: {'; '.join(unknown)}. Say so if asked." if unknown else "")
         instruction = rng.choice(INSTRUCTION_TEMPLATES).format(
-            name=f"{identity.first_name}", persona=persona.description, goals=goals, identity=identity_text,
+            name=f"{identity.first_name or 'a user'}", persona=persona.description, goals=goals, identity=identity_text,
             unknown=unknown_text).strip()
         scenario = UserScenario(persona=persona.description, instruction=instruction, known_info=known,
                                 unknown_info=unknown, identity=identity.says, requests=requests,
@@ -219,3 +225,4 @@ class BlueprintGenerator(Generator):
         return Task(domain=self.env.name, env_seed=self.env.seed, scenario=scenario, gold_actions=draft.gold,
                     expected_outputs=draft.outputs, expected_state_hash=draft.execution.final_hash,
                     generator=self.name, user=draft.user_id if self.env.user_specs() else None)
+

@@ -24,6 +24,7 @@ step is counted in the synthesis funnel (``SynthesisContext.count``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import Callable, Mapping
@@ -43,6 +44,11 @@ from simulators.environment import Environment
 from simulators.intents import Intent
 from simulators.phrasing import expand
 from simulators.structured_output import JUDGE_ERROR, M, parse_structured, retry_budget
+
+
+async def _off_loop(env: Environment, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a worker thread where the domain's calls wait on servers (MCP), else right here."""
+    return await asyncio.to_thread(fn, *args) if env.blocking_io else fn(*args)
 
 
 class WrittenAction(BaseModel):
@@ -184,7 +190,7 @@ class ModelBlueprintGenerator(Generator):
                       draft: Draft | None = None) -> tuple[Task, str, str]:
         if draft is None:
             try:
-                draft = self.sampler.draft(rng)
+                draft = await _off_loop(self.env, self.sampler.draft, rng)
             except SynthesisError:
                 self._count(ctx, "contexts_failed")
                 raise
@@ -275,7 +281,7 @@ class ModelBlueprintGenerator(Generator):
                                             retry_max_tokens=retry_budget(p))
                 text = reply.content or ""
                 candidate = task = parse(text)
-                execution = check_rules(self.env, task)
+                execution = await _off_loop(self.env, check_rules, self.env, task)
                 verdict = await committee.review(review_prompt(self.env.policy, task, execution.results,
                                                                execution.diff))
             except TruncatedReply as err:  # cut off even with the larger budget: ask for a shorter one

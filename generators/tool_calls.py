@@ -18,7 +18,7 @@ from pydantic import Field
 from generators.base import GENERATORS, Generator, GeneratorParams, SynthesisError
 from generators.personas import PERSONAS
 from schemas import Action, Request, Task, UserScenario, canonical_json
-from simulators.environment import Environment, is_error
+from simulators.environment import Environment, ToolFault, is_error
 from simulators.json_sampler import FIRST, LAST, sample
 from simulators.phrasing import expand
 
@@ -57,7 +57,10 @@ class ToolCallsGenerator(Generator):
         env = self.env.fresh()
         outputs: list[str] = []
         for action in gold:
-            result = env.execute(action.name, action.arguments)
+            try:
+                result = env.execute(action.name, action.arguments)
+            except ToolFault as err:
+                raise SynthesisError(f"gold call {action.name}: {err}", fault="tool") from None
             if is_error(result):
                 raise SynthesisError(f"gold call {action.name} failed: {result}")
             outputs += [o for o in self.env.intents[f"call_{action.name}"].outputs(action, _json(result))
@@ -75,10 +78,16 @@ class ToolCallsGenerator(Generator):
         scenario = UserScenario(
             persona=persona.description, instruction=f"You are {first} {last}, {persona.description}. {goals}",
             known_info={k: _text(v) for a in gold for k, v in a.arguments.items()},
-            identity=f"I'm {first} {last}.", requests=requests,
+            identity=f"I'm {first} {last}." if self.env.authenticates else "", requests=requests,
             closing=expand(rng.choice(persona.closings), rng))
         return Task(domain=self.env.name, env_seed=self.env.seed, scenario=scenario, gold_actions=gold,
-                    expected_outputs=outputs, expected_state_hash=env.state_hash(), generator=self.name)
+                    expected_outputs=outputs, expected_state_hash=_final_hash(env), generator=self.name)
+
+
+def _final_hash(env: Environment) -> str:
+    digest = env.state_hash()
+    env.close()
+    return digest
 
 
 def _text(value: Any) -> str:

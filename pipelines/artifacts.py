@@ -33,10 +33,12 @@ def funnel_table(manifest: DatasetManifest) -> list[dict]:
 
 
 def usage_table(manifest: DatasetManifest) -> list[dict]:
-    """One row per model role; empty offline (no model, no requests)."""
+    """One row per model role; empty offline (no model, no requests). With a price table: its cost and savings."""
     return [{"role": role, "model": manifest.models.get(role, ""), "requests": u.requests, "cached": u.cached,
              "retries": u.retries, "errors": u.errors, "prompt_tokens": u.prompt_tokens,
-             "completion_tokens": u.completion_tokens, "latency_s": round(u.latency_s, 2)}
+             "completion_tokens": u.completion_tokens, "latency_s": round(u.latency_s, 2),
+             **({"cost": round(manifest.cost.by_role.get(role, 0.0), 6),
+                 "saved": round(manifest.cost.saved_by_role.get(role, 0.0), 6)} if manifest.cost else {})}
             for role, u in manifest.usage.items()]
 
 

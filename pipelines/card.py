@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from pipelines.cost import card_section as cost_section
 from pipelines.export_request import ExportSummary
 from pipelines.splits import TEST, TRAIN
 
@@ -20,7 +21,9 @@ _ABOUT = {
            "conversational format TRL's `SFTTrainer` reads",
     "rl": "accepted tasks as RL prompts: `prompt` (messages up to the first assistant turn), `tools`, `domain`, "
           "`env_seed`, the simulated user's `scenario`, and a `reward_spec` (gold actions, expected final-state "
-          "hash, expected outputs; for KG questions the answer and its aliases)",
+          "hash, expected outputs; for KG questions the answer and its aliases), plus `env_config` (the domain and its "
+          "parameters; files it names are bundled under `environment/`) and the whole `task`, from which "
+          "`pipelines.rl.TaskEnvironment.from_row` rebuilds the environment, its simulated user and its reward",
     "rejects": "rejected rows with the `stage` and `reason` that rejected them, the dialogue if there was one (up to "
                "its last assistant turn; the turns after it in `trailing`), the `task` and all `verdicts`",
     "sharegpt": "accepted dialogues in ShareGPT form as LLaMA-Factory reads it (`conversations` of human / gpt / "
@@ -196,6 +199,9 @@ def lineage(summary: ExportSummary) -> str:
 TRAINERS = {
     "sft": "TRL `SFTTrainer` (trl 1.16, `assistant_only_loss` with a `{% generation %}` template) runs optimizer steps "
            "on it in trajforge's tests",
+    "rl": "TRL `GRPOTrainer` (trl 1.16, `environment_factory` from `pipelines.rl.trl`) runs optimizer steps on it in "
+          "trajforge's tests, with every rollout's tools executed on the rebuilt domain and its reward from the "
+          "task kind's verifiers",
     "sharegpt": "LLaMA-Factory 0.9.5's own ShareGPT converter (`llamafactory/data/converter.py`) and function-call "
                 "parser accept every row in trajforge's tests, loaded with `datasets==4.0.0`",
 }
@@ -275,6 +281,7 @@ def render_card(summary: ExportSummary) -> str:
         "## Filter funnel\n\nSummed over the versions listed under Lineage.\n\n" + funnel(summary)
         + faults(summary) + synthesis(summary),
         *kg_section(summary),
+        *cost_section(summary.manifests),
         "## Generation\n\nModels used:\n\n" + "\n".join(f"- {x}" for x in models_used(m.config))
         + f"\n\nRun config of version {summary.version} (config hash `{m.config_hash}`):\n\n```yaml\n"
         + config_yaml + "\n```",

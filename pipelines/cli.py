@@ -1,7 +1,11 @@
 """``trajforge``: the command line.
 
-Errors a user can fix (a bad config, a missing dataset) are one line on stderr
-and exit status 2, before anything is written.
+Every error path ends in one line on stderr and a documented exit status
+(``schemas.errors``): 2 for bad input found before any work (a config, an
+argument, a file, an output location, a damaged dataset), 3 for a backend
+that failed its preflight check, 1 for a run that stopped without
+committing. Commands that start work go through ``pipelines.preflight``
+first, so nothing is written when the input is bad.
 """
 
 from __future__ import annotations
@@ -14,7 +18,14 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from schemas import ConfigError, load_config
+from schemas import BackendUnavailableError, ConfigError, InputError, RunFailedError, UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with where to look) like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"trajforge: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _run_id() -> str:
@@ -22,22 +33,24 @@ def _run_id() -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from pipelines.steps import build_steps
+    from pipelines.preflight import preflight
 
-    config = load_config(args.config, seed=args.seed, output_dir=args.out)
-    build_steps(config, str(args.config))  # fail on bad step names/params before any work
-    if not config.output_dir:
-        raise ConfigError(f"{args.config}: output_dir: not set; give --out DIR")
+    config = preflight(args.config, out=args.out, seed=args.seed, run_id=args.run_id,
+                       target_accepted=args.target_accepted)  # before any work
     from pipelines.flow import start_run
 
     run_id = args.run_id or _run_id()
     from pipelines.interrupt import exit_promptly_on_interrupt
 
     staging = Path(config.output_dir) / "_staging" / run_id
-    with exit_promptly_on_interrupt(f"run {run_id} stopped; its finished shards stay under {staging}/; resume "
-                                    f"with: trajforge generate --config {args.config} --out {config.output_dir} "
-                                    f"--run-id {run_id}"):
-        result = start_run(config, config.output_dir, run_id, progress=not args.no_progress)
+    resume = f"trajforge generate --config {args.config} --out {config.output_dir} --run-id {run_id}"
+    try:
+        with exit_promptly_on_interrupt(f"run {run_id} stopped; its finished shards stay under {staging}/; resume "
+                                        f"with: {resume}"):
+            result = start_run(config, config.output_dir, run_id, progress=not args.no_progress)
+    except RunFailedError as err:  # its staging is kept: say how to resume
+        err.args = (f"{err}; to resume: {resume}",)
+        raise
     manifest = result.manifest
     if result.already_committed:
         print(f"run {run_id} was already committed as version {manifest.version}; nothing to redo")
@@ -63,31 +76,33 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"  {role} ({manifest.models.get(role, '?')}): {u.requests} requests, {u.cached} from cache, "
               f"{u.retries} retries, {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
               f"{u.latency_s:.1f}s in requests")
-    print(f"  open it: polars.read_delta({str(config.output_dir)!r}, version={manifest.version})")
+    from pipelines.cost import cost_lines, stop_line
+    from pipelines.store import polars_hint
+
+    for line in [stop_line(manifest), *(cost_lines(manifest.cost) if manifest.cost else [])]:
+        if line:
+            print(f"  {line}")
+    print(f"  open it: {polars_hint(config.output_dir, manifest.version)}")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pipelines.steps import build_steps
+    from pipelines.preflight import preflight
 
-    config = load_config(args.config, output_dir=args.out)
-    build_steps(config, str(args.config))  # fail on bad step names/params before anything is registered
-    if not config.output_dir:
-        raise ConfigError(f"{args.config}: output_dir: not set; give --out DIR")
+    config = preflight(args.config, out=args.out)  # before anything is registered
     from pipelines.schedule import check_cron, serve
 
     return serve(json.loads(config.model_dump_json()), config.output_dir, check_cron(args.cron), args.name or config.name)
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
-    from pipelines.store import DatasetStore, StoreError
+    from pipelines.store import DatasetStore
 
-    try:
-        if args.diff is not None or args.retain is not None:
-            return _versions_change(args, DatasetStore(args.dir))
-        versions = DatasetStore(args.dir).versions()
-    except StoreError as err:
-        raise ConfigError(str(err)) from None
+    if args.check:
+        return _versions_check(args, DatasetStore(args.dir))
+    if args.diff is not None or args.retain is not None:
+        return _versions_change(args, DatasetStore(args.dir))
+    versions = DatasetStore(args.dir).versions()
     if args.json:
         print(json.dumps([m.model_dump(exclude={"config"}) for m in versions], indent=2))
         return 0
@@ -99,22 +114,34 @@ def cmd_versions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _versions_check(args: argparse.Namespace, store) -> int:
+    """``versions --check``: every problem on stdout, one summary line (stderr when something is wrong)."""
+    report = store.check()
+    for problem in report.problems:
+        print(problem)
+    if report.problems:
+        raise UserError(f"{store.root}: {len(report.problems)} problem(s) found by --check, the first: "
+                        f"{report.problems[0]}")
+    print(f"{store.root}: ok: {report.versions} version(s), {report.files} data file(s) present and readable, "
+          f"{report.rows} rows; every run's row counts match its manifest")
+    return 0
+
+
 def cmd_dedup_histogram(args: argparse.Namespace) -> int:
     """From the persisted embeddings of every version (computed once for a version that has none)."""
     from dedup import kept_rows_histogram, semantic
-    from pipelines.export_request import ExportError, resolve_version
+    from pipelines.export_request import resolve_version
     from pipelines.funnel import bars
     from pipelines.store import DatasetStore
     from schemas import DedupConfig
 
+    if args.bins < 1:
+        raise ConfigError(f"--bins: must be at least 1, got {args.bins}")
+    store = DatasetStore(args.dir)
+    _, versions = resolve_version(store, None)  # every version, or one line: no dataset, a damaged one, no version
     missing = semantic.available()
     if missing:
-        raise ConfigError(f"dedup-histogram: {missing}")
-    store = DatasetStore(args.dir)
-    try:
-        _, versions = resolve_version(store, None)  # every version, or one line: no dataset, no version
-    except ExportError as err:
-        raise ConfigError(str(err)) from None
+        raise InputError(f"dedup-histogram: {missing}")
     config = DedupConfig.model_validate(versions[-1].config.get("dedup", {}))
     config = config.model_copy(update={"semantic": config.semantic.model_copy(update={"enabled": True})})
     index = store.dedup_index(config)
@@ -129,6 +156,7 @@ def cmd_dedup_histogram(args: argparse.Namespace) -> int:
 
 def _versions_change(args: argparse.Namespace, store) -> int:
     """``versions --diff A B`` and ``versions --retain N``."""
+    from pipelines.diversity import format_change
     from pipelines.versioning import diff_versions, retain_versions
 
     if args.diff is not None:
@@ -140,8 +168,10 @@ def _versions_change(args: argparse.Namespace, store) -> int:
                   f"({diff['added']['accepted']} accepted, {diff['added']['rejected']} rejected), "
                   f"-{diff['removed_total']} rows ({diff['removed']['accepted']} accepted, "
                   f"{diff['removed']['rejected']} rejected)")
-            from pipelines.diversity import format_change
-
+            runs = diff["runs"]
+            if runs and diff["dedup_rejected"]:  # e.g. a re-run of the same config and seed: its rows are duplicates
+                print(f"  {len(runs)} run(s) committed in between ({', '.join(runs)}); {diff['dedup_rejected']} of "
+                      f"their rows rejected as duplicates of rows kept before")
             for name, change in diff["diversity"].items():
                 print(f"  {name}: {format_change(name, change)}")
         return 0
@@ -162,12 +192,11 @@ def _export_options(args: argparse.Namespace):
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pipelines.export import ExportError, export_version
+    from pipelines.export import export_version
+    from pipelines.preflight import check_output_folder
 
-    try:
-        summary = export_version(args.dir, args.to, _export_options(args), force=args.force)
-    except ExportError as err:
-        raise ConfigError(str(err)) from None
+    check_output_folder(args.to, "--to")
+    summary = export_version(args.dir, args.to, _export_options(args), force=args.force)
     print(f"exported version {summary.version} of {args.dir} to {args.to}")
     for view, splits in summary.rows.items():
         print(f"  {view}: " + ", ".join(f"{split} {n}" for split, n in splits.items()))
@@ -200,30 +229,47 @@ def cmd_check_template(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """Transport errors of the HTTP clients huggingface_hub may use (httpx, or its fork httpx2)."""
+    import importlib
+
+    found: list[type[BaseException]] = [OSError]
+    for name in ("httpx", "httpx2"):
+        try:
+            found.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     from huggingface_hub.errors import HfHubHTTPError
 
-    from pipelines.hub import PushError, push_version
+    from pipelines.hub import push_version
 
     try:
         result = push_version(args.dir, args.repo, _export_options(args), private=args.private or None)
-    except PushError as err:
-        raise ConfigError(str(err)) from None
     except HfHubHTTPError as err:
         print(f"trajforge: error: push to {args.repo} failed: {str(err).splitlines()[0]}", file=sys.stderr)
         return 1
+    except _network_errors() as err:  # the Hub not reachable at all: nothing was pushed
+        from huggingface_hub import constants
+
+        from simulators.backends.failures import describe_connection_error
+
+        raise BackendUnavailableError(f"push to {args.repo}: the Hub at {constants.ENDPOINT}: "
+                                      f"{describe_connection_error(err)}") from None
     print(f"pushed version {result.version} to {result.repo_id} (commit {result.commit}, tag {result.tag})")
     print(f'  open it: datasets.load_dataset({result.repo_id!r}, "sft", revision={result.tag!r})')
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pipelines.report import ReportError, write_report
+    from pipelines.preflight import check_output_file
+    from pipelines.report import write_report
 
-    try:
-        data = write_report(args.dir, args.to, args.version)
-    except ReportError as err:
-        raise ConfigError(str(err)) from None
+    check_output_file(args.to, "--to")
+    data = write_report(args.dir, args.to, args.version)
     m = data.manifest
     print(f"wrote {args.to}: version {m.version} (run {m.run_id}), {m.accepted} accepted, {m.rejected} rejected, "
           f"{len(data.samples)} sample dialogues")
@@ -234,6 +280,17 @@ def cmd_view(args: argparse.Namespace) -> int:
     from pipelines.viewer.server import serve
 
     return serve(args.dir, args.version, args.port, tuple(args.allow_host))
+
+
+def cmd_env_serve(args: argparse.Namespace) -> int:
+    from pipelines.rl.server import serve
+
+    for name in ("max_sessions", "max_steps"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1")
+    if args.idle_timeout <= 0:
+        raise ConfigError("--idle-timeout: must be positive")
+    return serve(args.dir, args.version, args.port, args.max_sessions, args.max_steps, args.idle_timeout)
 
 
 def _add_export_options(p: argparse.ArgumentParser) -> None:
@@ -253,13 +310,16 @@ def _add_export_options(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="trajforge", description="Synthetic multi-turn tool-use trajectories.")
+    p = _Parser(prog="trajforge", description="Synthetic multi-turn tool-use trajectories.")
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="run the generate flow and commit a new dataset version")
     g.add_argument("--config", required=True, type=Path)
     g.add_argument("--out", help="dataset directory (overrides output_dir in the config)")
     g.add_argument("--seed", type=int)
     g.add_argument("--run-id", help="name this run (default: a timestamp)")
+    g.add_argument("--target-accepted", type=int, metavar="N",
+                   help="run shards until N rows are accepted after every filter and dedup, and commit exactly N "
+                        "(replaces num_tasks; budget.max_* in the config still stop it earlier)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
     s = sub.add_parser("serve", help="serve a cron-scheduled deployment: each run commits a new dataset version "
@@ -274,6 +334,8 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true")
     v.add_argument("--diff", nargs=2, type=int, metavar=("A", "B"), help="rows added / removed from version A to B")
     v.add_argument("--retain", type=int, metavar="N", help="keep the newest N versions readable, expire older ones")
+    v.add_argument("--check", action="store_true",
+                   help="verify the dataset: log whole, data files present and readable, row counts match manifests")
     v.set_defaults(func=cmd_versions)
     h = sub.add_parser("dedup-histogram", help="nearest-neighbour cosine similarity of the kept rows (all versions), "
                        "to choose dedup.semantic.threshold")
@@ -318,6 +380,17 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--allow-host", action="append", default=[], metavar="HOST",
                    help="also answer requests whose Host header is HOST (a tunnel or proxy); repeatable")
     w.set_defaults(func=cmd_view)
+    e = sub.add_parser("env", help="serve a version's tasks as RL environments")
+    env_sub = e.add_subparsers(dest="env_command", required=True)
+    es = env_sub.add_parser("serve", help="reset/step/state/reward sessions over HTTP on 127.0.0.1")
+    es.add_argument("dir", type=Path, help="an export folder (trajforge export --to) or a dataset")
+    es.add_argument("--version", type=int, help="version of a dataset to serve (default: the newest)")
+    es.add_argument("--port", type=int, default=8770, help="port on 127.0.0.1 (default 8770; 0 picks a free one)")
+    es.add_argument("--max-sessions", type=int, default=1024, help="sessions open at once (1024)")
+    es.add_argument("--max-steps", type=int, default=400, help="steps per session before it ends (400)")
+    es.add_argument("--idle-timeout", type=float, default=600.0,
+                    help="seconds without a request before a session is dropped (600)")
+    es.set_defaults(func=cmd_env_serve)
     return p
 
 
@@ -329,16 +402,21 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except ConfigError as err:
-        print(f"trajforge: error: {err}", file=sys.stderr)
-        return 2
+    except (UserError, RunFailedError) as err:
+        print(f"trajforge: error: {_one_line(err)}", file=sys.stderr)
+        return err.exit_code
     except (BackendError, ServerError) as err:  # e.g. a managed vLLM or the Prefect server would not start
-        print(f"trajforge: error: {err}", file=sys.stderr)
+        print(f"trajforge: error: {_one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C: said so on one line where it was caught (pipelines.interrupt)
         from pipelines.interrupt import EXIT_STATUS
 
         return EXIT_STATUS
+
+
+def _one_line(err: BaseException) -> str:
+    """The message on one line: a message from a plug-in or a server may hold newlines."""
+    return " ".join(str(err).split("\n")).strip()
 
 
 if __name__ == "__main__":

@@ -23,10 +23,10 @@ from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
 
 from pipelines.card import render_card
 from pipelines.export_request import ExportError, ExportOptions, ExportSummary, resolve_version
+from pipelines.rl.bundle import bundle_environments
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.splits import TEST, TRAIN, assign_splits
 from pipelines.store import DatasetStore
@@ -124,7 +124,7 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     if unknown:
         raise ExportError(f"--strip-reasoning: no config {', '.join(sorted(unknown))} in this export "
                           f"(configs: {', '.join(options.configs())})")
-    files = DeltaTable(str(store.root), version=version).file_uris()
+    files = [str(p) for p in store.data_files(version, footers=True)]
     run_order = {m.run_id: m.version for m in manifests}
     light = _light_rows(files, run_order)
     light = light.with_columns(assign_splits(light, options.test_ratio, options.salt))
@@ -152,7 +152,8 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     try:
         counts = Counter((v, s) for v in options.configs()
                          for st, s in zip(light["status"], light["split"], strict=True) if st == SOURCES[v])
-        writers = _write_views(files, light, views, options, counts, work)
+        environments = bundle_environments(manifests, work) if "rl" in options.configs() else {}
+        writers = _write_views(files, light, views, options, counts, work, environments)
         for (view, split), writer in writers.items():
             summary.files.setdefault(view, {})[split] = writer.close()
             summary.rows.setdefault(view, {})[split] = counts[(view, split)]
@@ -209,13 +210,18 @@ def _check_templates(files: list[str], light: pl.DataFrame, options: ExportOptio
 
 
 def _write_views(files: list[str], light: pl.DataFrame, schemas: Views, options: ExportOptions, counts: Counter,
-                 work: Path) -> dict[tuple[str, str], _ShardWriter]:
-    """Stream every data file once, in order, into the writers of the configs each row feeds."""
+                 work: Path, environments: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], _ShardWriter]:
+    """Stream every data file once, in order, into the writers of the configs each row feeds.
+
+    ``environments`` is each run's domains (by run id and domain name), which an ``rl`` row carries.
+    """
     views = options.configs()
     writers = {(v, s): _ShardWriter(work, schemas, v, s, counts[(v, s)], options.shard_rows)
                for v in views for s in (TRAIN, TEST) if counts[(v, s)]}
     for row, split, status in _stream(files, light):
         for v in views:
             if status == SOURCES[v]:
+                if v == "rl":
+                    row = {**row, "env_config": environments.get((row["run_id"], row["domain"]))}
                 writers[(v, split)].add(schemas.record(v, row, reasoning=v not in options.strip_reasoning))
     return writers

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.splits import DEFAULT_SALT
-from pipelines.store import DatasetStore, StoreError
-from schemas import DatasetManifest
+from pipelines.store import DatasetStore
+from schemas import DatasetManifest, UserError
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """An export request that cannot be met, phrased as one line."""
 
 
@@ -65,10 +65,7 @@ class ExportSummary:
 
 def resolve_version(store: DatasetStore, version: int | None) -> tuple[int, list[DatasetManifest]]:
     """The version to export (default: the newest) and the manifests of every version up to it."""
-    try:
-        manifests = store.versions()
-    except StoreError as err:
-        raise ExportError(str(err)) from None
+    manifests = store.versions()  # a missing or damaged dataset: its own one-line DatasetError
     if not manifests:
         raise ExportError(f"{store.root}: the dataset has no committed versions")
     known = [m.version for m in manifests]

@@ -18,11 +18,12 @@ from huggingface_hub.errors import RepositoryNotFoundError
 
 from pipelines.export import ExportError, ExportOptions, export_version, resolve_version
 from pipelines.store import DatasetStore
+from schemas import UserError
 
 _REPO = r"^[A-Za-z0-9][\w.-]*/[\w.-]+$"
 
 
-class PushError(ValueError):
+class PushError(UserError):
     """A push that cannot start, phrased as one line."""
 
 

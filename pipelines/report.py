@@ -25,8 +25,8 @@ from pipelines.funnel import synthesis_steps
 from pipelines.pages import environment, stylesheet
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.store import DatasetStore, StoreError, reason_key
-from pipelines.svg_chart import bar_chart
-from schemas import DatasetManifest, DiversityFigures
+from pipelines.svg_chart import bar_chart, line_chart
+from schemas import DatasetManifest, DiversityFigures, UserError
 
 LENGTH_EDGES = (0, 50, 100, 200, 400, 800, 1600)
 TOP_REASONS = 15
@@ -34,7 +34,7 @@ SAMPLES = 3
 COLUMNS = ["index", "status", "stage", "reason", "num_turns", "messages", "fault", "user_actions"]
 
 
-class ReportError(ValueError):
+class ReportError(UserError):
     """Bad input for a report (no dataset, unknown version); nothing is written."""
 
 
@@ -54,14 +54,14 @@ class ReportData:
     faults: dict[str, int] = field(default_factory=dict)  # who failed -> rejected rows
     rejects: list[dict] = field(default_factory=list)  # the first rejected rows: stage, reason, fault, messages,
     # user_actions
+    history: list[DatasetManifest] = field(default_factory=list)  # every version up to this one: the trend plots
 
 
-def select_version(root: str | Path, version: int | None) -> DatasetManifest:
+def select_version(root: str | Path, version: int | None, versions: list[DatasetManifest] | None = None
+                   ) -> DatasetManifest:
     """The manifest of ``version`` (default: the newest), or a one-line ReportError naming what is wrong."""
-    try:
-        versions = DatasetStore(root).versions()
-    except StoreError as err:
-        raise ReportError(str(err)) from None
+    if versions is None:
+        versions = listed_versions(root)
     if not versions:
         raise ReportError(f"{root}: no committed version")
     if version is None:
@@ -72,9 +72,16 @@ def select_version(root: str | Path, version: int | None) -> DatasetManifest:
     raise ReportError(f"{root}: no version {version}; readable versions: {', '.join(str(m.version) for m in versions)}")
 
 
+def listed_versions(root: str | Path) -> list[DatasetManifest]:
+    try:
+        return DatasetStore(root).versions()
+    except StoreError as err:
+        raise ReportError(str(err)) from None
+
+
 def run_rows(root: str | Path, manifest: DatasetManifest, columns: list[str] = COLUMNS) -> pl.DataFrame:
     """The rows the version's run added (the table is append-only; a run commits once), in task order."""
-    scan = pl.scan_delta(str(root), version=manifest.version)
+    scan = DatasetStore(root).scan(manifest.version)
     present = scan.collect_schema().names()
     # A column that versions written by older code lack (``fault``) reads as nulls.
     chosen = [pl.col(c) if c in present else pl.lit(None, pl.String).alias(c) for c in columns]
@@ -98,7 +105,8 @@ def funnel_left(manifest: DatasetManifest) -> list[tuple[str, int]]:
 
 
 def collect(root: str | Path, version: int | None = None, samples: int = SAMPLES) -> ReportData:
-    manifest = select_version(root, version)
+    versions = listed_versions(root)
+    manifest = select_version(root, version, versions)
     rows = run_rows(root, manifest)
     accepted = rows.filter(pl.col("status") == ACCEPTED)
     rejected = rows.filter(pl.col("status") == REJECTED)
@@ -119,7 +127,8 @@ def collect(root: str | Path, version: int | None = None, samples: int = SAMPLES
         sample_actions=_sample_actions(accepted.head(samples)),
         faults=dict(Counter(f or "unknown" for f in rejected["fault"].to_list()).most_common()),
         rejects=[{**r, "user_actions": json.loads(r["user_actions"] or "[]")} for r in
-                 rejected.head(samples).select("stage", "reason", "fault", "messages", "user_actions").to_dicts()])
+                 rejected.head(samples).select("stage", "reason", "fault", "messages", "user_actions").to_dicts()],
+        history=[m for m in versions if m.version <= manifest.version])
 
 
 def _sample_actions(head: pl.DataFrame) -> list[list[dict]]:
@@ -203,7 +212,26 @@ def charts(data: ReportData) -> list[str]:
         *diversity_charts(data.manifest.diversity),
         *synthesis_charts(data.manifest),
         *kg_charts(data.manifest),
+        *trend_charts(data.history),
     ]
+
+
+def trend_charts(history: list[DatasetManifest]) -> list[str]:
+    """Yield and cost per accepted trajectory, version by version: how a nightly schedule is doing over time.
+
+    Yield is accepted / tasks of each run (rows a target kept back at stage ``target`` count as accepted: they
+    passed every check). Versions written before cost accounting, or with no priced backend, leave a gap.
+    """
+    from pipelines.cost import money
+
+    labels = [f"v{m.version} {m.created_at[:10]}" for m in history]
+    yields = [(m.accepted + m.stages.get("target", 0)) / m.tasks if m.tasks else None for m in history]
+    costs = [m.cost.per_accepted if m.cost else None for m in history]
+    currency = next((m.cost.currency for m in history if m.cost), "USD")
+    return [line_chart("Yield over versions (accepted / tasks)", labels, yields, fmt=lambda v: f"{100 * v:.0f}%"),
+            line_chart("Cost per accepted trajectory over versions", labels, costs,
+                       fmt=lambda v: money(v, currency),
+                       empty="no cost recorded: give the backends a price (backends.NAME.price)")]
 
 
 def kg_charts(manifest: DatasetManifest) -> list[str]:
@@ -222,13 +250,16 @@ def kg_charts(manifest: DatasetManifest) -> list[str]:
 
 
 def render(data: ReportData, root: str) -> str:
+    from pipelines.cost import cost_lines, stop_line
     from pipelines.funnel import fault_summary
 
+    m = data.manifest
     page = environment().get_template("report.html")
-    return page.render(root=root, m=data.manifest, charts=[Markup(c) for c in charts(data)], samples=data.samples,
+    return page.render(root=root, m=m, charts=[Markup(c) for c in charts(data)], samples=data.samples,
                        sample_actions=data.sample_actions, rejects=data.rejects,
                        faults=fault_summary(data.faults) if data.faults else "", style=Markup(stylesheet()),
-                       figures=figure_lines(data.manifest.diversity))
+                       figures=figure_lines(m.diversity), stop=stop_line(m) or "",
+                       cost=cost_lines(m.cost) if m.cost else [])
 
 
 def write_report(root: str | Path, to: str | Path, version: int | None = None) -> ReportData:

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipelines.shard import FUNNEL_KEY, USAGE_KEY, ShardResult, read_meta
+from pipelines.shard import FUNNEL_KEY, STOP_KEY, USAGE_KEY, ShardResult, read_meta
 from pipelines.store import DatasetStore
-from schemas import ConfigError, DatasetManifest, Usage
+from schemas import ConfigError, DatasetManifest, InputError, Usage
 
 RUN_FILE = "run.json"
 KILL_AT_ENV = "TRAJFORGE_TEST_KILL_AT"
@@ -41,14 +41,31 @@ def committed(store: DatasetStore, run_id: str) -> DatasetManifest | None:
     return next((m for m in store.versions() if m.run_id == run_id), None)
 
 
+def check_claim(staging: Path, run_id: str, config_hash: str) -> bool:
+    """Whether a killed run left staging that this config may resume; refuses (one line) what it may not."""
+    staging = Path(staging)
+    if not staging.exists():
+        return False
+    if not staging.is_dir():
+        raise InputError(f"{staging}: the staging of run {run_id} is not a folder; remove it or use another --run-id")
+    marker = staging / RUN_FILE
+    if not marker.exists():
+        return False
+    try:
+        started = json.loads(marker.read_text()).get("config_hash")
+    except (OSError, ValueError, AttributeError):
+        raise InputError(f"{marker}: unreadable (a run killed while writing it?); remove {staging} to start "
+                         f"run {run_id} afresh, or use another --run-id") from None
+    if started != config_hash:
+        raise ConfigError(f"{marker}: run {run_id} was started with another config (hash {started}); "
+                          f"resume it with that config, or start a new run with another --run-id")
+    return True
+
+
 def claim_staging(staging: Path, run_id: str, config_hash: str) -> None:
     """Record which config the staged files belong to; refuse to resume them under another one."""
     marker = Path(staging) / RUN_FILE
-    if marker.exists():
-        started = json.loads(marker.read_text()).get("config_hash")
-        if started != config_hash:
-            raise ConfigError(f"{marker}: run {run_id} was started with another config (hash {started}); "
-                              f"resume it with that config, or start a new run with another --run-id")
+    if check_claim(Path(staging), run_id, config_hash):
         return
     tmp = marker.with_suffix(".tmp")
     tmp.write_text(json.dumps({"run_id": run_id, "config_hash": config_hash}))
@@ -56,11 +73,13 @@ def claim_staging(staging: Path, run_id: str, config_hash: str) -> None:
 
 
 def finished(path: Path, rows: int) -> bool:
-    """A staged shard file that is there, readable and holds all of its shard's rows."""
+    """A staged shard file that is there, readable and holds all of its shard's rows (or all it started
+    before a budget ran out: its metadata says so)."""
     try:
-        return pq.ParquetFile(path).metadata.num_rows == rows
+        file = pq.ParquetFile(path)
     except (OSError, ValueError):  # absent, or not a Parquet file (cannot happen with atomic writes, but cheap)
         return False
+    return file.metadata.num_rows == rows or STOP_KEY in (file.schema_arrow.metadata or {})
 
 
 def staged_summary(path: Path) -> ShardResult:
@@ -69,7 +88,8 @@ def staged_summary(path: Path) -> ShardResult:
     counts = dict(Counter(file.read(columns=["status"]).column("status").to_pylist()))
     spent = read_meta(file.schema_arrow, USAGE_KEY)
     return ShardResult(counts=counts, usage={role: Usage.model_validate(u) for role, u in spent.items()},
-                       synthesis=read_meta(file.schema_arrow, FUNNEL_KEY))
+                       synthesis=read_meta(file.schema_arrow, FUNNEL_KEY),
+                       unstarted=read_meta(file.schema_arrow, STOP_KEY).get("unstarted", 0))
 
 
 def checkpoint(point: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from filters import FILTERS, Context
 from pipelines.rows import row_messages, row_task, row_user_actions, row_user_tools
-from schemas import Tool, Trajectory, Verdict
+from schemas import Task, Tool, Trajectory, Verdict
 from simulators.environment import Environment
 from simulators.kinds import kind_of
 
@@ -27,9 +27,18 @@ def verify_row(row: dict[str, Any], env: Environment) -> list[Verdict]:
     trajectory = Trajectory(task_id=task.id, domain=task.domain, kind=task.kind, messages=row_messages(row),
                             tools=[Tool.model_validate(t) for t in json.loads(row["tools"] or "[]")],
                             user_tools=row_user_tools(row), user_actions=row_user_actions(row))  # dual control
+    return verify_trajectory(task, trajectory, env)
+
+
+def verify_trajectory(task: Task, trajectory: Trajectory, env: Environment) -> list[Verdict]:
+    """The kind's verifiers on any dialogue of ``task``: a stored one, or a policy's rollout in an RL environment.
+
+    In a dual-control domain the trajectory carries the user's own actions (``user_actions``), which the
+    outcome check replays with the assistant's calls, in dialogue order.
+    """
+    return asyncio.run(averify_trajectory(task, trajectory, env))
+
+
+async def averify_trajectory(task: Task, trajectory: Trajectory, env: Environment) -> list[Verdict]:
     ctx = Context(task=task, env=env)
-
-    async def run() -> list[Verdict]:
-        return [await FILTERS.get(name)().acheck(trajectory, ctx) for name in kind_of(task).verifiers]
-
-    return asyncio.run(run())
+    return [await FILTERS.get(name)().acheck(trajectory, ctx) for name in kind_of(task).verifiers]

@@ -24,14 +24,27 @@ from dedup import exact_hash
 from filters import Context
 from generators import SynthesisContext, SynthesisError
 from generators.base import ExamplePool
+from pipelines.budget import NEVER, StopCheck
 from pipelines.difficulty import dialogue_figures
 from pipelines.rows import ROW_SCHEMA, rejected_row, trajectory_row
 from pipelines.steps import Steps, build_steps
-from schemas import Lineage, Message, RunConfig, Task, Trajectory, Usage, UserAction, total_usage
+from schemas import (
+    Lineage,
+    Message,
+    RunConfig,
+    RunFailedError,
+    Task,
+    Trajectory,
+    Usage,
+    UserAction,
+    Verdict,
+    one_line,
+    total_usage,
+)
 from simulators.agents import AssistantAgent, UserAgent
-from simulators.backends import BackendError, Endpoint, TruncatedReply, open_endpoints
+from simulators.backends import BackendError, Endpoint, TruncatedReply, open_endpoints, raise_if_unhealthy
 from simulators.conversation import AsyncToolSimulator, RolloutError, rollout
-from simulators.environment import Environment
+from simulators.environment import Environment, ToolFault
 from simulators.kinds import TaskKindError, kind_of
 from simulators.model_agents import LLMAssistant, LLMUser, ModelToolSimulator
 from simulators.scripted import perturbations_for
@@ -43,9 +56,57 @@ TASK_SCHEMA = pa.schema([("index", pa.int64()), ("task", pa.string()), ("error",
                          ("evidence", pa.string())])
 
 
+class StepFailedError(RunFailedError):
+    """A step raised on every item of a shard: a broken step, not bad items, so the run stops (nothing committed)."""
+
+
+class _Faults:
+    """Per step: items it saw and items it raised on (or answered with the wrong type), to contain a broken step.
+
+    One item's exception becomes that item's rejected row (``fault: plugin``);
+    a step that fails on every item of a shard (two at least, or the whole
+    shard) fails the run with one line naming it, instead of a version of
+    rejects.
+    """
+
+    def __init__(self, shard: int, items: int) -> None:
+        self.shard, self.items = shard, items
+        self.seen: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.first: dict[str, str] = {}
+
+    def reason(self, kind: str, step: Any, err: BaseException) -> str:
+        cls = type(step)
+        message = f"{kind} {step.name!r} ({cls.__module__}.{cls.__qualname__}) raised {one_line(err)}"
+        self.failed[step.name] += 1
+        self.first.setdefault(step.name, message)
+        return message
+
+    def check(self) -> None:
+        for name, n in self.failed.items():
+            if n == self.seen[name] and (n >= 2 or n == self.items):
+                raise StepFailedError(f"{self.first[name]} on every item of shard {self.shard} ({n} of {n}); "
+                                      "stopped, nothing committed")
+
+
+def _wrong_type(kind: str, value: Any, expected: str) -> TypeError:
+    return TypeError(f"the {kind} returned {type(value).__name__}, not a {expected}")
+
+
 def shard_indices(config: RunConfig, shard: int) -> range:
+    """Shard k is always the same task indices, whatever the run's size: a target run's shards are those of a
+    fixed run of the same seed, so shard k's content depends on nothing but the config and k."""
     start = shard * config.shard_size
-    return range(start, min(start + config.shard_size, config.num_tasks))
+    limit = config.task_limit
+    return range(start, start + config.shard_size if limit is None else min(start + config.shard_size, limit))
+
+
+class ShardAbandoned(Exception):  # noqa: N818 (a signal, not an error)
+    """The run reached its target before this shard was needed: its work is not committed, so none is written."""
+
+    def __init__(self, usage: dict[str, Usage]) -> None:
+        super().__init__("abandoned: the run's target was reached")
+        self.usage = usage
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
@@ -57,6 +118,7 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
 
 USAGE_KEY = b"trajforge.usage"
 FUNNEL_KEY = b"trajforge.synthesis"
+STOP_KEY = b"trajforge.stopped"  # a shard that stopped starting tasks (a budget ran out): why, and tasks left out
 
 
 def read_meta(schema: pa.Schema, key: bytes) -> dict[str, Any]:
@@ -64,15 +126,31 @@ def read_meta(schema: pa.Schema, key: bytes) -> dict[str, Any]:
     return json.loads((schema.metadata or {}).get(key, b"{}"))
 
 
+def _stopped_meta(stop: StopCheck, rows: list[Any]) -> dict[bytes, str]:
+    """The file metadata of a shard some of whose tasks never started, since a budget ran out."""
+    left_out = sum(row is None for row in rows)
+    if not left_out:
+        return {}
+    if stop.discards():
+        raise AssertionError("a discarded shard is never written")
+    return {STOP_KEY: json.dumps({"reason": stop.reason(), "unstarted": left_out})}
+
+
 def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | None = None,
-                     cache_path: str | None = None) -> Path:
-    """Propose one task per index; model calls and each generator's funnel are kept in the file's metadata."""
+                     cache_path: str | None = None, stop: StopCheck = NEVER) -> Path:
+    """Propose one task per index; model calls and each generator's funnel are kept in the file's metadata.
+
+    ``stop`` is asked before each task starts: once it names a reason, no more start. Tasks never started
+    are left out of the file (its metadata says why); when the reason is the run's target, the shard is
+    abandoned (``ShardAbandoned``) and nothing is written.
+    """
     steps = steps or build_steps(config)
     indices = shard_indices(config, shard)
     rows: list[dict[str, Any] | None] = [None] * len(indices)
     used = config.generator_backends()
-    endpoints = open_endpoints({name: config.backends[name] for name in used}, cache_path)
+    endpoints = open_endpoints({name: config.backends[name] for name in used}, cache_path, scope=str(out.parent))
     limit = asyncio.Semaphore(config.simulation.concurrency)
+    faults = _Faults(shard, len(indices))
 
     async def one(ctx: SynthesisContext, slot: int, index: int) -> None:
         rng = random.Random(f"{config.seed}:task:{index}")
@@ -81,19 +159,28 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
             if generator.pool_lag:  # waits outside the slot: items it waits for must be able to run
                 await ctx.pool.settled(index - generator.pool_lag)
             async with limit:
+                if stop.reason():
+                    return
+                faults.seen[generator.name] += 1
                 try:
                     task = await generator.agenerate(rng, ctx.at(index))
+                    if not isinstance(task, Task):
+                        raise _wrong_type("generator", task, "Task")
                     rows[slot] = {"index": index, "task": _fitted(task).model_dump_json(), "error": None,
                                   "evidence": None}
                 except (SynthesisError, BackendError) as err:
                     rows[slot] = {"index": index, "task": None, "error": f"{generator.name}: {err}",
                                   "evidence": _synthesis_evidence(err)}
+                except Exception as err:  # a broken step: this item is rejected, the shard goes on
+                    rows[slot] = {"index": index, "task": None, "error": faults.reason("generator", generator, err),
+                                  "evidence": json.dumps({"fault": "plugin", "messages": [], "task": None})}
         finally:
             ctx.pool.finish(index)
 
     async def run_all() -> SynthesisContext:
         ctx = SynthesisContext(endpoints=endpoints, usage={name: Usage() for name in config.model_users()},
                                pool=ExamplePool(indices))
+        stop.track(shard, ctx.usage)
         try:
             await asyncio.gather(*(one(ctx, slot, index) for slot, index in enumerate(indices)))
         finally:
@@ -102,9 +189,15 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
         return ctx
 
     ctx = asyncio.run(run_all())
+    if stop.discards() and any(row is None for row in rows):
+        raise ShardAbandoned(ctx.usage)
+    raise_if_unhealthy(endpoints)  # a backend that kept failing stops the run: this shard is not staged
+    faults.check()
     usage = {name: u.model_dump() for name, u in ctx.usage.items() if u.requests or u.cached}
-    meta = {USAGE_KEY: json.dumps(usage), FUNNEL_KEY: json.dumps({g: dict(c) for g, c in ctx.funnel.items()})}
-    _write_atomic(pa.Table.from_pylist(rows, schema=TASK_SCHEMA.with_metadata(meta)), out)
+    meta = {USAGE_KEY: json.dumps(usage), FUNNEL_KEY: json.dumps({g: dict(c) for g, c in ctx.funnel.items()}),
+            **_stopped_meta(stop, rows)}
+    _write_atomic(pa.Table.from_pylist([r for r in rows if r is not None], schema=TASK_SCHEMA.with_metadata(meta)),
+                  out)
     return out
 
 
@@ -166,7 +259,7 @@ def _agents(config: RunConfig, endpoints: dict[str, Endpoint], task: Task, env: 
     scripted_assistant = kind.Assistant
 
     def scripted_user() -> UserAgent:
-        return kind.user(task, rng, env)
+        return kind.scripted_user(task, env)
 
     usage = {name: Usage() for name in config.model_users()}  # filters may call models in offline mode too
     if sim.mode == "offline":
@@ -202,13 +295,21 @@ async def _simulate(config: RunConfig, steps: Steps, task: Task, env: Environmen
 
 
 async def _verify(steps: Steps, trajectory: Trajectory, task: Task, endpoints: dict[str, Endpoint],
-                  usage: dict[str, Usage]) -> None:
+                  usage: dict[str, Usage], faults: _Faults) -> None:
+    """Run the filters in order until one rejects; a filter that breaks rejects with ``fault: plugin``."""
     ctx = Context(task=task, env=steps.env_for(task.domain), endpoints=endpoints, usage=usage)
     for check in steps.filters:
+        faults.seen[check.name] += 1
         try:
             verdict = await check.acheck(trajectory, ctx)
+            if not isinstance(verdict, Verdict):
+                raise _wrong_type("filter", verdict, "Verdict")
         except BackendError as err:  # a judge that could not be reached rejects, with the reason, never crashes
             verdict = check.failed(f"model backend: {err}", fault="backend")
+        except ToolFault as err:  # a tool server that broke while the filter ran its calls
+            verdict = check.failed(str(err), fault="tool")
+        except Exception as err:  # a broken filter rejects this row, naming itself; the shard goes on
+            verdict = Verdict(stage=check.name, passed=False, reason=faults.reason("filter", check, err), fault="plugin")
         trajectory.verdicts.append(verdict)
         if not verdict.passed:
             return
@@ -219,28 +320,35 @@ class ShardResult:
     counts: dict[str, int]
     usage: dict[str, Usage]
     synthesis: dict[str, dict[str, int]]  # per generator: its own funnel counters
+    unstarted: int = 0  # tasks never started: a budget ran out (``stop`` in rollout_shard)
 
 
 def rollout_shard(
     config: RunConfig, shard: int, tasks_path: Path, out: Path, lineage: Lineage, steps: Steps | None = None,
-    cache_path: str | None = None,
+    cache_path: str | None = None, stop: StopCheck = NEVER,
 ) -> ShardResult:
     """Simulate and verify every task of a shard: counts by status, and model usage by role.
 
     Dialogues stream: each starts as soon as one of ``simulation.concurrency``
-    slots frees, so one slow dialogue never holds back the rest.
+    slots frees, so one slow dialogue never holds back the rest. ``stop`` is asked
+    before each dialogue starts, as in ``synthesize_shard``: a dialogue that started
+    always ends as a row; one never started is not a row of this shard.
     """
     steps = steps or build_steps(config)
     # only the backends something calls: a configured but unused one (examples/model.yaml's managed vLLM,
     # never started) has no server to talk to
     used = set(config.model_users().values())
-    endpoints = open_endpoints({name: config.backends[name] for name in used}, cache_path) if used else {}
+    endpoints = (open_endpoints({name: config.backends[name] for name in used}, cache_path, scope=str(out.parent))
+                 if used else {})
     table = pq.read_table(tasks_path)
+    faults = _Faults(shard, table.num_rows)
     rows: list[dict[str, Any] | None] = [None] * table.num_rows
     usage: dict[str, Usage] = {name: Usage() for name in config.model_users()}
     for name, spent in read_meta(table.schema, USAGE_KEY).items():
         usage[name].add(Usage.model_validate(spent))  # synthesis's model calls travel with its tasks
     synthesis = read_meta(table.schema, FUNNEL_KEY)
+    unstarted = read_meta(table.schema, STOP_KEY).get("unstarted", 0)  # tasks synthesis never started
+    stop.track(shard, usage)  # replaces the synthesis meters, which ``usage`` now includes
     limit = asyncio.Semaphore(config.simulation.concurrency)
     evidence_column = (table.column("evidence").to_pylist() if "evidence" in table.column_names
                        else [None] * table.num_rows)
@@ -257,6 +365,8 @@ def rollout_shard(
         user_actions: list[UserAction] = []  # dual control: the user's own actions so far, evidence too
         try:
             async with limit:
+                if stop.reason():
+                    return
                 try:
                     trajectory = await _simulate(config, steps, task, env, dialogue, transcript, user_actions)
                 except Exception as err:  # RolloutError, BackendError, TimeoutError; one broken dialogue never sinks the shard
@@ -267,7 +377,9 @@ def rollout_shard(
                                               tools=env.tools(), usage=total_usage(dialogue.usage),
                                               user_tools=env.user_tools(), user_actions=user_actions)
                     return
-            await _verify(steps, trajectory, task, endpoints, dialogue.usage)
+                finally:
+                    env.close()  # its final state is in the trajectory; what it held (a server) goes back first
+            await _verify(steps, trajectory, task, endpoints, dialogue.usage, faults)
         finally:
             for name, meter in dialogue.usage.items():
                 usage[name].add(meter)
@@ -286,8 +398,17 @@ def rollout_shard(
                 await endpoint.release_loop()
 
     asyncio.run(run_all())
+    if stop.discards() and any(row is None for row in rows):
+        raise ShardAbandoned(usage)
+    raise_if_unhealthy(endpoints)  # a backend that kept failing stops the run: this shard is not staged
+    faults.check()
     # Usage and the synthesis funnel ride in the file's metadata, so a resumed run that keeps this shard reports them.
     meta = {USAGE_KEY: json.dumps({name: u.model_dump() for name, u in usage.items()}),
-            FUNNEL_KEY: json.dumps(synthesis)}
-    _write_atomic(pa.Table.from_pylist(rows, schema=ROW_SCHEMA.with_metadata(meta)), out)
-    return ShardResult(counts=dict(Counter(row["status"] for row in rows)), usage=usage, synthesis=synthesis)
+            FUNNEL_KEY: json.dumps(synthesis), **_stopped_meta(stop, rows)}
+    if unstarted:
+        meta[STOP_KEY] = json.dumps({"reason": stop.reason() or read_meta(table.schema, STOP_KEY).get("reason"),
+                                     "unstarted": unstarted + sum(row is None for row in rows)})
+    done = [row for row in rows if row is not None]
+    _write_atomic(pa.Table.from_pylist(done, schema=ROW_SCHEMA.with_metadata(meta)), out)
+    return ShardResult(counts=dict(Counter(row["status"] for row in done)), usage=usage, synthesis=synthesis,
+                       unstarted=unstarted + len(rows) - len(done))

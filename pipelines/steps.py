@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from filters import FILTERS, Filter
 from generators import GENERATORS, Generator
-from schemas import ConfigError, DomainConfig, RunConfig, StepSpec
+from schemas import ConfigError, DomainConfig, PluginError, RunConfig, StepSpec, one_line
 from simulators.environment import DOMAINS, Environment
 from simulators.registry import Registry, UnknownStepError
 
@@ -75,6 +75,19 @@ def _resolve(registry: Registry, spec: StepSpec, where: str) -> tuple[type, Any]
     return cls, _params(cls.Params, spec.params, where)
 
 
+def _construct(kind: str, name: str, cls: type, where: str, build: Any) -> Any:
+    """``build()``, with what a constructor raises as one line: a ``ValueError`` is the step's own word on its
+    params (or a file they name, reported under the config field that names it); anything else means the step
+    itself broke, and names it."""
+    try:
+        return build()
+    except ValueError as err:  # also a tool spec's or KG file's own error, one line naming the file
+        raise ConfigError(f"{where}: {err}") from None
+    except Exception as err:
+        raise PluginError(f"{where}: {kind} {name!r} ({cls.__module__}.{cls.__qualname__}) failed to start: "
+                          f"{one_line(err)}") from None
+
+
 def _domain_env(spec: DomainConfig, where: str) -> Environment:
     """One domain: its class by name, its params validated by its own model, then bound."""
     try:
@@ -82,10 +95,7 @@ def _domain_env(spec: DomainConfig, where: str) -> Environment:
     except UnknownStepError as err:
         raise ConfigError(f"{where}.name: {err}") from None
     params = _params(domain.Params, spec.params, where)
-    try:
-        return domain.configure(params)(spec.db_seed)
-    except ValueError as err:  # e.g. a malformed tool spec, already one line naming the file
-        raise ConfigError(f"{where}.params: {err}") from None
+    return _construct("domain", spec.name, domain, f"{where}.params", lambda: domain.configure(params)(spec.db_seed))
 
 
 def _where(config: RunConfig, source: str, i: int) -> str:
@@ -101,17 +111,16 @@ def build_environment(config: RunConfig, source: str = "config", domain: str | N
 
 def build_steps(config: RunConfig, source: str = "config") -> Steps:
     parts = []
-    for n, spec in enumerate(config.mixed_domains()):
-        env = _domain_env(spec, _where(config, source, n))
+    mixed = config.domains is not None
+    for n, domain in enumerate(config.mixed_domains()):
+        env = _domain_env(domain, _where(config, source, n))
         gens = []
-        for i, gen in enumerate(config.generators):
-            cls, params = _resolve(GENERATORS, gen, f"{source}: generators[{i}]")
-            try:
-                gens.append(cls(env, params))
-            except ValueError as err:
-                raise ConfigError(f"{source}: generators[{i}].params: {err}"
-                                  + (f" (domain {spec.name!r})" if config.domains is not None else "")) from None
-        parts.append(DomainSteps(env, gens, spec.weight))
+        for i, spec in enumerate(config.generators):
+            cls, params = _resolve(GENERATORS, spec, f"{source}: generators[{i}]")
+            where = f"{source}: generators[{i}].params" + (f" (domain {domain.name!r})" if mixed else "")
+            gens.append(_construct("generator", spec.name, cls, where,
+                                   lambda cls=cls, params=params, env=env: cls(env, params)))
+        parts.append(DomainSteps(env, gens, domain.weight))
     if config.dedup.semantic.enabled:
         from dedup import semantic
 
@@ -121,7 +130,8 @@ def build_steps(config: RunConfig, source: str = "config") -> Steps:
     checks = []
     for i, spec in enumerate(config.filters):
         cls, params = _resolve(FILTERS, spec, f"{source}: filters[{i}]")
-        checks.append(cls(params))
+        checks.append(_construct("filter", spec.name, cls, f"{source}: filters[{i}].params",
+                                 lambda cls=cls, params=params: cls(params)))
     first = parts[0]
     return Steps(env=first.env, generators=first.generators, weights=[g.weight for g in config.generators],
-                 filters=checks, mixed=parts if config.domains is not None else [])
+                 filters=checks, mixed=parts if mixed else [])

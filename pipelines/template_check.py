@@ -501,16 +501,13 @@ def _folder_rows(folder: Path, config: str, limit: int | None) -> Iterable[tuple
 
 def _store_rows(root: Path, config: str, version: int | None, limit: int | None):
     """Rows of a dataset version as the export would write them."""
-    from pipelines.export_request import ExportError, resolve_version
+    from pipelines.export_request import resolve_version
     from pipelines.rows import ACCEPTED, REJECTED
     from pipelines.store import DatasetStore
     from pipelines.views import MESSAGE_COLUMNS, RECORDS, decoded
 
     store = DatasetStore(root)
-    try:
-        version, _ = resolve_version(store, version)
-    except ExportError as err:
-        raise ConfigError(str(err)) from None
+    version, _ = resolve_version(store, version)  # or a one-line UserError: no dataset, no such version
     status = REJECTED if config == "rejects" else ACCEPTED
     n = 0
     for row in store.read(version).to_dicts():

@@ -10,18 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import polars as pl
-from deltalake import DeltaTable
 
 from pipelines.diversity import SCALARS
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.store import DatasetStore, StoreError, reason_key
-from schemas import DatasetManifest
+from schemas import ConfigError, DatasetManifest
 
 ORPHAN_GRACE_HOURS = 1  # never vacuum files this young: they may belong to a commit in flight
 
 
 @dataclass
 class VersionDiff:
+    """Rows by key (run, task index), by rejection reason, and the runs in between: a re-run with the same config
+    and seed adds its rows (rejected by dedup as duplicates of the earlier run's), which the diff says."""
+
     a: int
     b: int
     added: dict[str, int]  # status -> rows in b and not in a
@@ -29,12 +31,14 @@ class VersionDiff:
     added_reasons: dict[str, int] = field(default_factory=dict)  # generic rejection reason -> rejected rows added
     removed_reasons: dict[str, int] = field(default_factory=dict)
     figures: dict[str, dict[str, float | None]] = field(default_factory=dict)  # name -> from, to, change
+    runs: list[str] = field(default_factory=list)  # the runs committed after a, up to b
+    dedup_rejected: int = 0  # rows those runs appended that dedup rejected (a re-run makes the same rows again)
 
     def as_dict(self) -> dict:
         return {"from": self.a, "to": self.b, "added": self.added, "removed": self.removed,
                 "added_total": sum(self.added.values()), "removed_total": sum(self.removed.values()),
                 "added_reasons": self.added_reasons, "removed_reasons": self.removed_reasons,
-                "diversity": self.figures}
+                "runs": self.runs, "dedup_rejected": self.dedup_rejected, "diversity": self.figures}
 
 
 def figure_changes(a: DatasetManifest, b: DatasetManifest) -> dict[str, dict[str, float | None]]:
@@ -62,7 +66,7 @@ ROW_KEY = ["run_id", "index"]
 
 
 def _rows(store: DatasetStore, version: int) -> pl.DataFrame:
-    return pl.scan_delta(str(store.root), version=version).select(*ROW_KEY, "status", "stage", "reason").collect()
+    return store.scan(version).select(*ROW_KEY, "status", "stage", "reason").collect()
 
 
 def reason_groups(rows: pl.DataFrame | pl.LazyFrame) -> dict[str, tuple[int, list[tuple[str, str]]]]:
@@ -83,20 +87,23 @@ def reason_counts(rows: pl.DataFrame | pl.LazyFrame) -> dict[str, int]:
 
 def diff_versions(store: DatasetStore, a: int, b: int) -> VersionDiff:
     """Rows added and removed going from version ``a`` to version ``b``, by status and by rejection reason."""
-    known = _known(store)
+    manifests = store.versions()
+    known = [m.version for m in manifests]
     for v in (a, b):
         _check(store, v, known)
     old, new = _rows(store, a), _rows(store, b)
+    between = [m for m in manifests if a < m.version <= b]
 
     def count(frame: pl.DataFrame) -> dict[str, int]:
         return {s: frame.filter(pl.col("status") == s).height for s in (ACCEPTED, REJECTED)}
 
     added = new.join(old, on=ROW_KEY, how="anti")
     removed = old.join(new, on=ROW_KEY, how="anti")
-    manifests = {m.version: m for m in store.versions()}
+    by_version = {m.version: m for m in manifests}
     return VersionDiff(a=a, b=b, added=count(added), removed=count(removed),
                        added_reasons=reason_counts(added), removed_reasons=reason_counts(removed),
-                       figures=figure_changes(manifests[a], manifests[b]))
+                       runs=[m.run_id for m in between], dedup_rejected=sum(m.stages.get("dedup", 0) for m in between),
+                       figures=figure_changes(by_version[a], by_version[b]))
 
 
 @dataclass
@@ -120,17 +127,17 @@ def retain_versions(store: DatasetStore, keep: int) -> RetainResult:
     older than an hour are vacuumed.
     """
     if keep < 1:
-        raise StoreError(f"--retain: must keep at least 1 version, got {keep}")
+        raise ConfigError(f"--retain: must keep at least 1 version, got {keep}")
     known = _known(store)
     kept, expired = known[-keep:], known[:-keep]
     log = store.root / "_delta_log"
     if expired:
         oldest = kept[0]
-        DeltaTable(str(store.root), version=oldest).create_checkpoint()
+        store.table(oldest).create_checkpoint()
         for path in log.iterdir():
             number = path.name.split(".", 1)[0]
             if number.isdigit() and int(number) < oldest and path.name.endswith((".json", ".checkpoint.parquet", ".crc")):
                 path.unlink()
-    vacuumed = DeltaTable(str(store.root)).vacuum(retention_hours=ORPHAN_GRACE_HOURS, dry_run=False,
+    vacuumed = store.table().vacuum(retention_hours=ORPHAN_GRACE_HOURS, dry_run=False,
                                                   enforce_retention_duration=False, full=True)
     return RetainResult(kept=kept, expired=expired, vacuumed=vacuumed)

@@ -48,7 +48,8 @@ _COMMON = [("id", pa.string()), ("task_id", pa.string()), ("domain", pa.string()
 BASE_SCHEMAS: dict[str, pa.Schema] = {
     "sft": pa.schema([*_COMMON, ("num_turns", pa.int32()), ("messages", _TEXTS), ("tools", _TEXTS)]),
     "rl": pa.schema([*_COMMON, ("env_seed", pa.int64()), ("prompt", _TEXTS), ("tools", _TEXTS),
-                     ("scenario", pa.string()), ("reward_spec", _REWARD), ("user_tools", _TEXTS)]),
+                     ("scenario", pa.string()), ("reward_spec", _REWARD), ("user_tools", _TEXTS),
+                     ("env_config", pa.string()), ("task", pa.string())]),
     "rejects": pa.schema([*_COMMON, ("stage", pa.string()), ("reason", pa.string()), ("messages", _TEXTS),
                           ("trailing", _TEXTS), ("tools", _TEXTS), ("task", pa.string()), ("verdicts", pa.string()),
                           ("user_actions", pa.string())]),
@@ -68,7 +69,8 @@ def _jsonify(t: pa.DataType, path: str, json_paths: set[str]) -> pa.DataType:
 
 _JSON_PATHS = {
     "sft": {".messages[]", ".tools[]"},
-    "rl": {".prompt[]", ".tools[]", ".scenario", ".reward_spec.gold_actions[].arguments", ".user_tools[]"},
+    "rl": {".prompt[]", ".tools[]", ".scenario", ".reward_spec.gold_actions[].arguments", ".user_tools[]",
+           ".env_config", ".task"},
     "rejects": {".messages[]", ".trailing[]", ".tools[]", ".task", ".verdicts", ".user_actions"},
     "sharegpt": set(),
 }
@@ -236,14 +238,19 @@ def rl_record(row: dict[str, Any], reasoning: bool = True) -> dict[str, Any]:
     ``scenario`` is the user simulator's brief: a multi-turn rollout needs the
     simulated user as much as the tools; in a dual-control domain ``user_tools``
     are the simulated user's own (their phone), and gold actions with
-    ``actor: user`` are theirs to make.
+    ``actor: user`` are theirs to make. ``env_config`` (the domain and its
+    parameters, as the run configured them; the export puts it on the row) and
+    ``task`` (the whole task, kind fields included) are what
+    ``pipelines.rl.TaskEnvironment.from_row`` rebuilds the initial state from.
     """
     messages = export_messages(row["messages"], reasoning)
     first = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
     task = row_task(row)
     return {**_common(row), "env_seed": task.env_seed if task else None, "prompt": _texts(messages[:first]),
             "tools": _texts(stored_tools(row)), "scenario": task.scenario.model_dump_json() if task else None,
-            "reward_spec": _reward_spec(row, task), "user_tools": _texts(json.loads(row.get("user_tools") or "[]"))}
+            "reward_spec": _reward_spec(row, task), "user_tools": _texts(json.loads(row.get("user_tools") or "[]")),
+            "env_config": canonical_json(row["env_config"]) if row.get("env_config") else None,
+            "task": task.model_dump_json() if task else None}
 
 
 def reject_record(row: dict[str, Any], reasoning: bool = True) -> dict[str, Any]:

@@ -1,15 +1,18 @@
 """Pydantic models and wire formats; imports nothing of trajforge's own."""
 
 from schemas.config import (
+    AdaptiveConcurrencyConfig,
     AssistantRoleConfig,
     BackendConfig,
+    BackendHealthConfig,
+    BudgetConfig,
     CacheConfig,
-    ConfigError,
     DedupConfig,
     DomainConfig,
     GeneratorSpec,
     ManagedVLLMConfig,
     MixedDomainConfig,
+    PriceConfig,
     RoleConfig,
     RunConfig,
     RunnerConfig,
@@ -20,18 +23,33 @@ from schemas.config import (
     parse_config,
 )
 from schemas.diversity import DiversityFigures
+from schemas.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    DatasetError,
+    InputError,
+    PluginError,
+    RunFailedError,
+    UserError,
+    one_line,
+)
 from schemas.hashing import canonical_json, content_hash, ordered_json
-from schemas.manifest import DatasetManifest, RunOrigin
+from schemas.manifest import DatasetManifest, RunCost, RunOrigin, RunStop
 from schemas.messages import Action, FunctionCall, FunctionSpec, Message, Tool, ToolCall
 from schemas.task import Request, Task, UserScenario
 from schemas.trajectory import FAULTS, Lineage, Trajectory, Usage, UserAction, Verdict, total_usage
 
 __all__ = [
     "Action",
+    "AdaptiveConcurrencyConfig",
     "AssistantRoleConfig",
     "BackendConfig",
+    "BackendHealthConfig",
+    "BackendUnavailableError",
+    "BudgetConfig",
     "CacheConfig",
     "ConfigError",
+    "DatasetError",
     "DatasetManifest",
     "DedupConfig",
     "DiversityFigures",
@@ -41,13 +59,19 @@ __all__ = [
     "FunctionCall",
     "FunctionSpec",
     "GeneratorSpec",
+    "InputError",
     "Lineage",
     "ManagedVLLMConfig",
     "Message",
+    "PluginError",
+    "PriceConfig",
     "Request",
     "RoleConfig",
     "RunConfig",
+    "RunCost",
+    "RunFailedError",
     "RunOrigin",
+    "RunStop",
     "RunnerConfig",
     "SimulationConfig",
     "StepSpec",
@@ -57,6 +81,7 @@ __all__ = [
     "Trajectory",
     "Usage",
     "UserAction",
+    "UserError",
     "UserRoleConfig",
     "UserScenario",
     "Verdict",
@@ -64,6 +89,7 @@ __all__ = [
     "ordered_json",
     "content_hash",
     "load_config",
+    "one_line",
     "parse_config",
     "total_usage",
 ]

@@ -19,7 +19,8 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.documents import read_document
+from schemas.documents import MiB, SizeLimits, read_document
+from schemas.errors import ConfigError
 from schemas.hashing import content_hash
 
 
@@ -62,6 +63,55 @@ class ManagedVLLMConfig(_Strict):
     startup_timeout_s: float = Field(default=900, gt=0)
 
 
+class PriceConfig(_Strict):
+    """What a backend costs: per million tokens (a hosted API), or per GPU-hour (a model you serve yourself).
+
+    Prompt tokens the provider served from its prompt cache are charged at ``cached_prompt_per_1m`` (default:
+    the prompt price). A reply from trajforge's own request cache costs nothing and is counted as a saving.
+    """
+
+    prompt_per_1m: float = Field(default=0.0, ge=0, description="per million prompt tokens")
+    completion_per_1m: float = Field(default=0.0, ge=0, description="per million completion tokens")
+    cached_prompt_per_1m: float | None = Field(default=None, ge=0, description="per million prompt tokens served "
+                                               "from the provider's prompt cache (default: prompt_per_1m)")
+    gpu_hour: float | None = Field(default=None, ge=0, description="self-served: per GPU-hour of the run's "
+                                   "generation time (instead of token prices)")
+    gpus: int = Field(default=1, ge=1, description="GPUs the self-served model occupies")
+    currency: str = Field(default="USD", min_length=1, max_length=8)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PriceConfig:
+        tokens = self.prompt_per_1m or self.completion_per_1m or self.cached_prompt_per_1m
+        if self.gpu_hour is not None and tokens:
+            raise ValueError("give token prices or gpu_hour, not both")
+        return self
+
+
+class AdaptiveConcurrencyConfig(_Strict):
+    """AIMD on the requests in flight: the limit starts at ``max_concurrency`` (the ceiling) and backs off when the
+    server says it is overloaded (429, 5xx) or its latency grows, then creeps back up one slot per round trip."""
+
+    enabled: bool = True
+    min_concurrency: int = Field(default=1, ge=1)
+    decrease: float = Field(default=0.9, gt=0, lt=1, description="on overload: the limit becomes this share of "
+                            "the requests that were in flight when the rejected one was sent")
+    latency_factor: float | None = Field(default=3.0, gt=1, description="back off when the recent latency exceeds "
+                                         "this multiple of the lowest seen; none: ignore latency")
+class BackendHealthConfig(_Strict):
+    """When a run stops early because its backend keeps failing (``simulators.backends.health``).
+
+    Counted per attempt (retries included); only failures a healthy server does
+    not produce count: refused or dropped connections, timeouts and 5xx (a 429
+    rate limit is the server working as meant, and is retried, not counted).
+    """
+
+    window: int = Field(default=20, ge=1, description="judge the error rate over the last this many attempts")
+    max_error_rate: float = Field(default=0.5, gt=0, le=1,
+                                  description="stop when more than this share of the window failed")
+    max_consecutive_failures: int = Field(default=10, ge=1,
+                                          description="stop after this many failed attempts in a row")
+
+
 class BackendConfig(_Strict):
     """One inference endpoint. The API key is named by its environment variable, never written here."""
 
@@ -69,7 +119,10 @@ class BackendConfig(_Strict):
     model: str
     base_url: str | None = Field(default=None, description="openai: the server's /v1 URL; vllm: set by the run")
     api_key_env: str | None = Field(default=None, description="environment variable that holds the API key")
-    max_concurrency: int = Field(default=64, ge=1, description="requests in flight at once, for the whole run")
+    max_concurrency: int = Field(default=64, ge=1, description="requests in flight at once, for the whole run "
+                                 "(the ceiling of the adaptive limit)")
+    adaptive: AdaptiveConcurrencyConfig = Field(default_factory=AdaptiveConcurrencyConfig)
+    price: PriceConfig | None = Field(default=None, description="what requests cost (cost accounting, max_cost)")
     requests_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
     timeout_s: float = Field(default=120, gt=0, description="per request")
@@ -77,11 +130,14 @@ class BackendConfig(_Strict):
     backoff_s: float = Field(default=0.5, ge=0, description="first retry waits up to this; doubles each time")
     backoff_max_s: float = Field(default=30, ge=0)
     vllm: ManagedVLLMConfig | None = None
+    health: BackendHealthConfig = Field(default_factory=BackendHealthConfig)
 
     @model_validator(mode="after")
     def _check_kind(self) -> BackendConfig:
         if self.kind == "openai" and not self.base_url:
             raise ValueError("base_url is required for kind 'openai'")
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url: must start with http:// or https://, got {self.base_url!r}")
         if self.kind == "vllm" and self.base_url:
             raise ValueError("base_url is set by the run for kind 'vllm'; leave it out")
         if self.kind == "vllm" and self.vllm is None:
@@ -162,6 +218,10 @@ class NearDedupConfig(_Strict):
     cluster_threshold: float | None = Field(
         default=0.5, gt=0.0, le=1.0,
         description="kept rows at least this similar to an earlier kept row share its cluster_id (split by cluster)")
+    bucket_cap: int = Field(
+        default=32, ge=1,
+        description="an LSH bucket's first this many rows are the ones its later rows are compared with: candidate "
+                    "pairs stay at most rows x bands x bucket_cap however similar (templated) the dialogues are")
     seed: int = 1
 
     @model_validator(mode="after")
@@ -206,9 +266,28 @@ class PublishConfig(_Strict):
     rejects: bool = False
 
 
+class BudgetConfig(_Strict):
+    """Limits that stop a run early; it then commits what it has as a normal version, the reason in its manifest.
+
+    ``max_tasks`` is exact and deterministic; the others are checked before each task starts, so the dialogues
+    already in flight when a limit is reached still finish (and are paid for).
+    """
+
+    max_tasks: int | None = Field(default=None, ge=1, description="tasks synthesized at most")
+    max_requests: int | None = Field(default=None, ge=1, description="model requests sent at most (cache hits are free)")
+    max_tokens: int | None = Field(default=None, ge=1, description="prompt + completion tokens at most")
+    max_cost: float | None = Field(default=None, gt=0, description="cost at most, in the backends' price unit")
+
+    def is_set(self) -> bool:
+        return any(v is not None for v in self.model_dump().values())
+
+
 class RunnerConfig(_Strict):
     kind: Literal["thread", "process", "ray"] = "thread"
     workers: int | None = Field(default=None, ge=1)
+    shards_in_flight: int | None = Field(
+        default=None, ge=1, description="shards synthesized or rolled out at once (default: workers, 4 for threads); "
+        "more than one keeps a model endpoint busy across shard boundaries")
     address: str | None = Field(
         default=None,
         description="ray: a running cluster, e.g. ray://head:10001; none starts a local Ray instance "
@@ -227,7 +306,11 @@ DEFAULT_FILTERS = ["format", "execution", "policy", "outcome", "required_outputs
 class RunConfig(_Strict):
     name: str = "run"
     seed: int = 0
-    num_tasks: int = Field(ge=1)
+    num_tasks: int | None = Field(default=None, ge=1, description="tasks to run (or target_accepted)")
+    target_accepted: int | None = Field(
+        default=None, ge=1, description="instead of num_tasks: run shards until this many rows are accepted after "
+        "every filter and dedup, and commit exactly that many")
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
     shard_size: int = Field(default=500, ge=1)
     domain: DomainConfig = Field(default_factory=DomainConfig)
     domains: list[MixedDomainConfig] | None = Field(
@@ -246,6 +329,22 @@ class RunConfig(_Strict):
     publish: PublishConfig = Field(default_factory=PublishConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     output_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _check_size(self) -> RunConfig:
+        if (self.num_tasks is None) == (self.target_accepted is None):
+            raise ValueError("num_tasks: give num_tasks (a fixed run) or target_accepted (run until that many are "
+                             "accepted), exactly one of them" if self.num_tasks is None else
+                             "target_accepted: give num_tasks or target_accepted, not both")
+        if self.budget.max_cost is not None:
+            unpriced = sorted({b for b in self.model_users().values() if b in self.backends and self.backends[b].price is None})
+            if unpriced:
+                raise ValueError(f"budget.max_cost: backend {unpriced[0]!r} has no price; add backends."
+                                 f"{unpriced[0]}.price")
+        currencies = sorted({b.price.currency for b in self.backends.values() if b.price is not None})
+        if len(currencies) > 1:
+            raise ValueError(f"backends: prices in more than one currency ({', '.join(currencies)}); use one")
+        return self
 
     @model_validator(mode="after")
     def _check_domains(self) -> RunConfig:
@@ -309,6 +408,12 @@ class RunConfig(_Strict):
         refine = data["simulation"].get("refine")
         if refine is not None and refine.get("retry_max_tokens") is None:
             del refine["retry_max_tokens"]  # likewise
+        for key in ("num_tasks", "target_accepted"):
+            if data[key] is None:
+                del data[key]  # configs written before target_accepted keep their hash
+        data["budget"] = {k: v for k, v in data["budget"].items() if v is not None}
+        if not data["budget"]:
+            del data["budget"]
         if self.backends:
             data["models"] = {name: b.model for name, b in sorted(self.backends.items())}
         return content_hash(data)
@@ -334,8 +439,17 @@ class RunConfig(_Strict):
         return {backend for step in self.generators for _, backend in _backends_in(step.params)}
 
     @property
-    def num_shards(self) -> int:
-        return -(-self.num_tasks // self.shard_size)
+    def task_limit(self) -> int | None:
+        """Tasks this run may synthesize at most: ``num_tasks`` (and ``budget.max_tasks``); none for an
+        open-ended target run."""
+        bounds = [n for n in (self.num_tasks, self.budget.max_tasks) if n is not None]
+        return min(bounds) if bounds else None
+
+    @property
+    def num_shards(self) -> int | None:
+        """Shards of the run at most; none for an open-ended target run."""
+        limit = self.task_limit
+        return None if limit is None else -(-limit // self.shard_size)
 
 
 def _backends_in(params: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
@@ -352,10 +466,6 @@ def _backends_in(params: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[st
         for n, value in enumerate(params):
             found += _backends_in(value, (*path, str(n)))
     return found
-
-
-class ConfigError(ValueError):
-    """A config problem, already phrased as one line naming the file and field."""
 
 
 def _format_errors(source: str, err: ValidationError) -> str:
@@ -375,9 +485,14 @@ def parse_config(data: Any, source: str = "config") -> RunConfig:
         raise ConfigError(_format_errors(source, err)) from None
 
 
+CONFIG_LIMITS = SizeLimits(max_bytes=16 * MiB)  # a run config is a few kilobytes; more is a wrong file
+
+
 def load_config(path: str | Path, **overrides: Any) -> RunConfig:
     """Read and validate a YAML run config; ``overrides`` replace top-level keys."""
-    data = read_document(path, "config", ConfigError)
+    data = read_document(path, "config", ConfigError, CONFIG_LIMITS)
     if isinstance(data, dict):
         data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+        if overrides.get("target_accepted") is not None:
+            data.pop("num_tasks", None)  # a target replaces the run's size
     return parse_config(data, str(path))

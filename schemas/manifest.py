@@ -27,6 +27,40 @@ class RunOrigin(BaseModel):
         return f"{self.deployment} ({how})"
 
 
+class RunCost(BaseModel):
+    """What the run's model calls cost, from the price table of each backend (``backends.NAME.price``).
+
+    Absent (``None``) in versions written before cost accounting and in runs without any priced backend.
+    """
+
+    currency: str = "USD"
+    total: float = 0.0
+    by_role: dict[str, float] = Field(default_factory=dict, description="per model user (role, or step.path)")
+    by_stage: dict[str, float] = Field(default_factory=dict, description="synthesis, simulation, verification")
+    by_backend: dict[str, float] = Field(default_factory=dict)
+    per_accepted: float | None = Field(default=None, description="total / accepted rows of this version")
+    saved: float = Field(default=0.0, description="what the replies served by the request cache would have cost")
+    saved_by_role: dict[str, float] = Field(default_factory=dict)
+    gpu_hours: dict[str, float] = Field(default_factory=dict, description="GPU-hours charged per self-served backend")
+
+
+class RunStop(BaseModel):
+    """Why the run stopped where it did, and what it spent. Absent in versions written before target runs."""
+
+    reason: str = Field(description="num_tasks (all tasks run), target_accepted, or the budget that ran out: "
+                        "max_tasks, max_requests, max_tokens, max_cost")
+    detail: str = ""
+    target_accepted: int | None = None
+    shards: int = Field(default=0, description="shards committed")
+    discarded_shards: int = Field(default=0, description="shards started beyond the target, not committed")
+    surplus: int = Field(default=0, description="accepted rows of the last shard beyond the target, committed as "
+                         "rejected at stage 'target'")
+    unstarted: int = Field(default=0, description="tasks of committed shards never started: a budget ran out")
+    requests: int = 0
+    tokens: int = 0
+    cost: float | None = None
+
+
 class DatasetManifest(BaseModel):
     """Stored as the Delta commit's metadata; ``version`` is the commit's own number."""
 
@@ -64,3 +98,5 @@ class DatasetManifest(BaseModel):
     total_accepted: int = 0
     origin: RunOrigin | None = Field(default=None, description="the deployment and schedule that started the run; "
                                      "None for a run started by hand")
+    cost: RunCost | None = Field(default=None, description="what the run cost, per role, stage and accepted row")
+    stop: RunStop | None = Field(default=None, description="why the run stopped: all tasks, the target, a budget")

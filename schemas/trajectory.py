@@ -34,6 +34,12 @@ class Usage(BaseModel):
     errors: int = 0
     truncated: int = 0  # replies cut off at max_tokens that were not used (after any retry)
     truncated_retries: int = 0  # cut-off replies asked again with a larger max_tokens
+    # Of ``prompt_tokens``: those the server served from its prompt (prefix) cache, as it reported them
+    # (``usage.prompt_tokens_details.cached_tokens``; vLLM with ``--enable-prompt-tokens-details``).
+    cached_prompt_tokens: int = 0
+    # Tokens of the replies trajforge's request cache served (``cached``): what they would have cost.
+    saved_prompt_tokens: int = 0
+    saved_completion_tokens: int = 0
 
     def add(self, other: Usage) -> Usage:
         for field in type(self).model_fields:

@@ -7,7 +7,7 @@ from typing import Protocol
 
 from schemas import Message, Task, ToolCall, UserAction
 from simulators.agents import STOP, AssistantAgent, UserAgent
-from simulators.environment import Environment
+from simulators.environment import Environment, ToolFault
 from simulators.tool_simulator import SimulatedCall
 
 
@@ -61,7 +61,7 @@ async def rollout(
     messages.append(Message(role="system", content=env.policy))
     actions: list[UserAction] = user_actions if user_actions is not None else []
     for _turn in range(max_turns):
-        said = await _user_turn(task, env, user, messages, actions, max_steps_per_turn)
+        said = await user_turn(task, env, user, messages, actions, max_steps_per_turn)
         text = (said.content or "").replace(STOP, "").strip()
         stop = STOP in (said.content or "")
         if text:
@@ -85,12 +85,13 @@ async def rollout(
     return Rollout(messages=list(messages), final_state_hash=env.state_hash(), user_actions=list(actions))
 
 
-async def _user_turn(task: Task, env: Environment, user: UserAgent, messages: list[Message],
-                     actions: list[UserAction], max_steps: int) -> Message:
+async def user_turn(task: Task, env: Environment, user: UserAgent, messages: list[Message],
+                    actions: list[UserAction], max_steps: int) -> Message:
     """The user's next message; in a dual-control domain, after running the device actions the user chose first.
 
     Text that comes with device actions is not said: the user speaks once they
     have seen the results, as a person reports back after trying something.
+    The RL environment (``pipelines.rl``) runs its user turns through this too.
     """
     if not env.user_specs():
         return await user.respond(messages)
@@ -107,4 +108,7 @@ async def _user_turn(task: Task, env: Environment, user: UserAgent, messages: li
 async def _run_tool(env: Environment, call: ToolCall, simulator: AsyncToolSimulator | None) -> str:
     if simulator is not None and (request := env.simulation_request(call)) is not None:
         env.provide(request, await simulator.simulate(request))
-    return env.execute_call(call)
+    try:
+        return await env.aexecute_call(call)
+    except ToolFault as err:  # a server that crashed, hung or answered nonsense: this dialogue cannot go on
+        raise RolloutError(str(err), fault="tool") from None

@@ -47,6 +47,15 @@ class ToolError(Exception):
     """Raised by a tool for a request the domain refuses; becomes an error string."""
 
 
+class ToolFault(Exception):
+    """A tool that could not answer at all: its server crashed, hung past its timeout, or answered nonsense.
+
+    Not an error the assistant made or could see and recover from, so it is
+    never a result string: the dialogue (or the blueprint, or the check) it
+    happened in is rejected with fault ``tool`` and this one-line reason.
+    """
+
+
 @dataclass(frozen=True)
 class Param:
     """Parameter annotation: its description and the entity type it carries.
@@ -153,7 +162,7 @@ def _build_spec(name: str, fn: Callable) -> ToolSpec:
         if meta.entity:
             entities[pname] = meta.entity
     parameters = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
-    doc = inspect.cleandoc(fn.__doc__ or "")
+    doc = _document_arguments(fn, properties)
     schema = Tool.model_validate({"function": {"name": name, "description": doc, "parameters": parameters}})
     return ToolSpec(
         name=name,
@@ -166,6 +175,23 @@ def _build_spec(name: str, fn: Callable) -> ToolSpec:
         actor=fn.__tool__.get("actor", ASSISTANT),
         needs=fn.__tool__.get("needs", frozenset()),
     )
+
+
+def _document_arguments(fn: Callable, properties: dict[str, Any]) -> str:
+    """The tool's description; its docstring gains a Google ``Args:`` section written from the ``Param``s.
+
+    Trainers that take tools as Python callables (TRL's ``tools`` and
+    ``environment_factory``) build their schemas with
+    ``transformers.utils.get_json_schema``, which reads each argument's
+    description from the docstring; writing it from the same ``Param`` keeps
+    one source for both schemas. Idempotent: the method is shared by every
+    subclass (bound params) that builds its spec again.
+    """
+    doc = inspect.cleandoc(fn.__doc__ or "").split("\n\nArgs:\n", 1)[0]
+    if properties:
+        lines = [f"    {name}: {' '.join(prop['description'].split())}" for name, prop in properties.items()]
+        fn.__doc__ = doc + "\n\nArgs:\n" + "\n".join(lines)
+    return doc
 
 
 Validator = Callable[[Any], Any]
@@ -293,6 +319,9 @@ class Environment:
     intents: ClassVar[dict[str, Intent]] = {}
     user_knows: ClassVar[frozenset[str]] = frozenset()  # entity types a user can state unprompted
     device_voice: ClassVar[DeviceVoice | None] = None  # dual control: how user-side actions are asked for and told
+    authenticates: ClassVar[bool] = True  # False: no accounts, so no identity step in tasks or dialogues
+    # True where execute() waits on another process (an MCP server): callers on an event loop run it in a thread.
+    blocking_io: ClassVar[bool] = False
 
     def ask_identity(self, rng: random.Random) -> str:
         """The scripted assistant's first question; it must say "verify your identity" or "find your account"."""
@@ -335,7 +364,7 @@ class Environment:
         return (cls._user_specs if action.actor == USER else cls._specs).get(action.name)
 
     def execute(self, name: str, arguments: dict[str, Any] | str) -> str:
-        """Run one call; any failure comes back as an ``Error: ...`` string."""
+        """Run one call; any failure comes back as an ``Error: ...`` string (a ``ToolFault`` is raised)."""
         return self._run(self._specs, name, arguments)
 
     def execute_user(self, user: str | None, name: str, arguments: dict[str, Any] | str) -> str:
@@ -354,6 +383,26 @@ class Environment:
         return self.execute_user(user, call.function.name, call.function.arguments)
 
     def _run(self, specs: dict[str, ToolSpec], name: str, arguments: dict[str, Any] | str) -> str:
+        checked = self._checked(specs, name, arguments)
+        if isinstance(checked, str):
+            return checked
+        spec, arguments = checked
+        try:
+            result = spec.method(self, **arguments)
+        except ToolError as err:
+            return f"{ERROR_PREFIX}{err}"
+        except ToolFault:
+            raise
+        except Exception as err:  # a bug in a tool must not kill a run
+            return f"{ERROR_PREFIX}internal error in {name}: {type(err).__name__}: {err}"
+        return result if isinstance(result, str) else canonical_json(result)
+
+    def check_call(self, name: str, arguments: dict[str, Any] | str) -> tuple[ToolSpec, dict[str, Any]] | str:
+        """The tool and its parsed arguments, or the ``Error: ...`` a call that names no tool or breaks its schema gets."""
+        return self._checked(self._specs, name, arguments)
+
+    def _checked(self, specs: dict[str, ToolSpec], name: str, arguments: dict[str, Any] | str
+                 ) -> tuple[ToolSpec, dict[str, Any]] | str:
         spec = specs.get(name)
         if spec is None:
             return f"{ERROR_PREFIX}unknown tool {name!r}"
@@ -367,16 +416,21 @@ class Environment:
         problem = validate_arguments(spec.validator, arguments)
         if problem:
             return f"{ERROR_PREFIX}invalid arguments for {name}: {problem}"
-        try:
-            result = spec.method(self, **arguments)
-        except ToolError as err:
-            return f"{ERROR_PREFIX}{err}"
-        except Exception as err:  # a bug in a tool must not kill a run
-            return f"{ERROR_PREFIX}internal error in {name}: {type(err).__name__}: {err}"
-        return result if isinstance(result, str) else canonical_json(result)
+        return spec, arguments
 
     def execute_call(self, call: ToolCall) -> str:
         return self.execute(call.function.name, call.function.arguments)
+
+    async def aexecute_call(self, call: ToolCall) -> str:
+        """``execute_call`` for a caller on an event loop; a domain whose tools do I/O overrides it to await."""
+        return self.execute_call(call)
+
+    def close(self) -> None:
+        """Let go of what this copy holds (a server process it had to itself); it is not used afterwards."""
+
+    def unverified(self, tools: set[str]) -> str | None:
+        """One line saying which of ``tools`` change state that ``state_hash`` cannot see, or None (all of it)."""
+        return None
 
     # A domain whose tools exist only as a schema lets an asynchronous (model)
     # tool simulator answer a call before ``execute`` runs it; validation, the
@@ -443,8 +497,30 @@ def _base_state(cls: type[Environment], seed: int) -> tuple[dict[str, dict[str, 
     return data, hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
+_releasers: list[Callable[[], None]] = []
+
+
+def on_release(release: Callable[[], None]) -> None:
+    """Register what ``release_all`` calls: a domain that starts processes (MCP servers) stops them there."""
+    _releasers.append(release)
+
+
+def release_all() -> None:
+    """Stop what domains started for this process (the end of a run); a later use starts them again."""
+    for release in list(_releasers):
+        release()
+
+
 def is_error(result: str) -> bool:
     return result.startswith(ERROR_PREFIX)
+
+
+def result_value(result: str) -> Any:
+    """A tool result as data: JSON where it is JSON, else the text itself (an MCP tool's text content)."""
+    try:
+        return json.loads(result)
+    except json.JSONDecodeError:
+        return result
 
 
 DOMAINS: Registry[type[Environment]] = Registry("domain", "trajforge.domains", base=Environment,

@@ -34,15 +34,16 @@ class Grounding:
     unknown_info: list[str] = field(default_factory=list)
     before: list[Action] = field(default_factory=list)
     after: list[Action] = field(default_factory=list)
+    lookups: list[Action] = field(default_factory=list)  # calls before the target that find what the user does not know
 
 
 @dataclass
 class Identity:
-    """How one user proves who they are: the lookup call and what they say for it."""
+    """How one user proves who they are: the lookup call and what they say for it (none where nobody signs in)."""
 
     user_id: str
     first_name: str
-    action: Action
+    action: Action | None
     says: str
     known_info: dict[str, str]
     bindings: dict[str, list[str]]

@@ -21,6 +21,7 @@ import math
 import random
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,21 +32,31 @@ CITIES = ("Austin", "Denver", "Portland", "Boston", "Chicago", "Seattle", "Atlan
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def sample(schema: Any, rng: random.Random, name: str = "", optional_rate: float = 1.0, depth: int = 0) -> Any:
-    """One value for ``schema``; ``optional_rate`` is the chance an optional property is included."""
+Pick = Callable[[str, dict[str, Any]], Any]
+
+
+def sample(schema: Any, rng: random.Random, name: str = "", optional_rate: float = 1.0, depth: int = 0,
+           pick: Pick | None = None) -> Any:
+    """One value for ``schema``; ``optional_rate`` is the chance an optional property is included.
+
+    ``pick(name, schema)`` is asked first for every string value (by its property name, a list's name made
+    singular): a value it returns is used as is, None falls back to sampling. A generator grounds arguments
+    in real data this way (paths that exist in a sandbox).
+    """
     if not isinstance(schema, dict) or not schema:
-        return _string({}, rng, name)
+        return _picked(pick, name, {}) or _string({}, rng, name)
     if "const" in schema:
         return schema["const"]
     if "enum" in schema and schema["enum"]:
         return rng.choice(schema["enum"])
     if "allOf" in schema:
-        return sample(_merge(schema), rng, name, optional_rate, depth)
+        return sample(_merge(schema), rng, name, optional_rate, depth, pick)
     for key in ("oneOf", "anyOf"):
         if schema.get(key):
             branch = rng.choice(schema[key])
             rest = {k: v for k, v in schema.items() if k != key}
-            return sample(_merge({"allOf": [rest, branch]}) if rest else branch, rng, name, optional_rate, depth)
+            return sample(_merge({"allOf": [rest, branch]}) if rest else branch, rng, name, optional_rate, depth,
+                          pick)
     kind = schema.get("type")
     if isinstance(kind, list):
         concrete = [t for t in kind if t != "null"]
@@ -53,9 +64,9 @@ def sample(schema: Any, rng: random.Random, name: str = "", optional_rate: float
     if kind is None:
         kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
     if kind == "object":
-        return _object(schema, rng, optional_rate, depth)
+        return _object(schema, rng, optional_rate, depth, pick)
     if kind == "array":
-        return _array(schema, rng, name, optional_rate, depth)
+        return _array(schema, rng, name, optional_rate, depth, pick)
     if kind == "integer":
         return _integer(schema, rng, name)
     if kind == "number":
@@ -64,7 +75,11 @@ def sample(schema: Any, rng: random.Random, name: str = "", optional_rate: float
         return rng.random() < 0.5
     if kind == "null":
         return None
-    return _string(schema, rng, name)
+    return _picked(pick, name, schema) or _string(schema, rng, name)
+
+
+def _picked(pick: Pick | None, name: str, schema: dict[str, Any]) -> Any:
+    return pick(name, schema) if pick is not None else None
 
 
 def _merge(schema: dict[str, Any]) -> dict[str, Any]:
@@ -84,33 +99,38 @@ def _merge(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _object(schema: dict[str, Any], rng: random.Random, optional_rate: float, depth: int) -> dict[str, Any]:
+def _object(schema: dict[str, Any], rng: random.Random, optional_rate: float, depth: int,
+            pick: Pick | None = None) -> dict[str, Any]:
     properties = schema.get("properties") or {}
     required = set(schema.get("required") or [])
     out: dict[str, Any] = {}
     for pname, sub in properties.items():
         if pname in required or (depth < 4 and rng.random() < optional_rate):
-            out[pname] = sample(sub, rng, pname, optional_rate, depth + 1)
+            out[pname] = sample(sub, rng, pname, optional_rate, depth + 1, pick)
     if not properties and schema.get("additionalProperties") not in (False, None) and depth < 3:
         extra = schema["additionalProperties"]
         for _ in range(rng.randint(1, 2)):
-            out[rng.choice(WORDS)] = sample(extra if isinstance(extra, dict) else {}, rng, "", optional_rate, depth + 1)
+            out[rng.choice(WORDS)] = sample(extra if isinstance(extra, dict) else {}, rng, "", optional_rate, depth + 1,
+                                            pick)
     for pname in sorted(required - set(out)):  # required but not described
         out[pname] = _string({}, rng, pname)
     return out
 
 
-def _array(schema: dict[str, Any], rng: random.Random, name: str, optional_rate: float, depth: int) -> list[Any]:
+def _array(schema: dict[str, Any], rng: random.Random, name: str, optional_rate: float, depth: int,
+           pick: Pick | None = None) -> list[Any]:
+    singular = name[:-1] if name.endswith("s") else name
+    if isinstance(schema.get("items"), list):  # tuple validation: one schema per position
+        return [sample(item, rng, singular, optional_rate, depth + 1, pick) for item in schema["items"]]
     lo = int(schema.get("minItems", 1 if depth < 3 else 0))
     hi = int(schema.get("maxItems", max(lo, 3 if depth < 3 else lo)))
     n = rng.randint(lo, max(lo, hi))
     items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
-    singular = name[:-1] if name.endswith("s") else name
     out: list[Any] = []
     for _ in range(n * 4):
         if len(out) == n:
             break
-        value = sample(items, rng, singular, optional_rate, depth + 1)
+        value = sample(items, rng, singular, optional_rate, depth + 1, pick)
         if not schema.get("uniqueItems") or value not in out:
             out.append(value)
     return out

@@ -68,6 +68,7 @@ class Registry(Generic[T]):
         self.builtins = builtins
         self._items: dict[str, T] = {}
         self._entry_points: dict[str, EntryPoint] | None = None
+        self._loaded: set[str] = set()  # names whose step came from an entry point
 
     def register(self, name: str) -> Callable[[T], T]:
         """Class decorator: make ``obj`` available under ``name``."""
@@ -116,6 +117,7 @@ class Registry(Generic[T]):
             self._add(ep.name, obj, origin=where)
         except (TypeError, ValueError) as err:
             raise UnknownStepError(str(err)) from None
+        self._loaded.add(ep.name)
 
     def get(self, name: str) -> T:
         """The step called ``name``; ``UnknownStepError`` lists the known names when there is none."""
@@ -133,5 +135,9 @@ class Registry(Generic[T]):
         return sorted(set(self._items) | set(self._discover()))
 
     def refresh(self) -> None:
-        """Forget the entry-point listing, e.g. after installing a package into a running interpreter."""
+        """Forget the entry-point listing and the steps loaded from it, e.g. after installing or removing a
+        package in a running interpreter; they are found again on the next lookup."""
         self._entry_points = None
+        for name in self._loaded:
+            self._items.pop(name, None)
+        self._loaded.clear()

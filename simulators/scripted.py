@@ -20,7 +20,6 @@ always make the same mistake.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 
 from schemas import Action, Message, Task, Tool, ToolCall, UserAction, content_hash
 from simulators.agents import STOP
-from simulators.environment import Environment, is_error
+from simulators.environment import Environment, is_error, result_value
 from simulators.intents import DeviceVoice, Intent
 from simulators.personas import persona_of
 from simulators.phrasing import (
@@ -304,7 +303,8 @@ class ScriptedAssistant:
         task, rng, intents = self.task, self.rng, self.env.intents
         gold = task.gold_actions
         first = task.scenario.requests[0].actions[0]
-        steps = [_Step(say=lambda _m: self.env.ask_identity(rng))]
+        # Where nobody signs in, there is no identity step and no "you're verified".
+        steps = [_Step(say=lambda _m: self.env.ask_identity(rng))] if self.env.authenticates else []
         steps += [_Step(action=a) for a in gold[:first]]
         planted = False
         for r, request in enumerate(task.scenario.requests):
@@ -337,6 +337,8 @@ class ScriptedAssistant:
             ok = bool(user_writes) and any(gold[i].actor == "user" and i > user_writes[-1] for i in indices)
         else:
             ok = target.actor == "assistant" and spec is not None and spec.writes
+            if mistake == "malformed_arguments":
+                ok = ok and bool(target.arguments)  # a call without arguments has none to leave out
         return mistake if ok else None
 
     def _request_steps(self, r: int, intent: Intent, indices: list[int], target_at: int,
@@ -407,7 +409,7 @@ class ScriptedAssistant:
         if self._told(messages, r):
             return None  # the user gave the specifics up front: go straight to work
         ask = intent.ask(self.rng)
-        if r == 0:
+        if r == 0 and self.env.authenticates:
             return f"{expand(self.rng.choice(VERIFIED), self.rng)} {ask}"
         return ask
 
@@ -443,7 +445,7 @@ class ScriptedAssistant:
             result = self._result_of(messages, r)
             if is_error(result) or not result:
                 return f"I'm sorry, that did not go through: {result or 'no result'} {closer}"
-            outputs = intent.outputs(target, json.loads(result))
+            outputs = intent.outputs(target, result_value(result))
         return f"{intent.report(target, outputs, self.rng).strip()} {closer}"
 
     async def respond(self, messages: list[Message], tools: list[Tool]) -> Message:
@@ -460,6 +462,7 @@ class ScriptedAssistant:
             if text is not None:
                 return Message(role="assistant", content=agent_voice(text, self.rng, self.voice_rate))
         return Message(role="assistant", content=expand(self.rng.choice(CLOSERS), self.rng))
+
 
 def _target_index(gold: list[Action], indices: list[int], intent: Intent) -> int:
     """The request's target: the last of its calls to the intent's target tool (the last call, for old tasks)."""

@@ -1,10 +1,13 @@
-"""Bring your own tools: an OpenAI tools file or an OpenAPI 3 spec, read into ``Tool`` schemas.
+"""Bring your own tools: tool lists and OpenAPI 3 specs as they are shipped, read into ``Tool`` schemas.
 
-A researcher's tool list usually exists already, as the ``tools`` array sent to
-the OpenAI API or as an OpenAPI document of a service. Both become
-``SchemaTool``s: the OpenAI tool schema the assistant is offered, whether the
-tool writes (what the schema-only domain's state records), and the response
-schema when the spec has one (what the offline tool simulator fills in).
+A researcher's tool list usually exists already: as the ``tools`` array sent to
+the OpenAI API, as bare function objects, as benchmark function docs in the
+Gorilla/BFCL dialect (``simulators.tool_dialects``), one per line or as an
+array, or as an OpenAPI document of a service. All become ``SchemaTool``s: the
+OpenAI tool schema the assistant is offered, whether the tool writes (what the
+schema-only domain's state records), and the response schema when the spec has
+one (an OpenAPI response, a function doc's ``response``: what the offline tool
+simulator fills in).
 
 OpenAPI mapping: one tool per operation; path and query parameters and the
 JSON request body's properties become the tool's parameters (a body that is
@@ -26,8 +29,9 @@ from typing import Any
 
 import fastjsonschema
 
-from schemas import Tool
-from schemas.documents import read_document
+from schemas import InputError, Tool
+from schemas.documents import MiB, SizeLimits, read_tool_list
+from simulators.tool_dialects import DialectError, to_json_schema
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 READ_METHODS = frozenset({"get", "head", "options"})
@@ -38,7 +42,7 @@ _DROP = frozenset({"discriminator", "xml", "externalDocs", "example", "readOnly"
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A malformed tool spec; ``str`` is ``FILE: /json/pointer: problem``."""
 
 
@@ -72,15 +76,35 @@ def writes_by_name(name: str) -> bool:
     return first not in READ_VERBS
 
 
-def load_tool_spec(path: str | Path) -> list[SchemaTool]:
-    """Read an OpenAI tools file or an OpenAPI 3 document (JSON or YAML) into tools."""
-    doc = read_document(path, "tool spec", SpecError)
-    return parse_tool_spec(doc, str(path))
+@dataclass(frozen=True)
+class SpecLimits:
+    """How large a tool spec may be: it is untrusted input, and every tool is offered in every request."""
+
+    max_bytes: int = 16 * MiB
+    max_line_chars: int = 1 * MiB  # a minified JSON spec is one line: pretty-print it or raise this
+    max_tools: int = 128  # the most tools the OpenAI API takes in one request
+    knob: str = "domain.params"  # where the limits are set, for the message
 
 
-def parse_tool_spec(doc: Any, source: str = "spec") -> list[SchemaTool]:
-    """Tools from an already-parsed document; ``source`` names it in errors."""
-    if isinstance(doc, dict) and "openapi" in doc:
+def load_tool_spec(path: str | Path, limits: SpecLimits = SpecLimits()) -> list[SchemaTool]:
+    """Read a tool spec file into tools: an OpenAPI 3 document (JSON or YAML), or a tool list as a JSON array,
+    an object with ``tools``, or JSON Lines (``.jsonl``, or a ``.json`` file with one tool per line)."""
+    doc, lines = read_tool_list(path, "tool spec", SpecError, SizeLimits(
+        max_bytes=limits.max_bytes, max_line_chars=limits.max_line_chars,
+        bytes_knob=f"{limits.knob}.max_spec_bytes", line_knob=f"{limits.knob}.max_line_chars"))
+    tools = parse_tool_spec(doc, str(path), lines)
+    if len(tools) > limits.max_tools:
+        raise SpecError(f"{path}: /: defines {len(tools)} tools, over the limit of {limits.max_tools} "
+                        f"({limits.knob}.max_tools; every tool is offered in every request, and the OpenAI API "
+                        "takes at most 128)")
+    return tools
+
+
+def parse_tool_spec(doc: Any, source: str = "spec", lines: list[int] | None = None) -> list[SchemaTool]:
+    """Tools from an already-parsed document; ``source`` names it in errors, ``lines`` are JSON Lines' line numbers."""
+    if lines is not None:
+        tools = _openai_tools(doc, source, lines)
+    elif isinstance(doc, dict) and "openapi" in doc:
         tools = _OpenAPI(doc, source).tools()
     elif isinstance(doc, list) or (isinstance(doc, dict) and "tools" in doc):
         tools = _openai_tools(doc, source)
@@ -119,7 +143,19 @@ def _make_tool(name: Any, description: Any, parameters: Any, source: str, where:
     return Tool.model_validate({"function": {"name": name, "description": description, "parameters": parameters}})
 
 
-def _openai_tools(doc: Any, source: str) -> list[SchemaTool]:
+def tool_from_schema(name: str, description: str, parameters: Any, source: str, where: str) -> Tool:
+    """An OpenAI tool from a name, a description and a parameter schema found elsewhere (an MCP server's
+    ``inputSchema``): local ``$ref``s inlined, the schema checked; a problem is a ``SpecError`` naming ``where``."""
+    if isinstance(parameters, dict):
+        parameters = _Inliner(parameters, source, f"{where}/inputSchema").inline(parameters, ())
+    return _make_tool(name, description, parameters, source, where)
+
+
+def _openai_tools(doc: Any, source: str, lines: list[int] | None = None) -> list[SchemaTool]:
+    """Tools from a list of OpenAI tools, bare function objects or Gorilla/BFCL function docs, mixed freely.
+
+    ``lines`` (JSON Lines) are the items' line numbers, so a problem reads ``line 3: /parameters: ...``.
+    """
     base: tuple[Any, ...] = ()
     if isinstance(doc, dict):
         doc, base = doc["tools"], ("tools",)
@@ -127,24 +163,39 @@ def _openai_tools(doc: Any, source: str) -> list[SchemaTool]:
             raise SpecError(f"{source}: {pointer(*base)}: must be a list of tools")
     out = []
     for i, item in enumerate(doc):
-        where = pointer(*base, i)
+        def at(*parts: Any, i: int = i) -> str:
+            return f"line {lines[i]}: {pointer(*parts)}" if lines is not None else pointer(*base, i, *parts)
+
         if not isinstance(item, dict):
-            raise SpecError(f"{source}: {where}: a tool must be an object, got {type(item).__name__}")
+            raise SpecError(f"{source}: {at()}: a tool must be an object, got {type(item).__name__}")
         if item.get("type", "function") != "function":
-            raise SpecError(f"{source}: {where}/type: only 'function' tools are supported, got {item['type']!r}")
+            raise SpecError(f"{source}: {at('type')}: only 'function' tools are supported, got {item['type']!r}")
+        inside: tuple[str, ...] = ()
         if "function" in item:
-            fn, where = item["function"], f"{where}/function"
+            fn, inside = item["function"], ("function",)
             if not isinstance(fn, dict):
-                raise SpecError(f"{source}: {where}: must be an object")
+                raise SpecError(f"{source}: {at(*inside)}: must be an object")
         else:
             fn = item
+        where = at(*inside)
         if "name" not in fn:
             raise SpecError(f"{source}: {where}: missing 'name'")
         parameters = fn.get("parameters", {"type": "object", "properties": {}})
+        response = fn.get("response", item.get("response"))
+        try:  # the Gorilla/BFCL dialect ("dict", "float", "tuple", "any" ...) is JSON schema with other type names
+            parameters = to_json_schema(parameters, "/parameters")
+            response = to_json_schema(response, "/response")
+        except DialectError as err:
+            raise SpecError(f"{source}: {at(*inside).rstrip('/')}{err.pointer}: {err}") from None
         if isinstance(parameters, dict):
             parameters = _Inliner(parameters, source, f"{where}/parameters").inline(parameters, ())
         tool = _make_tool(fn["name"], fn.get("description", ""), parameters, source, where)
-        out.append(SchemaTool(tool=tool, writes=writes_by_name(tool.name), response_schema=None, pointer=where))
+        if response is not None:
+            response_where = f"{where}/response" if "response" in fn else at("response")
+            if isinstance(response, dict):
+                response = _Inliner(response, source, response_where).inline(response, ())
+            _check_schema(response, source, response_where, "response schema")
+        out.append(SchemaTool(tool=tool, writes=writes_by_name(tool.name), response_schema=response, pointer=where))
     return out
 
 

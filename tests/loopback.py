@@ -63,12 +63,26 @@ def echo_brain(body: dict[str, Any]) -> Reply:
 
 
 class LoopbackServer:
-    """Serve ``brain`` on 127.0.0.1; counts requests and measures how many are in flight."""
+    """Serve ``brain`` on 127.0.0.1; counts requests and measures how many are in flight.
 
-    def __init__(self, brain: Brain = echo_brain, latency_s: float = 0.0, port: int = 0) -> None:
+    ``capacity`` K plays a server that admits only K requests at once and answers 429 (with ``retry_after``,
+    when given) to any request above that; ``slots`` K one that works on K at once and queues the rest, so its
+    latency grows with load (vLLM beyond ``--max-num-seqs``). ``GET /stats`` reports what it saw, including
+    ``busy_area``, the integral over time of requests being worked on (divide by K × seconds: utilization).
+    """
+
+    def __init__(self, brain: Brain = echo_brain, latency_s: float = 0.0, port: int = 0,
+                 capacity: int | None = None, retry_after: str | None = None, slots: int | None = None) -> None:
         self.brain = brain
         self.latency_s = latency_s
         self.port = port
+        self.capacity, self.retry_after, self.slots = capacity, retry_after, slots
+        self._slots: asyncio.Semaphore | None = None  # made on the server's own loop
+        self.working = 0
+        self.busy_area = 0.0
+        self._busy_since = time.monotonic()
+        self.first_work: float | None = None  # when the first request started being worked on
+        self.last_work: float | None = None  # when the latest one ended
         self.requests = 0
         self.statuses: Counter[int] = Counter()
         self.tokens = Counter()
@@ -81,18 +95,47 @@ class LoopbackServer:
         self._thread: threading.Thread | None = None
 
     # -- HTTP ---------------------------------------------------------------
+    def _work(self, delta: int) -> None:
+        """Requests being worked on, integrated over time (under the lock)."""
+        now = time.monotonic()
+        self.busy_area += self.working * (now - self._busy_since)
+        self._busy_since = now
+        self.working += delta
+        if delta > 0 and self.first_work is None:
+            self.first_work = now
+        elif delta < 0:
+            self.last_work = now
+
     async def _completions(self, request: Request) -> JSONResponse:
         body = await request.json()
         with self._lock:
             self.requests += 1
+            if self.capacity is not None and self.in_flight >= self.capacity:
+                self.statuses[429] += 1
+                self.arrivals.append((time.monotonic(), ""))
+                return JSONResponse({"error": {"message": f"over capacity ({self.capacity} in flight)"}},
+                                    status_code=429, headers={"Retry-After": self.retry_after} if self.retry_after
+                                    else {})
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self.arrivals.append((time.monotonic(), json.dumps(body["messages"], sort_keys=True)))
+        if self.slots is not None and self._slots is None:
+            self._slots = asyncio.Semaphore(self.slots)
         try:
-            reply = self.brain(body)
-            delay = self.latency_s + reply.delay_s
-            if delay:
-                await asyncio.sleep(delay)
+            if self._slots is not None:
+                await self._slots.acquire()
+            with self._lock:
+                self._work(+1)
+            try:
+                reply = self.brain(body)
+                delay = self.latency_s + reply.delay_s
+                if delay:
+                    await asyncio.sleep(delay)
+            finally:
+                with self._lock:
+                    self._work(-1)
+                if self._slots is not None:
+                    self._slots.release()
         finally:
             with self._lock:
                 self.in_flight -= 1
@@ -124,12 +167,24 @@ class LoopbackServer:
     async def _health(self, request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            self._work(0)
+            return {"requests": self.requests, "statuses": {str(k): v for k, v in self.statuses.items()},
+                    "busy_area": self.busy_area, "max_in_flight": self.max_in_flight, "in_flight": self.in_flight,
+                    "tokens": dict(self.tokens), "now": time.monotonic(), "first_work": self.first_work,
+                    "last_work": self.last_work}
+
+    async def _stats(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.stats())
+
     async def _models(self, request: Request) -> JSONResponse:
         return JSONResponse({"object": "list", "data": [{"id": "loopback", "object": "model"}]})
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"]),
-                                 Route("/health", self._health), Route("/v1/models", self._models)])
+                                 Route("/health", self._health), Route("/v1/models", self._models),
+                                 Route("/stats", self._stats)])
 
     # -- lifecycle ------------------------------------------------------------
     @property
@@ -429,6 +484,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--latency", type=float, default=0.0)
+    p.add_argument("--capacity", type=int, help="admit this many requests at once; 429 above it")
+    p.add_argument("--retry-after", help="the Retry-After header of those 429s (default: none)")
+    p.add_argument("--slots", type=int, help="work on this many at once and queue the rest")
     p.add_argument("--config", help="run config: replay its tasks' transcripts (TranscriptBrain)")
     p.add_argument("--pid-file")
     args = p.parse_args(argv)
@@ -439,13 +497,15 @@ def main(argv: list[str] | None = None) -> None:
         brain = TranscriptBrain(load_config(args.config))
     if args.pid_file:
         Path(args.pid_file).write_text(str(os.getpid()))
-    serve_forever(brain, args.host, args.port, args.latency)
+    serve_forever(brain, args.host, args.port, args.latency, capacity=args.capacity, retry_after=args.retry_after,
+                  slots=args.slots)
 
 
-def serve_forever(brain: Brain, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0) -> None:
+def serve_forever(brain: Brain, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0,
+                  **limits: Any) -> None:
     """Serve ``brain`` in this process until SIGTERM (the benchmark's server, the vLLM stand-in)."""
     assert host == "127.0.0.1", "loopback only"
-    server = LoopbackServer(brain, latency_s=latency_s, port=port)
+    server = LoopbackServer(brain, latency_s=latency_s, port=port, **limits)
     sock = server._socket()
     uv = server._uvicorn()
     signal.signal(signal.SIGTERM, lambda *_: setattr(uv, "should_exit", True))

@@ -28,7 +28,17 @@ from pipelines.report import write_report
 from pipelines.shard import FUNNEL_KEY, read_meta, synthesize_shard
 from pipelines.steps import build_steps
 from pipelines.store import DatasetStore
-from schemas import Action, CacheConfig, ConfigError, RunConfig, SimulationConfig, load_config, parse_config
+from schemas import (
+    Action,
+    BackendHealthConfig,
+    CacheConfig,
+    ConfigError,
+    RunConfig,
+    SimulationConfig,
+    load_config,
+    parse_config,
+)
+from simulators.backends import BackendUnhealthyError
 from simulators.domains.store import StoreEnv
 
 N, K = 24, 2
@@ -181,7 +191,14 @@ def test_mean_rule_and_an_unreachable_writer(tmp_path):
     assert set(strict.column("error").to_pylist()) == {
         f"model_blueprint: dropped after {K + 1} rounds; last: committee: mean score 4.00 vs threshold 4.5"}
 
-    down = synthesize_shard(config(), 0, tmp_path / "c.parquet")  # nothing listens on port 9
+    # Nothing listens on port 9: the run-health check stops the shard, naming the backend, and stages nothing ...
+    with pytest.raises(BackendUnhealthyError, match="backend 'writer' at http://127.0.0.1:9/v1 kept failing"):
+        synthesize_shard(config(), 0, tmp_path / "c.parquet")
+    assert not (tmp_path / "c.parquet").exists()
+    # ... and with that check relaxed, every task ends as a rejected row that says why.
+    relaxed = config()
+    relaxed.backends["writer"].health = BackendHealthConfig(max_error_rate=1, max_consecutive_failures=10**6)
+    down = synthesize_shard(relaxed, 0, tmp_path / "d.parquet")
     table = pq.read_table(down)
     c = read_meta(table.schema, FUNNEL_KEY)["model_blueprint"]
     assert c["failed_backend"] == c["blueprints"] == 12

@@ -30,7 +30,8 @@ PLOTS = ["Filter funnel: rows left after each step", "Rejections by reason", "Re
          # the version's diversity and difficulty (a store run: no device actions, one domain, no judge)
          "Tool chains: the 10 most frequent (dialogues)", "User turns: the 10 most frequent (dialogues containing it)",
          "Tool calls per dialogue", "Writes per dialogue (both sides)",
-         "Difficulty (writes+1 x withheld+1 x dependencies+1)", "Intents (requests)", "Personas (dialogues)"]
+         "Difficulty (writes+1 x withheld+1 x dependencies+1)", "Intents (requests)", "Personas (dialogues)",
+         "Yield over versions (accepted / tasks)", "Cost per accepted trajectory over versions"]
 
 
 def _config(seed: int, num_tasks: int = 40):

@@ -26,15 +26,14 @@ from urllib.parse import urlencode
 
 import polars as pl
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
 from pipelines.rows import ACCEPTED, REJECTED
-from pipelines.store import DatasetStore, StoreError
+from pipelines.store import DatasetStore, StoreError, scan_table
 from pipelines.versioning import ROW_KEY, VersionDiff, diff_versions, reason_groups
-from schemas import DatasetManifest
+from schemas import DatasetError, DatasetManifest
 
 PAGE_SIZE = 50
 LIST_COLUMNS = ["id", "task_id", "status", "stage", "reason", "domain", "kind", "generator", "num_turns",
@@ -47,7 +46,7 @@ SNIPPET = 160
 SEARCH_GROUPS = 4  # row groups a search decodes at once: some parallelism, memory still bounded by a few groups
 
 
-class ViewError(ValueError):
+class ViewError(DatasetError):
     """Something the user asked for that is not there (no dataset, no such version); one line."""
 
 
@@ -167,11 +166,10 @@ class Dataset:
             return list(self._versions)
 
     def _read_versions(self) -> list[DatasetManifest]:
-        staging = (self.root / "_staging").is_dir()
         try:
             versions = self.store.versions()
-        except StoreError as err:
-            if staging:
+        except StoreError as err:  # a damaged dataset is named as such; a first run still staging is not damage
+            if (self.root / "_staging").is_dir() and not self.store.exists():
                 raise ViewError(f"{self.root}: no committed version yet (a run is staging under _staging/)") from None
             raise ViewError(str(err)) from None
         except (DeltaError, OSError) as err:  # a _delta_log folder without a first commit yet, or unreadable
@@ -203,11 +201,11 @@ class Dataset:
         self.manifest(version)
         with self._lock:
             if version not in self._tables:
-                self._tables[version] = DeltaTable(str(self.root), version=version)
+                self._tables[version] = self.store.table(version)  # log checked, data files present
             return self._tables[version]
 
     def scan(self, version: int) -> pl.LazyFrame:
-        return pl.scan_delta(self.table(version))
+        return scan_table(self.table(version), self.root)
 
     def columns(self, version: int) -> list[str]:
         return self.scan(version).collect_schema().names()
@@ -235,9 +233,8 @@ class Dataset:
     # -- tool names: read from the one leaf of the nested messages -----------------------------------------
     def _tool_batches(self, version: int):
         """(run_id, index, messages with only tool-call names) batches of the version's files."""
-        for uri in self.table(version).file_uris():
-            fs, path = pafs.FileSystem.from_uri(uri)
-            with fs.open_input_file(path) as handle:
+        for path in self.store.paths(self.table(version)):
+            with open(path, "rb") as handle:
                 parquet = pq.ParquetFile(handle)
                 yield from parquet.iter_batches(batch_size=8192, columns=["run_id", "index", _leaf(parquet, TOOL_NAME_LEAF)])
 
@@ -320,16 +317,15 @@ class Dataset:
         applies them all again, so a file without a column is still right.
         """
         groups: list[pl.LazyFrame] = []
-        for uri in self.table(version).file_uris():
-            fs, path = pafs.FileSystem.from_uri(uri)
-            with fs.open_input_file(path) as handle:
+        for path in self.store.paths(self.table(version)):
+            with open(path, "rb") as handle:
                 parquet = pq.ParquetFile(handle)
                 meta, names = parquet.metadata, set(parquet.schema_arrow.names)
             narrow = [e for e in where if set(e.meta.root_names()) <= names]
             start = 0
             for i in range(meta.num_row_groups):
                 rows = meta.row_group(i).num_rows
-                group = pl.scan_parquet(uri).slice(start, rows)
+                group = pl.scan_parquet(path).slice(start, rows)
                 groups.append(_mentions(group.filter(pl.all_horizontal(narrow)) if narrow else group, text))
                 start += rows
         parts: list[pl.DataFrame] = []

@@ -1,8 +1,9 @@
 """``trajforge view DIR``: check the dataset, bind 127.0.0.1, serve until Ctrl-C.
 
 Everything a user can get wrong (not a dataset, an unknown version, a port
-in use) is found before serving and raised as one ``ConfigError`` line, so
-the command exits 2 without starting anything. The socket is bound here, not
+in use) is found before serving and raised as one line (a ``DatasetError`` for the
+dataset, a ``ConfigError`` for ``--port``), so the command exits 2 without
+starting anything. The socket is bound here, not
 by uvicorn, for that reason, and always on 127.0.0.1: the pages show every
 row of the dataset, so they are not offered to the network; ``--allow-host``
 only widens which Host headers are answered (a tunnel or proxy that names
@@ -39,14 +40,11 @@ def serve(root: str | Path, version: int | None = None, port: int = 8765, allow_
     import uvicorn
 
     from pipelines.viewer.app import create_app
-    from pipelines.viewer.query import Dataset, ViewError
+    from pipelines.viewer.query import Dataset
 
     dataset = Dataset(Path(root))
-    try:
-        versions = dataset.versions()
-        shown = dataset.manifest(version).version if version is not None else versions[-1].version
-    except ViewError as err:
-        raise ConfigError(str(err)) from None
+    versions = dataset.versions()  # or a one-line ViewError (a DatasetError): not a dataset, damaged, no such version
+    shown = dataset.manifest(version).version if version is not None else versions[-1].version
     sock = bind(port)
     app = create_app(root, version, allow_hosts)
     url = f"http://{HOST}:{sock.getsockname()[1]}/"

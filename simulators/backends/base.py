@@ -51,7 +51,15 @@ class Backend(Protocol):
 
 
 class BackendError(RuntimeError):
-    """A request that failed for good; the dialogue becomes a rejected row with this text as its reason."""
+    """A request that failed for good; the dialogue becomes a rejected row with this text as its reason.
+
+    ``unhealthy``: a failure a working server does not produce (no connection, no answer, 5xx, a key or model it
+    refuses), counted by the run's health monitor; a request refused for its content is not.
+    """
+
+    def __init__(self, message: str, unhealthy: bool = False) -> None:
+        super().__init__(message)
+        self.unhealthy = unhealthy
 
 
 class TruncatedReply(BackendError):
@@ -71,6 +79,6 @@ class TruncatedReply(BackendError):
 class TransientError(BackendError):
     """Rate limits, 5xx, dropped connections, timeouts: worth another try, after ``retry_after`` if the server said."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, retry_after: float | None = None, unhealthy: bool = False) -> None:
+        super().__init__(message, unhealthy)
         self.retry_after = retry_after

@@ -35,6 +35,9 @@ class RequestCache:
             columns = {row[1] for row in db.execute("PRAGMA table_info(replies)")}
             if "finish" not in columns:  # a cache written before finish reasons were kept: its replies read as unknown
                 db.execute("ALTER TABLE replies ADD COLUMN finish TEXT")
+            for name in ("prompt_tokens", "completion_tokens"):  # likewise for the tokens a hit saves (read as 0)
+                if name not in columns:
+                    db.execute(f"ALTER TABLE replies ADD COLUMN {name} INTEGER")
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -46,15 +49,19 @@ class RequestCache:
         return db
 
     def get(self, key: str) -> ChatReply | None:
-        """The stored reply, with how it finished; usage is not stored (a hit costs nothing)."""
-        row = self._connect().execute("SELECT reply, finish FROM replies WHERE key = ?", (key,)).fetchone()
+        """The stored reply, with how it finished and the tokens it cost when it was first asked (what a hit saves)."""
+        row = self._connect().execute("SELECT reply, finish, prompt_tokens, completion_tokens FROM replies "
+                                      "WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        return ChatReply(message=Message.model_validate_json(row[0]), usage=Usage(), finish_reason=row[1])
+        return ChatReply(message=Message.model_validate_json(row[0]), finish_reason=row[1],
+                         usage=Usage(prompt_tokens=row[2] or 0, completion_tokens=row[3] or 0))
 
     def put(self, key: str, model: str, reply: ChatReply) -> None:
-        self._connect().execute("INSERT OR REPLACE INTO replies (key, model, reply, finish) VALUES (?, ?, ?, ?)",
-                                (key, model, reply.message.model_dump_json(exclude_none=True), reply.finish_reason))
+        self._connect().execute(
+            "INSERT OR REPLACE INTO replies (key, model, reply, finish, prompt_tokens, completion_tokens) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (key, model, reply.message.model_dump_json(exclude_none=True),
+                                          reply.finish_reason, reply.usage.prompt_tokens, reply.usage.completion_tokens))
 
     def __len__(self) -> int:
         return self._connect().execute("SELECT COUNT(*) FROM replies").fetchone()[0]

@@ -27,7 +27,8 @@ from simulators.backends.base import (
     TruncatedReply,
 )
 from simulators.backends.cache import RequestCache, request_key
-from simulators.backends.limits import ConcurrencyLimit, RateLimit
+from simulators.backends.health import HealthMonitor
+from simulators.backends.limits import AIMD, ConcurrencyLimit, RateLimit
 from simulators.backends.openai_http import OpenAICompatible
 
 
@@ -40,10 +41,15 @@ class Endpoint:
         self.model = config.model
         self.cache = cache
         self.limit = ConcurrencyLimit(config.max_concurrency)
+        adaptive = config.adaptive
+        # Consulted on every request's outcome; it only resizes ``limit`` (the configured number is its ceiling).
+        self.control = AIMD(self.limit, config.max_concurrency, adaptive.min_concurrency, adaptive.decrease,
+                            adaptive.latency_factor) if adaptive.enabled else None
         self.rpm = RateLimit(config.requests_per_minute) if config.requests_per_minute else None
         self.tpm = RateLimit(config.tokens_per_minute) if config.tokens_per_minute else None
         self._backends: dict[int, Backend] = {}  # one HTTP client per event loop: clients are bound to their loop
         self._lock = threading.Lock()
+        self.health = HealthMonitor(name, config.base_url, config.health)  # per run: see ``open_endpoints``
 
     def _openai(self) -> Backend:
         key = os.environ.get(self.config.api_key_env) if self.config.api_key_env else None
@@ -92,21 +98,27 @@ class Endpoint:
         key = request_key(self.model, wire, tools, params.as_request()) if self.cache is not None else ""
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             meter.cached += 1
+            meter.saved_prompt_tokens += hit.usage.prompt_tokens
+            meter.saved_completion_tokens += hit.usage.completion_tokens
             return hit
         attempt = 0
         while True:
+            self.health.check()
             try:
                 reply = await self._attempt(wire, tools, params, meter)
+                self.health.record(None)
                 break
             except TransientError as err:
                 meter.errors += 1
+                self.health.record(err)
                 if attempt >= self.config.max_retries:
-                    raise BackendError(f"{err} (gave up after {attempt} retries)") from None
+                    raise BackendError(f"{err} (gave up after {attempt} retries)", err.unhealthy) from None
                 await asyncio.sleep(self._backoff(attempt, err.retry_after))
                 attempt += 1
                 meter.retries += 1
-            except BackendError:
+            except BackendError as err:
                 meter.errors += 1
+                self.health.record(err)
                 raise
         if self.cache is not None:
             self.cache.put(key, self.model, reply)
@@ -127,18 +139,28 @@ class Endpoint:
             estimate = sum(len(str(m.get("content") or "")) for m in wire) // 4 + (params.max_tokens or 256)
             await self.tpm.acquire(estimate)
         async with self.limit:
+            ticket = self.control.issued() if self.control else None
             start = time.perf_counter()
             try:
                 # The HTTP client enforces the timeout; this outer guard covers a backend that has none.
                 reply = await asyncio.wait_for(self._backend().chat(wire, tools, params),
                                                self.config.timeout_s + 5)
             except TimeoutError:
-                raise TransientError("request timed out") from None
+                if self.control:
+                    self.control.overloaded(ticket)
+                raise TransientError(f"request timed out after {self.config.timeout_s:g}s", unhealthy=True) from None
+            except TransientError:  # 429, 5xx, a dropped connection: the server is telling us to slow down
+                if self.control:
+                    self.control.overloaded(ticket)
+                raise
             finally:
                 meter.requests += 1
-                meter.latency_s += time.perf_counter() - start
+                meter.latency_s += (elapsed := time.perf_counter() - start)
+            if self.control:
+                self.control.succeeded(ticket, elapsed)
         meter.prompt_tokens += reply.usage.prompt_tokens
         meter.completion_tokens += reply.usage.completion_tokens
+        meter.cached_prompt_tokens += reply.usage.cached_prompt_tokens
         if self.tpm:
             self.tpm.adjust(reply.usage.prompt_tokens + reply.usage.completion_tokens - estimate)
         return reply
@@ -146,15 +168,34 @@ class Endpoint:
 
 _OPEN: dict[str, Endpoint] = {}
 _OPEN_LOCK = threading.Lock()
+_SCOPES: list[str] = []  # oldest first; endpoints of long-gone runs are forgotten (shards holding one keep it)
+MAX_SCOPES = 16
 
 
-def open_endpoints(backends: dict[str, BackendConfig], cache_path: str | None) -> dict[str, Endpoint]:
-    """This process's endpoints for a run's backends, created once and shared by every shard thread."""
+def open_endpoints(backends: dict[str, BackendConfig], cache_path: str | None, scope: str = "") -> dict[str, Endpoint]:
+    """This process's endpoints for a run's backends, created once and shared by every shard thread.
+
+    ``scope`` names the run (its staging folder), so each run has its own limits and health monitor:
+    one run's dead backend does not stop the next run of a long-lived ``serve`` process.
+    """
     out = {}
     with _OPEN_LOCK:
+        if scope not in _SCOPES:
+            _SCOPES.append(scope)
+            while len(_SCOPES) > MAX_SCOPES:
+                gone = _SCOPES.pop(0)
+                for key in [k for k in _OPEN if k.startswith(gone + "|")]:
+                    del _OPEN[key]
         for name, config in backends.items():
-            key = f"{name}|{config.model_dump_json()}|{cache_path}"
+            key = f"{scope}|{name}|{config.model_dump_json()}|{cache_path}"
             if key not in _OPEN:
                 _OPEN[key] = Endpoint(name, config, RequestCache(cache_path) if cache_path else None)
             out[name] = _OPEN[key]
     return out
+
+
+def forget_endpoints(scope: str) -> None:
+    """Drop this process's endpoints of ``scope``: a run started again (a resume) gets fresh ones."""
+    with _OPEN_LOCK:
+        for key in [k for k in _OPEN if k.startswith(scope + "|")]:
+            del _OPEN[key]

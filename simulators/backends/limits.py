@@ -15,7 +15,10 @@ from collections import deque
 
 
 class ConcurrencyLimit:
-    """A semaphore for coroutines on any loop, first come first served; also measures mean occupancy."""
+    """A semaphore for coroutines on any loop, first come first served; also measures mean occupancy.
+
+    Its size can change while slots are held (``resize``): a smaller limit takes effect as slots are released.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -64,15 +67,30 @@ class ConcurrencyLimit:
 
     def release(self) -> None:
         with self._lock:
-            while self._waiters:
-                loop, waiter = self._waiters.popleft()
-                try:
-                    loop.call_soon_threadsafe(self._grant, waiter)
-                    return  # the slot moves to the waiter: _free is unchanged
-                except RuntimeError:  # that loop is closed; try the next waiter
-                    continue
+            if self._free >= 0 and self._hand_over():
+                return  # the slot moves to the waiter: _free is unchanged
             self._account()
-            self._free += 1
+            self._free += 1  # below zero after a shrink: the slot is retired, not passed on
+
+    def _hand_over(self) -> bool:
+        """Give one slot to the first waiter whose loop still runs (under the lock)."""
+        while self._waiters:
+            loop, waiter = self._waiters.popleft()
+            try:
+                loop.call_soon_threadsafe(self._grant, waiter)
+                return True
+            except RuntimeError:  # that loop is closed; try the next waiter
+                continue
+        return False
+
+    def resize(self, limit: int) -> None:
+        """A new number of slots: more wake waiters now; fewer are taken back as holders release theirs."""
+        with self._lock:
+            self._account()
+            self._free += limit - self.limit
+            self.limit = limit
+            while self._free > 0 and self._hand_over():
+                self._free -= 1
 
     def _grant(self, waiter: asyncio.Future) -> None:
         if waiter.cancelled():
@@ -123,3 +141,93 @@ class RateLimit:
         wait = self.reserve(amount)
         if wait > 0:
             await asyncio.sleep(wait)
+
+
+class AIMD:
+    """Adaptive concurrency for one endpoint: slow start, then additive increase, multiplicative decrease (TCP's
+    rules for a window).
+
+    The endpoint reports each request's outcome; this decides the limit's size, between ``floor`` and the
+    configured ``ceiling``.
+
+    - Slow start: the limit starts at ``floor`` and doubles after each window of successes (as many as the
+      limit), up to the ceiling, until the first sign of overload. Starting low is what lets the client see the
+      server's unloaded latency at all: a limit that starts far above a server's batch size queues every request
+      from the first one on. Reaching a ceiling of 64 costs 7 windows (127 requests).
+    - Overload (429, 5xx, a timeout or dropped connection): the limit becomes ``decrease`` × the requests that
+      were in flight when the rejected one was sent, i.e. just under what the server refused. Only requests
+      sent after the last decrease count, so one burst of rejections is one decrease, not a collapse.
+    - Latency growth: when a window's mean latency exceeds ``latency_factor`` × the lowest window mean of the
+      recent past (slow start measured it at low load), the server is queueing: the limit shrinks towards what
+      Little's law says the server keeps up with. Window means, not single requests: a model's replies vary
+      in length, and one short reply is no baseline.
+    - Otherwise, after a window of successes while the limit was in use, one slot more; but back at the level
+      where the server last refused, only every ``PROBE_WINDOWS`` windows (a server's cap rarely moves, and each
+      probe above it costs a burst of 429s and a decrease).
+
+    Thread-safe: shard threads share the endpoint.
+    """
+
+    RECENT_WINDOWS = 32
+    PROBE_WINDOWS = 8
+
+    def __init__(self, limit: ConcurrencyLimit, ceiling: int, floor: int = 1, decrease: float = 0.9,
+                 latency_factor: float | None = 3.0) -> None:
+        self.limit, self.ceiling, self.floor = limit, ceiling, min(floor, ceiling)
+        self.decrease, self.latency_factor = decrease, latency_factor
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._successes = 0
+        self._window_latency = 0.0
+        self._recent: deque[float] = deque(maxlen=self.RECENT_WINDOWS)  # mean latency of each recent window
+        self.decreases = 0
+        self.increases = 0
+        self.slow_start = True
+        self._refused_at: int | None = None  # requests in flight when the server last said it was overloaded
+        self._held = 0  # windows spent just under that level
+        limit.resize(max(self.floor, 1))
+
+    def issued(self) -> tuple[int, int]:
+        """Called with the slot held: the ticket its outcome is reported with (generation, requests in flight)."""
+        return self._generation, self.limit.in_use
+
+    def succeeded(self, ticket: tuple[int, int], latency_s: float) -> None:
+        with self._lock:
+            self._successes += 1
+            self._window_latency += latency_s
+            size = self.limit.limit
+            if self._successes < size:
+                return
+            mean = self._window_latency / self._successes
+            baseline = min(self._recent, default=mean)
+            self._recent.append(mean)
+            self._successes, self._window_latency = 0, 0.0
+            if self.latency_factor and mean > self.latency_factor * baseline:
+                if ticket[0] == self._generation:  # else: sent before the last decrease, which answered it
+                    # By Little's law the server keeps up with about size × tolerated / seen latency in flight:
+                    # shrink that far (at most by half), so a limit far too high comes down in a few windows.
+                    self._shrink(size, max(0.5, min(self.decrease, self.latency_factor * baseline / mean)))
+            elif ticket[1] >= size - 1 and size < self.ceiling:  # only grow a limit that is actually reached
+                if self._refused_at is not None and size + 1 >= self._refused_at:
+                    self._held += 1
+                    if self._held < self.PROBE_WINDOWS:
+                        return
+                self._held = 0
+                self.increases += 1
+                self.limit.resize(min(self.ceiling, 2 * size if self.slow_start else size + 1))
+
+    def overloaded(self, ticket: tuple[int, int]) -> None:
+        with self._lock:
+            if ticket[0] != self._generation:  # sent before the last decrease: that decrease already answered it
+                return
+            self._shrink(min(self.limit.limit, ticket[1]), refused_at=ticket[1])
+
+    def _shrink(self, basis: int, factor: float | None = None, refused_at: int | None = None) -> None:
+        self.slow_start = False
+        if refused_at is not None:  # a refusal, not just slow replies: the level to probe sparingly
+            self._refused_at, self._held = refused_at, 0
+        self._generation += 1
+        self._successes, self._window_latency = 0, 0.0
+        self.decreases += 1
+        factor = self.decrease if factor is None else factor
+        self.limit.resize(max(self.floor, min(self.limit.limit - 1, int(basis * factor))))

@@ -12,6 +12,7 @@ from openai.types.chat import ChatCompletion
 
 from schemas import FunctionCall, Message, ToolCall, Usage
 from simulators.backends.base import BackendError, ChatParams, ChatReply, TransientError
+from simulators.backends.failures import describe_connection_error
 
 
 def retry_after_seconds(headers: httpx.Headers | None) -> float | None:
@@ -47,7 +48,7 @@ class OpenAICompatible:
     """Talks to ``base_url`` with the ``openai`` async client; the client's own retries are off (Endpoint retries)."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None, timeout_s: float) -> None:
-        self.model = model
+        self.model, self.base_url, self.timeout_s = model, base_url, timeout_s
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key or "unused", max_retries=0,
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
@@ -67,22 +68,23 @@ class OpenAICompatible:
             # The documented low-level `post`: the messages are already plain JSON, and the client's typed
             # `create` would walk every message of every request again (half the client's CPU at 128 in flight).
             response = await self._client.post("/chat/completions", cast_to=ChatCompletion, body=body)
-        except openai.APITimeoutError:
-            raise TransientError("request timed out") from None
-        except openai.APIConnectionError as err:
-            raise TransientError(f"connection error: {err.__cause__ or err}") from None
+        except openai.APIConnectionError as err:  # APITimeoutError too: read the cause, it tells refused from slow
+            raise TransientError(f"{self.base_url}: {describe_connection_error(err, self.timeout_s)}",
+                                 unhealthy=True) from None
         except openai.APIStatusError as err:
             status = err.status_code
             text = f"HTTP {status}: {_short(err)}"
             if status in (408, 409, 429) or status >= 500:
-                raise TransientError(text, retry_after_seconds(err.response.headers)) from None
-            raise BackendError(text) from None
+                raise TransientError(text, retry_after_seconds(err.response.headers), unhealthy=status >= 500) from None
+            raise BackendError(text, unhealthy=status in (401, 403, 404)) from None
         if not response.choices:
             raise TransientError("reply without choices")
         first = response.choices[0]
         choice = first.message
+        details = getattr(response.usage, "prompt_tokens_details", None)
         usage = Usage(prompt_tokens=getattr(response.usage, "prompt_tokens", 0) or 0,
-                      completion_tokens=getattr(response.usage, "completion_tokens", 0) or 0)
+                      completion_tokens=getattr(response.usage, "completion_tokens", 0) or 0,
+                      cached_prompt_tokens=getattr(details, "cached_tokens", 0) or 0)
         message = Message(role="assistant", content=choice.content,
                           tool_calls=_tool_calls(choice.tool_calls, choice.content),
                           reasoning_content=_extra(choice, "reasoning_content", "reasoning") or None)

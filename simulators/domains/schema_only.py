@@ -1,29 +1,33 @@
 """A domain made from a tool spec alone: the researcher's tools, answered by a tool simulator.
 
 ``domain: {name: schema_only, params: {spec: tools.json}}`` reads the spec
-(``simulators.tool_specs``: an OpenAI tools list or an OpenAPI 3 document),
-and every call is validated against the tool's schema exactly as in a coded
-domain, then answered by the configured tool simulator (``offline`` by
-default). There is no database, so the state is what the world has been told
-to do: the ordered log of successful calls to writing tools. That keeps the
-outcome check meaningful (the dialogue must make the gold writes, with the
-gold arguments, in the gold order) without pretending to know what a write
-does.
+(``simulators.tool_specs``: OpenAI tools, bare functions or BFCL function docs
+as a JSON array or JSON Lines, or an OpenAPI 3 document), and every call is
+validated against the tool's schema exactly as in a coded domain, then
+answered by the configured tool simulator (``offline`` by default). There is
+no database, so the state is what the world has been told to do: the ordered
+log of successful calls to writing tools. That keeps the outcome check
+meaningful (the dialogue must make the gold writes, with the gold arguments,
+in the gold order) without pretending to know what a write does.
 
-Each tool gets one generic intent (``call_<tool>``) so the offline scripted
-agents and the ``tool_calls`` generator can build and play tasks on it.
+What the spec does not say is inferred (``simulators.foreign``): entity types
+for the tool graph, one generic intent per tool (``call_<tool>``) so the
+offline agents and the ``blueprint`` and ``tool_calls`` generators can build
+and play tasks, no authentication, and the policy ``policy.confirm: writes``
+(every write needs the user's yes), which the policy filter checks; which
+tools write comes from the spec and ``writes:`` overrides it per tool.
 """
 
 from __future__ import annotations
 
-import random
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError
 
-from schemas import Action, StepSpec, ToolCall, canonical_json, content_hash
+from schemas import StepSpec, ToolCall, canonical_json, content_hash
 from simulators.environment import (
     DOMAINS,
     DomainParams,
@@ -33,12 +37,9 @@ from simulators.environment import (
     compile_validator,
     validate_arguments,
 )
-from simulators.intents import Intent
+from simulators.foreign import CallTool, ForeignPolicy, ForeignTools, infer_entities, infer_produces, policy_text
 from simulators.tool_simulator import TOOL_SIMULATORS, SimulatedCall, ToolSimulator
-from simulators.tool_specs import SchemaTool, load_tool_spec
-
-POLICY = """You are a helpful assistant with access to the tools listed. Use them to do what the user asks.
-Before calling a tool that changes something, state what you will do and get the user's explicit yes."""
+from simulators.tool_specs import SchemaTool, SpecLimits, load_tool_spec
 
 
 class SchemaOnlyParams(DomainParams):
@@ -46,56 +47,19 @@ class SchemaOnlyParams(DomainParams):
                                   "relative to the working directory")
     simulator: StepSpec = Field(default_factory=lambda: StepSpec(name="offline"),
                                 description="the tool simulator that answers calls, by name, with its params")
-
-
-class CallTool(Intent):
-    """The generic intent of a schema-only tool: the user wants this one call made."""
-
-    def __init__(self, tool: SchemaTool) -> None:
-        self.name = f"call_{tool.name}"
-        self.target_tool = tool.name
-        self.description = tool.tool.function.description
-
-    def outputs(self, target: Action, result: Any) -> list[str]:
-        """The first plain value of the result (an id, a status): what the user must be told."""
-        value = _first_scalar(result)
-        return [value] if value else []
-
-    @property
-    def tells_user(self) -> bool:
-        return True
-
-    def ask(self, rng: random.Random) -> str:
-        return rng.choice(["Sure. What are the details I should use?", "Of course. Which details should I use?"])
-
-    def confirm(self, target: Action, rng: random.Random) -> str:
-        args = ", ".join(f"{k} = {canonical_json(v)}" for k, v in sorted(target.arguments.items())) or "no arguments"
-        return f"To confirm: I will run {target.name} with {args}. Shall I proceed?"
-
-    def report(self, target: Action, outputs: list[str], rng: random.Random) -> str:
-        return f"Done: {target.name} went through" + (f" and returned {', '.join(outputs)}." if outputs else ".")
-
-
-def _first_scalar(value: Any, depth: int = 0) -> str | None:
-    if isinstance(value, bool) or value is None or depth > 4:
-        return None
-    if isinstance(value, str):
-        return value if 0 < len(value) <= 80 else None
-    if isinstance(value, int | float):
-        return str(value)
-    items = [value[k] for k in sorted(value)] if isinstance(value, dict) else value if isinstance(value, list) else []
-    for item in items:
-        found = _first_scalar(item, depth + 1)
-        if found:
-            return found
-    return None
+    policy: ForeignPolicy = Field(default_factory=ForeignPolicy, description="the rules the policy filter checks")
+    writes: dict[str, bool] = Field(default_factory=dict, description="tool name → whether it writes, over what "
+                                    "the spec says (OpenAPI: the method) or its name suggests (tool lists)")
+    max_spec_bytes: int = Field(default=SpecLimits.max_bytes, ge=1, description="largest spec file read")
+    max_tools: int = Field(default=SpecLimits.max_tools, ge=1, description="most tools a spec may define")
+    max_line_chars: int = Field(default=SpecLimits.max_line_chars, ge=1, description="longest line of a spec file")
 
 
 @DOMAINS.register("schema_only")
-class SchemaOnlyEnv(Environment):
+class SchemaOnlyEnv(ForeignTools):
     """Base of the per-spec classes ``configure`` builds; not usable without a spec."""
 
-    policy = POLICY
+    policy = policy_text(ForeignPolicy(), [])
     Params = SchemaOnlyParams
     simulator: ToolSimulator
     schema_tools: dict[str, SchemaTool] = {}
@@ -115,9 +79,6 @@ class SchemaOnlyEnv(Environment):
         self._results: dict[str, str] = {}
         self._history: list[tuple[str, dict[str, Any], str]] = []
         self._writes = 0
-
-    def users(self) -> list[str]:
-        return []
 
     def _request(self, name: str, arguments: dict[str, Any]) -> SimulatedCall:
         schema_tool = self.schema_tools[name]
@@ -175,7 +136,8 @@ def _method(name: str):
 def _spec_domain(cls: type[SchemaOnlyEnv], params_json: str, _mtime: float) -> type[SchemaOnlyEnv]:
     """A subclass of ``cls`` whose tools are the spec's: tools, validators and intents built once per spec."""
     params = SchemaOnlyParams.model_validate_json(params_json)
-    tools = load_tool_spec(params.spec)
+    tools = load_tool_spec(params.spec, SpecLimits(max_bytes=params.max_spec_bytes, max_tools=params.max_tools,
+                                                   max_line_chars=params.max_line_chars))
     try:
         simulator_cls = TOOL_SIMULATORS.get(params.simulator.name)
     except KeyError as err:
@@ -186,15 +148,22 @@ def _spec_domain(cls: type[SchemaOnlyEnv], params_json: str, _mtime: float) -> t
         e = err.errors()[0]
         loc = "".join(f".{x}" for x in e["loc"])
         raise ValueError(f"simulator.params{loc}: {e['msg']}") from None
-    specs = {
-        t.name: ToolSpec(name=t.name, method=_method(t.name), schema=t.tool, writes=t.writes, entities={},
-                         produces=frozenset(), validator=compile_validator(t.tool.function.parameters))
-        for t in tools
-    }
+    unknown = sorted(set(params.writes) - {t.name for t in tools})
+    if unknown:
+        raise ValueError(f"writes: no tool {unknown[0]!r} in {params.spec}")
+    tools = [replace(t, writes=params.writes.get(t.name, t.writes)) for t in tools]
+    specs = {}
+    for t in tools:
+        entities = infer_entities(t.tool.function.parameters)
+        specs[t.name] = ToolSpec(name=t.name, method=_method(t.name), schema=t.tool, writes=t.writes,
+                                 entities=entities, validator=compile_validator(t.tool.function.parameters),
+                                 produces=infer_produces(set(entities.values()), t.response_schema, t.writes))
     sub = type(f"SchemaOnly_{content_hash(params_json, 8)}", (cls,), {
         "__module__": cls.__module__, "params": params, "simulator": simulator,
-        "schema_tools": {t.name: t for t in tools},
-        "intents": {f"call_{t.name}": CallTool(t) for t in tools},
+        "schema_tools": {t.name: t for t in tools}, "rules": params.policy,
+        "policy": policy_text(params.policy, [t.name for t in tools if t.writes]),
+        "user_knows": frozenset(e for s in specs.values() for e in s.consumes),
+        "intents": {f"call_{t.name}": CallTool(t.name, t.tool.function.description, t.writes) for t in tools},
     })
     sub._specs = specs
     return sub

@@ -102,6 +102,12 @@ class TaskKind:
         """The offline user of ``task``; ``env`` is there for kinds whose user acts on it (its own device)."""
         return self.User(task, rng)
 
+    def scripted_user(self, task: Task, env: Environment) -> UserAgent:
+        """The offline user of ``task`` on a random stream of its own, seeded by the task alone: generation and an
+        RL environment rebuilt from the row (``pipelines.rl``) get the same user, word for word, whatever the
+        assistant draws."""
+        return self.user(task, random.Random(f"{task.id}:user"), env)
+
     def answer(self, task: Task) -> tuple[str, list[str]] | None:
         """The task's closed-form answer and its aliases, for kinds that have one; None otherwise."""
         return None

@@ -21,11 +21,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from schemas import InputError
+
 Direction = Literal["out", "in"]
 GENERIC_TYPE = "entity"  # the type of an entity nobody typed: never stated in a question
 
 
-class KGError(ValueError):
+class KGError(InputError):
     """A KG input problem, phrased as one line naming the file, the line and the problem."""
 
 

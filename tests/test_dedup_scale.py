@@ -1,0 +1,83 @@
+"""Near dedup on templated rows stays linear: capped LSH buckets reject (nearly) the same rows as uncapped ones."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import numpy as np
+
+from dedup import DedupIndex, Deduplicator
+from dedup.minhash import MinHasher, band_keys, bucket_pairs, candidate_pairs
+from dedup.stacked import Stacked
+from schemas import DedupConfig
+
+WORDS = "order package refund address card jacket shoes return cancel exchange tracking size color gift".split()
+
+
+def templated(n: int, seed: int = 0) -> list[str]:
+    """Pipeline-like user turns: one opener and a slot that differs, and a few distinct dialogues between."""
+    rng = random.Random(seed)
+    out = []
+    for k in range(n):
+        if k % 5 == 0:
+            out.append(" ".join(rng.choices(WORDS, k=30)) + f" #{k}")
+        else:
+            out.append(f"Hi there. I want to cancel an order please.\nMy zip code is 43297 and my name is Liam Novak.\n"
+                       f"It's order #W{rng.randrange(10**7)}. Yes, please go ahead. Thanks, that is all for today.")
+    return out
+
+
+def run(config: DedupConfig, texts: list[str]):
+    ids = [f"r{i}" for i in range(len(texts))]
+    return Deduplicator(config).run(ids, [True] * len(texts), ids, lambda pos: [texts[p] for p in pos])
+
+
+def test_a_huge_bucket_gives_linear_pairs_from_its_first_rows():
+    keys = np.array([7] * 1000 + list(range(1000, 2000)), dtype=np.uint64)  # one bucket of 1000 rows, 1000 singletons
+    pairs = bucket_pairs(keys, cap=4)
+    assert len(pairs) == 1 + 2 + 3 + 4 * 996  # the r-th row pairs with the first min(r, 4): not 1000*999/2
+    assert set(pairs[:, 0].tolist()) == {0, 1, 2, 3} and (pairs[:, 0] < pairs[:, 1]).all()
+    full = bucket_pairs(keys, cap=10_000)
+    assert len(full) == 1000 * 999 // 2
+
+
+def test_capped_buckets_decide_like_uncapped_ones_on_templated_rows():
+    texts = templated(600)
+    sig = MinHasher().signatures(texts)
+    keys = band_keys(sig, 32, 4)
+    capped, uncapped = candidate_pairs(keys, cap=8), candidate_pairs(keys, cap=10**6)
+    assert len(capped) <= len(texts) * 8 * 2 < len(uncapped) / 4  # uncapped: quadratic in the templated rows
+    small = run(DedupConfig.model_validate({"near": {"bucket_cap": 8}}), texts)
+    full = run(DedupConfig.model_validate({"near": {"bucket_cap": 10**6}}), texts)
+    # a bucket's representatives are its first kept rows: nearly the same rows are duplicates, of kept rows
+    assert len(set(small.rejected) ^ set(full.rejected)) <= len(full.rejected) / 50 and len(full.rejected) >= 300
+    kept = {f"r{i}" for i in range(len(texts))} - {f"r{i}" for i in small.rejected}
+    assert all(why.split(" ")[3] in kept for _, why in small.rejected.values())
+    again = run(DedupConfig.model_validate({"near": {"bucket_cap": 8}}), texts)
+    assert again.rejected == small.rejected and again.cluster_ids == small.cluster_ids  # deterministic
+
+
+def test_versions_against_memory_mapped_parts_decide_as_one_run(tmp_path):
+    """Three versions, each against the earlier ones' parts (memory-mapped, streamed), reject what one run over
+    all their rows rejects: an earlier version's kept rows are exactly the rows one run would have kept."""
+    texts = templated(900, seed=1)
+    texts += [texts[5].replace("cancel", "change"), texts[401] + " Thanks again."]
+    config = DedupConfig()
+    whole = run(config, texts)
+    parts: list[DedupIndex] = []
+    rejected: dict[int, str] = {}
+    clusters: list[str] = []
+    for k, (lo, hi) in enumerate(((0, 300), (300, 600), (600, len(texts)))):
+        ids = [f"r{i}" for i in range(lo, hi)]
+        prior = DedupIndex.concat(parts) if parts else None
+        out = Deduplicator(config, prior).run(ids, [True] * len(ids), ids, lambda pos, lo=lo: [texts[lo + p] for p in pos])
+        np.save(tmp_path / f"{k}.npy", out.index.signatures)
+        parts.append(replace(out.index, signatures=np.load(tmp_path / f"{k}.npy", mmap_mode="r")))
+        rejected |= {lo + i: why.replace("an earlier version: ", "") for i, (_, why) in out.rejected.items()}
+        clusters += out.cluster_ids
+        assert k == 0 or any("an earlier version" in why for _, why in out.rejected.values())
+    assert rejected == {i: why for i, (_, why) in whole.rejected.items()} and clusters == whole.cluster_ids
+    stacked = DedupIndex.concat([DedupIndex.concat(parts[:2]), parts[2]]).signatures  # an index of indexes, too
+    assert isinstance(stacked, Stacked) and len(stacked.parts) == 3 and len(stacked) == sum(len(p) for p in parts)
+    assert (stacked.take(np.array([len(parts[0]) + 1, 0])) == np.asarray(stacked)[[len(parts[0]) + 1, 0]]).all()
