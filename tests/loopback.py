@@ -73,7 +73,7 @@ class LoopbackServer:
 
     def __init__(self, brain: Brain = echo_brain, latency_s: float = 0.0, port: int = 0,
                  capacity: int | None = None, retry_after: str | None = None, slots: int | None = None,
-                 models: tuple[str, ...] = ("loopback",)) -> None:
+                 models: tuple[str, ...] = ("loopback", "loop-model")) -> None:
         self.brain = brain
         self.models = list(models)  # what GET /v1/models lists (preflight checks a run's model is among them)
         self.latency_s = latency_s
