@@ -344,6 +344,8 @@ class _progress:
     def __init__(self, enabled: bool, total: int, unit: str = "tasks") -> None:
         self.enabled, self.total, self.bar, self.unit = enabled, total, None, unit
         self.accepted = 0
+        # a target run counts rows after dedup; otherwise a shard knows only what passed verification
+        self.passed = "accepted" if unit == "accepted" else "passed verification"
 
     def __enter__(self):
         if not self.enabled:
@@ -351,7 +353,7 @@ class _progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(), TextColumn(self.unit),
-                            TextColumn("{task.fields[accepted]} accepted"), TimeRemainingColumn())
+                            TextColumn("{task.fields[accepted]} " + self.passed), TimeRemainingColumn())
         self.bar.start()
         self.task = self.bar.add_task("generate", total=self.total, accepted=0)
 

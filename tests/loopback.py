@@ -72,8 +72,10 @@ class LoopbackServer:
     """
 
     def __init__(self, brain: Brain = echo_brain, latency_s: float = 0.0, port: int = 0,
-                 capacity: int | None = None, retry_after: str | None = None, slots: int | None = None) -> None:
+                 capacity: int | None = None, retry_after: str | None = None, slots: int | None = None,
+                 models: tuple[str, ...] = ("loopback", "loop-model")) -> None:
         self.brain = brain
+        self.models = list(models)  # what GET /v1/models lists (preflight checks a run's model is among them)
         self.latency_s = latency_s
         self.port = port
         self.capacity, self.retry_after, self.slots = capacity, retry_after, slots
@@ -179,7 +181,7 @@ class LoopbackServer:
         return JSONResponse(self.stats())
 
     async def _models(self, request: Request) -> JSONResponse:
-        return JSONResponse({"object": "list", "data": [{"id": "loopback", "object": "model"}]})
+        return JSONResponse({"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]})
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"]),

@@ -36,6 +36,12 @@ def shipped(name: str, to: Path, num_tasks: int, url: str | None = None) -> Path
     return to
 
 
+def serving(server: LoopbackServer, config: Path) -> Path:
+    """The loopback server lists the example's own model names, as the real server would."""
+    server.models = sorted({b.model for b in load_config(config).backends.values()})
+    return config
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_every_shipped_example_is_a_valid_config(path):
     config = load_config(path)
@@ -83,7 +89,7 @@ def _generate(config: Path, out: Path) -> DatasetStore:
 @pytest.mark.usefixtures("prefect_server")
 def test_model_example_against_a_loopback_server(tmp_path):
     with LoopbackServer() as server:
-        config = shipped("model.yaml", tmp_path / "model.yaml", num_tasks=8, url=server.url)
+        config = serving(server, shipped("model.yaml", tmp_path / "model.yaml", num_tasks=8, url=server.url))
         server.brain = TranscriptBrain(load_config(config))  # plays the user simulator and the assistant
         store = _generate(config, tmp_path / "out")
     manifest = store.versions()[-1]
@@ -97,7 +103,7 @@ def test_model_example_against_a_loopback_server(tmp_path):
 @pytest.mark.usefixtures("prefect_server")
 def test_refine_example_against_a_loopback_server(tmp_path):
     with LoopbackServer() as server:
-        config = shipped("refine.yaml", tmp_path / "refine.yaml", num_tasks=8, url=server.url)
+        config = serving(server, shipped("refine.yaml", tmp_path / "refine.yaml", num_tasks=8, url=server.url))
         server.brain = RefineBrain(load_config(config))
         store = _generate(config, tmp_path / "out")
     manifest = store.versions()[-1]
@@ -110,7 +116,7 @@ def test_model_blueprints_example_against_a_loopback_server(tmp_path):
     """Both of its backends (writer and reviewer) point at one loopback server: blueprints written and reviewed
     by the scripted committee, then simulated by replaying the written tasks' transcripts."""
     with LoopbackServer() as server:
-        config = shipped("model_blueprints.yaml", tmp_path / "mb.yaml", num_tasks=6, url=server.url)
+        config = serving(server, shipped("model_blueprints.yaml", tmp_path / "mb.yaml", num_tasks=6, url=server.url))
         parsed = load_config(config)
         writer = BlueprintBrain(parsed)
         server.brain = writer
