@@ -259,7 +259,7 @@ def _agents(config: RunConfig, endpoints: dict[str, Endpoint], task: Task, env: 
     scripted_assistant = kind.Assistant
 
     def scripted_user() -> UserAgent:
-        return kind.scripted_user(task, env)
+        return kind.user(task, rng, env)
 
     usage = {name: Usage() for name in config.model_users()}  # filters may call models in offline mode too
     if sim.mode == "offline":

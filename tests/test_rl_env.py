@@ -54,8 +54,8 @@ def test_replaying_every_accepted_row_earns_reward_one(exported):
     by_kind = {}
     for row in rl:
         env = TaskEnvironment.from_row(row)
-        # main's scripted user phrased these rows; this code's phrases its opening its own way (issue 22), so the
-        # prompt matches in shape here and word for word on rows this code made (the dual-control test below)
+        # the scripted user phrases its opening its own way (issue 22: persona phrasing on the episode's own
+        # stream), so the prompt matches in shape: the policy, then the user's opening
         opening = env.reset()
         assert [m["role"] for m in opening] == [m["role"] for m in row["prompt"]] == ["system", "user"]
         assert opening[0] == row["prompt"][0]
@@ -72,7 +72,7 @@ def test_replaying_every_accepted_row_earns_reward_one(exported):
 
 
 def test_a_dual_control_row_replays_with_the_users_own_phone_actions(tmp_path):
-    """A telecom row made by this code: the rebuilt environment opens with the exported prompt word for word, its
+    """A telecom row made by this code: the rebuilt environment opens with the exported policy, its
     scripted user carries out on their phone what the replayed assistant asks (as in generation), and the
     reward replays both sides' calls; the row's gold with the phone steps left out earns 0."""
     config = load_config(Path(__file__).parents[1] / "examples" / "telecom.yaml", num_tasks=16, shard_size=16)
@@ -85,7 +85,8 @@ def test_a_dual_control_row_replays_with_the_users_own_phone_actions(tmp_path):
     for row in rl:
         assert row["user_tools"] and row["env_config"]["domain"] == "telecom"  # decoded by the Json feature
         env = TaskEnvironment.from_row(row)
-        assert env.reset() == row["prompt"]
+        opening = env.reset()
+        assert opening[0] == row["prompt"][0] and [m["role"] for m in opening] == ["system", "user"]
         obs = replay(env, sft[row["id"]]["messages"])
         reward = env.reward()
         assert obs.done and reward.value == 1.0, (row["id"], reward)

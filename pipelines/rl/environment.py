@@ -47,7 +47,7 @@ MAX_MESSAGE_CHARS = 64_000  # an assistant message longer than this is refused (
 
 
 def scripted_user(task: Task, env: Environment | None = None) -> UserAgent:
-    """The task kind's offline user, seeded by the task as in generation: deterministic, free, needs no model.
+    """The task kind's offline user, seeded by the task: deterministic, free, needs no model.
     ``env`` is the episode's domain, which a dual-control user acts on (``TaskEnvironment`` passes it)."""
     return kind_of(task).scripted_user(task, env)
 

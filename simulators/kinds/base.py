@@ -103,9 +103,9 @@ class TaskKind:
         return self.User(task, rng)
 
     def scripted_user(self, task: Task, env: Environment) -> UserAgent:
-        """The offline user of ``task`` on a random stream of its own, seeded by the task alone: generation and an
-        RL environment rebuilt from the row (``pipelines.rl``) get the same user, word for word, whatever the
-        assistant draws."""
+        """The offline user of ``task`` on a random stream seeded by the task alone, for an RL environment rebuilt
+        from a row (``pipelines.rl``): the same user in every episode. (Generation's user shares the run's stream
+        with the scripted assistant, so its phrasing may differ; its requests and facts are the same.)"""
         return self.user(task, random.Random(f"{task.id}:user"), env)
 
     def answer(self, task: Task) -> tuple[str, list[str]] | None:
