@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from generators.base import SynthesisError
-from schemas import Action, Message, Task, ToolCall
+from schemas import Action, Message, Task, ToolCall, UserAction
 from simulators.environment import Environment, ToolFault, is_error, validate_arguments
 from simulators.text import normalize
 
@@ -44,16 +44,20 @@ class Execution:
     final_hash: str
 
 
-def execute_gold(env: Environment, gold: list[Action]) -> Execution:
-    """Run ``gold`` on a fresh copy of ``env``; an error or a write that changes nothing is a violation."""
+def execute_gold(env: Environment, gold: list[Action], user: str | None = None) -> Execution:
+    """Run ``gold`` on a fresh copy of ``env``; an error or a write that changes nothing is a violation.
+
+    ``user`` is whose device the user-side actions (dual control) act on.
+    """
     env = env.fresh()
     results: list[str] = []
     for n, action in enumerate(gold):
+        spec = env.spec_of(action)
         # A write whose effect the state cannot show (an MCP server whose state is not captured) is not checked.
-        seen = env.specs()[action.name].writes and env.unverified({action.name}) is None
+        seen = spec is not None and spec.writes and env.unverified({action.name}) is None
         before = env.state_hash() if seen else None
         try:
-            result = env.execute(action.name, action.arguments)
+            result = env.run_actions([action], user=user)[0]
         except ToolFault as err:  # the server broke, not the blueprint: not a rule the writer can fix
             raise SynthesisError(f"action {n} ({action.name}): {err}", fault="tool") from None
         if is_error(result):
@@ -71,9 +75,10 @@ def check_format(env: Environment, gold: list[Action]) -> None:
     if not gold:
         raise RuleViolation("format", "no gold actions")
     for n, action in enumerate(gold):
-        spec = specs.get(action.name)
+        spec = specs.get(action.name) if action.actor == "assistant" else env.spec_of(action)
         if spec is None:
-            raise RuleViolation("format", f"action {n}: unknown tool {action.name!r}")
+            raise RuleViolation("format", f"action {n}: unknown {'user-side ' * (action.actor == 'user')}tool "
+                                f"{action.name!r}")
         problem = validate_arguments(spec.validator, action.arguments)
         if problem:
             raise RuleViolation("format", f"action {n} ({action.name}): {problem}")
@@ -85,17 +90,45 @@ def skeleton_messages(env: Environment, task: Task, results: list[str]) -> list[
     Checking the domain policy on this catches what no dialogue could repair
     (a write before authentication, a write on another customer's order).
     """
+    return skeleton(env, task.gold_actions, results, task.scenario.identity, _requests_said(task))[0]
+
+
+def _requests_said(task: Task) -> str:
+    return " ".join(f"{r.opening} {r.details}" for r in task.scenario.requests)
+
+
+def skeleton(env: Environment, gold: list[Action], results: list[str], identity: str = "", said: str = ""
+             ) -> tuple[list[Message], list[UserAction]]:
+    """``skeleton_messages`` with the user's own actions (dual control): each asked for, done, then reported.
+
+    ``said`` is what the user asks for (a policy may require the user to ask, as for compensation).
+    """
     messages = [Message(role="system", content=env.policy)]
-    if task.scenario.identity:
-        messages.append(Message(role="user", content=task.scenario.identity))
-    for n, (action, result) in enumerate(zip(task.gold_actions, results, strict=True)):
+    if identity or said:  # where nobody signs in and nothing is said yet, the first message is the first request's
+        messages.append(Message(role="user", content=" ".join(t for t in (identity, said) if t)))
+    actions: list[UserAction] = []
+    for n, (action, result) in enumerate(zip(gold, results, strict=True)):
+        call = ToolCall.make(f"call_{n}", action.name, action.arguments)
+        if action.actor == "user":
+            messages.append(Message(role="assistant", content=f"Please use {action.name} on your device."))
+            actions.append(UserAction(at=len(messages), call=call, result=result))
+            messages.append(Message(role="user", content="Done."))
+            continue
         if env.specs()[action.name].writes:
             messages += [Message(role="assistant", content=f"I will run {action.name}. Shall I proceed?"),
                          Message(role="user", content="Yes.")]
-        call = ToolCall.make(f"call_{n}", action.name, action.arguments)
         messages += [Message(role="assistant", tool_calls=[call]),
                      Message(role="tool", tool_call_id=call.id, content=result)]
-    return messages
+    return messages, actions
+
+
+def skeleton_violations(env: Environment, gold: list[Action], results: list[str], user: str | None = None,
+                        identity: str = "", said: str = "") -> list[str]:
+    """The domain policy on the bare dialogue a blueprint implies (see ``skeleton``)."""
+    messages, actions = skeleton(env, gold, results, identity, said)
+    if env.user_specs():
+        return env.check_policy(messages, user_actions=actions, user=user)
+    return env.check_policy(messages)
 
 
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
@@ -117,11 +150,12 @@ def grounded(output: str, results: str) -> bool:
 def check_rules(env: Environment, task: Task) -> Execution:
     """All of stage 1, in order; the first violation is raised with its stage."""
     check_format(env, task.gold_actions)
-    execution = execute_gold(env, task.gold_actions)
-    if any(env.specs()[a.name].writes and env.unverified({a.name}) is None for a in task.gold_actions) \
+    execution = execute_gold(env, task.gold_actions, user=task.user)
+    if any(env.spec_of(a).writes and env.unverified({a.name}) is None for a in task.gold_actions) \
             and not execution.diff:
         raise RuleViolation("execution", "a write task whose actions leave no state diff")
-    violations = env.check_policy(skeleton_messages(env, task, execution.results))
+    violations = skeleton_violations(env, task.gold_actions, execution.results, task.user, task.scenario.identity,
+                                     _requests_said(task))
     if violations:
         raise RuleViolation("policy", "; ".join(violations))
     seen = " ".join(execution.results)

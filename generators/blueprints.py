@@ -17,12 +17,13 @@ from typing import Any
 from pydantic import Field
 
 from generators.base import GENERATORS, Generator, GeneratorParams, SynthesisError
-from generators.blueprint_rules import Execution, execute_gold
+from generators.blueprint_rules import Execution, execute_gold, skeleton_violations
 from generators.personas import INSTRUCTION_TEMPLATES, PERSONAS
 from generators.tool_graph import ToolGraph
 from schemas import Action, Request, Task, UserScenario
 from simulators.environment import Environment, result_value
 from simulators.intents import Grounding, Identity, Intent
+from simulators.phrasing import expand
 
 
 @dataclass
@@ -51,7 +52,8 @@ class BlueprintParams(GeneratorParams):
 
 @lru_cache(maxsize=8)
 def tool_graph(env_cls: type[Environment]) -> ToolGraph:
-    return ToolGraph(env_cls.specs())
+    """Both sides' tools: in a dual-control domain a request can end on an action the user takes on their device."""
+    return ToolGraph({**env_cls.specs(), **env_cls.user_specs()})
 
 
 @GENERATORS.register("blueprint")
@@ -137,7 +139,7 @@ class BlueprintGenerator(Generator):
         chosen: list[tuple[Intent, Grounding, list[int]]] = []
         for (intent, path), grounding in zip(walks, groundings, strict=True):
             bindings = {**identity.bindings, **grounding.bindings}
-            have = known_types | {e for t in path[:-1] for e in env.specs()[t].produces}
+            have = known_types | {e for t in path[:-1] for e in self.graph.specs[t].produces}
             target_tool = path[-1]
             lookups = path[1:-1] + [t for t in self.graph.plan(target_tool, have) if t not in path]
             start = len(gold)
@@ -146,12 +148,21 @@ class BlueprintGenerator(Generator):
                     if action not in gold:
                         gold.append(action)
             gold += [a for a in grounding.lookups if a not in gold]
-            gold.append(grounding.target)
+            # A read the lookups already made is not made twice; the user's checks may repeat (before and after a fix).
+            gold += [a for a in grounding.before if a.actor == "user" or a not in gold]
+            target_spec = self.graph.specs[grounding.target.name]
+            if not target_spec.writes and target_spec.actor == "assistant" and gold.count(grounding.target) >= 2:
+                raise SynthesisError(f"intent {intent.name}: its lookup would be the third identical call")
+            gold += [grounding.target, *grounding.after]
             chosen.append((intent, grounding, list(range(start, len(gold)))))
-        execution = execute_gold(env, gold)
+        execution = execute_gold(env, gold, user=user)
+        said = " ".join(f"{g.opening} {g.details}" for _, g, _ in chosen)
+        violations = skeleton_violations(env, gold, execution.results, user, said=said)
+        if violations:  # requests that work alone may not together (a rebooking, then compensation for the old flight)
+            raise SynthesisError(f"policy: {violations[0]}")
         outputs: list[str] = []
         for intent, grounding, indices in chosen:
-            result = result_value(execution.results[indices[-1]])
+            result = result_value(execution.results[indices[-1 - len(grounding.after)]])
             outputs += [o for o in intent.outputs(grounding.target, result) if o not in outputs]
         return Draft(identity=identity, gold=gold, chosen=chosen, outputs=outputs, execution=execution,
                      tools=[t for _, path in walks for t in path])
@@ -159,23 +170,27 @@ class BlueprintGenerator(Generator):
     def _walks(self, rng: random.Random, entry: str, wanted: int) -> list[tuple[Intent, list[str]]]:
         """``wanted`` walks from ``entry``, each ending on an intent no earlier walk chose.
 
-        Walks only aim at targets with an intent left, so a repeat is never drawn
-        (and never silently dropped: that made a minimum of 3 requests give 1 or 2).
+        The intent first, uniformly among those left within reach, then a walk to its target: walking to any
+        target instead favours the targets that lie on every path (a lookup that is also a read intent's goal).
+        A repeat is never drawn (and never silently dropped: that made a minimum of 3 requests give 1 or 2).
         """
         if self.direct:  # each request is its own call: any intents go together
             return [(intent, [intent.target_tool]) for intent in rng.sample(self.intents, wanted)]
+        reachable = self.graph.reachable(entry)
         walks: list[tuple[Intent, list[str]]] = []
         while len(walks) < wanted:
-            left = {t: [i for i in intents if all(i is not w for w, _ in walks)] for t, intents in self.by_target.items()}
-            path = self.graph.walk(rng, entry, {t for t, intents in left.items() if intents})
+            left = [i for i in self.intents if i.target_tool in reachable and all(i is not w for w, _ in walks)]
+            path = self.graph.walk(rng, entry, {(intent := rng.choice(left)).target_tool}) if left else None
             if path is None:
                 raise SynthesisError(f"only {len(walks)} distinct intents reachable from {entry}, {wanted} wanted")
-            walks.append((rng.choice(left[path[-1]]), path))
+            walks.append((intent, path))
         return walks
 
     def _bind(self, tool_name: str, bindings: dict[str, list[str]]) -> list[Action]:
-        """One call per bound value; none when a required parameter has no binding."""
-        spec = self.env.specs()[tool_name]
+        """One call per bound value; none when a required parameter has no binding (or the tool is the user's)."""
+        spec = self.graph.specs[tool_name]
+        if spec.actor != "assistant":
+            return []
         required = spec.schema.function.parameters.get("required", [])
         if any(spec.entities.get(p) not in bindings for p in required):
             return []
@@ -193,8 +208,8 @@ class BlueprintGenerator(Generator):
         for i, (intent, grounding, indices) in enumerate(chosen):
             known.update({f"{k}" if k not in known else f"{k}_{i + 1}": v for k, v in grounding.known_info.items()})
             unknown += [u for u in grounding.unknown_info if u not in unknown]
-            opening = grounding.opening if i else f"{rng.choice(persona.greetings)} {grounding.opening}"
-            requests.append(Request(intent=intent.name, opening=opening, details=grounding.details, actions=indices))
+            requests.append(Request(intent=intent.name, opening=grounding.opening, details=grounding.details,
+                                    actions=indices))
         goals = " ".join(
             (g.goal if i == 0 else f"Once that is done, {g.goal[0].lower()}{g.goal[1:]}")
             for i, (_, g, _) in enumerate(chosen))
@@ -206,8 +221,8 @@ class BlueprintGenerator(Generator):
             unknown=unknown_text).strip()
         scenario = UserScenario(persona=persona.description, instruction=instruction, known_info=known,
                                 unknown_info=unknown, identity=identity.says, requests=requests,
-                                closing=rng.choice(persona.closings))
+                                closing=expand(rng.choice(persona.closings), rng))
         return Task(domain=self.env.name, env_seed=self.env.seed, scenario=scenario, gold_actions=draft.gold,
                     expected_outputs=draft.outputs, expected_state_hash=draft.execution.final_hash,
-                    generator=self.name)
+                    generator=self.name, user=draft.user_id if self.env.user_specs() else None)
 

@@ -42,6 +42,7 @@ from schemas import Action, Message, Request, Task, UserScenario, canonical_json
 from simulators.backends import BackendError, ChatParams, TruncatedReply
 from simulators.environment import Environment
 from simulators.intents import Intent
+from simulators.phrasing import expand
 from simulators.structured_output import JUDGE_ERROR, M, parse_structured, retry_budget
 
 
@@ -194,7 +195,7 @@ class ModelBlueprintGenerator(Generator):
                 self._count(ctx, "contexts_failed")
                 raise
         persona = rng.choice(PERSONAS)
-        closing = rng.choice(persona.closings)
+        closing = expand(rng.choice(persona.closings), rng)
         shots = [e for e in pool if not e.combined]  # a recombination's record is not in the writer's format
         examples = [e.written for e in rng.sample(shots, min(self.params.few_shot, len(shots)))]
         prompt = self._write_prompt(draft, persona, examples)
@@ -214,7 +215,7 @@ class ModelBlueprintGenerator(Generator):
             "tool_chain": draft.tools,
             "goals": [{"goal": g.goal, "call": g.target.model_dump()} for _, g, _ in draft.chosen],
             "data": [{"call": a.model_dump(), "result": _loads(r)} for a, r in zip(draft.gold, results, strict=True)
-                     if not self.env.specs()[a.name].writes],
+                     if not self.env.spec_of(a).writes],
         }
 
     def _write_prompt(self, draft: Draft, persona: Persona, examples: list[str]) -> list[Message]:

@@ -20,6 +20,7 @@ from generators.personas import PERSONAS
 from schemas import Action, Request, Task, UserScenario, canonical_json
 from simulators.environment import Environment, ToolFault, is_error
 from simulators.json_sampler import FIRST, LAST, sample
+from simulators.phrasing import expand
 
 
 class ToolCallsParams(GeneratorParams):
@@ -72,14 +73,13 @@ class ToolCallsGenerator(Generator):
             opening = f"I need help with this: {what[0].lower()}{what[1:]}."
             details = "Please use " + (", ".join(f"{k} {_text(v)}" for k, v in sorted(action.arguments.items()))
                                        or "no particular details") + "."
-            requests.append(Request(intent=f"call_{action.name}", actions=[i], details=details,
-                                    opening=opening if i else f"{rng.choice(persona.greetings)} {opening}"))
+            requests.append(Request(intent=f"call_{action.name}", actions=[i], details=details, opening=opening))
         goals = " Then ".join(f"You want {a.name} done with {canonical_json(a.arguments)}." for a in gold)
         scenario = UserScenario(
             persona=persona.description, instruction=f"You are {first} {last}, {persona.description}. {goals}",
             known_info={k: _text(v) for a in gold for k, v in a.arguments.items()},
             identity=f"I'm {first} {last}." if self.env.authenticates else "", requests=requests,
-            closing=rng.choice(persona.closings))
+            closing=expand(rng.choice(persona.closings), rng))
         return Task(domain=self.env.name, env_seed=self.env.seed, scenario=scenario, gold_actions=gold,
                     expected_outputs=outputs, expected_state_hash=_final_hash(env), generator=self.name)
 

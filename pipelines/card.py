@@ -145,6 +145,39 @@ def synthesis(summary: ExportSummary) -> str:
     return "\n\nTask synthesis, before any dialogue:\n\n```\n" + "\n".join(lines) + "\n```"
 
 
+def diversity(summary: ExportSummary) -> str:
+    """Variety and difficulty: the exported version's figures in full, then the headline ones per version."""
+    from pipelines.diversity import SCALARS
+
+    measured = [m for m in summary.manifests if m.diversity is not None]
+    if not measured:
+        return "## Diversity and difficulty\n\nNot measured (these versions were written before trajforge measured them)."
+    f = summary.manifest.diversity
+    parts = ["## Diversity and difficulty",
+             "Measured on each version's accepted dialogues when it was committed (tokens: whitespace words, "
+             "lowercased; distinct-n: distinct n-grams / n-grams; compression similarity: 1 - mean zlib "
+             "normalized compression distance between sampled dialogues; difficulty: (writes + 1) x (facts the "
+             "user withholds + 1) x (calls that depend on an earlier result + 1))."]
+    if f is not None:
+        rows = [[name, fmt.format(get(f))] for name, get, fmt in SCALARS]
+        if f.intent_coverage is not None:
+            rows.append(["intent coverage", f"{f.intent_coverage:.0%}"])
+        parts.append(f"Version {summary.version} ({f.dialogues} dialogues{'' if f.exact else ', sketched'}):\n\n"
+                     + _table(["figure", "value"], rows))
+        if f.top_tool_chains:
+            parts.append("Most frequent tool chains:\n\n" + _table(
+                ["tool chain", "dialogues"], [[f"`{c or '(none)'}`", n] for c, n in f.top_tool_chains[:5]]))
+        if f.judge_scores:
+            parts.append("Judge scores (every row the judge saw):\n\n" + _table(
+                ["score", "rows"], [[k, v] for k, v in f.judge_scores.items()]))
+    if len(measured) > 1:
+        head = [name for name, _get, _fmt in SCALARS[:4]] + ["mean difficulty"]
+        getters = {name: (get, fmt) for name, get, fmt in SCALARS}
+        parts.append("Per version:\n\n" + _table(["version", *head], [
+            [m.version, *(getters[h][1].format(getters[h][0](m.diversity)) for h in head)] for m in measured]))
+    return "\n\n".join(parts)
+
+
 def kg_section(summary: ExportSummary) -> list[str]:
     """KG question difficulty (hops needed, clues, no-tool solve rate), when the versions made KG questions."""
     from pipelines.kg_difficulty import difficulty, markdown
@@ -244,6 +277,7 @@ def render_card(summary: ExportSummary) -> str:
         "## Verified against\n\n" + verification(summary),
         "## Contents\n\n" + _counts(summary.by_domain, "domain") + "\n\n" + _counts(summary.by_kind, "kind")
         + "\n\n" + _counts(summary.by_turns, "user turns"),
+        diversity(summary),
         "## Filter funnel\n\nSummed over the versions listed under Lineage.\n\n" + funnel(summary)
         + faults(summary) + synthesis(summary),
         *kg_section(summary),

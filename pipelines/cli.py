@@ -65,6 +65,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         for stage, n in manifest.stages.items():
             print(f"  rejected at {stage}: {n}")
+    if manifest.diversity is not None:
+        from pipelines.diversity import figure_lines
+
+        f = manifest.diversity
+        print(f"  diversity ({f.dialogues} accepted dialogues{'' if f.exact else ', estimated'}):")
+        for line in figure_lines(f):
+            print(f"    {line}")
     for role, u in manifest.usage.items():
         print(f"  {role} ({manifest.models.get(role, '?')}): {u.requests} requests, {u.cached} from cache, "
               f"{u.retries} retries, {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens, "
@@ -149,6 +156,7 @@ def cmd_dedup_histogram(args: argparse.Namespace) -> int:
 
 def _versions_change(args: argparse.Namespace, store) -> int:
     """``versions --diff A B`` and ``versions --retain N``."""
+    from pipelines.diversity import format_change
     from pipelines.versioning import diff_versions, retain_versions
 
     if args.diff is not None:
@@ -164,6 +172,8 @@ def _versions_change(args: argparse.Namespace, store) -> int:
             if runs and diff["dedup_rejected"]:  # e.g. a re-run of the same config and seed: its rows are duplicates
                 print(f"  {len(runs)} run(s) committed in between ({', '.join(runs)}); {diff['dedup_rejected']} of "
                       f"their rows rejected as duplicates of rows kept before")
+            for name, change in diff["diversity"].items():
+                print(f"  {name}: {format_change(name, change)}")
         return 0
     result = retain_versions(store, args.retain)
     print(f"kept versions {', '.join(map(str, result.kept))}; expired {len(result.expired)} older version(s)"

@@ -210,10 +210,10 @@ def _check_templates(files: list[str], light: pl.DataFrame, options: ExportOptio
 
 
 def _write_views(files: list[str], light: pl.DataFrame, schemas: Views, options: ExportOptions, counts: Counter,
-                 work: Path, environments: dict[str, dict[str, Any]]) -> dict[tuple[str, str], _ShardWriter]:
+                 work: Path, environments: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], _ShardWriter]:
     """Stream every data file once, in order, into the writers of the configs each row feeds.
 
-    ``environments`` is each run's domain (by run id), which an ``rl`` row carries.
+    ``environments`` is each run's domains (by run id and domain name), which an ``rl`` row carries.
     """
     views = options.configs()
     writers = {(v, s): _ShardWriter(work, schemas, v, s, counts[(v, s)], options.shard_rows)
@@ -222,6 +222,6 @@ def _write_views(files: list[str], light: pl.DataFrame, schemas: Views, options:
         for v in views:
             if status == SOURCES[v]:
                 if v == "rl":
-                    row = {**row, "env_config": environments.get(row["run_id"])}
+                    row = {**row, "env_config": environments.get((row["run_id"], row["domain"]))}
                 writers[(v, split)].add(schemas.record(v, row, reasoning=v not in options.strip_reasoning))
     return writers

@@ -88,7 +88,8 @@ def publish(config: RunConfig, out_dir: str, run_id: str, shard_files: list[str]
         synthesis=synthesis, origin=origin, cost=cost, stop=stop)
     # A factory, not an object: a retry after a concurrent commit dedups against that commit too.
     manifest = store.commit([Path(f) for f in shard_files], draft, lambda: store.deduplicator(config.dedup),
-                            accept_limit=config.target_accepted, exact=stop is not None and stop.reason == TARGET)
+                            accept_limit=config.target_accepted, exact=stop is not None and stop.reason == TARGET,
+                            known_intents=known_intents(config))
     checkpoint("committed")
     store.clear_staging(run_id)
     return manifest.model_dump()
@@ -106,6 +107,14 @@ def push(config: RunConfig, out_dir: str, version: int) -> str:
                           private=p.private or None)
     print(f"pushed version {version} to {result.repo_id} (tag {result.tag})")
     return result.tag
+
+
+def known_intents(config: RunConfig) -> dict[str, list[str]]:
+    """The intents the run's domains offer (for the intent coverage figure)."""
+    from pipelines.steps import build_environment
+
+    envs = [build_environment(config, domain=d.name) for d in config.mixed_domains()]
+    return {env.name: sorted(env.intents) for env in envs}
 
 
 def task_runner_for(config: RunConfig):

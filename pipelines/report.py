@@ -12,6 +12,7 @@ of dataset text.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,17 +20,18 @@ from pathlib import Path
 import polars as pl
 from markupsafe import Markup
 
+from pipelines.diversity import SCALARS
 from pipelines.funnel import synthesis_steps
 from pipelines.pages import environment, stylesheet
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.store import DatasetStore, StoreError, reason_key
 from pipelines.svg_chart import bar_chart, line_chart
-from schemas import DatasetManifest, UserError
+from schemas import DatasetManifest, DiversityFigures, UserError
 
 LENGTH_EDGES = (0, 50, 100, 200, 400, 800, 1600)
 TOP_REASONS = 15
 SAMPLES = 3
-COLUMNS = ["index", "status", "stage", "reason", "num_turns", "messages", "fault"]
+COLUMNS = ["index", "status", "stage", "reason", "num_turns", "messages", "fault", "user_actions"]
 
 
 class ReportError(UserError):
@@ -48,8 +50,10 @@ class ReportData:
     lengths: dict[str, int]  # message length bin -> messages in accepted dialogues
     reasons: dict[str, int]  # generic rejection reason -> rejected rows
     samples: list[list[dict]] = field(default_factory=list)  # messages of the first accepted dialogues
+    sample_actions: list[list[dict]] = field(default_factory=list)  # their user's own device actions (dual control)
     faults: dict[str, int] = field(default_factory=dict)  # who failed -> rejected rows
-    rejects: list[dict] = field(default_factory=list)  # the first rejected rows: stage, reason, fault, messages
+    rejects: list[dict] = field(default_factory=list)  # the first rejected rows: stage, reason, fault, messages,
+    # user_actions
     history: list[DatasetManifest] = field(default_factory=list)  # every version up to this one: the trend plots
 
 
@@ -119,10 +123,18 @@ def collect(root: str | Path, version: int | None = None, samples: int = SAMPLES
         funnel=funnel_left(manifest),
         lengths={b: lengths[b] for b in order if lengths[b]},
         reasons=dict(reasons.most_common()),
-        samples=[row for row in accepted.head(samples)["messages"].to_list()],
+        samples=accepted.head(samples)["messages"].to_list(),
+        sample_actions=_sample_actions(accepted.head(samples)),
         faults=dict(Counter(f or "unknown" for f in rejected["fault"].to_list()).most_common()),
-        rejects=rejected.head(samples).select("stage", "reason", "fault", "messages").to_dicts(),
+        rejects=[{**r, "user_actions": json.loads(r["user_actions"] or "[]")} for r in
+                 rejected.head(samples).select("stage", "reason", "fault", "messages", "user_actions").to_dicts()],
         history=[m for m in versions if m.version <= manifest.version])
+
+
+def _sample_actions(head: pl.DataFrame) -> list[list[dict]]:
+    """The user's own device actions of each sample dialogue (dual control), each with ``at``: the index of the
+    message before which it happened; tables written before ``user_actions`` existed have none."""
+    return [json.loads(a or "[]") for a in head["user_actions"].to_list()]
 
 
 def top_counts(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
@@ -131,6 +143,45 @@ def top_counts(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
     if len(items) <= n:
         return items
     return items[:n - 1] + [(f"({len(items) - n + 1} other reasons)", sum(v for _, v in items[n - 1:]))]
+
+
+def diversity_charts(f: DiversityFigures | None) -> list[str]:
+    """The diversity and difficulty plots; none for a version written before they were measured."""
+    if f is None:
+        return []
+    chains = [(c or "(no calls)", n) for c, n in f.top_tool_chains]
+    out = [
+        bar_chart("Tool chains: the 10 most frequent (dialogues)", chains, empty="no dialogues", label_width=560),
+        bar_chart("User turns: the 10 most frequent (dialogues containing it)", list(f.user.top_turns),
+                  empty="no dialogues", label_width=560),
+        bar_chart("Tool calls per dialogue", [(f"{k} calls", v) for k, v in f.tool_calls_per_dialogue.items()],
+                  empty="no dialogues"),
+        bar_chart("Writes per dialogue (both sides)", [(f"{k} writes", v) for k, v in f.writes_per_dialogue.items()],
+                  empty="not measured"),
+        bar_chart("Difficulty (writes+1 x withheld+1 x dependencies+1)", list(f.difficulty.histogram.items()),
+                  empty="not measured"),
+        bar_chart("Intents (requests)", list(f.intents.items()), empty="no requests", label_width=360),
+        bar_chart("Personas (dialogues)", [(p[:70], n) for p, n in f.personas.items()], empty="no personas",
+                  label_width=560),
+    ]
+    if any(f.user_actions_per_dialogue.get(k) for k in f.user_actions_per_dialogue if k):
+        out.append(bar_chart("User's own device actions per dialogue (dual control)",
+                             [(f"{k} actions", v) for k, v in f.user_actions_per_dialogue.items()]))
+    if len(f.domains) > 1:
+        out.append(bar_chart("Domains (dialogues)", list(f.domains.items())))
+    if f.judge_scores:
+        out.append(bar_chart("Judge scores (rows)", [(f"score {k}", v) for k, v in f.judge_scores.items()]))
+    if f.difficulty_filter:
+        out.append(bar_chart("Difficulty filter (rows)", list(f.difficulty_filter.items()), label_width=360))
+    return out
+
+
+def figure_lines(f: DiversityFigures | None) -> list[tuple[str, str]]:
+    """The headline diversity figures as (name, formatted value); none for a version written before them."""
+    if f is None:
+        return []
+    return [(name, fmt.format(get(f))) for name, get, fmt in SCALARS] + (
+        [("intent coverage", f"{f.intent_coverage:.0%}")] if f.intent_coverage is not None else [])
 
 
 def funnel_chart(manifest: DatasetManifest) -> str:
@@ -148,7 +199,8 @@ def synthesis_charts(manifest: DatasetManifest) -> list[str]:
 
 
 def charts(data: ReportData) -> list[str]:
-    """The five plots, one per generator that reports its own funnel, and KG difficulty where there is one."""
+    """The five plots, the diversity plots, one per generator that reports its own funnel, and KG difficulty where
+    there is one."""
     return [
         funnel_chart(data.manifest),
         reasons_chart(data.reasons),
@@ -157,6 +209,7 @@ def charts(data: ReportData) -> list[str]:
                   empty="no accepted dialogues"),
         bar_chart("Tool usage (calls in accepted dialogues)", list(data.tools.items()), empty="no tool calls"),
         bar_chart("Message lengths (accepted dialogues)", list(data.lengths.items()), empty="no messages"),
+        *diversity_charts(data.manifest.diversity),
         *synthesis_charts(data.manifest),
         *kg_charts(data.manifest),
         *trend_charts(data.history),
@@ -203,8 +256,9 @@ def render(data: ReportData, root: str) -> str:
     m = data.manifest
     page = environment().get_template("report.html")
     return page.render(root=root, m=m, charts=[Markup(c) for c in charts(data)], samples=data.samples,
-                       rejects=data.rejects, faults=fault_summary(data.faults) if data.faults else "",
-                       style=Markup(stylesheet()), stop=stop_line(m) or "",
+                       sample_actions=data.sample_actions, rejects=data.rejects,
+                       faults=fault_summary(data.faults) if data.faults else "", style=Markup(stylesheet()),
+                       figures=figure_lines(m.diversity), stop=stop_line(m) or "",
                        cost=cost_lines(m.cost) if m.cost else [])
 
 

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from filters import FILTERS, Context
-from pipelines.rows import row_messages, row_task
+from pipelines.rows import row_messages, row_task, row_user_actions, row_user_tools
 from schemas import Task, Tool, Trajectory, Verdict
 from simulators.environment import Environment
 from simulators.kinds import kind_of
@@ -25,12 +25,17 @@ def verify_row(row: dict[str, Any], env: Environment) -> list[Verdict]:
     if task is None:
         raise ValueError(f"row {row['id']}: no task stored, nothing to verify")
     trajectory = Trajectory(task_id=task.id, domain=task.domain, kind=task.kind, messages=row_messages(row),
-                            tools=[Tool.model_validate(t) for t in json.loads(row["tools"] or "[]")])
+                            tools=[Tool.model_validate(t) for t in json.loads(row["tools"] or "[]")],
+                            user_tools=row_user_tools(row), user_actions=row_user_actions(row))  # dual control
     return verify_trajectory(task, trajectory, env)
 
 
 def verify_trajectory(task: Task, trajectory: Trajectory, env: Environment) -> list[Verdict]:
-    """The kind's verifiers on any dialogue of ``task``: a stored one, or a policy's rollout in an RL environment."""
+    """The kind's verifiers on any dialogue of ``task``: a stored one, or a policy's rollout in an RL environment.
+
+    In a dual-control domain the trajectory carries the user's own actions (``user_actions``), which the
+    outcome check replays with the assistant's calls, in dialogue order.
+    """
     return asyncio.run(averify_trajectory(task, trajectory, env))
 
 

@@ -23,6 +23,7 @@ from schemas import (
     Tool,
     Trajectory,
     Usage,
+    UserAction,
     Verdict,
     canonical_json,
     content_hash,
@@ -69,6 +70,15 @@ ROW_SCHEMA = pa.schema([
     ("index", pa.int64()),
     ("cluster_id", pa.string()),  # set at commit: the id of the row's dedup cluster representative (own id if alone)
     ("fault", pa.string()),  # a rejected row: who failed (schemas.FAULTS); null when accepted and in older versions
+    # Dual control: the user's own tools (JSON, like ``tools``) and what the user did with them (JSON list of
+    # ``UserAction``: the call, its result, and ``at``, the index in ``messages`` of the user turn that followed).
+    # Not messages: the assistant never sees them, so ``messages`` stay a chat every template renders.
+    ("user_tools", pa.string()),
+    ("user_actions", pa.string()),
+    # Per-dialogue figures for the diversity/difficulty report (pipelines/difficulty.py); null on older rows.
+    ("tool_chain", pa.string()),
+    ("num_writes", pa.int32()),
+    ("difficulty", pa.float64()),
 ])
 
 ACCEPTED, REJECTED = "accepted", "rejected"
@@ -113,13 +123,20 @@ def trajectory_row(
         "usage": total_usage(trajectory.usage).model_dump(include={f.name for f in USAGE}),
         **_lineage(lineage, shard, index),
         "fault": (failure.fault or "assistant") if failure else None,
+        **_user_side(trajectory.user_tools, trajectory.user_actions),
     }
+
+
+def _user_side(tools: list[Tool], actions: list[UserAction]) -> dict[str, Any]:
+    """Dual control: the user's own tools (declared order kept, like ``tools``) and what the user did with them."""
+    return {"user_tools": ordered_json([t.model_dump() for t in tools]) if tools else None,
+            "user_actions": canonical_json([a.model_dump() for a in actions]) if actions else None}
 
 
 def rejected_row(
     stage: str, reason: str, lineage: Lineage, shard: int, index: int, task: Task | None = None, domain: str = "",
     fault: str = "synthesis", messages: list[Message] | None = None, tools: list[Tool] | None = None,
-    usage: Usage | None = None,
+    usage: Usage | None = None, user_tools: list[Tool] | None = None, user_actions: list[UserAction] | None = None,
 ) -> dict[str, Any]:
     """A task that never became a whole trajectory, with its evidence: the messages produced up to the failure
     (a dialogue cut short, or a blueprint writer's conversation) and the task, so the row says why.
@@ -147,6 +164,7 @@ def rejected_row(
         "usage": usage.model_dump(include={f.name for f in USAGE}) if usage else None,
         **_lineage(lineage, shard, index),
         "fault": fault,
+        **_user_side(user_tools or [], user_actions or []),
     }
 
 
@@ -158,6 +176,15 @@ def _lineage(lineage: Lineage, shard: int, index: int) -> dict[str, Any]:
 def row_messages(row: dict[str, Any]) -> list[Message]:
     """Messages of a stored row back as models (for re-verification and exports)."""
     return [Message.model_validate({k: v for k, v in m.items() if v is not None}) for m in row["messages"]]
+
+
+def row_user_actions(row: dict[str, Any]) -> list[UserAction]:
+    """The user's own actions of a stored row (dual control); none for rows without them or from older code."""
+    return [UserAction.model_validate(a) for a in json.loads(row.get("user_actions") or "[]")]
+
+
+def row_user_tools(row: dict[str, Any]) -> list[Tool]:
+    return [Tool.model_validate(t) for t in json.loads(row.get("user_tools") or "[]")]
 
 
 def row_task(row: dict[str, Any]) -> Task | None:

@@ -25,16 +25,29 @@ from filters import Context
 from generators import SynthesisContext, SynthesisError
 from generators.base import ExamplePool
 from pipelines.budget import NEVER, StopCheck
+from pipelines.difficulty import dialogue_figures
 from pipelines.rows import ROW_SCHEMA, rejected_row, trajectory_row
 from pipelines.steps import Steps, build_steps
-from schemas import Lineage, Message, RunConfig, RunFailedError, Task, Trajectory, Usage, Verdict, one_line, total_usage
+from schemas import (
+    Lineage,
+    Message,
+    RunConfig,
+    RunFailedError,
+    Task,
+    Trajectory,
+    Usage,
+    UserAction,
+    Verdict,
+    one_line,
+    total_usage,
+)
 from simulators.agents import AssistantAgent, UserAgent
 from simulators.backends import BackendError, Endpoint, TruncatedReply, open_endpoints, raise_if_unhealthy
 from simulators.conversation import AsyncToolSimulator, RolloutError, rollout
 from simulators.environment import Environment, ToolFault
 from simulators.kinds import TaskKindError, kind_of
 from simulators.model_agents import LLMAssistant, LLMUser, ModelToolSimulator
-from simulators.scripted import PERTURBATIONS
+from simulators.scripted import perturbations_for
 from simulators.skeleton_refine import Refiner, refine_rollout
 
 # ``evidence``: for a task that could not be built, what its making left (JSON: the writer's messages, the last
@@ -141,7 +154,7 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
 
     async def one(ctx: SynthesisContext, slot: int, index: int) -> None:
         rng = random.Random(f"{config.seed}:task:{index}")
-        generator = rng.choices(steps.generators, weights=steps.weights)[0]
+        generator = steps.generator_for(config.seed, index, rng)
         try:
             if generator.pool_lag:  # waits outside the slot: items it waits for must be able to run
                 await ctx.pool.settled(index - generator.pool_lag)
@@ -243,19 +256,23 @@ def _agents(config: RunConfig, endpoints: dict[str, Endpoint], task: Task, env: 
     rng = random.Random(f"{config.seed}:rollout:{index}")
     sim = config.simulation
     kind = kind_of(task)
-    scripted_user, scripted_assistant = kind.User, kind.Assistant
+    scripted_assistant = kind.Assistant
+
+    def scripted_user() -> UserAgent:
+        return kind.user(task, rng, env)
+
     usage = {name: Usage() for name in config.model_users()}  # filters may call models in offline mode too
     if sim.mode == "offline":
         rate = sim.perturb_rate
-        perturbation = rng.choice(PERTURBATIONS) if rate and rng.random() < rate else None
-        return _Dialogue(scripted_user(task, rng), scripted_assistant(task, env, rng, perturbation), None, usage)
+        perturbation = rng.choice(perturbations_for(env)) if rate and rng.random() < rate else None
+        return _Dialogue(scripted_user(), scripted_assistant(task, env, rng, perturbation), None, usage)
     if sim.strategy == "skeleton_refine":
         assert sim.refine is not None  # the config validator requires it
         refiner = Refiner(endpoints[sim.refine.backend], sim.refine, usage["refine"],
                           random.Random(f"{config.seed}:refine:{index}"))
-        return _Dialogue(scripted_user(task, rng), scripted_assistant(task, env, rng), None, usage, refiner)
-    user: UserAgent = (LLMUser(task, endpoints[sim.user.backend], sim.user, usage["user"]) if sim.user
-                       else scripted_user(task, rng))
+        return _Dialogue(scripted_user(), scripted_assistant(task, env, rng), None, usage, refiner)
+    user: UserAgent = (LLMUser(task, endpoints[sim.user.backend], sim.user, usage["user"], env.user_tools())
+                       if sim.user else scripted_user())
     assert sim.assistant is not None  # the config validator requires it in model mode
     assistant = LLMAssistant(endpoints[sim.assistant.backend], sim.assistant, usage["assistant"])
     tools = ModelToolSimulator(endpoints[sim.tool.backend], sim.tool, usage["tool"]) if sim.tool else None
@@ -263,22 +280,24 @@ def _agents(config: RunConfig, endpoints: dict[str, Endpoint], task: Task, env: 
 
 
 async def _simulate(config: RunConfig, steps: Steps, task: Task, env: Environment, dialogue: _Dialogue,
-                    transcript: list[Message]) -> Trajectory:
+                    transcript: list[Message], user_actions: list[UserAction]) -> Trajectory:
     async with asyncio.timeout(config.simulation.dialogue_timeout_s):
         if dialogue.refiner is not None:
             result = await refine_rollout(task, env, dialogue.user, dialogue.assistant, dialogue.refiner,
                                           max_turns=config.simulation.max_turns, transcript=transcript)
         else:
             result = await rollout(task, env, dialogue.user, dialogue.assistant, max_turns=config.simulation.max_turns,
-                                   tool_simulator=dialogue.tool_simulator, transcript=transcript)
+                                   tool_simulator=dialogue.tool_simulator, transcript=transcript,
+                                   user_actions=user_actions)
     return Trajectory(task_id=task.id, domain=task.domain, kind=task.kind, tools=env.tools(),
-                      messages=result.messages, final_state_hash=result.final_state_hash, usage=dialogue.usage)
+                      messages=result.messages, user_tools=env.user_tools(), user_actions=result.user_actions,
+                      final_state_hash=result.final_state_hash, usage=dialogue.usage)
 
 
 async def _verify(steps: Steps, trajectory: Trajectory, task: Task, endpoints: dict[str, Endpoint],
                   usage: dict[str, Usage], faults: _Faults) -> None:
     """Run the filters in order until one rejects; a filter that breaks rejects with ``fault: plugin``."""
-    ctx = Context(task=task, env=steps.env, endpoints=endpoints, usage=usage)
+    ctx = Context(task=task, env=steps.env_for(task.domain), endpoints=endpoints, usage=usage)
     for check in steps.filters:
         faults.seen[check.name] += 1
         try:
@@ -336,24 +355,27 @@ def rollout_shard(
 
     async def one(slot: int, index: int, task_json: str | None, error: str | None, evidence: str | None) -> None:
         if task_json is None:
-            rows[slot] = _synthesis_reject(error, evidence, lineage, shard, index, config.domain.name)
+            rows[slot] = _synthesis_reject(error, evidence, lineage, shard, index,
+                                           steps.domain_of(config.seed, index).name)
             return
         task = Task.model_validate_json(task_json)
-        env = steps.env.fresh(task.env_seed)
+        env = steps.env_for(task.domain).fresh(task.env_seed)
         dialogue = _agents(config, endpoints, task, env, index)
         transcript: list[Message] = []  # the dialogue as it happens: the evidence if it stops
+        user_actions: list[UserAction] = []  # dual control: the user's own actions so far, evidence too
         try:
             async with limit:
                 if stop.reason():
                     return
                 try:
-                    trajectory = await _simulate(config, steps, task, env, dialogue, transcript)
+                    trajectory = await _simulate(config, steps, task, env, dialogue, transcript, user_actions)
                 except Exception as err:  # RolloutError, BackendError, TimeoutError; one broken dialogue never sinks the shard
                     reason, fault = _simulation_failure(err, config)
                     partial = getattr(err, "partial", None)
                     rows[slot] = rejected_row("simulation", reason, lineage, shard, index, task=task, fault=fault,
                                               messages=[*transcript, *([partial] if partial else [])],
-                                              tools=env.tools(), usage=total_usage(dialogue.usage))
+                                              tools=env.tools(), usage=total_usage(dialogue.usage),
+                                              user_tools=env.user_tools(), user_actions=user_actions)
                     return
                 finally:
                     env.close()  # its final state is in the trajectory; what it held (a server) goes back first
@@ -361,7 +383,8 @@ def rollout_shard(
         finally:
             for name, meter in dialogue.usage.items():
                 usage[name].add(meter)
-        rows[slot] = trajectory_row(trajectory, task, exact_hash(trajectory.messages), lineage, shard, index)
+        rows[slot] = {**trajectory_row(trajectory, task, exact_hash(trajectory.messages), lineage, shard, index),
+                      **dialogue_figures(trajectory, task, steps.env_for(task.domain))}
 
     async def run_all() -> None:
         try:

@@ -7,24 +7,55 @@ built-in steps themselves on first lookup.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from filters import FILTERS, Filter
 from generators import GENERATORS, Generator
-from schemas import ConfigError, PluginError, RunConfig, StepSpec, one_line
+from schemas import ConfigError, DomainConfig, PluginError, RunConfig, StepSpec, one_line
 from simulators.environment import DOMAINS, Environment
 from simulators.registry import Registry, UnknownStepError
 
 
 @dataclass
-class Steps:
+class DomainSteps:
+    """One domain of a mixed run: its environment, its own generators (built on it) and its share of the tasks."""
+
     env: Environment
+    generators: list[Generator]
+    share: float
+
+
+@dataclass
+class Steps:
+    env: Environment  # the run's domain (a mixed run's first)
     generators: list[Generator]
     weights: list[float]
     filters: list[Filter]
+    mixed: list[DomainSteps] = field(default_factory=list)  # every domain of a mixed run; empty otherwise
+
+    def env_for(self, domain: str) -> Environment:
+        """The environment a task of ``domain`` runs on (``task.domain``)."""
+        for part in self.mixed:
+            if part.env.name == domain:
+                return part.env
+        return self.env
+
+    def domain_of(self, seed: int, index: int) -> Environment:
+        """The environment task ``index`` is made on. A mixed run draws it from a stream of its own, so a
+        single-domain run's tasks draw exactly what they drew before mixing existed."""
+        if not self.mixed:
+            return self.env
+        return random.Random(f"{seed}:domain:{index}").choices(self.mixed, [p.share for p in self.mixed])[0].env
+
+    def generator_for(self, seed: int, index: int, rng: random.Random) -> Generator:
+        """The generator of task ``index``: one of its domain's (each has the config's generators, in order)."""
+        env = self.domain_of(seed, index)
+        generators = next((p.generators for p in self.mixed if p.env is env), self.generators)
+        return rng.choices(generators, weights=self.weights)[0]
 
 
 def _params(model: type, params: dict, where: str):
@@ -57,24 +88,39 @@ def _construct(kind: str, name: str, cls: type, where: str, build: Any) -> Any:
                           f"{one_line(err)}") from None
 
 
-def build_environment(config: RunConfig, source: str = "config") -> Environment:
-    """The configured domain: its class by name, its params validated by its own model, then bound."""
+def _domain_env(spec: DomainConfig, where: str) -> Environment:
+    """One domain: its class by name, its params validated by its own model, then bound."""
     try:
-        domain = DOMAINS.get(config.domain.name)
+        domain = DOMAINS.get(spec.name)
     except UnknownStepError as err:
-        raise ConfigError(f"{source}: domain.name: {err}") from None
-    params = _params(domain.Params, config.domain.params, f"{source}: domain")
-    return _construct("domain", config.domain.name, domain, f"{source}: domain.params",
-                      lambda: domain.configure(params)(config.domain.db_seed))
+        raise ConfigError(f"{where}.name: {err}") from None
+    params = _params(domain.Params, spec.params, where)
+    return _construct("domain", spec.name, domain, f"{where}.params", lambda: domain.configure(params)(spec.db_seed))
+
+
+def _where(config: RunConfig, source: str, i: int) -> str:
+    return f"{source}: domains[{i}]" if config.domains is not None else f"{source}: domain"
+
+
+def build_environment(config: RunConfig, source: str = "config", domain: str | None = None) -> Environment:
+    """The configured domain named ``domain`` (default: the run's first)."""
+    mixed = config.mixed_domains()
+    i = next((n for n, d in enumerate(mixed) if d.name == domain), 0)
+    return _domain_env(mixed[i], _where(config, source, i))
 
 
 def build_steps(config: RunConfig, source: str = "config") -> Steps:
-    env = build_environment(config, source)
-    gens = []
-    for i, spec in enumerate(config.generators):
-        cls, params = _resolve(GENERATORS, spec, f"{source}: generators[{i}]")
-        gens.append(_construct("generator", spec.name, cls, f"{source}: generators[{i}].params",
-                               lambda cls=cls, params=params: cls(env, params)))
+    parts = []
+    mixed = config.domains is not None
+    for n, domain in enumerate(config.mixed_domains()):
+        env = _domain_env(domain, _where(config, source, n))
+        gens = []
+        for i, spec in enumerate(config.generators):
+            cls, params = _resolve(GENERATORS, spec, f"{source}: generators[{i}]")
+            where = f"{source}: generators[{i}].params" + (f" (domain {domain.name!r})" if mixed else "")
+            gens.append(_construct("generator", spec.name, cls, where,
+                                   lambda cls=cls, params=params, env=env: cls(env, params)))
+        parts.append(DomainSteps(env, gens, domain.weight))
     if config.dedup.semantic.enabled:
         from dedup import semantic
 
@@ -86,4 +132,6 @@ def build_steps(config: RunConfig, source: str = "config") -> Steps:
         cls, params = _resolve(FILTERS, spec, f"{source}: filters[{i}]")
         checks.append(_construct("filter", spec.name, cls, f"{source}: filters[{i}].params",
                                  lambda cls=cls, params=params: cls(params)))
-    return Steps(env=env, generators=gens, weights=[g.weight for g in config.generators], filters=checks)
+    first = parts[0]
+    return Steps(env=first.env, generators=first.generators, weights=[g.weight for g in config.generators],
+                 filters=checks, mixed=parts if mixed else [])

@@ -45,9 +45,10 @@ from deltalake import CommitProperties, DeltaTable, WriterProperties, write_delt
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from dedup import DedupIndex, Deduplicator, load_index, save_part, user_texts
+from pipelines.diversity import Diversity
 from pipelines.funnel import funnel
 from pipelines.rows import ACCEPTED, REJECTED, ROW_SCHEMA
-from schemas import DatasetError, DatasetManifest, DedupConfig, RunFailedError, one_line
+from schemas import DatasetError, DatasetManifest, DedupConfig, DiversityFigures, RunFailedError, one_line
 
 MANIFEST_KEY = "trajforge.manifest"
 LOG = "_delta_log"
@@ -447,7 +448,8 @@ class DatasetStore:
 
     def commit(self, shard_files: list[Path], manifest: DatasetManifest,
                dedup: Deduplicator | Callable[[], Deduplicator] | None,
-               retries: int = 3, accept_limit: int | None = None, exact: bool = False) -> DatasetManifest:
+               retries: int = 3, accept_limit: int | None = None, exact: bool = False,
+               known_intents: dict[str, list[str]] | None = None) -> DatasetManifest:
         """Dedup the staged rows in order and commit them as one new version.
 
         Two passes: the first reads only the small columns (and, for near and semantic
@@ -456,7 +458,9 @@ class DatasetStore:
         rows into Delta. The dedup index part for this version is written just before.
 
         Optimistic concurrency: the commit lands only if the table is still at
-        the version the dedup decisions were made against. When another run
+        the version the dedup decisions were made against. ``known_intents``
+        (domain -> intent names) lets the diversity figures state intent
+        coverage. When another run
         committed in between, a ``dedup`` given as a factory is rebuilt (so it
         sees the rows just committed) and the commit retried, up to
         ``retries`` times; a ``dedup`` object cannot be rebuilt, so the run
@@ -473,7 +477,7 @@ class DatasetStore:
             base = self.latest_version()
             try:
                 return self._commit_once(shard_files, manifest, dedup() if callable(dedup) else dedup, base,
-                                         accept_limit, exact)
+                                         accept_limit, exact, known_intents)
             except _Conflict:
                 if not callable(dedup) or attempt == retries:
                     raise CommitConflictError(
@@ -483,7 +487,8 @@ class DatasetStore:
         raise AssertionError("unreachable")
 
     def _commit_once(self, shard_files: list[Path], manifest: DatasetManifest, dedup: Deduplicator | None,
-                     base: int | None, accept_limit: int | None = None, exact: bool = False) -> DatasetManifest:
+                     base: int | None, accept_limit: int | None = None, exact: bool = False,
+                     known_intents: dict[str, list[str]] | None = None) -> DatasetManifest:
         light = pa.concat_tables([_light(f) for f in shard_files])
         status, stage, reason, fault = (light.column(c).to_pylist() for c in ("status", "stage", "reason", "fault"))
         ids = light.column("id").to_pylist()
@@ -514,6 +519,7 @@ class DatasetStore:
             "faults": fault_counts(fault[i] for i in rejected if stage[i] != TARGET_STAGE),
             "similarity_histogram": outcome.similarity_histogram if outcome else {},
             **_settled(manifest, accepted, stages.get(TARGET_STAGE, 0)),
+            "diversity": self._diversity(shard_files, status, known_intents),
         })
         columns = {"status": pa.array(status, pa.string()), "stage": pa.array(stage, pa.string()),
                    "reason": pa.array(reason, pa.string()), "cluster_id": pa.array(cluster, pa.string()),
@@ -548,6 +554,23 @@ class DatasetStore:
                 raise _Conflict from err
             raise
         return final.model_copy(update={"version": expected})
+
+    @staticmethod
+    def _diversity(shard_files: list[Path], status: list[str], known_intents: dict[str, list[str]] | None
+                   ) -> DiversityFigures:
+        """The version's diversity and difficulty, streamed one batch at a time with the final statuses."""
+        figures = Diversity(known_intents)
+        offset = 0
+        for f in shard_files:
+            parquet = pq.ParquetFile(f)
+            columns = [c for c in Diversity.COLUMNS if c in parquet.schema_arrow.names and c != "status"]
+            for batch in parquet.iter_batches(batch_size=512, columns=columns):
+                rows = batch.to_pylist()
+                for k, row in enumerate(rows):
+                    row["status"] = status[offset + k]
+                offset += len(rows)
+                figures.add_batch(rows)
+        return figures.finish()
 
     @staticmethod
     def _user_texts(shard_files: list[Path], positions: list[int]) -> list[str]:

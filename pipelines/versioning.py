@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from pipelines.diversity import SCALARS
 from pipelines.rows import ACCEPTED, REJECTED
 from pipelines.store import DatasetStore, StoreError, reason_key
-from schemas import ConfigError
+from schemas import ConfigError, DatasetManifest
 
 ORPHAN_GRACE_HOURS = 1  # never vacuum files this young: they may belong to a commit in flight
 
@@ -29,6 +30,7 @@ class VersionDiff:
     removed: dict[str, int]  # status -> rows in a and not in b
     added_reasons: dict[str, int] = field(default_factory=dict)  # generic rejection reason -> rejected rows added
     removed_reasons: dict[str, int] = field(default_factory=dict)
+    figures: dict[str, dict[str, float | None]] = field(default_factory=dict)  # name -> from, to, change
     runs: list[str] = field(default_factory=list)  # the runs committed after a, up to b
     dedup_rejected: int = 0  # rows those runs appended that dedup rejected (a re-run makes the same rows again)
 
@@ -36,7 +38,17 @@ class VersionDiff:
         return {"from": self.a, "to": self.b, "added": self.added, "removed": self.removed,
                 "added_total": sum(self.added.values()), "removed_total": sum(self.removed.values()),
                 "added_reasons": self.added_reasons, "removed_reasons": self.removed_reasons,
-                "runs": self.runs, "dedup_rejected": self.dedup_rejected}
+                "runs": self.runs, "dedup_rejected": self.dedup_rejected, "diversity": self.figures}
+
+
+def figure_changes(a: DatasetManifest, b: DatasetManifest) -> dict[str, dict[str, float | None]]:
+    """The headline diversity figures of two versions and their change (None where a version has none)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for name, get, _fmt in SCALARS:
+        old = float(get(a.diversity)) if a.diversity is not None else None
+        new = float(get(b.diversity)) if b.diversity is not None else None
+        out[name] = {"from": old, "to": new, "change": None if old is None or new is None else new - old}
+    return out
 
 
 def _known(store: DatasetStore) -> list[int]:
@@ -87,9 +99,11 @@ def diff_versions(store: DatasetStore, a: int, b: int) -> VersionDiff:
 
     added = new.join(old, on=ROW_KEY, how="anti")
     removed = old.join(new, on=ROW_KEY, how="anti")
+    by_version = {m.version: m for m in manifests}
     return VersionDiff(a=a, b=b, added=count(added), removed=count(removed),
                        added_reasons=reason_counts(added), removed_reasons=reason_counts(removed),
-                       runs=[m.run_id for m in between], dedup_rejected=sum(m.stages.get("dedup", 0) for m in between))
+                       runs=[m.run_id for m in between], dedup_rejected=sum(m.stages.get("dedup", 0) for m in between),
+                       figures=figure_changes(by_version[a], by_version[b]))
 
 
 @dataclass

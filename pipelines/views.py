@@ -31,7 +31,7 @@ from pipelines.rows import row_task
 from schemas import Task, canonical_json, ordered_json
 from simulators.kinds import BUILTIN_KINDS, ExportField, TaskKind, kind_of
 
-_ACTION = pa.struct([("name", pa.string()), ("arguments", pa.string())])
+_ACTION = pa.struct([("name", pa.string()), ("arguments", pa.string()), ("actor", pa.string())])
 _REWARD = pa.struct([  # what every kind's reward has; kinds add their own fields (simulators.kinds.ExportField)
     ("type", pa.string()),
     ("gold_actions", pa.list_(_ACTION)),
@@ -48,10 +48,11 @@ _COMMON = [("id", pa.string()), ("task_id", pa.string()), ("domain", pa.string()
 BASE_SCHEMAS: dict[str, pa.Schema] = {
     "sft": pa.schema([*_COMMON, ("num_turns", pa.int32()), ("messages", _TEXTS), ("tools", _TEXTS)]),
     "rl": pa.schema([*_COMMON, ("env_seed", pa.int64()), ("prompt", _TEXTS), ("tools", _TEXTS),
-                     ("scenario", pa.string()), ("reward_spec", _REWARD), ("env_config", pa.string()),
-                     ("task", pa.string())]),
+                     ("scenario", pa.string()), ("reward_spec", _REWARD), ("user_tools", _TEXTS),
+                     ("env_config", pa.string()), ("task", pa.string())]),
     "rejects": pa.schema([*_COMMON, ("stage", pa.string()), ("reason", pa.string()), ("messages", _TEXTS),
-                          ("trailing", _TEXTS), ("tools", _TEXTS), ("task", pa.string()), ("verdicts", pa.string())]),
+                          ("trailing", _TEXTS), ("tools", _TEXTS), ("task", pa.string()), ("verdicts", pa.string()),
+                          ("user_actions", pa.string())]),
     "sharegpt": pa.schema([*_COMMON, ("system", pa.string()), ("conversations", pa.list_(_TURN)),
                            ("tools", pa.string())]),
 }
@@ -68,8 +69,9 @@ def _jsonify(t: pa.DataType, path: str, json_paths: set[str]) -> pa.DataType:
 
 _JSON_PATHS = {
     "sft": {".messages[]", ".tools[]"},
-    "rl": {".prompt[]", ".tools[]", ".scenario", ".reward_spec.gold_actions[].arguments", ".env_config", ".task"},
-    "rejects": {".messages[]", ".trailing[]", ".tools[]", ".task", ".verdicts"},
+    "rl": {".prompt[]", ".tools[]", ".scenario", ".reward_spec.gold_actions[].arguments", ".user_tools[]",
+           ".env_config", ".task"},
+    "rejects": {".messages[]", ".trailing[]", ".tools[]", ".task", ".verdicts", ".user_actions"},
     "sharegpt": set(),
 }
 
@@ -214,7 +216,8 @@ def _reward_spec(row: dict[str, Any], task: Task | None) -> dict[str, Any]:
         raise ValueError(f"row {row['id']}: no task stored, cannot build a reward spec")
     return {
         "type": kind_of(task).reward,
-        "gold_actions": [{"name": a.name, "arguments": canonical_json(a.arguments)} for a in task.gold_actions],
+        "gold_actions": [{"name": a.name, "arguments": canonical_json(a.arguments), "actor": a.actor}
+                         for a in task.gold_actions],
         "expected_state_hash": task.expected_state_hash,
         "expected_outputs": list(task.expected_outputs),
     }
@@ -233,7 +236,9 @@ def rl_record(row: dict[str, Any], reasoning: bool = True) -> dict[str, Any]:
     """The prompt up to the first assistant turn, plus what an environment needs to roll out and score.
 
     ``scenario`` is the user simulator's brief: a multi-turn rollout needs the
-    simulated user as much as the tools. ``env_config`` (the domain and its
+    simulated user as much as the tools; in a dual-control domain ``user_tools``
+    are the simulated user's own (their phone), and gold actions with
+    ``actor: user`` are theirs to make. ``env_config`` (the domain and its
     parameters, as the run configured them; the export puts it on the row) and
     ``task`` (the whole task, kind fields included) are what
     ``pipelines.rl.TaskEnvironment.from_row`` rebuilds the initial state from.
@@ -243,7 +248,7 @@ def rl_record(row: dict[str, Any], reasoning: bool = True) -> dict[str, Any]:
     task = row_task(row)
     return {**_common(row), "env_seed": task.env_seed if task else None, "prompt": _texts(messages[:first]),
             "tools": _texts(stored_tools(row)), "scenario": task.scenario.model_dump_json() if task else None,
-            "reward_spec": _reward_spec(row, task),
+            "reward_spec": _reward_spec(row, task), "user_tools": _texts(json.loads(row.get("user_tools") or "[]")),
             "env_config": canonical_json(row["env_config"]) if row.get("env_config") else None,
             "task": task.model_dump_json() if task else None}
 
@@ -256,7 +261,7 @@ def reject_record(row: dict[str, Any], reasoning: bool = True) -> dict[str, Any]
     messages, trailing = until_last_assistant(export_messages(row["messages"] or [], reasoning))
     return {**_common(row), "stage": row["stage"], "reason": row["reason"], "messages": _texts(messages),
             "trailing": _texts(trailing), "tools": _texts(stored_tools(row)), "task": row["task"],
-            "verdicts": row["verdicts"]}
+            "verdicts": row["verdicts"], "user_actions": row.get("user_actions") or "[]"}
 
 
 def sharegpt_record(row: dict[str, Any], reasoning: bool = True) -> dict[str, Any]:

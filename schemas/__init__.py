@@ -11,6 +11,7 @@ from schemas.config import (
     DomainConfig,
     GeneratorSpec,
     ManagedVLLMConfig,
+    MixedDomainConfig,
     PriceConfig,
     RoleConfig,
     RunConfig,
@@ -21,6 +22,7 @@ from schemas.config import (
     load_config,
     parse_config,
 )
+from schemas.diversity import DiversityFigures
 from schemas.errors import (
     BackendUnavailableError,
     ConfigError,
@@ -35,7 +37,7 @@ from schemas.hashing import canonical_json, content_hash, ordered_json
 from schemas.manifest import DatasetManifest, RunCost, RunOrigin, RunStop
 from schemas.messages import Action, FunctionCall, FunctionSpec, Message, Tool, ToolCall
 from schemas.task import Request, Task, UserScenario
-from schemas.trajectory import FAULTS, Lineage, Trajectory, Usage, Verdict, total_usage
+from schemas.trajectory import FAULTS, Lineage, Trajectory, Usage, UserAction, Verdict, total_usage
 
 __all__ = [
     "Action",
@@ -50,7 +52,9 @@ __all__ = [
     "DatasetError",
     "DatasetManifest",
     "DedupConfig",
+    "DiversityFigures",
     "DomainConfig",
+    "MixedDomainConfig",
     "FAULTS",
     "FunctionCall",
     "FunctionSpec",
@@ -76,6 +80,7 @@ __all__ = [
     "ToolCall",
     "Trajectory",
     "Usage",
+    "UserAction",
     "UserError",
     "UserRoleConfig",
     "UserScenario",

@@ -9,7 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from schemas.documents import MiB, SizeLimits, read_document
 from schemas.errors import ConfigError
@@ -35,6 +43,12 @@ class DomainConfig(_Strict):
     name: str = "store"
     db_seed: int = 0
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+class MixedDomainConfig(DomainConfig):
+    """One domain of a run that mixes several (``domains``)."""
+
+    weight: float = Field(default=1.0, gt=0, description="its share of the run's tasks, relative to the others'")
 
 
 class ManagedVLLMConfig(_Strict):
@@ -299,6 +313,9 @@ class RunConfig(_Strict):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     shard_size: int = Field(default=500, ge=1)
     domain: DomainConfig = Field(default_factory=DomainConfig)
+    domains: list[MixedDomainConfig] | None = Field(
+        default=None, min_length=1, description="a run that mixes domains, each drawing a share of the tasks by "
+        "weight; instead of `domain`")
     generators: list[GeneratorSpec] = Field(
         default_factory=lambda: [GeneratorSpec(name="blueprint")], min_length=1
     )
@@ -328,6 +345,34 @@ class RunConfig(_Strict):
         if len(currencies) > 1:
             raise ValueError(f"backends: prices in more than one currency ({', '.join(currencies)}); use one")
         return self
+
+    @model_validator(mode="after")
+    def _check_domains(self) -> RunConfig:
+        if self.domains is None:
+            return self
+        if "domain" in self.model_fields_set:
+            raise ValueError("domain: give either `domain` or `domains`, not both")
+        seen: set[str] = set()
+        for i, d in enumerate(self.domains):  # a task names its domain: two entries of one name would be ambiguous
+            if d.name in seen:
+                raise ValueError(f"domains[{i}].name: {d.name!r} is listed twice")
+            seen.add(d.name)
+        return self
+
+    @model_serializer(mode="wrap")
+    def _one_domain_key(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """One of ``domain`` / ``domains`` is stored: a mixed run's config (manifest, card) parses again, and a
+        single-domain config is stored, and hashed, exactly as before mixing existed."""
+        data = handler(self)
+        if isinstance(data, dict):
+            data.pop("domain" if self.domains is not None else "domains", None)
+        return data
+
+    def mixed_domains(self) -> list[MixedDomainConfig]:
+        """The run's domains with their weights: ``domains``, or ``domain`` alone (weight 1)."""
+        if self.domains is not None:
+            return list(self.domains)
+        return [MixedDomainConfig(**self.domain.model_dump())]
 
     @model_validator(mode="after")
     def _check_roles(self) -> RunConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from schemas.diversity import DiversityFigures
 from schemas.trajectory import Usage
 
 
@@ -91,6 +92,9 @@ class DatasetManifest(BaseModel):
     similarity_histogram: dict[str, int] = Field(
         default_factory=dict, description="semantic layer: this run's rows by cosine similarity to their nearest "
         "earlier row, for choosing dedup.semantic.threshold")
+    diversity: DiversityFigures | None = Field(
+        default=None, description="variety and difficulty of this version's accepted dialogues (None: written "
+        "before they were measured)")
     total_accepted: int = 0
     origin: RunOrigin | None = Field(default=None, description="the deployment and schedule that started the run; "
                                      "None for a run started by hand")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from schemas.hashing import canonical_json
 
@@ -77,12 +77,26 @@ class Message(BaseModel):
 
 
 class Action(BaseModel):
-    """A gold tool call: name plus arguments as a dict (a plan, not a wire message)."""
+    """A gold tool call: name plus arguments as a dict (a plan, not a wire message).
+
+    ``actor`` is who makes the call: the assistant (the default, left out of the
+    serialized form so existing tasks keep their ids), or, in a dual-control
+    domain, the user on their own device.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
+    actor: Literal["assistant", "user"] = "assistant"
+
+    @model_serializer(mode="wrap")
+    def _drop_default_actor(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("actor") == "assistant":
+            del data["actor"]
+        return data
 
     def key(self) -> str:
-        return f"{self.name}:{canonical_json(self.arguments)}"
+        who = "user:" if self.actor == "user" else ""
+        return f"{who}{self.name}:{canonical_json(self.arguments)}"

@@ -55,6 +55,8 @@ class Task(BaseModel):
     expected_outputs: list[str] = Field(default_factory=list)
     expected_state_hash: str | None = None
     generator: str = "blueprint"
+    user: str | None = Field(default=None, description="the simulated user's id in the domain; a dual-control "
+                             "domain runs the user's own tools (their device) for this user")
     provenance: dict[str, Any] = Field(
         default_factory=dict,
         description="how the task was made, for whoever filters the data later: a model blueprint's rounds, "
@@ -63,7 +65,8 @@ class Task(BaseModel):
     @model_validator(mode="after")
     def _fill_id(self) -> Task:
         if not self.id:
-            # Left out while empty, so tasks made without provenance keep the ids they always had.
-            self.id = content_hash(self.model_dump(exclude={"id"} if self.provenance else {"id", "provenance"},
-                                                   mode="json"))
+            # Left out while empty, so tasks made without them keep the ids they always had.
+            exclude = {"id"} | ({"provenance"} if not self.provenance else set()) | ({"user"} if self.user is None
+                                                                                      else set())
+            self.id = content_hash(self.model_dump(exclude=exclude, mode="json"))
         return self

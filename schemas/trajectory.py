@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, model_validator
 
 from schemas.hashing import content_hash
-from schemas.messages import Message, Tool
+from schemas.messages import Message, Tool, ToolCall
 
 FAULTS = ("assistant", "user", "tool", "judge", "backend", "synthesis", "plugin")
 """Who a rejected row's failure is attributed to (the row column ``fault``): the assistant under simulation, the
@@ -54,6 +54,21 @@ def total_usage(by_role: dict[str, Usage]) -> Usage:
     return total
 
 
+class UserAction(BaseModel):
+    """A call the simulated user made on their own side (dual control: a setting on their phone), and its result.
+
+    Not a message: the assistant never sees the user's tool calls, only what the
+    user then says about them, so ``messages`` stay a plain OpenAI chat that any
+    chat template renders. ``at`` is the index in ``messages`` of the user message
+    that followed the action (the one that reports it), which places it in time
+    for replay and verification.
+    """
+
+    at: int = Field(ge=0)
+    call: ToolCall
+    result: str
+
+
 class Lineage(BaseModel):
     run_id: str
     config_hash: str
@@ -69,6 +84,8 @@ class Trajectory(BaseModel):
     kind: str = "blueprint"
     tools: list[Tool]
     messages: list[Message]
+    user_tools: list[Tool] = Field(default_factory=list, description="the user's own tools (dual control)")
+    user_actions: list[UserAction] = Field(default_factory=list, description="what the user did with them")
     final_state_hash: str | None = None
     verdicts: list[Verdict] = Field(default_factory=list)
     usage: dict[str, Usage] = Field(default_factory=dict, description="per role: user, assistant, tool")
@@ -78,9 +95,10 @@ class Trajectory(BaseModel):
     def _fill_id(self) -> Trajectory:
         if not self.id:
             # Content only: lineage (run id, timestamps) must not change identity.
-            self.id = content_hash(
-                {"task_id": self.task_id, "messages": [m.to_openai() for m in self.messages]}
-            )
+            content = {"task_id": self.task_id, "messages": [m.to_openai() for m in self.messages]}
+            if self.user_actions:  # left out while empty, so dialogues without them keep their ids
+                content["user_actions"] = [a.model_dump() for a in self.user_actions]
+            self.id = content_hash(content)
         return self
 
     def first_failure(self) -> Verdict | None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from schemas import Message, Task, ToolCall
+from schemas import Message, Task, ToolCall, UserAction
 from simulators.agents import STOP, AssistantAgent, UserAgent
 from simulators.environment import Environment, ToolFault
 from simulators.tool_simulator import SimulatedCall
@@ -33,6 +33,7 @@ class RolloutError(Exception):
 class Rollout:
     messages: list[Message]
     final_state_hash: str
+    user_actions: list[UserAction] = field(default_factory=list)  # dual control: what the user did on their side
 
 
 async def rollout(
@@ -44,6 +45,7 @@ async def rollout(
     max_steps_per_turn: int = 12,
     tool_simulator: AsyncToolSimulator | None = None,
     transcript: list[Message] | None = None,
+    user_actions: list[UserAction] | None = None,
 ) -> Rollout:
     """Run one dialogue to its end; ``env`` must be fresh and is mutated.
 
@@ -51,13 +53,15 @@ async def rollout(
     user speaks again; tool calls are executed here, in the order given (all
     calls of one message before the next model request: parallel calls).
     ``transcript``, when given, is the list the dialogue is written into as it
-    happens, so whatever stops it (an error, a timeout) leaves the evidence.
+    happens, so whatever stops it (an error, a timeout) leaves the evidence;
+    ``user_actions`` likewise for the user's own device actions (dual control).
     """
     tools = env.tools()
     messages = transcript if transcript is not None else []
     messages.append(Message(role="system", content=env.policy))
+    actions: list[UserAction] = user_actions if user_actions is not None else []
     for _turn in range(max_turns):
-        said = await user.respond(messages)
+        said = await user_turn(task, env, user, messages, actions, max_steps_per_turn)
         text = (said.content or "").replace(STOP, "").strip()
         stop = STOP in (said.content or "")
         if text:
@@ -78,7 +82,27 @@ async def rollout(
         # A model user that never says it is done is the simulator's failure; a scripted one ends its script.
         raise RolloutError(f"dialogue did not end within {max_turns} turns",
                            fault="user" if getattr(user, "is_model", False) else "assistant")
-    return Rollout(messages=list(messages), final_state_hash=env.state_hash())
+    return Rollout(messages=list(messages), final_state_hash=env.state_hash(), user_actions=list(actions))
+
+
+async def user_turn(task: Task, env: Environment, user: UserAgent, messages: list[Message],
+                    actions: list[UserAction], max_steps: int) -> Message:
+    """The user's next message; in a dual-control domain, after running the device actions the user chose first.
+
+    Text that comes with device actions is not said: the user speaks once they
+    have seen the results, as a person reports back after trying something.
+    The RL environment (``pipelines.rl``) runs its user turns through this too.
+    """
+    if not env.user_specs():
+        return await user.respond(messages)
+    for _step in range(max_steps):
+        said = await user.respond(messages, actions)
+        if not said.tool_calls:
+            return said
+        for call in said.tool_calls:
+            actions.append(UserAction(at=len(messages), call=call, result=env.execute_user_call(task.user, call)))
+    raise RolloutError(f"user made more than {max_steps} device steps in one turn",
+                       fault="user" if getattr(user, "is_model", False) else "assistant")
 
 
 async def _run_tool(env: Environment, call: ToolCall, simulator: AsyncToolSimulator | None) -> str:

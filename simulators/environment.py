@@ -10,6 +10,13 @@ State is copy-on-write over a base built once per seed: ``fresh()`` costs an
 empty dict rather than a deep copy of hundreds of records, which is what makes
 three independent environments per trajectory (synthesis, rollout, replay)
 affordable at 100k trajectories.
+
+Dual control (as in tau2-bench's telecom domain): a domain may also give the
+*user* tools (``@user_tool``), acting on state the user owns (a phone's
+settings, in ``user_tables``). The assistant never sees or calls them; it has
+to ask the user to use them. Both sides write into the same tables, so one
+``state_hash`` covers the account and the device, and ``replay`` runs both
+sides' calls in the order the dialogue made them.
 """
 
 from __future__ import annotations
@@ -28,8 +35,8 @@ from typing import Annotated, Any, ClassVar, get_args, get_origin, get_type_hint
 import fastjsonschema
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from schemas import Action, Message, Tool, ToolCall, canonical_json
-from simulators.intents import Identity, Intent
+from schemas import Action, Message, Tool, ToolCall, UserAction, canonical_json
+from simulators.intents import DeviceVoice, Identity, Intent
 from simulators.registry import Registry
 from simulators.tool_simulator import SimulatedCall
 
@@ -61,6 +68,9 @@ class Param:
     entity: str | None = None
 
 
+ASSISTANT, USER = "assistant", "user"
+
+
 @dataclass
 class ToolSpec:
     name: str
@@ -70,17 +80,36 @@ class ToolSpec:
     entities: dict[str, str]
     produces: frozenset[str]
     validator: Any = field(repr=False)
+    actor: str = ASSISTANT
+    needs: frozenset[str] = frozenset()
 
     @property
     def consumes(self) -> frozenset[str]:
-        return frozenset(self.entities.values())
+        """Entity types this tool's inputs come from; for a user tool, also what the assistant must know first."""
+        return frozenset(self.entities.values()) | self.needs
 
 
 def tool(*, writes: bool = False, produces: tuple[str, ...] = ()) -> Callable:
-    """Mark an environment method as a tool."""
+    """Mark an environment method as a tool of the assistant."""
 
     def mark(fn: Callable) -> Callable:
-        fn.__tool__ = {"writes": writes, "produces": frozenset(produces)}
+        fn.__tool__ = {"writes": writes, "produces": frozenset(produces), "actor": ASSISTANT, "needs": frozenset()}
+        return fn
+
+    return mark
+
+
+def user_tool(*, writes: bool = False, needs: tuple[str, ...] = ()) -> Callable:
+    """Mark an environment method as a tool of the *user* (dual control): an action on their own device.
+
+    ``needs`` names entity types the assistant should have looked up before
+    guiding the user to it (a line's status before touching the phone); it
+    places the tool on the tool-dependency graph, so blueprints reach it.
+    The method reads the user it acts for from ``self.holder``.
+    """
+
+    def mark(fn: Callable) -> Callable:
+        fn.__tool__ = {"writes": writes, "produces": frozenset(), "actor": USER, "needs": frozenset(needs)}
         return fn
 
     return mark
@@ -92,6 +121,24 @@ def _strip_titles(schema: Any) -> Any:
     if isinstance(schema, list):
         return [_strip_titles(v) for v in schema]
     return schema
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter schema with its ``$defs`` inlined: a nested type (a list of objects) stays self-contained
+    inside ``properties``, where a ``#/$defs/...`` reference would point nowhere."""
+    defs = schema.pop("$defs", {})
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            ref = value.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(dict(defs[ref.split("/")[-1]]))
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(schema)
 
 
 def _build_spec(name: str, fn: Callable) -> ToolSpec:
@@ -107,7 +154,7 @@ def _build_spec(name: str, fn: Callable) -> ToolSpec:
         if meta is None:
             raise TypeError(f"tool {name}: parameter {pname!r} needs Annotated[..., Param(...)]")
         base = get_args(hint)[0]
-        prop = _strip_titles(TypeAdapter(base).json_schema())
+        prop = _inline_refs(_strip_titles(TypeAdapter(base).json_schema()))
         prop["description"] = meta.description
         properties[pname] = prop
         if p.default is inspect.Parameter.empty:
@@ -125,6 +172,8 @@ def _build_spec(name: str, fn: Callable) -> ToolSpec:
         entities=entities,
         produces=fn.__tool__["produces"],
         validator=compile_validator(parameters),
+        actor=fn.__tool__.get("actor", ASSISTANT),
+        needs=fn.__tool__.get("needs", frozenset()),
     )
 
 
@@ -218,20 +267,24 @@ class Environment:
     policy: ClassVar[str] = ""
     Params: ClassVar[type[DomainParams]] = DomainParams
     params: ClassVar[DomainParams | None] = None
+    user_tables: ClassVar[frozenset[str]] = frozenset()  # tables the user's own tools act on (a device)
     _specs: ClassVar[dict[str, ToolSpec]]
+    _user_specs: ClassVar[dict[str, ToolSpec]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._specs = {
-            attr: _build_spec(attr, fn)
-            for attr, fn in inspect.getmembers(cls, inspect.isfunction)
-            if hasattr(fn, "__tool__")
-        }
+        specs = [_build_spec(attr, fn) for attr, fn in inspect.getmembers(cls, inspect.isfunction)
+                 if hasattr(fn, "__tool__")]
+        cls._specs = {s.name: s for s in specs if s.actor == ASSISTANT}
+        cls._user_specs = {s.name: s for s in specs if s.actor == USER}
+        # A name means one tool: the tool graph and the stored rows tell the sides apart by it.
+        assert not set(cls._specs) & set(cls._user_specs), "a user tool and an assistant tool share a name"
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
         base, self._base_hash = _base_state(type(self), seed)
         self.db = Tables(base)
+        self.holder: str | None = None  # the user a user-side tool is running for (set by ``execute_user``)
 
     # -- to override -------------------------------------------------------
     @classmethod
@@ -253,16 +306,26 @@ class Environment:
         raise NotImplementedError
 
     def check_policy(self, messages: list[Message]) -> list[str]:
-        """Policy violations in a dialogue, one line each; none by default."""
+        """Policy violations in a dialogue, one line each; none by default.
+
+        A dual-control domain overrides it with a keyword ``user_actions``
+        (``list[UserAction]``) and ``user`` (the task's user id) too: the
+        policy filter passes them only to domains that have user tools.
+        """
         return []
 
     # Task synthesis hooks: a domain without them can still be simulated, but
     # the offline blueprint generator has nothing to ground tasks in.
     intents: ClassVar[dict[str, Intent]] = {}
     user_knows: ClassVar[frozenset[str]] = frozenset()  # entity types a user can state unprompted
+    device_voice: ClassVar[DeviceVoice | None] = None  # dual control: how user-side actions are asked for and told
     authenticates: ClassVar[bool] = True  # False: no accounts, so no identity step in tasks or dialogues
     # True where execute() waits on another process (an MCP server): callers on an event loop run it in a thread.
     blocking_io: ClassVar[bool] = False
+
+    def ask_identity(self, rng: random.Random) -> str:
+        """The scripted assistant's first question; it must say "verify your identity" or "find your account"."""
+        return "I'd be glad to help. First I need to verify your identity: what details can you give me?"
 
     def users(self) -> list[str]:
         """Ids of the users a task can be about."""
@@ -286,9 +349,41 @@ class Environment:
     def tools(cls) -> list[Tool]:
         return [s.schema for s in cls._specs.values()]
 
+    @classmethod
+    def user_specs(cls) -> dict[str, ToolSpec]:
+        """The user's own tools (dual control); empty for a domain where only the assistant acts."""
+        return cls._user_specs
+
+    @classmethod
+    def user_tools(cls) -> list[Tool]:
+        return [s.schema for s in cls._user_specs.values()]
+
+    @classmethod
+    def spec_of(cls, action: Action) -> ToolSpec | None:
+        """The spec a gold action runs: the assistant's tool, or the user's for ``actor='user'``."""
+        return (cls._user_specs if action.actor == USER else cls._specs).get(action.name)
+
     def execute(self, name: str, arguments: dict[str, Any] | str) -> str:
         """Run one call; any failure comes back as an ``Error: ...`` string (a ``ToolFault`` is raised)."""
-        checked = self.check_call(name, arguments)
+        return self._run(self._specs, name, arguments)
+
+    def execute_user(self, user: str | None, name: str, arguments: dict[str, Any] | str) -> str:
+        """Run one of the user's own tools, for ``user`` (whose device it is); errors as for ``execute``."""
+        if not self._user_specs:
+            return f"{ERROR_PREFIX}this domain has no user-side tools"
+        if user is None:
+            return f"{ERROR_PREFIX}a user-side tool needs the task's user"
+        self.holder = user
+        try:
+            return self._run(self._user_specs, name, arguments)
+        finally:
+            self.holder = None
+
+    def execute_user_call(self, user: str | None, call: ToolCall) -> str:
+        return self.execute_user(user, call.function.name, call.function.arguments)
+
+    def _run(self, specs: dict[str, ToolSpec], name: str, arguments: dict[str, Any] | str) -> str:
+        checked = self._checked(specs, name, arguments)
         if isinstance(checked, str):
             return checked
         spec, arguments = checked
@@ -304,7 +399,11 @@ class Environment:
 
     def check_call(self, name: str, arguments: dict[str, Any] | str) -> tuple[ToolSpec, dict[str, Any]] | str:
         """The tool and its parsed arguments, or the ``Error: ...`` a call that names no tool or breaks its schema gets."""
-        spec = self._specs.get(name)
+        return self._checked(self._specs, name, arguments)
+
+    def _checked(self, specs: dict[str, ToolSpec], name: str, arguments: dict[str, Any] | str
+                 ) -> tuple[ToolSpec, dict[str, Any]] | str:
+        spec = specs.get(name)
         if spec is None:
             return f"{ERROR_PREFIX}unknown tool {name!r}"
         if isinstance(arguments, str):
@@ -344,13 +443,45 @@ class Environment:
         """Take a tool simulator's answer to ``simulation_request``; the next ``execute`` of that call uses it."""
         raise NotImplementedError
 
-    def run_actions(self, actions: list[Action]) -> list[str]:
-        return [self.execute(a.name, a.arguments) for a in actions]
+    def run_actions(self, actions: list[Action], user: str | None = None) -> list[str]:
+        """Gold actions in order, each by its actor (``user`` is whose device the user-side ones act on)."""
+        return [self.execute_user(user, a.name, a.arguments) if a.actor == USER else self.execute(a.name, a.arguments)
+                for a in actions]
+
+    def replay(self, messages: list[Message], user_actions: list[UserAction] = (), user: str | None = None
+               ) -> tuple[dict[str, str], list[str]]:
+        """Every call of a dialogue, both sides, in the order they were made: (results by assistant call id,
+        results of the user's actions).
+
+        A user action ``at`` message *i* happened after messages ``0..i-1``, so it runs
+        before the calls of message *i*; the order matters where one side's change
+        takes effect through the other's (a line resumed, then the phone restarted).
+        """
+        pending = sorted(range(len(user_actions)), key=lambda k: user_actions[k].at)
+        results: dict[str, str] = {}
+        user_results: list[str] = [""] * len(user_actions)
+        position = 0
+        for i, message in enumerate([*messages, None]):
+            while position < len(pending) and user_actions[pending[position]].at <= i:
+                k = pending[position]
+                user_results[k] = self.execute_user_call(user, user_actions[k].call)
+                position += 1
+            for call in (message.tool_calls or []) if message is not None else []:
+                results[call.id] = self.execute_call(call)
+        for k in pending[position:]:  # positions past the end (a malformed record) still run, last
+            user_results[k] = self.execute_user_call(user, user_actions[k].call)
+        return results, user_results
 
     def state_hash(self) -> str:
         digest = hashlib.sha256(self._base_hash.encode())
         digest.update(canonical_json(self.db.diff()).encode())
         return digest.hexdigest()[:32]
+
+    def state_sides(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """The state's changes split by owner: ``account`` (the domain's records) and ``device`` (the user's)."""
+        diff = self.db.diff()
+        return {"account": {t: r for t, r in diff.items() if t not in self.user_tables},
+                "device": {t: r for t, r in diff.items() if t in self.user_tables}}
 
 
 @lru_cache(maxsize=32)

@@ -11,11 +11,22 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import fastjsonschema
 
-from schemas import AssistantRoleConfig, Message, RoleConfig, Task, Tool, Usage, UserRoleConfig, canonical_json
+from schemas import (
+    AssistantRoleConfig,
+    Message,
+    RoleConfig,
+    Task,
+    Tool,
+    Usage,
+    UserAction,
+    UserRoleConfig,
+    canonical_json,
+)
 from simulators.agents import STOP
 from simulators.backends import ChatParams, Endpoint, TruncatedReply
 from simulators.conversation import RolloutError
@@ -32,7 +43,14 @@ def chat_params(role: RoleConfig, **more: Any) -> ChatParams:
                       extra_body=dict(role.extra_body), **more)
 
 
-def user_system_prompt(task: Task) -> str:
+DEVICE_RULES = (
+    "\n\nYou hold your own device, and the tools you are given act on it (check a status, toggle a setting, "
+    "restart). Use a tool only when the assistant asks you to do that on your device, or to look at something "
+    "you would naturally look at; then tell the assistant in plain words what you did and what you saw. Never "
+    "claim to have done something you did not do with a tool, and never describe results you have not seen.")
+
+
+def user_system_prompt(task: Task, device: bool = False) -> str:
     s = task.scenario
     known = "\n".join(f"- {k}: {v}" for k, v in s.known_info.items()) or "- (nothing beyond your goal)"
     unknown = "\n".join(f"- {u}" for u in s.unknown_info) or "- anything not listed above"
@@ -48,6 +66,7 @@ def user_system_prompt(task: Task) -> str:
         "Do not invent names, numbers or details that are not given above. Answer a question about a change "
         "with a clear yes only if it matches your goal. When every request is handled, or cannot be handled, "
         f"say a brief goodbye and end that message with {STOP}."
+        + (DEVICE_RULES if device else "")
     )
 
 
@@ -66,19 +85,35 @@ def simulator_instructions(task: Task) -> list[tuple[str, str, int]]:
 
 
 class LLMUser:
-    """A user simulator: sees the dialogue from the customer's side, with roles swapped."""
+    """A user simulator: sees the dialogue from the customer's side, with roles swapped.
+
+    Dual control: given ``tools`` (the user's own, on their device), it may call
+    them; in its view its own calls are assistant tool calls and their results
+    tool messages, placed where they happened, so a chat template renders the
+    user simulator's side like any tool-using agent's.
+    """
 
     is_model = True  # a dialogue it never ends is its failure (``conversation.rollout``)
 
-    def __init__(self, task: Task, endpoint: Endpoint, role: UserRoleConfig, meter: Usage) -> None:
+    def __init__(self, task: Task, endpoint: Endpoint, role: UserRoleConfig, meter: Usage,
+                 tools: list[Tool] | None = None) -> None:
         self.endpoint, self.role, self.meter = endpoint, role, meter
-        self.system = user_system_prompt(task)
+        self.tools = [t.model_dump() for t in tools or []] or None
+        self.system = user_system_prompt(task, device=bool(self.tools))
         self.goal = task.scenario.instruction
         self.params = chat_params(role)
 
-    def _view(self, messages: list[Message]) -> list[Message]:
+    def _view(self, messages: list[Message], actions: Sequence[UserAction] = ()) -> list[Message]:
         view = [Message(role="system", content=self.system), Message(role="user", content=GREETING)]
-        for m in messages:
+        by_position: dict[int, list[UserAction]] = {}
+        for a in actions:
+            by_position.setdefault(a.at, []).append(a)
+        for i, m in enumerate([*messages, None]):
+            for a in by_position.get(i, []):
+                view += [Message(role="assistant", tool_calls=[a.call]),
+                         Message(role="tool", tool_call_id=a.call.id, content=a.result)]
+            if m is None:
+                break
             if m.role == "assistant" and m.content:
                 view.append(Message(role="user", content=m.content))
             elif m.role == "user":
@@ -91,14 +126,15 @@ class LLMUser:
             view[-1] = Message(role="user", content=(view[-1].content or "") + reminder)
         return view
 
-    async def respond(self, messages: list[Message]) -> Message:
+    async def respond(self, messages: list[Message], actions: Sequence[UserAction] = ()) -> Message:
         try:
-            reply = await self.endpoint.chat(self._view(messages), None, self.params, self.meter)
+            reply = await self.endpoint.chat(self._view(messages, actions), self.tools, self.params, self.meter)
         except TruncatedReply as err:
             raise RolloutError(f"truncated: the user simulator's turn was cut off at {err.limit}",
                                fault="user", partial=Message(role="user", content=err.partial.content)) from None
         # A small model echoes the reminder it was given: it is an instruction, never part of the stored turn.
-        return Message(role="user", content=_REMINDER_ECHO.sub("", reply.content or "").strip())
+        return Message(role="user", content=_REMINDER_ECHO.sub("", reply.content or "").strip(),
+                       tool_calls=reply.tool_calls if self.tools else None)
 
 
 class LLMAssistant:

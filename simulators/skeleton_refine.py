@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import fastjsonschema
 
-from schemas import Message, Task, Usage
+from schemas import Message, Task, Usage, UserAction
 from schemas.config import RefineConfig
 from simulators.agents import STOP, AssistantAgent, UserAgent
 from simulators.backends import Endpoint, TruncatedReply
@@ -36,6 +35,7 @@ from simulators.conversation import Rollout, RolloutError, rollout
 from simulators.environment import Environment
 from simulators.model_agents import chat_params
 from simulators.structured_output import json_object
+from simulators.text import facts
 
 Kind = Literal["rewrite", "clarify_question", "clarify_answer", "correction_wrong", "correction_check",
                "correction_fix"]
@@ -69,8 +69,6 @@ def fills_schema(slots: list[Slot]) -> dict[str, Any]:
                                                        "maxItems": len(slots)}},
             "required": ["fills"], "additionalProperties": False}
 
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_TOKEN = re.compile(r"[#$]?\w(?:[\w.,/-]*\w)?")
 
 INSTRUCTIONS: dict[str, str] = {
     "rewrite_user": "Rewrite this customer message in the customer's own voice (the persona): natural, not "
@@ -93,18 +91,6 @@ INSTRUCTIONS: dict[str, str] = {
 }
 
 
-def facts(text: str) -> set[str]:
-    """The checkable details of a turn, as written: emails and tokens with a digit (ids, amounts, zip codes, sizes).
-
-    Compared case-folded (``folded``): '#w123' still names order '#W123', while one changed digit does not.
-    """
-    found = set(_EMAIL.findall(text))
-    for token in _TOKEN.findall(_EMAIL.sub(" ", text)):
-        if any(c.isdigit() for c in token):
-            found.add(token.lstrip("$").rstrip(".,"))
-    return found
-
-
 def folded(items: set[str] | list[str]) -> set[str]:
     return {item.casefold() for item in items}
 
@@ -119,6 +105,7 @@ class Slot:
     instruction: str
     original: str | None = None
     keep: list[str] = field(default_factory=list)
+    source: int | None = None  # the index of the skeleton message it rewrites (None: an inserted turn)
 
 
 @dataclass
@@ -146,7 +133,7 @@ async def refine_rollout(task: Task, env: Environment, user: UserAgent, assistan
     messages = _assemble(plan, fills)
     transcript[:] = messages
     _check_facts(skeleton.messages, plan, slots, fills)
-    return _reexecute(messages, env.fresh(task.env_seed))
+    return _reexecute(messages, env.fresh(task.env_seed), _moved(skeleton, plan), task.user)
 
 
 # -- 1. which turns the model writes ------------------------------------------------------------------------------
@@ -173,22 +160,22 @@ def _plan(messages: list[Message], env: Environment, rng: random.Random, cfg: Re
     slots: list[Slot] = []
 
     def slot(role: Literal["user", "assistant"], kind: Kind, instruction: str, original: str | None = None,
-             keep: set[str] | None = None) -> None:
-        s = Slot(len(slots), role, kind, instruction, original, sorted(keep or ()))
+             keep: set[str] | None = None, source: int | None = None) -> None:
+        s = Slot(len(slots), role, kind, instruction, original, sorted(keep or ()), source)
         slots.append(s)
         plan.append(s)
 
     for i, m in enumerate(messages):
         text = m.content or ""
         if i == correction:
-            slot("user", "correction_wrong", INSTRUCTIONS["correction_wrong"], text, facts(text))
+            slot("user", "correction_wrong", INSTRUCTIONS["correction_wrong"], text, facts(text), source=i)
             slot("assistant", "correction_check", INSTRUCTIONS["correction_check"])
             slot("user", "correction_fix", INSTRUCTIONS["correction_fix"], text, facts(text))
         elif i in masked:
             extra = " " + INSTRUCTIONS["consent"] if i in consent else ""
-            slot("user", "rewrite", INSTRUCTIONS["rewrite_user"] + extra, text, facts(text))
+            slot("user", "rewrite", INSTRUCTIONS["rewrite_user"] + extra, text, facts(text), source=i)
         elif i in masked_assistant:
-            slot("assistant", "rewrite", INSTRUCTIONS["rewrite_assistant"], text, facts(text))
+            slot("assistant", "rewrite", INSTRUCTIONS["rewrite_assistant"], text, facts(text), source=i)
         else:
             plan.append(m)
         if i == clarify:
@@ -299,17 +286,30 @@ def _check_facts(skeleton: list[Message], plan: Plan, slots: list[Slot], fills: 
             raise RolloutError(f"refined turn {n} introduced {invented[0]!r}, which the dialogue never mentions", fault=s.role)
 
 
-def _reexecute(messages: list[Message], env: Environment) -> Rollout:
-    """Tool results recomputed on a fresh environment: the refined dialogue is judged on what its calls do."""
-    results: dict[str, str] = {}
+def _moved(skeleton: Rollout, plan: Plan) -> list[UserAction]:
+    """The skeleton's device actions (dual control) placed in the refined layout: before the same message."""
+    where: dict[int, int] = {}
+    index = {id(m): i for i, m in enumerate(skeleton.messages)}
+    for pos, item in enumerate(plan):
+        source = item.source if isinstance(item, Slot) else index.get(id(item))
+        if source is not None:
+            where.setdefault(source, pos)
+    end = len(skeleton.messages)
+    return [a.model_copy(update={"at": where.get(a.at, len(plan)) if a.at < end else len(plan)})
+            for a in skeleton.user_actions]
+
+
+def _reexecute(messages: list[Message], env: Environment, user_actions: list[UserAction] = (),
+               user: str | None = None) -> Rollout:
+    """Tool results recomputed on a fresh environment, the user's device actions too: the refined dialogue is
+    judged on what its calls do."""
+    results, user_results = env.replay(messages, user_actions, user)
     out: list[Message] = []
     for m in messages:
-        if m.role == "assistant" and m.tool_calls:
-            for call in m.tool_calls:
-                results[call.id] = env.execute_call(call)
         if m.role == "tool":
             if m.tool_call_id not in results:
                 raise RolloutError(f"refined dialogue: tool result {m.tool_call_id} answers no call")
             m = Message(role="tool", tool_call_id=m.tool_call_id, content=results[m.tool_call_id])
         out.append(m)
-    return Rollout(messages=out, final_state_hash=env.state_hash())
+    actions = [a.model_copy(update={"result": r}) for a, r in zip(user_actions, user_results, strict=True)]
+    return Rollout(messages=out, final_state_hash=env.state_hash(), user_actions=actions)

@@ -4,6 +4,25 @@
 with the same folding.
 """
 
+from __future__ import annotations
+
+import re
+
 from schemas.text import normalize
 
-__all__ = ["normalize"]
+__all__ = ["facts", "normalize"]
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_TOKEN = re.compile(r"[#$]?\w(?:[\w.,/-]*\w)?")
+
+
+def facts(text: str) -> set[str]:
+    """The checkable details of a turn, as written: emails and tokens with a digit (ids, amounts, zip codes, sizes).
+
+    Compared case-folded (``folded``): '#w123' still names order '#W123', while one changed digit does not.
+    """
+    found = set(_EMAIL.findall(text))
+    for token in _TOKEN.findall(_EMAIL.sub(" ", text)):
+        if any(c.isdigit() for c in token):
+            found.add(token.lstrip("$").rstrip(".,"))
+    return found

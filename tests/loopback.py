@@ -281,24 +281,28 @@ class TranscriptBrain:
         self.slow_s, self.retry_after = slow_s, retry_after
         # Tasks a model wrote (model blueprints) are passed in: synthesizing them here would need this server.
         self.tasks = tasks if tasks is not None else synthesized_tasks(config, self.steps)
+        self.seed = config.seed
         self.transcripts: dict[int, list[dict[str, Any]]] = {}
         for index, task in self.tasks.items():
-            self.transcripts[index] = self._transcript(task, self.perturb.get(index))
+            self.transcripts[index] = self._transcript(task, self.perturb.get(index), index)
         self._index()
         self.attempts: Counter[str] = Counter()
         self.fault_keys: dict[int, str] = {}
         self._lock = threading.Lock()
 
-    def _transcript(self, task: Any, perturbation: str | None) -> list[dict[str, Any]]:
+    def _transcript(self, task: Any, perturbation: str | None, index: int) -> list[dict[str, Any]]:
         import random
 
         from simulators.conversation import rollout
         from simulators.scripted import ScriptedAssistant, ScriptedUser
 
         env = self.steps.env.fresh(task.env_seed)
-        rng = random.Random(task.id)
+        # The user's own random stream, as the run seeds it: a run whose scripted user talks to this server as the
+        # assistant then says exactly what this transcript says (its persona's phrasing is drawn from that stream).
+        user_rng = random.Random(f"{self.seed}:rollout:{index}")
         scripted = "malformed_arguments" if perturbation == "malformed_json" else perturbation
-        result = asyncio.run(rollout(task, env, ScriptedUser(task, rng), ScriptedAssistant(task, env, rng, scripted)))
+        result = asyncio.run(rollout(task, env, ScriptedUser(task, user_rng, env),
+                                     ScriptedAssistant(task, env, random.Random(task.id), scripted)))
         messages = [m.to_openai() for m in result.messages[1:]]  # without the system prompt (the policy)
         if perturbation == "malformed_json":
             for n, m in enumerate(messages):
@@ -455,9 +459,11 @@ class RefineBrain:
                         text = text.replace(out, "the carrier")
             return text, wrong
         if "explicit yes" in slot["instruction"]:
-            if fault == "refuse_consent":
-                return "Hmm, I'm not sure about that yet, let me think it over.", wrong
-            return "Yes, that all sounds right, please go ahead.", wrong
+            if fault == "refuse_consent":  # a hedge that still keeps the facts, so only the policy can object
+                about = f" {', '.join(keep)}" if keep else " that"
+                return f"Hmm, I'm not sure about{about} yet, let me think it over.", wrong
+            with_facts = f" with {', '.join(keep)}" if keep else ""  # the instruction: keep every item of `keep`
+            return f"Yes, that all sounds right, please go ahead{with_facts}.", wrong
         text = opener + original[:1].lower() + original[1:]
         if fault == "drop_id" and keep:
             gone = next((k for k in keep if k.startswith("#")), keep[0])

@@ -253,8 +253,8 @@ class Parallel(TranscriptBrain):
         self.merged: set[int] = set()
         super().__init__(cfg)
 
-    def _transcript(self, task, perturbation):
-        messages = super()._transcript(task, perturbation)
+    def _transcript(self, task, perturbation, index):
+        messages = super()._transcript(task, perturbation, index)
         for n in range(len(messages) - 3):
             a, ra, b, rb = messages[n:n + 4]
             if not (a.get("tool_calls") and ra["role"] == "tool" and b.get("tool_calls") and rb["role"] == "tool"
@@ -264,7 +264,7 @@ class Parallel(TranscriptBrain):
             if not all(str(v) in json.dumps(messages[:n]) for v in args.values()):
                 continue  # b needs something a returns: not parallel
             a = {**a, "tool_calls": a["tool_calls"] + b["tool_calls"]}
-            self.merged.add(next(i for i, t in self.tasks.items() if t is task))
+            self.merged.add(index)
             return [*messages[:n], a, ra, rb, *messages[n + 4:]]
         return messages
 

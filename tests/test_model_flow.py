@@ -19,7 +19,7 @@ from schemas import RunConfig, parse_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
-MALFORMED, UNKNOWN, RATE_LIMITED, FLAKY, SLOW = 1, 2, 3, 4, 5
+MALFORMED, RATE_LIMITED, FLAKY, SLOW = 1, 3, 4, 5
 
 
 def model_config(url: str = "http://127.0.0.1:9/v1", num_tasks: int = 12, cache: dict | None = None,
@@ -40,8 +40,22 @@ def rows(out) -> dict[int, dict]:
     return {r["index"]: r for r in DatasetStore(out).read().to_dicts()}
 
 
+def _with_a_write(config: RunConfig, taken: set[int]) -> int:
+    """A task the scripted mistakes can be planted in (they go on a write), other than those already used."""
+    from loopback import synthesized_tasks
+
+    from pipelines.steps import build_steps
+
+    env = build_steps(config).env
+    for i, task in sorted(synthesized_tasks(config).items()):
+        if i not in taken and any(env.spec_of(a).writes for a in task.gold_actions):
+            return i
+    raise AssertionError("no task with a write")
+
+
 def test_every_case_ends_with_its_reason_and_a_rerun_is_served_from_cache(tmp_path):
     config = model_config()
+    UNKNOWN = _with_a_write(config, {MALFORMED, RATE_LIMITED, FLAKY, SLOW})  # noqa: N806
     brain = TranscriptBrain(config, perturb={MALFORMED: "malformed_json", UNKNOWN: "unknown_tool"},
                             faults={RATE_LIMITED: ("429", 2), FLAKY: ("500", 2), SLOW: ("slow", 1)}, slow_s=1.6)
     cache = tmp_path / "requests.sqlite"

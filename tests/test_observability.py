@@ -27,6 +27,10 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 PLOTS = ["Filter funnel: rows left after each step", "Rejections by reason", "Rejections by who failed (fault)",
          "Turns per dialogue (user turns, accepted)",
          "Tool usage (calls in accepted dialogues)", "Message lengths (accepted dialogues)",
+         # the version's diversity and difficulty (a store run: no device actions, one domain, no judge)
+         "Tool chains: the 10 most frequent (dialogues)", "User turns: the 10 most frequent (dialogues containing it)",
+         "Tool calls per dialogue", "Writes per dialogue (both sides)",
+         "Difficulty (writes+1 x withheld+1 x dependencies+1)", "Intents (requests)", "Personas (dialogues)",
          "Yield over versions (accepted / tasks)", "Cost per accepted trajectory over versions"]
 
 

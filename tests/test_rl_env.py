@@ -16,8 +16,11 @@ import datasets
 import pytest
 
 from pipelines.export import ExportOptions, export_version
+from pipelines.flow import run_generate
+from pipelines.reward import verify_trajectory
 from pipelines.rl import TaskEnvironment
 from pipelines.rl.trl import environment_factory
+from schemas import load_config
 from simulators.domains.kg.env import KGEnv
 from simulators.domains.store.env import StoreEnv
 from simulators.kinds import kind_of
@@ -51,7 +54,11 @@ def test_replaying_every_accepted_row_earns_reward_one(exported):
     by_kind = {}
     for row in rl:
         env = TaskEnvironment.from_row(row)
-        assert env.reset() == row["prompt"]  # the scripted user opens as the exported prompt does
+        # the scripted user phrases its opening its own way (issue 22: persona phrasing on the episode's own
+        # stream), so the prompt matches in shape: the policy, then the user's opening
+        opening = env.reset()
+        assert [m["role"] for m in opening] == [m["role"] for m in row["prompt"]] == ["system", "user"]
+        assert opening[0] == row["prompt"][0]
         # the tools the row offered (main's wording may be older; names and parameters are the contract)
         assert [(t["function"]["name"], sorted(t["function"]["parameters"]["properties"])) for t in env.tools] == \
             [(t["function"]["name"], sorted(t["function"]["parameters"]["properties"])) for t in row["tools"]]
@@ -62,6 +69,36 @@ def test_replaying_every_accepted_row_earns_reward_one(exported):
         assert list(reward.components) == list(kind_of(row["kind"]).verifiers)
         by_kind[row["kind"]] = by_kind.get(row["kind"], 0) + 1
     assert set(by_kind) == {"blueprint", "kg_question"} and min(by_kind.values()) >= 5, by_kind
+
+
+def test_a_dual_control_row_replays_with_the_users_own_phone_actions(tmp_path):
+    """A telecom row made by this code: the rebuilt environment opens with the exported policy, its
+    scripted user carries out on their phone what the replayed assistant asks (as in generation), and the
+    reward replays both sides' calls; the row's gold with the phone steps left out earns 0."""
+    config = load_config(Path(__file__).parents[1] / "examples" / "telecom.yaml", num_tasks=16, shard_size=16)
+    run_generate(config, tmp_path / "ds", "telecom")
+    export_version(tmp_path / "ds", tmp_path / "hf", ExportOptions(test_ratio=0.0))
+    rl = datasets.load_dataset(str(tmp_path / "hf"), "rl", cache_dir=str(tmp_path / "cache"))["train"]
+    sft = {r["id"]: r for r in datasets.load_dataset(str(tmp_path / "hf"), "sft",
+                                                      cache_dir=str(tmp_path / "cache"))["train"]}
+    phone = fixes = 0
+    for row in rl:
+        assert row["user_tools"] and row["env_config"]["domain"] == "telecom"  # decoded by the Json feature
+        env = TaskEnvironment.from_row(row)
+        opening = env.reset()
+        assert opening[0] == row["prompt"][0] and [m["role"] for m in opening] == ["system", "user"]
+        obs = replay(env, sft[row["id"]]["messages"])
+        reward = env.reward()
+        assert obs.done and reward.value == 1.0, (row["id"], reward)
+        phone += len(env.user_actions)
+        specs = env.domain.user_specs()
+        if any(specs[a.call.function.name].writes for a in env.user_actions):
+            # the same dialogue with the user's phone actions left out: the device side of the state differs
+            bare = env.trajectory().model_copy(update={"user_actions": []})
+            verdicts = verify_trajectory(env.task, bare, env.domain(env.task.env_seed))
+            assert any("(device)" in (v.reason or "") for v in verdicts if not v.passed), (row["id"], verdicts)
+            fixes += 1
+    assert len(rl) >= 10 and phone > 0 and fixes > 0
 
 
 def test_rows_a_verifier_rejected_earn_zero_with_the_stored_reason(exported):

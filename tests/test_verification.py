@@ -16,7 +16,7 @@ from schemas import Message, Task, ToolCall, Trajectory, Verdict
 from simulators.conversation import rollout
 from simulators.domains.store import StoreEnv
 from simulators.environment import is_error
-from simulators.scripted import PERTURBATIONS, ScriptedAssistant, ScriptedUser
+from simulators.scripted import ASKS_CONFIRM, PERTURBATIONS, ScriptedAssistant, ScriptedUser
 from simulators.text import normalize
 
 STAGES = ["format", "execution", "policy", "outcome", "required_outputs"]
@@ -267,7 +267,7 @@ def test_required_outputs_tolerates_case_and_spacing(env, clean, cancel_task):
 def test_policy_confirmation_removed(env, filters, clean, cancel_task):
     n = write_index(clean, cancel_task)
     assert clean.messages[n - 1].role == "user" and clean.messages[n - 2].role == "assistant"
-    assert "proceed" in clean.messages[n - 2].content.lower()
+    assert ASKS_CONFIRM.search(clean.messages[n - 2].content)
     bad = clean.model_copy(deep=True)
     del bad.messages[n - 2:n]  # the confirmation question and the user's yes
     verdict = first_failure(filters, env, bad, cancel_task)

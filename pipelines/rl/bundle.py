@@ -16,19 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from schemas import DatasetManifest
-from schemas.config import DomainConfig
+from schemas.config import DomainConfig, MixedDomainConfig
 
 BUNDLE_DIR = "environment"
 
 
-def bundle_environments(manifests: list[DatasetManifest], folder: Path) -> dict[str, dict[str, Any]]:
-    """Each run's environment (by run id), its files copied under ``folder``; a missing file stays as named."""
-    out: dict[str, dict[str, Any]] = {}
+def bundle_environments(manifests: list[DatasetManifest], folder: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each run's environments by (run id, domain name), files copied under ``folder``; a missing file stays as
+    named. A run that mixes domains (``domains``) has one per domain; a row takes its own domain's."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
     for m in manifests:
-        domain = DomainConfig.model_validate(m.config.get("domain") or {})
-        files: dict[str, str] = {}
-        params = _bundle(domain.params, folder, files)
-        out[m.run_id] = {"domain": domain.name, "params": params, "files": files}
+        mixed = m.config.get("domains")
+        domains = ([MixedDomainConfig.model_validate(d) for d in mixed] if mixed else
+                   [DomainConfig.model_validate(m.config.get("domain") or {})])
+        for domain in domains:
+            files: dict[str, str] = {}
+            params = _bundle(domain.params, folder, files)
+            out[(m.run_id, domain.name)] = {"domain": domain.name, "params": params, "files": files}
     return out
 
 

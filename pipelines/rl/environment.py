@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,8 +35,9 @@ from pydantic import ValidationError
 
 from pipelines.reward import averify_trajectory
 from pipelines.rl.bundle import resolve_files
-from schemas import Message, Task, Trajectory, Verdict
+from schemas import Message, Task, Trajectory, UserAction, Verdict
 from simulators.agents import STOP, UserAgent
+from simulators.conversation import RolloutError, user_turn
 from simulators.environment import DOMAINS, Environment
 from simulators.kinds import kind_of
 
@@ -46,9 +46,10 @@ _LOOPS = threading.local()
 MAX_MESSAGE_CHARS = 64_000  # an assistant message longer than this is refused (a runaway generation)
 
 
-def scripted_user(task: Task) -> UserAgent:
-    """The task kind's offline user, seeded by the task: deterministic, free, needs no model."""
-    return kind_of(task).User(task, random.Random(f"{task.id}:user"))
+def scripted_user(task: Task, env: Environment | None = None) -> UserAgent:
+    """The task kind's offline user, seeded by the task: deterministic, free, needs no model.
+    ``env`` is the episode's domain, which a dual-control user acts on (``TaskEnvironment`` passes it)."""
+    return kind_of(task).scripted_user(task, env)
 
 
 @dataclass
@@ -95,6 +96,7 @@ class TaskEnvironment:
         self.tools = [t.model_dump(mode="json") for t in domain.tools()]
         self.env = domain(task.env_seed)
         self.messages: list[Message] = []
+        self.user_actions: list[UserAction] = []  # dual control: what the simulated user did on their own device
         self.done, self.end_reason = True, "not started"
 
     @classmethod
@@ -119,8 +121,10 @@ class TaskEnvironment:
 
     async def areset(self) -> list[dict[str, Any]]:
         self.env = self.domain(self.task.env_seed)
-        self.user = self.user_factory(self.task)
+        self.user = (scripted_user(self.task, self.env) if self.user_factory is scripted_user
+                     else self.user_factory(self.task))
         self.messages: list[Message] = [Message(role="system", content=self.env.policy)]
+        self.user_actions = []
         self.done = False
         self.turns = 0
         self.steps_this_turn = 0
@@ -158,7 +162,11 @@ class TaskEnvironment:
             return self._end(f"dialogue did not end within {self.max_turns} turns")
         self.turns += 1
         self.steps_this_turn = 0
-        said = await self.user.respond(self.messages)
+        try:  # in a dual-control domain the user may act on their phone first, then speak
+            said = await user_turn(self.task, self.env, self.user, self.messages, self.user_actions,
+                                   self.max_steps_per_turn)
+        except RolloutError as err:
+            return self._end(str(err))
         text = (said.content or "").replace(STOP, "").strip()
         out = []
         if text:
@@ -185,6 +193,7 @@ class TaskEnvironment:
     def trajectory(self) -> Trajectory:
         return Trajectory(task_id=self.task.id, domain=self.task.domain, kind=self.task.kind,
                           messages=list(self.messages), tools=self.domain.tools(),
+                          user_tools=self.domain.user_tools(), user_actions=list(self.user_actions),
                           final_state_hash=self.env.state_hash())
 
     def reward(self) -> Reward:

@@ -147,7 +147,8 @@ def create_app(root: str | Path, version: int | None = None, allow_hosts: tuple[
         verdicts = json.loads(row["verdicts"] or "[]")
         tools = json.loads(row["tools"] or "[]")
         failure = failure_of(row)
-        diff = state_diff(origin.config, task, row["messages"] or [], row.get("final_state_hash"))
+        diff = state_diff(origin.config, task, row["messages"] or [], row.get("final_state_hash"),
+                          json.loads(row.get("user_actions") or "[]"))
         back = request.query_params.get("back") or ""
         return page("row.html", current=v, row=row, task=task, verdicts=verdicts, tools=tools, failure=failure,
                     diff=diff, added=added, origin=origin, back=back,

@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from pipelines.steps import build_environment
-from schemas import ConfigError, RunConfig, canonical_json
+from schemas import Action, ConfigError, Message, RunConfig, UserAction, canonical_json
 from simulators.environment import Environment
 
 MISSING = object()
@@ -59,8 +59,8 @@ class StateDiff:
 
 
 @lru_cache(maxsize=8)
-def _environment(config_json: str) -> Environment:
-    return build_environment(RunConfig.model_validate(json.loads(config_json)), "the version's config")
+def _environment(config_json: str, domain: str | None) -> Environment:
+    return build_environment(RunConfig.model_validate(json.loads(config_json)), "the version's config", domain)
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -89,13 +89,17 @@ def dialogue_calls(messages: list[dict]) -> list[tuple[str, Any]]:
             for m in messages if m.get("role") == "assistant" for c in m.get("tool_calls") or []]
 
 
-def state_diff(config: dict, task: dict | None, messages: list[dict], final_state_hash: str | None) -> StateDiff | None:
-    """The field-level changes of the gold and of the dialogue against the fresh state, or None without a task."""
+def state_diff(config: dict, task: dict | None, messages: list[dict], final_state_hash: str | None,
+               user_actions: list[dict] | None = None) -> StateDiff | None:
+    """The field-level changes of the gold and of the dialogue against the fresh state, or None without a task.
+
+    Dual control: gold actions run by their actor, and the dialogue's replay interleaves the user's own device
+    actions (``user_actions``, the row column) with the assistant's calls, as verification does."""
     if not task:
         return None
     recorded = (task.get("provenance") or {}).get("state_diff")
     try:
-        env = _environment(canonical_json(config))
+        env = _environment(canonical_json(config), task.get("domain"))
     except (ConfigError, ValueError) as err:
         if recorded is None:
             return StateDiff("not available", None, None, notes=[f"cannot rebuild the domain here: {err}"])
@@ -105,7 +109,8 @@ def state_diff(config: dict, task: dict | None, messages: list[dict], final_stat
     seed = task.get("env_seed", env.seed)
     fresh = env.fresh(seed)
     notes: list[str] = []
-    gold = _replay(env.fresh(seed), [(a["name"], a.get("arguments") or {}) for a in task.get("gold_actions") or []])
+    gold = env.fresh(seed)
+    gold.run_actions([Action.model_validate(a) for a in task.get("gold_actions") or []], task.get("user"))
     expected_hash = task.get("expected_state_hash")
     expected_ok = None if expected_hash is None else gold.state_hash() == expected_hash
     expected, source = gold.db.diff(), "gold actions replayed on a fresh environment"
@@ -114,7 +119,12 @@ def state_diff(config: dict, task: dict | None, messages: list[dict], final_stat
             expected, source = recorded, "recorded at synthesis (task.provenance.state_diff)"
         notes.append("replaying the gold actions did not reproduce the task's expected state hash")
     try:
-        after = _replay(env.fresh(seed), dialogue_calls(messages))
+        if user_actions:
+            after = env.fresh(seed)
+            after.replay([Message.model_validate(m) for m in messages],
+                         [UserAction.model_validate(a) for a in user_actions], task.get("user"))
+        else:
+            after = _replay(env.fresh(seed), dialogue_calls(messages))
         dialogue_ok = None if final_state_hash is None else after.state_hash() == final_state_hash
         actual = after.db.diff() if dialogue_ok is not False else None
     except Exception as err:  # a domain whose tools need a model (schema-only) cannot replay offline

@@ -1,3 +1,3 @@
 """Built-in domains; importing this registers them in ``DOMAINS``."""
 
-from simulators.domains import kg, mcp, schema_only, store  # noqa: F401
+from simulators.domains import airline, kg, mcp, schema_only, store, telecom  # noqa: F401

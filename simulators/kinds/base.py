@@ -9,7 +9,9 @@ branches on its name:
   were open, with ``answer`` / ``answer_aliases`` / ``path`` at top level,
   still load as they are;
 - ``User`` / ``Assistant``: the offline (scripted) agents that play it, called
-  as ``User(task, rng)`` and ``Assistant(task, env, rng, perturbation)``;
+  as ``User(task, rng)`` and ``Assistant(task, env, rng, perturbation)``
+  (a kind whose user reads the environment, as a dual-control user acting on
+  its own device does, overrides ``user(task, rng, env)``);
 - ``reward`` and ``verifiers``: the reward type an RL view announces and the
   filters whose verdicts are its outcome (by name, resolved through
   ``filters.FILTERS``), plus ``answer(task)`` for a kind with a closed-form
@@ -95,6 +97,16 @@ class TaskKind:
             return task
         data = task.model_dump(exclude=stale)
         return Task.model_validate(data)
+
+    def user(self, task: Task, rng: random.Random, env: Environment) -> UserAgent:
+        """The offline user of ``task``; ``env`` is there for kinds whose user acts on it (its own device)."""
+        return self.User(task, rng)
+
+    def scripted_user(self, task: Task, env: Environment) -> UserAgent:
+        """The offline user of ``task`` on a random stream seeded by the task alone, for an RL environment rebuilt
+        from a row (``pipelines.rl``): the same user in every episode. (Generation's user shares the run's stream
+        with the scripted assistant, so its phrasing may differ; its requests and facts are the same.)"""
+        return self.user(task, random.Random(f"{task.id}:user"), env)
 
     def answer(self, task: Task) -> tuple[str, list[str]] | None:
         """The task's closed-form answer and its aliases, for kinds that have one; None otherwise."""

@@ -7,6 +7,11 @@ final state its calls leave and what the assistant told the user.
 
 from __future__ import annotations
 
+import random
+
+from schemas import Task
+from simulators.agents import UserAgent
+from simulators.environment import Environment
 from simulators.kinds.base import KINDS, TaskKind
 from simulators.scripted import ScriptedAssistant, ScriptedUser
 
@@ -15,3 +20,7 @@ from simulators.scripted import ScriptedAssistant, ScriptedUser
 class Blueprint(TaskKind):
     User = ScriptedUser
     Assistant = ScriptedAssistant
+
+    def user(self, task: Task, rng: random.Random, env: Environment) -> UserAgent:
+        """The scripted user hears device instructions and knows the domain's intents (dual control)."""
+        return ScriptedUser(task, rng, env)

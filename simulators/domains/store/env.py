@@ -16,6 +16,7 @@ from simulators.domains.store.intents import INTENTS
 from simulators.domains.store.policy import POLICY, check_policy
 from simulators.environment import DOMAINS, Environment, Param, ToolError, tool
 from simulators.intents import Identity
+from simulators.phrasing import pick
 
 OrderId = Annotated[str, Param("The order id, starting with '#W', such as '#W1234567'.", "order_id")]
 CustomerId = Annotated[str, Param("The customer id, such as 'ava_kim_1013'.", "customer_id")]
@@ -49,6 +50,15 @@ class StoreEnv(Environment):
     intents = INTENTS
     user_knows = frozenset({"email", "name", "zip", "address"})
 
+    def ask_identity(self, rng: random.Random) -> str:
+        return pick(rng, "{I'd be glad to help|Happy to help with that|I can help with that|Sure, I can help}. "
+                    "{First|Before we start}, I need to {verify your identity|confirm who you are}: could you "
+                    "{give me|share} your email, or your full name and zip code?",
+                    "{Happy to help|Of course}. To {confirm who you are|verify your identity}, please share your "
+                    "email, or your name and zip code.",
+                    "{Sure|Okay}! Let me {find|pull up} your account first: what's your email, or your name and "
+                    "zip code?")
+
     def users(self) -> list[str]:
         return [key for key, _ in self.db.scan("customers")]
 
@@ -60,13 +70,15 @@ class StoreEnv(Environment):
         first, last, zip_code = c["name"]["first_name"], c["name"]["last_name"], c["address"]["zip"]
         if rng.random() < 0.5:
             action = Action(name="find_customer_id_by_email", arguments={"email": c["email"]})
-            says = rng.choice([f"Sure, it's {c['email']}.", f"My email is {c['email']}.", f"{c['email']}"])
+            says = pick(rng, "My email is <e>.", "It's <e>.", "<e>", "{My|The} email {on the account|I use} is <e>.",
+                        "You can find me under <e>.", "{Try|Use} <e>.", e=c["email"])
             known = {"email": c["email"]}
         else:
             action = Action(name="find_customer_id_by_name_zip",
                             arguments={"first_name": first, "last_name": last, "zip": zip_code})
-            says = rng.choice([f"I'm {first} {last}, zip code {zip_code}.",
-                               f"Name's {first} {last}, and my zip is {zip_code}."])
+            says = pick(rng, "I'm <f> <l>, zip code <z>.", "Name's <f> <l>, and my zip is <z>.",
+                        "<f> <l>, <z>.", "{My name is|It's} <f> <l>{,| and} {my|the} zip {code |}is <z>.",
+                        "<f> <l> — zip <z>.", f=first, l=last, z=zip_code)
             known = {"name": f"{first} {last}", "zip": zip_code}
         return Identity(user_id=user_id, first_name=first, action=action, says=says, known_info=known,
                         bindings={"customer_id": [user_id]})

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 from schemas import Message
-from simulators.environment import Environment, is_error
+from simulators.environment import Environment
+from simulators.policy_checks import CONSENT, walk_policy
+
+__all__ = ["AUTH_TOOLS", "CONSENT", "POLICY", "check_policy"]
 
 POLICY = """\
 # Store support policy
@@ -42,54 +43,15 @@ conversation with their account and orders, using the tools provided.
 - Transfer to a human agent only when the request is outside this policy.
 """
 
-# A confirmation is a reply that *starts* with consent, to a message that asked for it.
-CONSENT = re.compile(r"^\W*(yes|yeah|yep|sure|go ahead|please do|confirm(ed)?|correct|ok(ay)?)\b", re.I)
-ASKED = re.compile(r"\b(proceed|go ahead|shall i|should i|would you like me to|do you want me to)\b", re.I)
 AUTH_TOOLS = ("find_customer_id_by_email", "find_customer_id_by_name_zip")
 
 
 def check_policy(env: Environment, messages: list[Message]) -> list[str]:
     """Violations of the checkable rules: authentication, ownership, confirmation.
 
-    ``env`` must be a fresh environment: ownership is read from the initial
-    state, which no tool can change.
+    ``env`` must be a fresh environment: the walk replays the dialogue's calls on it.
     """
-    violations: list[str] = []
-    authenticated: str | None = None
-    pending_auth: dict[str, str] = {}
-    confirmed = False
-    asked = False
-    for msg in messages:
-        if msg.role == "user":
-            confirmed = asked and bool(CONSENT.search(msg.content or ""))
-            asked = False
-        elif msg.role == "tool" and msg.tool_call_id in pending_auth and not is_error(msg.content or ""):
-            authenticated = (msg.content or "").strip().strip('"')
-        elif msg.role == "assistant":
-            if msg.content:
-                asked = bool(ASKED.search(msg.content))
-            for call in msg.tool_calls or []:
-                name = call.function.name
-                if name in AUTH_TOOLS:
-                    pending_auth[call.id] = name
-                    continue
-                spec = env.specs().get(name)
-                if spec is None or not spec.writes:
-                    continue
-                try:
-                    args = call.parsed_arguments()
-                except ValueError:
-                    continue  # a format problem, reported by the format filter
-                if authenticated is None:
-                    violations.append(f"{name} called before the customer was authenticated")
-                    continue
-                owner = _owner(env, args)
-                if owner is not None and owner != authenticated:
-                    violations.append(f"{name} acts on {owner}'s data, not the authenticated customer's")
-                if not confirmed:
-                    violations.append(f"{name} called without an explicit confirmation from the customer")
-                confirmed = False
-    return violations
+    return walk_policy(env, messages, auth_tools=AUTH_TOOLS, owner=_owner)
 
 
 def _owner(env: Environment, args: dict) -> str | None:
