@@ -54,11 +54,10 @@ def test_replaying_every_accepted_row_earns_reward_one(exported):
     by_kind = {}
     for row in rl:
         env = TaskEnvironment.from_row(row)
-        # the scripted user phrases its opening its own way (issue 22: persona phrasing on the episode's own
-        # stream), so the prompt matches in shape: the policy, then the user's opening
+        # the episode opens with the exported prompt's own words: the trainer's prompt and the episode agree
         opening = env.reset()
         assert [m["role"] for m in opening] == [m["role"] for m in row["prompt"]] == ["system", "user"]
-        assert opening[0] == row["prompt"][0]
+        assert opening == row["prompt"]
         # the tools the row offered (main's wording may be older; names and parameters are the contract)
         assert [(t["function"]["name"], sorted(t["function"]["parameters"]["properties"])) for t in env.tools] == \
             [(t["function"]["name"], sorted(t["function"]["parameters"]["properties"])) for t in row["tools"]]
@@ -86,7 +85,7 @@ def test_a_dual_control_row_replays_with_the_users_own_phone_actions(tmp_path):
         assert row["user_tools"] and row["env_config"]["domain"] == "telecom"  # decoded by the Json feature
         env = TaskEnvironment.from_row(row)
         opening = env.reset()
-        assert opening[0] == row["prompt"][0] and [m["role"] for m in opening] == ["system", "user"]
+        assert opening == row["prompt"] and [m["role"] for m in opening] == ["system", "user"]
         obs = replay(env, sft[row["id"]]["messages"])
         reward = env.reward()
         assert obs.done and reward.value == 1.0, (row["id"], reward)

@@ -87,8 +87,10 @@ class TaskEnvironment:
     """One episode of one task; ``reset()`` starts it again from the task's initial state."""
 
     def __init__(self, task: Task, domain: type[Environment], user: UserFactory = scripted_user,
-                 max_turns: int = 40, max_steps_per_turn: int = 12) -> None:
+                 max_turns: int = 40, max_steps_per_turn: int = 12, opening: str | None = None) -> None:
         self.task = task
+        # the exported prompt's user turn: the trainer's prompt and the episode open with the same words
+        self.opening = opening
         self.domain = domain
         self.user_factory = user
         self.max_turns = max_turns
@@ -112,7 +114,10 @@ class TaskEnvironment:
             raise ValueError(f"row {row.get('id')}: no {' or '.join(missing)} column; export it again with this "
                              f"trajforge to get an rl view that rebuilds its environment")
         environment, task = (json.loads(row[k]) if isinstance(row[k], str) else row[k] for k in ("env_config", "task"))
-        return cls(Task.model_validate(task), build_domain(environment, root), user=user, **limits)
+        prompt = row.get("prompt") or []
+        prompt = json.loads(prompt) if isinstance(prompt, str) else prompt
+        opening = next((m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"), None)
+        return cls(Task.model_validate(task), build_domain(environment, root), user=user, opening=opening, **limits)
 
     # -- the episode -----------------------------------------------------------------------------------------
     def reset(self) -> list[dict[str, Any]]:
@@ -130,6 +135,9 @@ class TaskEnvironment:
         self.steps_this_turn = 0
         self.end_reason: str | None = None
         opening = await self._user_turn()
+        if self.opening and opening.messages and self.messages[-1].role == "user":
+            self.messages[-1] = Message(role="user", content=self.opening)
+            opening.messages[-1] = self.messages[-1].to_openai()
         return [m.to_openai() for m in self.messages[:1]] + opening.messages
 
     def step(self, message: dict[str, Any] | Message) -> Observation:
