@@ -33,6 +33,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,6 +122,28 @@ def simulate(limit: int, tasks: int, latency: float) -> dict:
             "simulation": {"mode": "model", "concurrency": 2 * limit, "user": {"backend": "loop"},
                            "assistant": {"backend": "loop"}}}
     config = parse_config(data)
+    with loopback_for(data, port, latency) as tmp:
+        steps = build_steps(config)
+        tasks_path = synthesize_shard(config, 0, tmp / "tasks.parquet", steps)
+        lineage = Lineage(run_id="bench", config_hash=config.config_hash(), code_version="bench", seed=2)
+        endpoint = open_endpoints(config.backends, None)["loop"]
+        busy_before = endpoint.limit.occupancy()
+        cpu0, started = time.process_time(), time.perf_counter()
+        result = rollout_shard(config, 0, tasks_path, tmp / "rows.parquet", lineage, steps)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
+        busy = endpoint.limit.occupancy() - busy_before
+    requests = sum(u.requests for u in result.usage.values())
+    dialogues = sum(result.counts.values())
+    ideal = limit / (requests / dialogues * latency)
+    return {"dialogues": dialogues, "counts": result.counts, "requests": requests, "wall": wall,
+            "errors": sum(u.errors for u in result.usage.values()), "utilization": busy / (wall * limit),
+            "per_traj": requests / dialogues, "rate": dialogues / wall, "ideal": ideal,
+            "cpu_per_1k": cpu / requests * 1000}
+
+
+@contextmanager
+def loopback_for(data: dict, port: int, latency: float) -> Iterator[Path]:
+    """A loopback server on ``port`` that plays the run ``data`` describes, in its own process; a scratch folder."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "run.json").write_text(json.dumps(data))
@@ -128,24 +152,9 @@ def simulate(limit: int, tasks: int, latency: float) -> dict:
                                   stdout=subprocess.DEVNULL)
         try:
             wait_healthy(f"http://127.0.0.1:{port}/health", server)
-            steps = build_steps(config)
-            tasks_path = synthesize_shard(config, 0, tmp / "tasks.parquet", steps)
-            lineage = Lineage(run_id="bench", config_hash=config.config_hash(), code_version="bench", seed=2)
-            endpoint = open_endpoints(config.backends, None)["loop"]
-            busy_before = endpoint.limit.occupancy()
-            cpu0, started = time.process_time(), time.perf_counter()
-            result = rollout_shard(config, 0, tasks_path, tmp / "rows.parquet", lineage, steps)
-            wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
-            busy = endpoint.limit.occupancy() - busy_before
+            yield tmp
         finally:
             stop_server(server)
-    requests = sum(u.requests for u in result.usage.values())
-    dialogues = sum(result.counts.values())
-    ideal = limit / (requests / dialogues * latency)
-    return {"dialogues": dialogues, "counts": result.counts, "requests": requests, "wall": wall,
-            "errors": sum(u.errors for u in result.usage.values()), "utilization": busy / (wall * limit),
-            "per_traj": requests / dialogues, "rate": dialogues / wall, "ideal": ideal,
-            "cpu_per_1k": cpu / requests * 1000}
 
 
 def flow(limit: int, shards: int, shard_tasks: int, latency: float) -> dict:
@@ -162,19 +171,10 @@ def flow(limit: int, shards: int, shard_tasks: int, latency: float) -> dict:
             "simulation": {"mode": "model", "concurrency": 2 * limit, "user": {"backend": "loop"},
                            "assistant": {"backend": "loop"}},
             "runner": {"kind": "thread", "workers": 2, "shards_in_flight": 2}, "cache": {"enabled": False}}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        (tmp / "run.json").write_text(json.dumps(data))
-        server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "loopback.py"), "--port", str(port),
-                                   "--latency", str(latency), "--config", str(tmp / "run.json")],
-                                  stdout=subprocess.DEVNULL)
-        try:
-            wait_healthy(f"http://127.0.0.1:{port}/health", server)
-            manifest = run_generate(parse_config(data), tmp / "ds", "bench-flow")
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as r:
-                stats = json.loads(r.read())
-        finally:
-            stop_server(server)
+    with loopback_for(data, port, latency) as tmp:
+        manifest = run_generate(parse_config(data), tmp / "ds", "bench-flow")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as r:
+            stats = json.loads(r.read())
     span = stats["last_work"] - stats["first_work"]
     return {"tasks": manifest.tasks, "requests": stats["requests"], "span": span,
             "utilization": stats["busy_area"] / (limit * span)}
