@@ -41,7 +41,7 @@ def size_category(n: int) -> str:
 
 def front_matter(summary: ExportSummary) -> dict[str, Any]:
     """The card's YAML: one config per view, its splits pointing at the shard files."""
-    configs = []
+    configs, infos = [], []
     for view in summary.options.configs():
         splits = [s for s in (TRAIN, TEST) if summary.rows.get(view, {}).get(s)]
         if not splits:
@@ -51,6 +51,10 @@ def front_matter(summary: ExportSummary) -> dict[str, Any]:
             entry["default"] = True
         entry["data_files"] = [{"split": s, "path": f"data/{view}/{s}-*.parquet"} for s in splits]
         configs.append(entry)
+        # `datasets` keys its cache of a local folder by this YAML alone (the data_files are patterns): without
+        # the sizes, a folder exported again (the next version, another run) loaded as the first export's cache
+        infos.append({"config_name": view, "download_size": summary.view_bytes.get(view, 0),
+                      "splits": [{"name": s, "num_examples": summary.rows[view][s]} for s in splits]})
     accepted = summary.manifest.total_accepted
     return {
         "license": summary.options.license,
@@ -60,6 +64,7 @@ def front_matter(summary: ExportSummary) -> dict[str, Any]:
         "tags": ["synthetic", "tool-use", "function-calling", "multi-turn", "agents", "trajforge"],
         "size_categories": [size_category(accepted)],
         "configs": configs,
+        "dataset_info": infos,
     }
 
 

@@ -158,7 +158,9 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
             summary.files.setdefault(view, {})[split] = writer.close()
             summary.rows.setdefault(view, {})[split] = counts[(view, split)]
         work.mkdir(parents=True, exist_ok=True)  # a view may be empty (every row dropped as unrenderable)
-        summary.bytes = sum(p.stat().st_size for p in (work / "data").rglob("*.parquet"))
+        summary.view_bytes = {view: sum(p.stat().st_size for p in (work / "data" / view).rglob("*.parquet"))
+                              for view in summary.rows}
+        summary.bytes = sum(summary.view_bytes.values())
         (work / "README.md").write_text(render_card(summary))
         if dest.exists():
             trash = dest.parent / f".{dest.name}.old-{os.getpid()}"

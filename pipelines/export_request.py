@@ -51,6 +51,7 @@ class ExportSummary:
     rows: dict[str, dict[str, int]] = field(default_factory=dict)  # config -> split -> rows
     files: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # config -> split -> relative paths
     bytes: int = 0
+    view_bytes: dict[str, int] = field(default_factory=dict)  # config -> bytes of its Parquet files
     by_domain: dict[str, int] = field(default_factory=dict)
     by_kind: dict[str, int] = field(default_factory=dict)
     by_turns: dict[int, int] = field(default_factory=dict)
