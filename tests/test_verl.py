@@ -86,7 +86,7 @@ def test_verls_dataset_loader_reads_every_row_of_the_verl_export(verl_out, verl_
         for item in got["items"]:
             assert item["data_source"] == f"trajforge/{domain}"
             assert [m["role"] for m in item["raw_prompt"]] == ["system", "user"]
-            assert item["ability"].startswith("tool_use/")
+            assert item["ability"].startswith("tool_use/") and item["agent_name"] == "tool_agent"
             assert item["reward_model"]["style"] == "rule" and json.loads(item["reward_model"]["ground_truth"])
             episode = item["tools_kwargs"]["trajforge"]
             assert json.loads(episode["env_config"])["domain"] == domain and json.loads(episode["task"])["id"]
@@ -116,7 +116,8 @@ def test_env_verl_columns_and_files(verl_out):
     assert (out / "reward.py").is_file()
     for domain in ("store", "kg"):
         table = pq.read_table(out / domain / "train.parquet")
-        assert table.column_names == ["data_source", "prompt", "ability", "reward_model", "extra_info"]
+        assert table.column_names == ["data_source", "prompt", "ability", "reward_model", "agent_name",
+                                      "extra_info"]
         tools = yaml.safe_load((out / domain / "tool_config.yaml").read_text())["tools"]
         assert {t["class_name"] for t in tools} == {"pipelines.rl.verl.TrajforgeTool"}
         assert all(t["config"]["type"] == "native" and t["config"]["root"] == str(out.resolve()) for t in tools)

@@ -71,7 +71,7 @@ async def main():
         for n in range(len(dataset)):
             item = dataset[n]
             items.append({"raw_prompt": item["raw_prompt"], "data_source": item["data_source"],
-                          "ability": item["ability"], "reward_model": item["reward_model"],
+                          "ability": item["ability"], "agent_name": item["agent_name"], "reward_model": item["reward_model"],
                           "index": item["index"], "tools_kwargs": item["tools_kwargs"],
                           "interaction_kwargs": item["interaction_kwargs"], "id": item["extra_info"]["id"]})
             data = agent_data(item, n)

@@ -62,6 +62,7 @@ _EPISODE = pa.struct([("env_config", pa.string()), ("task", pa.string()), ("open
 VERL_SCHEMA = pa.schema([
     ("data_source", pa.string()), ("prompt", _PROMPT), ("ability", pa.string()),
     ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
+    ("agent_name", pa.string()),
     ("extra_info", pa.struct([
         ("index", pa.int64()), ("split", pa.string()), ("id", pa.string()), ("task_id", pa.string()),
         ("need_tools_kwargs", pa.bool_()), ("tools_kwargs", pa.struct([(EPISODE_KEY, _EPISODE)])),
@@ -85,6 +86,7 @@ def verl_record(row: dict[str, Any], index: int, split: str) -> dict[str, Any]:
         # what the reward checks (expected state hash, required outputs, a KG answer), for reading: the score
         # itself replays the rollout through the task's verifiers
         "reward_model": {"style": "rule", "ground_truth": json.dumps(_text(row["reward_spec"]), sort_keys=True)},
+        "agent_name": "tool_agent",  # verl's multi-turn loop with tools (its default is single-turn)
         "extra_info": {"index": index, "split": split, "id": row["id"], "task_id": row["task_id"],
                        "need_tools_kwargs": True, "tools_kwargs": {EPISODE_KEY: episode},
                        "interaction_kwargs": {"name": EPISODE_KEY, **episode}},
