@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import datasets
@@ -34,12 +35,26 @@ VERL = ["verl==0.9.1", "tensordict==0.10.0", "pyvers==0.2.3", "omegaconf==2.4.0"
         "hydra-core==1.3.8", "codetiming==1.4.0", "pillow==13.0.0"]
 
 
+# verl >= 0.8 removed its interactions package (the user turn); 0.7.1's, laid over 0.9.1, tests TrajforgeInteraction
+# against verl's own BaseInteraction and interaction registry without a second verl (and its import time)
+INTERACTIONS = "verl==0.7.1"
+
+
 def _verl_site() -> Path:
-    stamp = VERL_SITE / f".installed-{'-'.join(VERL)}"
+    stamp = VERL_SITE / f".installed-{'-'.join([*VERL, INTERACTIONS])}"
     if not stamp.exists():
         shutil.rmtree(VERL_SITE, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                        "--target", str(VERL_SITE), *VERL], check=True, timeout=900)
+        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+        subprocess.run([*pip, "install", "--quiet", "--no-deps", "--target", str(VERL_SITE), *VERL], check=True,
+                       timeout=900)
+        wheels = VERL_SITE / ".wheels"
+        subprocess.run([*pip, "download", "--quiet", "--no-deps", "--dest", str(wheels), INTERACTIONS], check=True,
+                       timeout=900)
+        with zipfile.ZipFile(next(wheels.glob("verl-*.whl"))) as wheel:
+            for name in wheel.namelist():
+                if name.startswith("verl/interactions/") and name.endswith(".py"):
+                    wheel.extract(name, VERL_SITE)
+        shutil.rmtree(wheels)
         stamp.touch()
     return VERL_SITE
 
@@ -106,6 +121,16 @@ def test_verls_tool_registry_builds_our_base_tools_and_the_gold_rollout_scores_o
         assert got["wrong"]["score"] == 0.0 and got["wrong"]["reason"]
         assert got["hostile"][0].startswith("Invalid JSON in arguments")  # verl's own answer; nothing crashed
         assert got["hostile"][1].startswith("Unknown function 'no_such_tool'")
+
+
+def test_verls_interaction_registry_builds_the_simulated_user_and_it_scores_the_gold_dialogue(verl_report):
+    """verl 0.6/0.7's loop: tool calls through the tools, the policy's text through the interaction's user."""
+    for domain, got in verl_report["domains"].items():
+        interaction = got["interaction"]
+        assert interaction["base_interaction"] and interaction["name"] == "trajforge", domain
+        assert interaction["rollouts"] and all(r["terminated"] and r["score"] == 1.0 and r["compute_score"] == 1.0
+                                               for r in interaction["rollouts"]), (domain, interaction)
+        assert all(r["finalized"] for r in interaction["rollouts"])
 
 
 def test_env_verl_columns_and_files(verl_out):

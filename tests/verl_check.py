@@ -24,6 +24,8 @@ from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 from verl.experimental.agent_loop.tool_agent_loop import AgentData, ToolAgentLoop
 from verl.experimental.agent_loop.tool_parser import FunctionCall
+from verl.interactions.base import BaseInteraction  # verl 0.7.1's, laid over 0.9.1 by the test
+from verl.interactions.utils.interaction_registry import initialize_interactions_from_config
 from verl.tools.base_tool import BaseTool
 from verl.tools.tool_registry import initialize_tools_from_config
 from verl.utils.dataset.rl_dataset import RLHFDataset
@@ -53,6 +55,37 @@ async def scored(item, data):
     # synchronous compute_score run in the loop's executor
     return await asyncio.get_running_loop().run_in_executor(
         None, lambda: score(item["data_source"], "", item["reward_model"]["ground_truth"], extra))
+
+
+async def interaction_rollouts(folder, loop, dataset):
+    """verl 0.7's interacting state: its loop calls generate_response(request_id, messages, **interaction_kwargs)
+    when the policy answers without a tool call; tool calls go to the tools with the same request id."""
+    import pipelines.rl.verl as ours
+
+    interactions = initialize_interactions_from_config(str(folder / "interaction_config.yaml"))
+    user = interactions["trajforge"]
+    out = {"base_interaction": isinstance(user, BaseInteraction), "name": user.name, "rollouts": []}
+    for n in range(min(3, len(dataset))):
+        item = dataset[n]
+        kwargs = item["interaction_kwargs"]
+        data = agent_data(item, f"i{n}")
+        await user.start_interaction(data.request_id, **kwargs)
+        messages, terminated, score = list(item["raw_prompt"]), False, 0.0
+        for m in gold[item["extra_info"]["id"]]:
+            if m["role"] != "assistant":
+                continue
+            messages.append(m)
+            for c in m.get("tool_calls") or []:
+                await call(loop, data, c["function"]["name"], c["function"]["arguments"])
+            if not m.get("tool_calls"):
+                terminated, reply, score, _ = await user.generate_response(data.request_id, messages, **kwargs)
+                messages.append({"role": "user", "content": reply})
+        final = await user.calculate_score(data.request_id)
+        await user.finalize_interaction(data.request_id)
+        out["rollouts"].append({"terminated": terminated, "score": final if score == final else (score, final),
+                                "compute_score": (await scored(item, data))["score"],
+                                "finalized": data.request_id not in ours._EPISODES})
+    return out
 
 
 async def main():
@@ -88,7 +121,9 @@ async def main():
         hostile = [await call(loop, wrong, next(iter(loop.tools)), "{not json"),
                    await call(loop, wrong, "no_such_tool", "{}")]
         await call(loop, wrong, "send_message_to_user", json.dumps({"message": "Goodbye."}))
+        interaction = await interaction_rollouts(folder, loop, dataset)
         report["domains"][folder.name] = {
+            "interaction": interaction,
             "written": len(written), "loaded": len(dataset), "items": items, "written_prompts":
             [[{"role": m["role"], "content": m["content"]} for m in r["prompt"]] for r in written],
             "tools": sorted(loop.tools), "base_tool": all(isinstance(t, BaseTool) for t in tools),

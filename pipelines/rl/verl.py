@@ -192,7 +192,16 @@ def _episode(episode: dict[str, Any], root: str | Path) -> TaskEnvironment:
     """A rollout's environment, not yet reset; the domain class (and a KG it loads) is built once per config."""
     config = episode["env_config"]
     domain = _domain(config if isinstance(config, str) else json.dumps(config, sort_keys=True), str(root))
-    return TaskEnvironment(Task.model_validate(_text(episode["task"])), domain, opening=episode.get("opening"))
+    env = TaskEnvironment(Task.model_validate(_text(episode["task"])), domain, opening=episode.get("opening"))
+    env.stepped = []  # type: ignore[attr-defined]  # the assistant messages stepped so far: see _record
+    return env
+
+
+def _record(env: TaskEnvironment) -> list[dict[str, Any]]:
+    """The episode's stepped assistant messages, updated in place: the list ``extra_fields`` holds is this one, so
+    what verl 0.7's interaction steps after the rollout's last tool call reaches ``compute_score`` too."""
+    env.stepped[:] = [m.to_openai() for m in env.messages if m.role == "assistant"]  # type: ignore[attr-defined]
+    return env.stepped  # type: ignore[attr-defined]
 
 
 class TrajforgeTool(_BaseTool):
@@ -233,7 +242,7 @@ class TrajforgeTool(_BaseTool):
         else:
             text = call_result(await env.astep(call_message(env, self.name, parameters)))
         if isinstance(getattr(agent_data, "extra_fields", None), dict):
-            agent_data.extra_fields[MESSAGES_KEY] = _stepped(env)
+            agent_data.extra_fields[MESSAGES_KEY] = _record(env)
         return _response(text), 0.0, {}
 
     async def calc_reward(self, instance_id: str, **kwargs: Any) -> float:
@@ -268,8 +277,9 @@ class TrajforgeInteraction(_BaseInteraction):
             return True, "Error: unknown interaction instance", 0.0, {}
         last = next((m for m in reversed(messages) if m.get("role") == "assistant"), None)
         reply = user_reply(await env.astep({"role": "assistant", "content": (last or {}).get("content") or ""}))
+        _record(env)
         score = (await env.areward()).value if env.done else 0.0
-        return env.done, reply, score, {MESSAGES_KEY: _stepped(env)}
+        return env.done, reply, score, {}
 
     async def calculate_score(self, instance_id: str | None = None, **kwargs: Any) -> float:
         env = _EPISODES.get(instance_id or "")
@@ -277,10 +287,6 @@ class TrajforgeInteraction(_BaseInteraction):
 
     async def finalize_interaction(self, instance_id: str | None = None, **kwargs: Any) -> None:
         _EPISODES.pop(instance_id or "", None)
-
-
-def _stepped(env: TaskEnvironment) -> str:
-    return json.dumps([m.to_openai() for m in env.messages if m.role == "assistant"])
 
 
 def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_info: dict[str, Any] | None = None,
