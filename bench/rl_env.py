@@ -213,6 +213,7 @@ def main() -> None:
                                 stdout=subprocess.PIPE, text=True, cwd=ROOT)
         try:
             url = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline() + proc.stdout.readline()).group(0)
+            asyncio.run(_sessions(url, sft, n=16))  # warm up: the server builds each domain's base data once
             http = asyncio.run(_sessions(url, sft))
             ws = asyncio.run(_ws_sessions(url, sft))
             print(f"serve: {http:.1f} sessions/s over HTTP, {ws:.1f} over WebSocket ({ws / http:.2f}x; "
