@@ -188,7 +188,7 @@ def _export_options(args: argparse.Namespace):
     return ExportOptions(version=args.version, test_ratio=args.test_ratio, rejects=args.rejects,
                          sharegpt=args.sharegpt, license=args.license, shard_rows=args.shard_rows,
                          chat_templates=args.chat_template or [], drop_unrenderable=args.drop_unrenderable,
-                         strip_reasoning=set(args.strip_reasoning or []))
+                         strip_reasoning=set(args.strip_reasoning or []), json_as_text=args.json_as_text)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -307,6 +307,10 @@ def _add_export_options(p: argparse.ArgumentParser) -> None:
                    help="leave rows a --chat-template cannot render out of every config (counted in the card)")
     p.add_argument("--strip-reasoning", action="append", metavar="CONFIG",
                    help="export this config without assistant reasoning_content (repeatable: sft, rl, rejects, sharegpt)")
+    p.add_argument("--json-as-text", action="store_true",
+                   help="write messages, tools and the other JSON columns as JSON strings, which any datasets >= 4.0 "
+                        "loads (decode each with json.loads), instead of Arrow JSON values (datasets >= 4.7, "
+                        "role-exact objects)")
 
 
 def parser() -> argparse.ArgumentParser:

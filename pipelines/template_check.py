@@ -496,7 +496,12 @@ def _folder_rows(folder: Path, config: str, limit: int | None) -> Iterable[tuple
                 if limit is not None and n >= limit:
                     return
                 n += 1
-                yield row["id"], row[MESSAGE_COLUMNS[config]], row["tools"]
+                yield row["id"], _objects(row[MESSAGE_COLUMNS[config]]), _objects(row["tools"])
+
+
+def _objects(values: list[Any] | None) -> list[Any]:
+    """A JSON column as objects: the ``Json`` feature's already are; an ``--json-as-text`` export's are strings."""
+    return [json.loads(v) if isinstance(v, str) else v for v in values or []]
 
 
 def _store_rows(root: Path, config: str, version: int | None, limit: int | None):

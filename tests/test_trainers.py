@@ -21,6 +21,7 @@ import pytest
 from export_helpers import ROOT, config
 from tiny_model import build_tiny_model
 
+from pipelines.cli import main
 from pipelines.export import ExportOptions, export_version
 from pipelines.flow import run_generate
 from pipelines.template_check import BUILTINS
@@ -110,8 +111,12 @@ def _venv40() -> Path:
 LLAMAFACTORY_CHECK = r'''
 import json, sys, types, importlib.util, pathlib
 import datasets, polars, pandas
-folder = sys.argv[1]
+folder, text_folder = sys.argv[1], sys.argv[3]
 out = {"datasets": datasets.__version__}
+for config, column in (("sft", "messages"), ("rl", "prompt")):  # the --json-as-text export: JSON strings, decoded here
+    d = datasets.load_dataset(text_folder, config, cache_dir=sys.argv[2] + "-text")
+    out["text_" + config] = {s: d[s].num_rows for s in d}
+    out["text_" + config + "_decoded"] = {s: [[json.loads(m) for m in row[column]] for row in d[s]] for s in d}
 for config in ("sft", "rl", "sharegpt"):
     try:
         d = datasets.load_dataset(folder, config, cache_dir=sys.argv[2])
@@ -169,26 +174,42 @@ print(json.dumps(out))
 '''
 
 
-def run_in_datasets40(folder: Path, tmp: Path) -> dict:
+def run_in_datasets40(folder: Path, text_folder: Path, tmp: Path) -> dict:
     python = _venv40()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(tmp / "hf"))
-    run = subprocess.run([str(python), "-c", LLAMAFACTORY_CHECK, str(folder), str(tmp / "cache40")], env=env,
-                         capture_output=True, text=True, timeout=600, cwd=tmp)
+    run = subprocess.run([str(python), "-c", LLAMAFACTORY_CHECK, str(folder), str(tmp / "cache40"), str(text_folder)],
+                         env=env, capture_output=True, text=True, timeout=600, cwd=tmp)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def test_datasets_4_0_and_llamafactory_read_the_folder(exported, tmp_path):
-    """LLaMA-Factory's environment (datasets 4.0): sharegpt loads and converts; sft/rl need the Json feature (4.7)."""
+    """LLaMA-Factory's environment (datasets 4.0): sharegpt loads and converts; sft/rl need the Json feature (4.7),
+    or an export made with --json-as-text, whose JSON strings decode to the very messages the Json export holds."""
     folder, summary = exported
+    text_folder = tmp_path / "hf-text"  # the same version again, JSON columns as text, through the CLI
+    assert main(["export", str(folder.parent / "ds"), "--to", str(text_folder), "--test-ratio", "0.2",
+                 "--json-as-text"]) == 0
     started = time.monotonic()
-    out = run_in_datasets40(folder, tmp_path)
+    out = run_in_datasets40(folder, text_folder, tmp_path)
     assert out["datasets"] == "4.0.0"
     assert out["sharegpt"] == summary.rows["sharegpt"]
     for name in ("sft", "rl"):  # the documented minimum (card, README): role-exact messages need datasets >= 4.7
         assert out[name] == "Arrow type extension<arrow.json> does not have a datasets dtype equivalent."
+        assert out["text_" + name] == summary.rows[name]  # ... or --json-as-text, which 4.0 loads whole
     assert "datasets` >= 4.7" in (folder / "README.md").read_text()
+    assert "written with `--json-as-text`" in (text_folder / "README.md").read_text()
+    # decoded with one json.loads each under 4.0, the messages are the Json feature's (newest datasets), key for key
+    for name, column in (("sft", "messages"), ("rl", "prompt")):
+        exact = datasets.load_dataset(str(folder), name, cache_dir=str(tmp_path / "cache"))
+        for split in exact:
+            rows = [row[column] for row in exact[split]]
+            assert out[f"text_{name}_decoded"][split] == rows and rows, (name, split)
+    decoded = [m for row in out["text_sft_decoded"]["train"] for m in row]
+    keys = {tuple(m) for m in decoded}  # no null padding: each role's own keys, nothing None
+    assert ("role", "content") in keys and ("role", "tool_call_id", "name", "content") in keys
+    assert ("role", "content", "tool_calls") in keys and all(v is not None for m in decoded for v in m.values())
     for name in ("sft", "rl", "sharegpt"):  # polars and pandas of that environment read every config
         assert out[name + "_polars"] == out[name + "_pandas"] == sum(summary.rows[name].values())
     # role-exact even as JSON text: a user message has no tool_calls key, a tool message has its name
