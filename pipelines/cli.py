@@ -209,11 +209,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _print_templates(summaries: list[dict]) -> None:
-    print(f"  {'template':<22} {'rows':>6} {'rendered':>9} {'prefix ok':>10}  checked at")
-    for t in summaries:
-        note = " (prefix reported only)" if t["prefix_note"] else ""
-        note += f"; system prompt dropped by the template in {t['system_dropped']} rows" if t["system_dropped"] else ""
-        print(f"  {t['template']:<22} {t['rows']:>6} {t['rendered']:>9} {t['prefix_ok']:>10}  {t['level']}{note}")
+    from pipelines.template_check import table
+
+    print("\n".join("  " + line for line in table(summaries)))
 
 
 def cmd_check_template(args: argparse.Namespace) -> int:

@@ -69,6 +69,55 @@ def test_export_checked_every_row_in_every_template(exported):
     assert by_name["marked"]["assistant_tokens"] > 0 and not summary.dropped
 
 
+# A ChatML variant whose generation prompt ends in a space: every prompt is a text prefix of the whole, but a
+# byte-level BPE merges that space into the assistant's first word, so no prompt is a token prefix (the RL
+# re-tokenization mismatch the token-level check exists to catch).
+SPACED = ("{%- for m in messages %}{{ '<|im_start|>' + m.role + ': ' + (m.content or '') }}{%- for c in m.tool_calls "
+          "or [] %}<tool_call>{{ c.function | tojson }}</tool_call>{%- endfor %}{{ '<|im_end|>\\n' }}{%- endfor %}"
+          "{%- if add_generation_prompt %}{{ '<|im_start|>assistant: ' }}{%- endif %}")
+
+
+def test_token_level_checks_with_real_bpe_tokenizers(exported, real_model_lane, tmp_path):
+    """Built-in templates paired with their families' real tokenizers (TEMPLATE@TOKENIZER_DIR): SmolLM2's
+    byte-level BPE for the ChatML family, Llama 3's tiktoken BPE for Llama 3.1/3.3, on every sft row."""
+    import trl
+    from real_tokenizers import llama3_reference_ids, llama3_tokenizer
+
+    from pipelines.template_check import check_folder, load_template, render
+    from schemas import ConfigError
+
+    folder, summary = exported
+    smol, llama = real_model_lane.model, llama3_tokenizer()
+    training = Path(trl.__file__).parent / "chat_templates" / "qwen3_training.jinja"  # {% generation %} marks
+    spaced = tmp_path / "spaced.jinja"
+    spaced.write_text(SPACED)
+    specs = [f"qwen2.5@{smol}", f"qwen3@{smol}", f"hermes@{smol}", f"{training}@{smol}", f"llama3.1@{llama}",
+             f"llama3.3@{llama}", f"{spaced}@{smol}", str(spaced)]
+    started = time.monotonic()
+    reports = {r.template.name: r.summary() for r in check_folder(folder, specs)}
+    accepted = sum(summary.rows["sft"].values())
+    good = [f"qwen2.5@{smol.name}", f"qwen3@{smol.name}", f"hermes@{smol.name}", f"qwen3_training.jinja@{smol.name}",
+            f"llama3.1@{llama.name}", f"llama3.3@{llama.name}"]
+    for name in good:
+        t = reports[name]
+        assert t["level"] == "tokens" and t["rows"] == t["rendered"] == t["prefix_ok"] == accepted > 0, t
+        assert t["masked"] == (name.startswith("qwen3_training")) and (t["assistant_tokens"] > 0) == t["masked"], t
+    # the check can fail: a text prefix that is not a token prefix is caught only with the tokenizer
+    assert reports["spaced.jinja"]["level"] == "text" and reports["spaced.jinja"]["prefix_ok"] == accepted
+    assert reports[f"spaced.jinja@{smol.name}"]["prefix_ok"] == 0
+    # the Llama tokenizer is Meta's: the converted folder tokenizes a rendered row exactly as llama_models' tiktoken
+    llama31 = load_template(f"llama3.1@{llama}")
+    row = datasets.load_dataset(str(folder), "sft", cache_dir=str(tmp_path / "cache"))["train"][0]
+    text, _ = render(llama31, row["messages"], row["tools"])
+    assert llama31.tokenizer(text, add_special_tokens=False)["input_ids"] == llama3_reference_ids(text)
+    # a template paired with another family's tokenizer would check meaningless tokens: refused in one line
+    with pytest.raises(ConfigError, match=r"does not have '<\|begin_of_text\|>' \(the llama3.1 template's bos_token\)"):
+        load_template(f"llama3.1@{smol}")
+    with pytest.raises(ConfigError, match="is not a folder"):
+        load_template(f"qwen3@{tmp_path / 'missing'}")
+    print(f"token-level checks, {len(specs)} templates x {accepted} rows: {time.monotonic() - started:.1f}s")
+
+
 def test_trl_sft_trainer_steps_on_the_sft_config(exported, tiny, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
