@@ -300,7 +300,8 @@ def _add_export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chat-template", action="append", metavar="NAME_OR_FILE",
                    help="render every sft row through this chat template and stop on a row it cannot render "
                         "(repeatable; built-in: qwen2.5, qwen3, llama3.1, llama3.3, hermes, mistral, granite; or a "
-                        ".jinja file, a tokenizer_config.json or a local tokenizer folder)")
+                        ".jinja file, a tokenizer_config.json or a local tokenizer folder; TEMPLATE@TOKENIZER_DIR "
+                        "checks it on that tokenizer's tokens)")
     p.add_argument("--drop-unrenderable", action="store_true",
                    help="leave rows a --chat-template cannot render out of every config (counted in the card)")
     p.add_argument("--strip-reasoning", action="append", metavar="CONFIG",
@@ -364,7 +365,8 @@ def parser() -> argparse.ArgumentParser:
                        "version) through chat templates and check it at text and token level")
     c.add_argument("dir", type=Path, help="an exported HF datasets folder, or a trajforge dataset directory")
     c.add_argument("--chat-template", action="append", required=True, metavar="NAME_OR_FILE",
-                   help="built-in name, .jinja file, tokenizer_config.json or local tokenizer folder (repeatable)")
+                   help="built-in name, .jinja file, tokenizer_config.json or local tokenizer folder (repeatable); "
+                        "TEMPLATE@TOKENIZER_DIR checks TEMPLATE on the tokens of a local tokenizer folder")
     c.add_argument("--version", type=int, help="dataset version, for a dataset directory (default: the newest)")
     c.add_argument("--config", default="sft", choices=["sft", "rl", "rejects"], help="config whose messages to check")
     c.add_argument("--limit", type=int, help="check only the first N rows")

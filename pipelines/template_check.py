@@ -23,7 +23,9 @@ and tools exactly as ``datasets`` returns them, and checked four ways:
 
 Templates ship with the package (``pipelines/templates``, sources and licenses
 in its ``SOURCES.md``) under short names; a file or a local tokenizer folder
-works as well.
+works as well. ``TEMPLATE@TOKENIZER_DIR`` pairs any of them with a local
+tokenizer, so that a built-in's text (no tokenizer ships with it) is checked on
+the tokens of its model family's tokenizer.
 """
 
 from __future__ import annotations

@@ -50,3 +50,8 @@ def llama3_reference_ids(text: str) -> list[int]:
     from llama_models.llama3.tokenizer import Tokenizer
 
     return Tokenizer.get_instance().encode(text, bos=False, eos=False, allowed_special="all")
+
+
+if __name__ == "__main__":  # build (or find) the Llama 3 tokenizer folder and print where it is
+    built = llama3_tokenizer()
+    print(built.relative_to(ROOT) if built.is_relative_to(ROOT) else built)
