@@ -561,12 +561,13 @@ def check_records(templates: list[ChatTemplate], rows: Iterable[tuple[str, list[
 
 def table(summaries: list[dict[str, Any]]) -> list[str]:
     """The template x rows table (``TemplateReport.summary()`` each), as the CLI prints it."""
-    lines = [f"{'template':<32} {'rows':>6} {'rendered':>9} {'prefix ok':>10}  checked at"]
+    width = max([22, *(len(t["template"]) for t in summaries)])
+    lines = [f"{'template':<{width}} {'rows':>6} {'rendered':>9} {'prefix ok':>10}  checked at"]
     for t in summaries:
         note = " (prefix reported only)" if t["prefix_note"] else ""
         note += f"; system prompt dropped by the template in {t['system_dropped']} rows" if t["system_dropped"] else ""
         note += f"; {t['assistant_tokens']} assistant tokens in the mask" if t["masked"] else ""
-        lines.append(f"{t['template']:<32} {t['rows']:>6} {t['rendered']:>9} {t['prefix_ok']:>10}  {t['level']}{note}")
+        lines.append(f"{t['template']:<{width}} {t['rows']:>6} {t['rendered']:>9} {t['prefix_ok']:>10}  {t['level']}{note}")
     return lines
 
 
