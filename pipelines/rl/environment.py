@@ -121,6 +121,8 @@ class TaskEnvironment:
         environment, task = (json.loads(row[k]) if isinstance(row[k], str) else row[k] for k in ("env_config", "task"))
         prompt = row.get("prompt") or []
         prompt = json.loads(prompt) if isinstance(prompt, str) else prompt
+        # one JSON text per message where pyarrow read the column, or the export was made with --json-as-text
+        prompt = [json.loads(m) if isinstance(m, str) else m for m in prompt]
         opening = next((m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"), None)
         return cls(Task.model_validate(task), build_domain(environment, root), user=user, opening=opening,
                    policy=policy, **limits)
