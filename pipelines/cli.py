@@ -286,9 +286,11 @@ def cmd_env_serve(args: argparse.Namespace) -> int:
     for name in ("max_sessions", "max_steps"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1")
-    if args.idle_timeout <= 0:
-        raise ConfigError("--idle-timeout: must be positive")
-    return serve(args.dir, args.version, args.port, args.max_sessions, args.max_steps, args.idle_timeout)
+    for name in ("idle_timeout", "max_episode_seconds"):
+        if getattr(args, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')}: must be positive")
+    return serve(args.dir, args.version, args.port, args.max_sessions, args.max_steps, args.idle_timeout,
+                 args.max_episode_seconds)
 
 
 def cmd_env_verl(args: argparse.Namespace) -> int:
@@ -408,6 +410,8 @@ def parser() -> argparse.ArgumentParser:
     es.add_argument("--max-steps", type=int, default=400, help="steps per session before it ends (400)")
     es.add_argument("--idle-timeout", type=float, default=600.0,
                     help="seconds without a request before a session is dropped (600)")
+    es.add_argument("--max-episode-seconds", type=float, default=3600.0,
+                    help="seconds from a reset before the episode ends, however busy (3600)")
     es.set_defaults(func=cmd_env_serve)
     ev = env_sub.add_parser("verl", help="write the rl config in verl's columns, with its tool config and reward")
     ev.add_argument("dir", type=Path, help="an export folder (trajforge export --to)")

@@ -167,6 +167,25 @@ def test_idle_sessions_expire_and_limits_hold(exported):
         assert proc.stop() == 0
 
 
+def test_an_episode_ends_at_its_time_limit_however_busy(exported):
+    """A session that keeps stepping is still ended by ``max_episode_s`` (the idle timeout never fires for it)."""
+    from starlette.testclient import TestClient
+
+    from pipelines.rl.server import EnvServer, load_rows
+
+    root, _ = exported
+    server = EnvServer(load_rows(root / "hf"), root / "hf", max_episode_s=0.5)
+    say = {"message": {"role": "assistant", "content": "Could you tell me more?"}}
+    with TestClient(server.app()) as client:
+        sid = client.post("/sessions", json={"index": 0}).json()["session_id"]
+        assert not client.post(f"/sessions/{sid}/step", json=say).json()["done"]
+        time.sleep(0.6)
+        over = client.post(f"/sessions/{sid}/step", json=say).json()
+        assert over["done"] and over["error"] == "episode is over (longer than 0.5s); reset to start one"
+        assert client.post(f"/sessions/{sid}/reset").status_code == 200  # a reset starts a new episode and clock
+        assert not client.post(f"/sessions/{sid}/step", json=say).json()["done"]
+
+
 def test_bad_source_is_one_line_and_exit_2(tmp_path):
     run = subprocess.run([sys.executable, "-m", "pipelines.cli", "env", "serve", str(tmp_path), "--port", "0"],
                          capture_output=True, text=True, timeout=120)

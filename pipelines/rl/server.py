@@ -12,8 +12,10 @@ A policy in training sends anything, so every request is answered, never
 crashes the server: bad JSON or an unknown field is a 400 with one line, an
 unknown session a 404, a body over ``MAX_BODY`` a 413, a full server a 503;
 what the policy says inside a well-formed request is the environment's
-business (an error observation). Sessions end at ``max_steps`` steps and are
-reaped after ``idle_timeout_s`` without a request.
+business (an error observation). An episode ends at ``max_steps`` steps or
+``max_episode_s`` seconds after its reset (a documented terminal state: the
+observation says which limit), and a session is reaped after
+``idle_timeout_s`` without a request.
 
 ``/ws`` carries the same reset/step/state/reward on one WebSocket per session
 (OpenEnv's clients hold a session that way): the connection is the session,
@@ -55,6 +57,7 @@ class Session:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     steps: int = 0
     seen: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)
 
 
 def load_rows(folder: Path) -> list[dict[str, Any]]:
@@ -72,7 +75,7 @@ class EnvServer:
     """The sessions of one set of rows; ``app()`` is the Starlette application that serves them."""
 
     def __init__(self, rows: list[dict[str, Any]], root: Path, max_sessions: int = 1024, max_steps: int = 400,
-                 idle_timeout_s: float = 600.0) -> None:
+                 idle_timeout_s: float = 600.0, max_episode_s: float = 3600.0) -> None:
         self.rows = rows
         self.root = root
         self.by_key: dict[str, int] = {}
@@ -82,6 +85,7 @@ class EnvServer:
         self.max_sessions = max_sessions
         self.max_steps = max_steps
         self.idle_timeout_s = idle_timeout_s
+        self.max_episode_s = max_episode_s
         self.sessions: dict[str, Session] = {}
         self.created = 0
 
@@ -240,14 +244,18 @@ class EnvServer:
         async with session.lock:
             session.seen = time.monotonic()
             session.steps += 1
-            if session.steps > self.max_steps and not session.env.done:
-                session.env.done, session.env.end_reason = True, f"more than {self.max_steps} steps"
+            if not session.env.done:
+                if session.steps > self.max_steps:
+                    session.env.done, session.env.end_reason = True, f"more than {self.max_steps} steps"
+                elif session.seen - session.started > self.max_episode_s:
+                    session.env.done, session.env.end_reason = True, f"longer than {self.max_episode_s:g}s"
             obs = await session.env.astep(body["message"])
         return 200, obs.to_dict()
 
     async def _reset(self, session: Session) -> dict[str, Any]:
         async with session.lock:
             session.steps, session.seen = 0, time.monotonic()
+            session.started = session.seen
             opening = await session.env.areset()
         return {"messages": opening, "tools": session.env.tools}
 
@@ -319,7 +327,7 @@ async def _body(request: Request) -> dict[str, Any] | JSONResponse:
 
 
 def serve(source: str | Path, version: int | None = None, port: int = 8770, max_sessions: int = 1024,
-          max_steps: int = 400, idle_timeout_s: float = 600.0) -> int:
+          max_steps: int = 400, idle_timeout_s: float = 600.0, max_episode_s: float = 3600.0) -> int:
     """Load the rows (exporting a dataset first), bind 127.0.0.1, serve until Ctrl-C."""
     import uvicorn
 
@@ -343,7 +351,7 @@ def serve(source: str | Path, version: int | None = None, port: int = 8770, max_
         else:
             raise ConfigError(f"{source}: neither an export folder (data/rl/) nor a dataset (_delta_log/)")
         rows = load_rows(folder)
-        server = EnvServer(rows, folder, max_sessions, max_steps, idle_timeout_s)
+        server = EnvServer(rows, folder, max_sessions, max_steps, idle_timeout_s, max_episode_s)
         sock = bind(port)
         url = f"http://{HOST}:{sock.getsockname()[1]}"
         print(f"trajforge env serve: {len(rows)} task(s) from {source}\n  {url}  (Ctrl-C stops)", flush=True)
