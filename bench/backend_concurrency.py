@@ -9,9 +9,9 @@ server (tests/loopback.py, its own process, so its CPU is not the client's):
   (requests being worked on ÷ 64, over the wall time);
 - multi-turn ``simulate``: one shard of model-mode dialogues (the server replays the
   offline transcripts of the run's tasks as user simulator and assistant), at 64 and at
-  256 requests in flight (``--limits``). Utilization is the mean number of requests in
-  flight ÷ the limit, from the limit's own occupancy integral over the whole rollout,
-  ramp-up and the shard's tail included; trajectories/s against the ideal
+  256 requests in flight (``--limits``). Utilization is the mean number of requests the
+  server works on ÷ the limit, from the server's own integral of requests being worked on
+  (``/stats``) over the whole rollout, ramp-up and the shard's tail included; trajectories/s against the ideal
   ``limit / (requests per trajectory × latency)``;
 - the flow: ``trajforge``'s real Prefect flow over ``--flow-shards`` shards, two open at
   once, 64 in flight: the server's busy share from its first request to its last, shard
@@ -104,7 +104,7 @@ def client_cpu(requests: int, latency: float, in_flight: int = 64) -> dict:
     finally:
         stop_server(server)
     return {"requests": meter.requests, "errors": meter.errors, "wall": wall, "cpu_per_1k": cpu / requests * 1000,
-            "server_busy": busy / (in_flight * wall)}
+            "server_busy": busy / (in_flight * wall), "aimd": aimd(endpoint)}
 
 
 def simulate(limit: int, tasks: int, latency: float) -> dict:
@@ -126,19 +126,29 @@ def simulate(limit: int, tasks: int, latency: float) -> dict:
         steps = build_steps(config)
         tasks_path = synthesize_shard(config, 0, tmp / "tasks.parquet", steps)
         lineage = Lineage(run_id="bench", config_hash=config.config_hash(), code_version="bench", seed=2)
-        endpoint = open_endpoints(config.backends, None)["loop"]
-        busy_before = endpoint.limit.occupancy()
+        # The endpoint rollout_shard itself uses (its scope is the shard's folder): for the adaptive limit's figures.
+        endpoint = open_endpoints({"loop": config.backends["loop"]}, None, scope=str(tmp))["loop"]
+        busy_before = server_busy(port)
         cpu0, started = time.process_time(), time.perf_counter()
         result = rollout_shard(config, 0, tasks_path, tmp / "rows.parquet", lineage, steps)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
-        busy = endpoint.limit.occupancy() - busy_before
+        busy = server_busy(port) - busy_before  # the server's own integral of requests being worked on
     requests = sum(u.requests for u in result.usage.values())
     dialogues = sum(result.counts.values())
     ideal = limit / (requests / dialogues * latency)
     return {"dialogues": dialogues, "counts": result.counts, "requests": requests, "wall": wall,
             "errors": sum(u.errors for u in result.usage.values()), "utilization": busy / (wall * limit),
             "per_traj": requests / dialogues, "rate": dialogues / wall, "ideal": ideal,
-            "cpu_per_1k": cpu / requests * 1000}
+            "cpu_per_1k": cpu / requests * 1000, "aimd": aimd(endpoint)}
+
+
+def aimd(endpoint) -> str:
+    """Where the adaptive limit ended, and how often it moved: a limit that fell explains idle slots."""
+    control = endpoint.control
+    if control is None:
+        return "fixed limit"
+    return (f"limit {endpoint.limit.limit} of {control.ceiling}, {control.increases} increases, "
+            f"{control.decreases} decreases")
 
 
 @contextmanager
@@ -193,7 +203,7 @@ def main() -> None:
     c = client_cpu(args.requests, args.latency)
     print(f"client: {c['requests']} requests at 64 in flight, {args.latency:.2f}s server latency, in "
           f"{c['wall']:.1f}s ({c['errors']} errors): {c['cpu_per_1k']:.2f} CPU-s per 1k requests; server busy "
-          f"{c['server_busy']:.2f}")
+          f"{c['server_busy']:.2f} ({c['aimd']})")
     figures = [f"client_cpu_s_per_1k={c['cpu_per_1k']:.2f}"]
     for limit in limits:
         r = simulate(limit, args.tasks_per_slot * limit, args.latency)
@@ -201,7 +211,7 @@ def main() -> None:
               f"({r['errors']} errors) in {r['wall']:.1f}s; {r['per_traj']:.1f} requests/trajectory, "
               f"{r['rate']:.1f} trajectories/s vs ideal {r['ideal']:.1f} ({r['rate'] / r['ideal']:.2f} of ideal); "
               f"utilization {r['utilization']:.2f}; client {r['cpu_per_1k']:.2f} CPU-s per 1k requests "
-              f"(dialogue loop, tools and filters included)")
+              f"(dialogue loop, tools and filters included; {r['aimd']})")
         figures.append(f"utilization_{limit}={r['utilization']:.2f}")
     if args.flow_shards:
         r = flow(64, args.flow_shards, args.tasks_per_slot * 64, args.latency)
