@@ -178,13 +178,12 @@ class AIMD:
     The endpoint reports each request's outcome; this decides the limit's size, between ``floor`` and the
     configured ``ceiling``.
 
-    - Slow start: the limit starts at ``floor`` and grows ``SLOW_START_GROWTH``-fold after each window of
-      successes (as many as the limit), up to the ceiling, until the first sign of overload. Starting low is
-      what lets the client see the server's unloaded latency at all: a limit that starts far above a server's
-      batch size queues every request from the first one on (even 8 in flight skews the baseline of a server
-      that works on 6). Yet each window is a round trip at a fraction of the ceiling: doubling from 1 to 64
-      takes six (a sixth of the ceiling used on average, a second of a 0.2 s server's time), growing
-      fourfold three (1, 4, 16, 64).
+    - Slow start: the limit starts at ``floor`` and doubles after each window of successes (as many as the
+      limit), up to the ceiling, until the first sign of overload. Starting low is what lets the client see the
+      server's unloaded latency at all: a limit that starts far above a server's batch size queues every request
+      from the first one on. Reaching a ceiling of 64 costs 7 windows (127 requests). (Growing fourfold
+      halves that, but leaves fewer low-load windows to take the baseline from: on a loaded machine a queueing
+      server's limit then settles higher, tests/test_adaptive.py.)
     - Overload (429, 5xx, a timeout or dropped connection): the limit becomes ``decrease`` × the requests that
       were in flight when the rejected one was sent, i.e. just under what the server refused. Only requests
       sent after the last decrease count, so one burst of rejections is one decrease, not a collapse.
@@ -203,7 +202,6 @@ class AIMD:
 
     RECENT_WINDOWS = 32
     PROBE_WINDOWS = 8
-    SLOW_START_GROWTH = 4
 
     def __init__(self, limit: ConcurrencyLimit, ceiling: int, floor: int = 1, decrease: float = 0.9,
                  latency_factor: float | None = 3.0, client_busy: float = 0.5) -> None:
@@ -239,7 +237,8 @@ class AIMD:
             self._recent.append(mean)
             self._successes, self._window_latency = 0, 0.0
             busy = self._client.share()
-            if self.latency_factor and mean > self.latency_factor * baseline and busy >= self.client_busy:
+            client_lag = self.client_busy < 1 and busy >= self.client_busy  # 1: never discount latency
+            if self.latency_factor and mean > self.latency_factor * baseline and client_lag:
                 self.ignored_latency += 1
             elif self.latency_factor and mean > self.latency_factor * baseline:
                 if ticket[0] == self._generation:  # else: sent before the last decrease, which answered it
@@ -253,7 +252,7 @@ class AIMD:
                         return
                 self._held = 0
                 self.increases += 1
-                self.limit.resize(min(self.ceiling, self.SLOW_START_GROWTH * size if self.slow_start else size + 1))
+                self.limit.resize(min(self.ceiling, 2 * size if self.slow_start else size + 1))
 
     def overloaded(self, ticket: tuple[int, int]) -> None:
         with self._lock:
