@@ -293,6 +293,20 @@ def cmd_env_serve(args: argparse.Namespace) -> int:
     return serve(args.dir, args.version, args.port, args.max_sessions, args.max_steps, args.idle_timeout)
 
 
+def cmd_env_verl(args: argparse.Namespace) -> int:
+    from pipelines.rl.verl import write_verl
+
+    if not (args.dir / "data" / "rl").is_dir():
+        raise ConfigError(f"{args.dir}: not an export folder with an rl config (data/rl/); run trajforge export first")
+    out = args.out or args.dir / "verl"
+    counts = write_verl(args.dir, out)
+    for domain, splits in counts.items():
+        rows = ", ".join(f"{split} {n}" for split, n in sorted(splits.items()))
+        print(f"{out / domain}: {rows} row(s); tool_config.yaml, interaction_config.yaml")
+    print(f"{out / 'reward.py'}: compute_score (reward.custom_reward_function.path)")
+    return 0
+
+
 def _add_export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-ratio", type=float, default=0.1, help="share of task groups in the test split (0.1)")
     p.add_argument("--rejects", action="store_true", help="add the rejects config")
@@ -391,6 +405,10 @@ def parser() -> argparse.ArgumentParser:
     es.add_argument("--idle-timeout", type=float, default=600.0,
                     help="seconds without a request before a session is dropped (600)")
     es.set_defaults(func=cmd_env_serve)
+    ev = env_sub.add_parser("verl", help="write the rl config in verl's columns, with its tool config and reward")
+    ev.add_argument("dir", type=Path, help="an export folder (trajforge export --to)")
+    ev.add_argument("--out", type=Path, help="where to write (default: DIR/verl)")
+    ev.set_defaults(func=cmd_env_verl)
     return p
 
 
