@@ -9,9 +9,9 @@ server (tests/loopback.py, its own process, so its CPU is not the client's):
   (requests being worked on ÷ 64, over the wall time);
 - multi-turn ``simulate``: one shard of model-mode dialogues (the server replays the
   offline transcripts of the run's tasks as user simulator and assistant), at 64 and at
-  256 requests in flight (``--limits``). Utilization is the mean number of requests in
-  flight ÷ the limit, from the limit's own occupancy integral over the whole rollout,
-  ramp-up and the shard's tail included; trajectories/s against the ideal
+  256 requests in flight (``--limits``). Utilization is the mean number of requests the
+  server works on ÷ the limit, from the server's own integral of requests being worked on
+  (``/stats``) over the whole rollout, ramp-up and the shard's tail included; trajectories/s against the ideal
   ``limit / (requests per trajectory × latency)``;
 - the flow: ``trajforge``'s real Prefect flow over ``--flow-shards`` shards, two open at
   once, 64 in flight: the server's busy share from its first request to its last, shard
@@ -74,6 +74,23 @@ def server_busy(port: int) -> float:
         return json.loads(r.read())["busy_area"]
 
 
+def loop_thread() -> tuple[float, float, float]:
+    """This thread's (wall, CPU, waiting-for-a-CPU) seconds so far (Linux schedstat; elsewhere no waiting)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            ran, waited = (int(x) / 1e9 for x in f.read().split()[:2])
+    except OSError:
+        ran, waited = time.thread_time(), 0.0
+    return time.perf_counter(), ran, waited
+
+
+def loop_share(before: tuple[float, float, float]) -> str:
+    """How much of the wall time the event loop's thread ran, and waited for a CPU: near 1 together, the client's
+    own loop (or the machine's load on it) is what caps the figure, not the engine's scheduling."""
+    wall, ran, waited = (b - a for a, b in zip(before, loop_thread(), strict=True))
+    return f"client loop ran {ran / wall:.2f} and waited for a CPU {waited / wall:.2f} of the time"
+
+
 def client_cpu(requests: int, latency: float, in_flight: int = 64) -> dict:
     """CPU seconds of this process per 1k requests sent through the endpoint layer."""
     import asyncio
@@ -97,14 +114,14 @@ def client_cpu(requests: int, latency: float, in_flight: int = 64) -> dict:
             await asyncio.gather(*(caller() for _ in range(in_flight)))
             await endpoint.release_loop()
 
-        busy0, cpu0, started = server_busy(port), time.process_time(), time.perf_counter()
+        busy0, cpu0, started, thread0 = server_busy(port), time.process_time(), time.perf_counter(), loop_thread()
         asyncio.run(run())
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
-        busy = server_busy(port) - busy0
+        busy, share = server_busy(port) - busy0, loop_share(thread0)
     finally:
         stop_server(server)
     return {"requests": meter.requests, "errors": meter.errors, "wall": wall, "cpu_per_1k": cpu / requests * 1000,
-            "server_busy": busy / (in_flight * wall)}
+            "server_busy": busy / (in_flight * wall), "aimd": aimd(endpoint), "loop": share}
 
 
 def simulate(limit: int, tasks: int, latency: float) -> dict:
@@ -126,19 +143,30 @@ def simulate(limit: int, tasks: int, latency: float) -> dict:
         steps = build_steps(config)
         tasks_path = synthesize_shard(config, 0, tmp / "tasks.parquet", steps)
         lineage = Lineage(run_id="bench", config_hash=config.config_hash(), code_version="bench", seed=2)
-        endpoint = open_endpoints(config.backends, None)["loop"]
-        busy_before = endpoint.limit.occupancy()
-        cpu0, started = time.process_time(), time.perf_counter()
-        result = rollout_shard(config, 0, tasks_path, tmp / "rows.parquet", lineage, steps)
+        # The endpoint rollout_shard itself uses (its scope is the shard's folder): for the adaptive limit's figures.
+        endpoint = open_endpoints({"loop": config.backends["loop"]}, None, scope=str(tmp))["loop"]
+        busy_before = server_busy(port)
+        cpu0, started, thread0 = time.process_time(), time.perf_counter(), loop_thread()
+        result = rollout_shard(config, 0, tasks_path, tmp / "rows.parquet", lineage, steps)  # its loop: this thread
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
-        busy = endpoint.limit.occupancy() - busy_before
+        busy = server_busy(port) - busy_before  # the server's own integral of requests being worked on
+        share = loop_share(thread0)
     requests = sum(u.requests for u in result.usage.values())
     dialogues = sum(result.counts.values())
     ideal = limit / (requests / dialogues * latency)
     return {"dialogues": dialogues, "counts": result.counts, "requests": requests, "wall": wall,
             "errors": sum(u.errors for u in result.usage.values()), "utilization": busy / (wall * limit),
             "per_traj": requests / dialogues, "rate": dialogues / wall, "ideal": ideal,
-            "cpu_per_1k": cpu / requests * 1000}
+            "cpu_per_1k": cpu / requests * 1000, "aimd": aimd(endpoint), "loop": share}
+
+
+def aimd(endpoint) -> str:
+    """Where the adaptive limit ended, and how often it moved: a limit that fell explains idle slots."""
+    control = endpoint.control
+    if control is None:
+        return "fixed limit"
+    return (f"limit {endpoint.limit.limit} of {control.ceiling}, {control.increases} increases, "
+            f"{control.decreases} decreases")
 
 
 @contextmanager
@@ -193,7 +221,7 @@ def main() -> None:
     c = client_cpu(args.requests, args.latency)
     print(f"client: {c['requests']} requests at 64 in flight, {args.latency:.2f}s server latency, in "
           f"{c['wall']:.1f}s ({c['errors']} errors): {c['cpu_per_1k']:.2f} CPU-s per 1k requests; server busy "
-          f"{c['server_busy']:.2f}")
+          f"{c['server_busy']:.2f} ({c['aimd']}; {c['loop']})")
     figures = [f"client_cpu_s_per_1k={c['cpu_per_1k']:.2f}"]
     for limit in limits:
         r = simulate(limit, args.tasks_per_slot * limit, args.latency)
@@ -201,7 +229,7 @@ def main() -> None:
               f"({r['errors']} errors) in {r['wall']:.1f}s; {r['per_traj']:.1f} requests/trajectory, "
               f"{r['rate']:.1f} trajectories/s vs ideal {r['ideal']:.1f} ({r['rate'] / r['ideal']:.2f} of ideal); "
               f"utilization {r['utilization']:.2f}; client {r['cpu_per_1k']:.2f} CPU-s per 1k requests "
-              f"(dialogue loop, tools and filters included)")
+              f"(dialogue loop, tools and filters included; {r['aimd']}; {r['loop']})")
         figures.append(f"utilization_{limit}={r['utilization']:.2f}")
     if args.flow_shards:
         r = flow(64, args.flow_shards, args.tasks_per_slot * 64, args.latency)

@@ -315,6 +315,19 @@ async def _verify(steps: Steps, trajectory: Trajectory, task: Task, endpoints: d
             return
 
 
+def _expected_length(item: tuple[int, int, Task | None, str | None, str | None]) -> int:
+    """How long a dialogue will likely run: its gold calls (each a turn of the assistant's, and the user's turns
+    that ask for it).
+
+    In model mode the longest start first (longest-processing-time-first): the shard's tail is then its
+    shortest dialogues, so the requests in flight stay near the limit until the shard is almost done, instead of
+    a few long dialogues running on alone while the endpoint idles. Rows keep their slots, so the order of
+    starts changes nothing in the output; offline mode keeps index order (budgets stop it deterministically).
+    """
+    task = item[2]
+    return -1 if task is None else len(task.gold_actions)
+
+
 @dataclass
 class ShardResult:
     counts: dict[str, int]
@@ -353,12 +366,11 @@ def rollout_shard(
     evidence_column = (table.column("evidence").to_pylist() if "evidence" in table.column_names
                        else [None] * table.num_rows)
 
-    async def one(slot: int, index: int, task_json: str | None, error: str | None, evidence: str | None) -> None:
-        if task_json is None:
+    async def one(slot: int, index: int, task: Task | None, error: str | None, evidence: str | None) -> None:
+        if task is None:
             rows[slot] = _synthesis_reject(error, evidence, lineage, shard, index,
                                            steps.domain_of(config.seed, index).name)
             return
-        task = Task.model_validate_json(task_json)
         env = steps.env_for(task.domain).fresh(task.env_seed)
         dialogue = _agents(config, endpoints, task, env, index)
         transcript: list[Message] = []  # the dialogue as it happens: the evidence if it stops
@@ -386,13 +398,16 @@ def rollout_shard(
         rows[slot] = {**trajectory_row(trajectory, task, exact_hash(trajectory.messages), lineage, shard, index),
                       **dialogue_figures(trajectory, task, steps.env_for(task.domain))}
 
+    items = [(slot, index, Task.model_validate_json(task_json) if task_json is not None else None, error, evidence)
+             for slot, (index, task_json, error, evidence) in enumerate(zip(
+                 table.column("index").to_pylist(), table.column("task").to_pylist(),
+                 table.column("error").to_pylist(), evidence_column, strict=False))]
+    if config.simulation.mode == "model":
+        items.sort(key=_expected_length, reverse=True)
+
     async def run_all() -> None:
         try:
-            await asyncio.gather(*(
-                one(slot, index, task_json, error, evidence)
-                for slot, (index, task_json, error, evidence) in enumerate(zip(
-                    table.column("index").to_pylist(), table.column("task").to_pylist(),
-                    table.column("error").to_pylist(), evidence_column, strict=False))))
+            await asyncio.gather(*(one(*item) for item in items))
         finally:
             for endpoint in endpoints.values():
                 await endpoint.release_loop()

@@ -88,8 +88,9 @@ class PriceConfig(_Strict):
 
 
 class AdaptiveConcurrencyConfig(_Strict):
-    """AIMD on the requests in flight: the limit starts at ``max_concurrency`` (the ceiling) and backs off when the
-    server says it is overloaded (429, 5xx) or its latency grows, then creeps back up one slot per round trip."""
+    """AIMD on the requests in flight: the limit starts at ``min_concurrency`` and doubles per round trip up to
+    ``max_concurrency`` (the ceiling), backs off when the server says it is overloaded (429, 5xx) or its latency
+    grows (unless the client's own loop was busy), then creeps back up one slot per round trip."""
 
     enabled: bool = True
     min_concurrency: int = Field(default=1, ge=1)
@@ -97,6 +98,8 @@ class AdaptiveConcurrencyConfig(_Strict):
                             "the requests that were in flight when the rejected one was sent")
     latency_factor: float | None = Field(default=3.0, gt=1, description="back off when the recent latency exceeds "
                                          "this multiple of the lowest seen; none: ignore latency")
+    client_busy: float = Field(default=0.5, gt=0, le=1, description="ignore latency growth while the client's own "
+                               "event loop was busy (running or waiting for a CPU) this share of the time or more; 1: never")
 class BackendHealthConfig(_Strict):
     """When a run stops early because its backend keeps failing (``simulators.backends.health``).
 

@@ -20,9 +20,9 @@ from simulators.backends.endpoint import Endpoint
 CAPACITY, CEILING, CALLERS, REQUESTS = 6, 48, 48, 360
 
 
-def _drive(url: str, adaptive: bool) -> tuple[Endpoint, Usage, list[int]]:
+def _drive(url: str, adaptive: bool, **settings) -> tuple[Endpoint, Usage, list[int]]:
     config = BackendConfig(model="loop", base_url=url, max_concurrency=CEILING, max_retries=1000, backoff_s=0.02,
-                           backoff_max_s=0.2, timeout_s=10, adaptive={"enabled": adaptive})
+                           backoff_max_s=0.2, timeout_s=10, adaptive={"enabled": adaptive, **settings})
     endpoint, meter, limits = Endpoint("loop", config), Usage(), []
     todo = iter(range(REQUESTS))
 
@@ -61,8 +61,10 @@ def test_aimd_backs_off_when_a_queueing_servers_latency_grows():
     # No 429s at all: the server works on CAPACITY requests at once and queues the rest.
     # latency_factor 3 tolerates a queue up to about 3 × the batch the server works on (a model server's
     # latency grows with its batch anyway): the limit settles there, far below the configured ceiling.
+    # The subject is the server's latency: on a loaded test machine this client's loop waits for a CPU much of the
+    # time, which by default (``client_busy``) discounts latency growth as the client's own lag; here it never does.
     with LoopbackServer(latency_s=0.1, slots=CAPACITY) as server:
-        endpoint, meter, limits = _drive(server.url, adaptive=True)
+        endpoint, meter, limits = _drive(server.url, adaptive=True, client_busy=1.0)
         assert server.statuses[429] == 0
     assert meter.errors == 0 and endpoint.control.decreases >= 1, limits
     settled = limits[len(limits) // 2:]

@@ -10,6 +10,7 @@ manifest, the end-of-run summary, the card and the report.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import yaml
@@ -24,6 +25,7 @@ from schemas import parse_config
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 PROMPT, COMPLETION = 3.0, 15.0  # per million tokens
+GPU_HOUR, GPUS = 2.5, 4  # a self-served model: per GPU-hour, on 4 GPUs
 
 
 def _data(url: str, cache: str | None = None, **over) -> dict:
@@ -61,8 +63,15 @@ def test_cost_matches_the_servers_bill_and_cached_replies_are_free_savings(tmp_p
         assert server.requests == first.usage["user"].requests + first.usage["assistant"].requests
 
     # A server's prefix cache only helps when a dialogue's next request repeats the last one message for
-    # message: every request opens a conversation (system + first user turn) or extends an earlier one.
-    assert all(len(m) == 2 or any(len(p) < len(m) and m[:len(p)] == p for p in sent[:i]) for i, m in enumerate(sent))
+    # message. Per conversation (one role of one dialogue: its system prompt and first turn), in the order the
+    # server got them, each request is the one before it, unchanged and in the same order, plus new turns.
+    chains: dict[str, list[list[dict]]] = {}
+    for m in sent:
+        chains.setdefault(json.dumps(m[:2], sort_keys=True), []).append(m)
+    assert len(chains) == 2 * first.tasks  # the user simulator's and the assistant's conversation of each dialogue
+    for chain in chains.values():
+        assert len(chain[0]) == 2 and len(chain) >= 2
+        assert all(len(a) < len(b) and b[:len(a)] == a for a, b in zip(chain, chain[1:], strict=False)), chain
     assert sum(len(m) > 2 for m in sent) > len(sent) / 2
 
     c = first.cost
@@ -108,9 +117,11 @@ def test_a_max_cost_run_stops_at_its_budget_with_a_committed_version(tmp_path, c
     assert m.stop.reason == "max_cost" and "budget 0.12" in m.stop.detail
     assert m.cost.total == pytest.approx(sum(per_request)) and m.stop.cost == pytest.approx(m.cost.total)
     assert m.cost.total >= 0.12 and m.tasks < 40  # stopped early, over the line only by what was in flight
-    assert sum(per_request[:-8]) < 0.12  # the last dialogue (up to 8 requests here) ran over, no more
     assert m.stop.unstarted > 0 and m.tasks + m.stop.unstarted <= 40
     rows = DatasetStore(tmp_path / "capped").read()
+    # the last dialogue ran over, no more: the requests before it (at most the longest dialogue's) were within budget
+    longest = max(u["requests"] for u in rows["usage"].to_list() if u)
+    assert sum(per_request[:-longest]) < 0.12, (longest, per_request)
     assert rows.height == m.tasks and rows["status"].is_in(["accepted", "rejected"]).all()
     assert "stopped early by max_cost" in out
 
@@ -123,10 +134,27 @@ def test_max_requests_and_max_tokens_stop_a_run_by_the_servers_own_count(tmp_pat
     for budget in ({"max_requests": 12}, {"max_tokens": 3000}):
         (name, limit), = budget.items()
         with LoopbackServer(TranscriptBrain(config), latency_s=0.02) as server:
-            _generate(tmp_path, _data(server.url, num_tasks=40, budget=budget, **one_at_a_time), name, capsys)
+            data = _data(server.url, num_tasks=40, budget=budget, **one_at_a_time)
+            if name == "max_tokens":  # the same budget on a self-served model, priced per GPU-hour
+                data["backends"]["loop"]["price"] = {"gpu_hour": GPU_HOUR, "gpus": GPUS}
+            started = time.monotonic()
+            out = _generate(tmp_path, data, name, capsys)
+            wall = time.monotonic() - started
             sent, tokens = server.requests, server.tokens["prompt"] + server.tokens["completion"]
+            first_sent, last_sent = server.arrivals[0][0], server.arrivals[-1][0]
         m = DatasetStore(tmp_path / name).versions()[-1]
         assert m.stop.reason == name and m.tasks < 40 and m.stop.unstarted > 0, m.stop
         assert m.stop.requests == sent and m.stop.tokens == tokens  # what the server saw, nothing left uncounted
         assert (sent if name == "max_requests" else tokens) >= limit
         assert m.cost is not None and m.cost.total > 0  # priced backends: the spend is priced too
+    # Per GPU-hour: the run's generation time (its clock runs from the first shard to the commit) × gpus × the
+    # price, whatever the tokens. That time holds every request the server saw and fits in the command's wall time.
+    c = m.cost
+    seconds = c.gpu_hours["loop"] / GPUS * 3600
+    assert last_sent - first_sent <= seconds <= wall, (first_sent, last_sent, seconds, wall)
+    assert c.total == pytest.approx(seconds / 3600 * GPUS * GPU_HOUR) and c.by_backend == {"loop": c.total}
+    # Shared by the roles by their time in requests, per the manifest's own meters.
+    busy = {role: m.usage[role].latency_s for role in ("user", "assistant")}
+    assert c.by_role == {role: pytest.approx(c.total * t / sum(busy.values())) for role, t in busy.items()}
+    assert c.per_accepted == (pytest.approx(c.total / m.accepted) if m.accepted else None)
+    assert f"GPU-hours: loop {c.gpu_hours['loop']:.3g}" in out

@@ -33,6 +33,7 @@ from pipelines.steps import build_steps
 from pipelines.store import DatasetStore
 from schemas import FAULTS, BackendConfig, RunConfig, parse_config
 from simulators.backends import BackendError, managed_vllm
+from simulators.backends.managed_vllm import serve_command
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
@@ -80,6 +81,11 @@ def test_server_is_started_with_tool_parsing_and_stopped_even_on_error(tmp_path)
     argv = json.loads((tmp_path / "argv").read_text())
     assert argv[:2] == ["serve", "tiny-model"]
     assert "--enable-auto-tool-choice" in argv and argv[argv.index("--tool-call-parser") + 1] == "hermes"
+    # A dialogue's requests extend each other: the server's prefix cache is on, and its replies count its hits.
+    assert "--enable-prefix-caching" in argv and "--enable-prompt-tokens-details" in argv
+    # ... unless the config says otherwise (the stand-in parses argv as vLLM does: both forms together would fail).
+    off = serve_command(standin(tmp_path, ["--no-enable-prefix-caching"]), 8000)
+    assert "--no-enable-prefix-caching" in off and "--enable-prefix-caching" not in off
 
 
 def test_a_command_line_vllm_would_refuse_is_a_clear_error(tmp_path):
@@ -175,6 +181,16 @@ def server_counts(metrics: Path) -> dict[str, float]:
     return out
 
 
+def prefix_cache(metrics: Path) -> dict[str, float]:
+    """The server's prefix-cache counters, in prompt tokens: queried and found cached (vLLM's V1 names)."""
+    out = {"queries": 0.0, "hits": 0.0}
+    for line in metrics.read_text().splitlines():
+        m = re.match(r"vllm:prefix_cache_(queries|hits)(?:_total)?(?:\{.*\})? (\S+)$", line)
+        if m:
+            out[m.group(1)] += float(m.group(2))
+    return out
+
+
 def check_real_run(manifest, out: Path, lane, tasks: int) -> pl.DataFrame:
     """What holds for any run of a weak real model, whatever it said."""
     rows = pl.read_delta(str(out)).sort("index")
@@ -263,6 +279,18 @@ def test_real_model_simulates_and_writes_blueprints(tmp_path, real_model_lane):
         # The writer's conversation is the evidence of a blueprint that was never made.
         assert row["reason"].startswith("model_blueprint: ") and row["fault"] in ("synthesis", "judge")
         assert row["messages"][0]["role"] == "system" and len(row["messages"]) >= 2
+    # Multi-turn requests hit the server's prefix cache. The managed server started with this run (its counters
+    # began at 0) and was asked for its /metrics just before it stopped; prefix caching was on in its command.
+    log = (tmp_path / "ds" / "_logs" / "vllm-smol.log").read_text()
+    assert "'enable_prefix_caching': True" in log or "enable_prefix_caching=True" in log
+    cache = prefix_cache(tmp_path / "ds" / "_logs" / "vllm-smol.metrics")
+    cached = {role: u.cached_prompt_tokens for role, u in manifest.usage.items()}
+    assert cache["queries"] > 0 and cache["hits"] > 0, cache
+    # The replies said so too (prompt_tokens_details), per role: the assistant's requests (the policy and tools
+    # every dialogue opens with, then each dialogue's earlier turns: tests/test_cost.py checks every request
+    # repeats its dialogue's previous one exactly) were partly served from it.
+    assert cached["assistant"] > 0 and sum(cached.values()) <= cache["hits"], (cached, cache)
+    print(f"  prefix cache: {cache['hits']:.0f} of {cache['queries']:.0f} prompt tokens hit; by role {cached}")
     show(simulated, "simulate")
     show(written, "model_blueprint + committee")
     print(f"  funnel: {manifest.funnel}\n  faults: {manifest.faults}\n  synthesis: {synthesis}")

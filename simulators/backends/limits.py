@@ -143,6 +143,34 @@ class RateLimit:
             await asyncio.sleep(wait)
 
 
+def _thread_busy_s() -> float:
+    """Seconds this thread has run or waited for a CPU (Linux's schedstat); elsewhere, its CPU time alone."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            ran, waited = f.read().split()[:2]
+        return (int(ran) + int(waited)) / 1e9
+    except (OSError, ValueError):
+        return time.thread_time()
+
+
+class ClientLoad:
+    """How busy the calling thread's event loop was since that thread last asked: running or waiting for a CPU.
+
+    A loop that is busy most of the time answers each reply late by its own backlog, so the latency it measures
+    grows with its own load, not the server's: on a fixed-latency server, a CPU-bound client would read its own
+    lag as the server queueing and back off, idling the server it was meant to keep busy.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[float, float]] = {}
+
+    def share(self) -> float:
+        now, busy = time.perf_counter(), _thread_busy_s()
+        last = self._last.get(key := threading.get_ident())
+        self._last[key] = (now, busy)
+        return 0.0 if last is None or now <= last[0] else (busy - last[1]) / (now - last[0])
+
+
 class AIMD:
     """Adaptive concurrency for one endpoint: slow start, then additive increase, multiplicative decrease (TCP's
     rules for a window).
@@ -153,14 +181,18 @@ class AIMD:
     - Slow start: the limit starts at ``floor`` and doubles after each window of successes (as many as the
       limit), up to the ceiling, until the first sign of overload. Starting low is what lets the client see the
       server's unloaded latency at all: a limit that starts far above a server's batch size queues every request
-      from the first one on. Reaching a ceiling of 64 costs 7 windows (127 requests).
+      from the first one on. Reaching a ceiling of 64 costs 7 windows (127 requests). (Growing fourfold
+      halves that, but leaves fewer low-load windows to take the baseline from: on a loaded machine a queueing
+      server's limit then settles higher, tests/test_adaptive.py.)
     - Overload (429, 5xx, a timeout or dropped connection): the limit becomes ``decrease`` × the requests that
       were in flight when the rejected one was sent, i.e. just under what the server refused. Only requests
       sent after the last decrease count, so one burst of rejections is one decrease, not a collapse.
     - Latency growth: when a window's mean latency exceeds ``latency_factor`` × the lowest window mean of the
       recent past (slow start measured it at low load), the server is queueing: the limit shrinks towards what
       Little's law says the server keeps up with. Window means, not single requests: a model's replies vary
-      in length, and one short reply is no baseline.
+      in length, and one short reply is no baseline. Not while this client's own event loop was busy (running
+      or waiting for a CPU) for ``client_busy`` or more of the window (``ClientLoad``): then the growth is the
+      client's lag, and backing off would only idle the server; overload still shows as 429s and 5xx.
     - Otherwise, after a window of successes while the limit was in use, one slot more; but back at the level
       where the server last refused, only every ``PROBE_WINDOWS`` windows (a server's cap rarely moves, and each
       probe above it costs a burst of 429s and a decrease).
@@ -172,8 +204,10 @@ class AIMD:
     PROBE_WINDOWS = 8
 
     def __init__(self, limit: ConcurrencyLimit, ceiling: int, floor: int = 1, decrease: float = 0.9,
-                 latency_factor: float | None = 3.0) -> None:
+                 latency_factor: float | None = 3.0, client_busy: float = 0.5) -> None:
         self.limit, self.ceiling, self.floor = limit, ceiling, min(floor, ceiling)
+        self.client_busy, self._client = client_busy, ClientLoad()
+        self.ignored_latency = 0  # windows whose latency grew while the client itself was busy
         self.decrease, self.latency_factor = decrease, latency_factor
         self._lock = threading.Lock()
         self._generation = 0
@@ -202,7 +236,11 @@ class AIMD:
             baseline = min(self._recent, default=mean)
             self._recent.append(mean)
             self._successes, self._window_latency = 0, 0.0
-            if self.latency_factor and mean > self.latency_factor * baseline:
+            busy = self._client.share()
+            client_lag = self.client_busy < 1 and busy >= self.client_busy  # 1: never discount latency
+            if self.latency_factor and mean > self.latency_factor * baseline and client_lag:
+                self.ignored_latency += 1
+            elif self.latency_factor and mean > self.latency_factor * baseline:
                 if ticket[0] == self._generation:  # else: sent before the last decrease, which answered it
                     # By Little's law the server keeps up with about size × tolerated / seen latency in flight:
                     # shrink that far (at most by half), so a limit far too high comes down in a few windows.

@@ -31,11 +31,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# On unless the config's ``args`` say otherwise: a dialogue's every request repeats the one before it and adds a
+# turn, so the server's prefix cache skips re-reading the conversation; and each reply then says how many prompt
+# tokens came from that cache (``usage.prompt_tokens_details.cached_tokens``: the run's ``cached_prompt_tokens``).
+DEFAULT_FLAGS = ("--enable-prefix-caching", "--enable-prompt-tokens-details")
+
+
 def serve_command(config: BackendConfig, port: int) -> list[str]:
     v = config.vllm
     assert v is not None
+    given = {a.split("=", 1)[0].replace("--no-", "--", 1) for a in v.args}
+    defaults = [flag for flag in DEFAULT_FLAGS if flag not in given]
     return [v.executable, "serve", config.model, "--host", "127.0.0.1", "--port", str(port),
-            "--enable-auto-tool-choice", "--tool-call-parser", v.tool_call_parser, *v.args]
+            "--enable-auto-tool-choice", "--tool-call-parser", v.tool_call_parser, *defaults, *v.args]
 
 
 def _healthy(base: str) -> bool:
