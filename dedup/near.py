@@ -22,6 +22,7 @@ import numpy as np
 from dedup.minhash import MinHasher, band_keys, capped_bucket_pairs, jaccard, optimal_bands
 from dedup.stacked import Stacked
 from dedup.steps import Decisions, Rows, Step
+from dedup.text import ShardTexts, shard_user_texts
 from schemas import DedupConfig
 
 
@@ -162,7 +163,15 @@ class NearWork:
     it as Ray tasks. The greedy decisions (``NearStep``) are made in order by the caller either way."""
 
     def signatures(self, hasher: MinHasher, rows: Rows) -> np.ndarray:
-        return hasher.signatures(rows.user_texts())
+        """Rows that lie in shard files (``ShardTexts``) one file at a time: a commit then holds one shard's
+        texts and tokens, not every row's (what grew with the run's size); a row's signature does not depend on
+        which rows it is computed with."""
+        if rows.texts is not None or not isinstance(rows.source, ShardTexts):
+            return hasher.signatures(rows.user_texts())
+        out = np.empty((len(rows.positions), hasher.num_perm), dtype=np.uint32)
+        for path, local, at in rows.source.by_file(rows.positions):
+            out[at] = hasher.signatures(shard_user_texts(path, local))
+        return out
 
     def candidates(self, prior: np.ndarray | Stacked | None, new: np.ndarray, bucket_cap: int) -> Candidates:
         return InMemoryCandidates(prior, new, bucket_cap)
