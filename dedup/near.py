@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from dedup.minhash import MinHasher, band_keys, capped_bucket_pairs, jaccard, optimal_bands
+from dedup.minhash import MinHasher, band_keys, bucket_pair_blocks, jaccard, optimal_bands
 from dedup.stacked import Stacked
 from dedup.steps import Decisions, Rows, Step
 from dedup.text import ShardTexts, shard_user_texts
@@ -136,15 +136,16 @@ def band_verified(every: np.ndarray, keys: np.ndarray, band: int, m: int, cap: i
     the pairs at estimated Jaccard >= ``threshold`` as codes ``i * len(every) + j`` with their similarity, and
     whether the cap left out an eligible row."""
     n = max(len(every), 1)
-    pairs, overflow = capped_bucket_pairs(keys[:, band], cap, eligible)
-    pairs = pairs[pairs[:, 1] >= m]
+    blocks, overflow = bucket_pair_blocks(keys[:, band], cap, eligible)
     found_c, found_s = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
-    for lo in range(0, len(pairs), VERIFY_CHUNK):
-        chunk = pairs[lo:lo + VERIFY_CHUNK]
-        s = jaccard(every[chunk[:, 0]], every[chunk[:, 1]]).astype(np.float32)
-        hit = s >= threshold
-        found_c.append(chunk[hit, 0] * n + chunk[hit, 1])
-        found_s.append(s[hit])
+    for pairs in blocks:  # one representative rank at a time: at most len(every) candidate pairs held at once
+        pairs = pairs[pairs[:, 1] >= m]
+        for lo in range(0, len(pairs), VERIFY_CHUNK):
+            chunk = pairs[lo:lo + VERIFY_CHUNK]
+            s = jaccard(every[chunk[:, 0]], every[chunk[:, 1]]).astype(np.float32)
+            hit = s >= threshold
+            found_c.append(chunk[hit, 0] * n + chunk[hit, 1])
+            found_s.append(s[hit])
     return np.concatenate(found_c), np.concatenate(found_s), overflow
 
 
