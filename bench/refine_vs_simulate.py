@@ -58,7 +58,8 @@ def scripted_brain(config):
 def config_for(tasks: int, url: str, simulation: dict):
     from schemas import load_config, parse_config
 
-    base = load_config(ROOT / "examples" / "demo.yaml", num_tasks=tasks, shard_size=tasks).model_dump()
+    base = load_config(ROOT / "examples" / "demo.yaml", num_tasks=tasks, shard_size=tasks).model_dump(
+        exclude={"domains"})  # the store alone: the demo mixes three domains, the loopback writer knows the store's
     committee = {"rule": "majority", "reviewers": [{"backend": "loop", "seed": s} for s in (1, 2, 3)]}
     return parse_config({
         **base, "output_dir": None, "cache": {"enabled": False},

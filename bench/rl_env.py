@@ -6,7 +6,8 @@ One command (``python bench/rl_env.py``), on the legacy dataset's rows
 - replay: every accepted row's own assistant turns through ``TaskEnvironment``
   in this process, reward computed (rows/s; every reward must be 1.0);
 - serve: ``trajforge env serve`` in its own process, 64 concurrent HTTP
-  sessions each replaying a row to its reward (sessions/s);
+  sessions each replaying a row to its reward (sessions/s), and the same 64
+  over WebSocket (``/ws``, one connection per session), side by side;
 - fuzz: 10,000 random actions (bad JSON, unknown sessions and tools, wrong
   roles, oversized bodies, resets, deletes) from 16 concurrent clients; the
   server must answer every one without a 5xx and end with no session open.
@@ -151,6 +152,30 @@ async def _sessions(url: str, sft: dict[str, list[dict]], n: int = 64) -> float:
         return n / (time.monotonic() - started)
 
 
+async def _ws_sessions(url: str, sft: dict[str, list[dict]], n: int = 64) -> float:
+    from websockets.asyncio.client import connect
+
+    async with httpx.AsyncClient(base_url=url) as client:
+        tasks = (await client.get("/tasks")).json()
+
+    async def one(task: dict) -> float:
+        async with connect(url.replace("http://", "ws://") + "/ws", max_size=None) as ws:
+            async def send(frame: dict) -> dict:
+                await ws.send(json.dumps(frame))
+                return json.loads(await ws.recv())
+
+            await send({"type": "reset", "task_id": task["id"]})
+            for m in sft[task["id"]]:
+                if m["role"] == "assistant":
+                    await send({"type": "step", "message": m})
+            return (await send({"type": "reward"}))["value"]
+
+    started = time.monotonic()
+    values = await asyncio.gather(*(one(tasks[i % len(tasks)]) for i in range(n)))
+    assert all(v == 1.0 for v in values), values
+    return n / (time.monotonic() - started)
+
+
 def fidelity(folder: Path) -> None:
     """Every accepted row of an export folder (``trajforge export``) replayed once: how many earn reward 1.0."""
     import pyarrow.parquet as pq
@@ -188,7 +213,11 @@ def main() -> None:
                                 stdout=subprocess.PIPE, text=True, cwd=ROOT)
         try:
             url = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline() + proc.stdout.readline()).group(0)
-            print(f"serve: {asyncio.run(_sessions(url, sft)):.1f} sessions/s (64 concurrent, gold replay over HTTP)")
+            asyncio.run(_sessions(url, sft, n=16))  # warm up: the server builds each domain's base data once
+            http = asyncio.run(_sessions(url, sft))
+            ws = asyncio.run(_ws_sessions(url, sft))
+            print(f"serve: {http:.1f} sessions/s over HTTP, {ws:.1f} over WebSocket ({ws / http:.2f}x; "
+                  f"64 concurrent gold replays each)")
             started = time.monotonic()
             statuses, left = asyncio.run(fuzz(url, 10_000))
             elapsed = time.monotonic() - started

@@ -172,14 +172,16 @@ class BlueprintGenerator(Generator):
 
         The intent first, uniformly among those left within reach, then a walk to its target: walking to any
         target instead favours the targets that lie on every path (a lookup that is also a read intent's goal).
-        A repeat is never drawn (and never silently dropped: that made a minimum of 3 requests give 1 or 2).
+        A repeat is never drawn (and never silently dropped: that made a minimum of 3 requests give 1 or 2), nor
+        a second intent of an exclusive group (``Intent.exclusive``), which no customer could ground.
         """
         if self.direct:  # each request is its own call: any intents go together
             return [(intent, [intent.target_tool]) for intent in rng.sample(self.intents, wanted)]
         reachable = self.graph.reachable(entry)
         walks: list[tuple[Intent, list[str]]] = []
         while len(walks) < wanted:
-            left = [i for i in self.intents if i.target_tool in reachable and all(i is not w for w, _ in walks)]
+            left = [i for i in self.intents if i.target_tool in reachable and all(
+                i is not w and (i.exclusive is None or i.exclusive != w.exclusive) for w, _ in walks)]
             path = self.graph.walk(rng, entry, {(intent := rng.choice(left)).target_tool}) if left else None
             if path is None:
                 raise SynthesisError(f"only {len(walks)} distinct intents reachable from {entry}, {wanted} wanted")

@@ -41,7 +41,7 @@ def size_category(n: int) -> str:
 
 def front_matter(summary: ExportSummary) -> dict[str, Any]:
     """The card's YAML: one config per view, its splits pointing at the shard files."""
-    configs = []
+    configs, infos = [], []
     for view in summary.options.configs():
         splits = [s for s in (TRAIN, TEST) if summary.rows.get(view, {}).get(s)]
         if not splits:
@@ -51,6 +51,10 @@ def front_matter(summary: ExportSummary) -> dict[str, Any]:
             entry["default"] = True
         entry["data_files"] = [{"split": s, "path": f"data/{view}/{s}-*.parquet"} for s in splits]
         configs.append(entry)
+        # `datasets` keys its cache of a local folder by this YAML alone (the data_files are patterns): without
+        # the sizes, a folder exported again (the next version, another run) loaded as the first export's cache
+        infos.append({"config_name": view, "download_size": summary.view_bytes.get(view, 0),
+                      "splits": [{"name": s, "num_examples": summary.rows[view][s]} for s in splits]})
     accepted = summary.manifest.total_accepted
     return {
         "license": summary.options.license,
@@ -60,6 +64,7 @@ def front_matter(summary: ExportSummary) -> dict[str, Any]:
         "tags": ["synthetic", "tool-use", "function-calling", "multi-turn", "agents", "trajforge"],
         "size_categories": [size_category(accepted)],
         "configs": configs,
+        "dataset_info": infos,
     }
 
 
@@ -207,6 +212,36 @@ TRAINERS = {
 }
 
 
+def loading(summary: ExportSummary, configs: list[str]) -> str:
+    """What each config needs to load, and how its JSON columns come back: the two encodings of ``--json-as-text``."""
+    text = summary.options.json_as_text
+    rows = []
+    for v in configs:
+        columns = summary.json_fields.get(v) or []
+        if not columns:
+            needs, returns = "`datasets` >= 4.0", "plain columns"
+        elif text:
+            needs, returns = "`datasets` >= 4.0", "JSON strings (`[]`: one per item): `json.loads` each"
+        else:
+            needs, returns = "`datasets` >= 4.7 (the `Json` feature)", "objects, role-exact"
+        rows.append([f"`{v}`", ", ".join(f"`{c}`" for c in columns) or "none", needs, returns])
+    if text:
+        how = ("This export was written with `--json-as-text`: every JSON column holds JSON text (one string per "
+               "message and per tool), so any `datasets` >= 4.0, polars and pandas load every config. Decode at the "
+               "point of use, which keeps each message role-exact: `messages = [json.loads(m) for m in "
+               "row[\"messages\"]]`, `tools = [json.loads(t) for t in row[\"tools\"]]`; with `datasets` >= 4.7, "
+               "`ds.cast_column(\"messages\", datasets.List(datasets.Json()))` does the same. (A `Dataset.map` that "
+               "returns the parsed dicts would store them as an Arrow struct again, padding every role with the "
+               "others' keys as nulls.)")
+    else:
+        how = ("Messages, tool-call `arguments` and `tools` are JSON objects (the `Json` feature), role-exact (each "
+               "message has only its role's keys), as chat templates expect: `tokenizer.apply_chat_template("
+               "row[\"messages\"], tools=row[\"tools\"])`; pyarrow, polars and pandas read them as JSON text. "
+               "`datasets` < 4.7 cannot load a JSON column (LLaMA-Factory pins `datasets<=4.0`): use `sharegpt`, or "
+               "an export made with `trajforge export --json-as-text`, which any `datasets` >= 4.0 loads.")
+    return _table(["config", "JSON values", "needs", "they come back as"], rows) + "\n\n" + how
+
+
 def verification(summary: ExportSummary) -> str:
     """Which chat templates every row was rendered through, at export, and which trainers read each config."""
     lines = []
@@ -232,11 +267,8 @@ def verification(summary: ExportSummary) -> str:
                      + "; ".join(f"`{k}` ({v})" for k, v in list(summary.dropped.items())[:3]) + ".")
     configs = [v for v in summary.options.configs() if summary.rows.get(v)]
     lines.append("\n".join(f"- `{v}`: {TRAINERS[v]}." for v in configs if v in TRAINERS))
-    lines.append("`messages`, `prompt`, `tools` and `trailing` are JSON values (Arrow's JSON type): `datasets` >= 4.7 "
-                 "returns them as objects, role-exact (each message has only its role's keys); pyarrow, polars and "
-                 "pandas read JSON text. With `datasets` < 4.7 (LLaMA-Factory pins `<=4.0`) use the `sharegpt` config, "
-                 "which has no JSON column. Dialogues end on the assistant's last turn: the simulated user's closing "
-                 "line is trimmed, not answered.")
+    lines.append("Dialogues end on the assistant's last turn: the simulated user's closing line is trimmed, not "
+                 "answered. Which `datasets` each config needs: see How to load.")
     return "\n\n".join(line for line in lines if line)
 
 
@@ -270,10 +302,8 @@ def render_card(summary: ExportSummary) -> str:
         f"near-duplicate cluster, where rows have one), so no task and no near-duplicate cluster is in both; "
         f"test ratio {o.test_ratio}.\n\n" + _table(["config", "split", "rows", "files"], split_rows),
         "## Configs\n\n" + "\n".join(f"- `{v}`: {_ABOUT[v]}." for v in configs),
-        "## How to load\n\n```python\nfrom datasets import load_dataset  # datasets>=4.7 for sft, rl, rejects\n\n"
-        + load + "\n```\n\n"
-        "Messages, tool-call `arguments` and `tools` are JSON objects (the `Json` feature), as chat templates expect: "
-        "`tokenizer.apply_chat_template(row[\"messages\"], tools=row[\"tools\"])`.",
+        "## How to load\n\n```python\nfrom datasets import load_dataset\n\n" + load + "\n```\n\n"
+        + loading(summary, configs),
         "## Verified against\n\n" + verification(summary),
         "## Contents\n\n" + _counts(summary.by_domain, "domain") + "\n\n" + _counts(summary.by_kind, "kind")
         + "\n\n" + _counts(summary.by_turns, "user turns"),

@@ -188,7 +188,7 @@ def _export_options(args: argparse.Namespace):
     return ExportOptions(version=args.version, test_ratio=args.test_ratio, rejects=args.rejects,
                          sharegpt=args.sharegpt, license=args.license, shard_rows=args.shard_rows,
                          chat_templates=args.chat_template or [], drop_unrenderable=args.drop_unrenderable,
-                         strip_reasoning=set(args.strip_reasoning or []))
+                         strip_reasoning=set(args.strip_reasoning or []), json_as_text=args.json_as_text)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -209,11 +209,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _print_templates(summaries: list[dict]) -> None:
-    print(f"  {'template':<22} {'rows':>6} {'rendered':>9} {'prefix ok':>10}  checked at")
-    for t in summaries:
-        note = " (prefix reported only)" if t["prefix_note"] else ""
-        note += f"; system prompt dropped by the template in {t['system_dropped']} rows" if t["system_dropped"] else ""
-        print(f"  {t['template']:<22} {t['rows']:>6} {t['rendered']:>9} {t['prefix_ok']:>10}  {t['level']}{note}")
+    from pipelines.template_check import table
+
+    print("\n".join("  " + line for line in table(summaries)))
 
 
 def cmd_check_template(args: argparse.Namespace) -> int:
@@ -288,9 +286,25 @@ def cmd_env_serve(args: argparse.Namespace) -> int:
     for name in ("max_sessions", "max_steps"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1")
-    if args.idle_timeout <= 0:
-        raise ConfigError("--idle-timeout: must be positive")
-    return serve(args.dir, args.version, args.port, args.max_sessions, args.max_steps, args.idle_timeout)
+    for name in ("idle_timeout", "max_episode_seconds"):
+        if getattr(args, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')}: must be positive")
+    return serve(args.dir, args.version, args.port, args.max_sessions, args.max_steps, args.idle_timeout,
+                 args.max_episode_seconds)
+
+
+def cmd_env_verl(args: argparse.Namespace) -> int:
+    from pipelines.rl.verl import write_verl
+
+    if not (args.dir / "data" / "rl").is_dir():
+        raise ConfigError(f"{args.dir}: not an export folder with an rl config (data/rl/); run trajforge export first")
+    out = args.out or args.dir / "verl"
+    counts = write_verl(args.dir, out)
+    for domain, splits in counts.items():
+        rows = ", ".join(f"{split} {n}" for split, n in sorted(splits.items()))
+        print(f"{out / domain}: {rows} row(s); tool_config.yaml, interaction_config.yaml")
+    print(f"{out / 'reward.py'}: compute_score (reward.custom_reward_function.path)")
+    return 0
 
 
 def _add_export_options(p: argparse.ArgumentParser) -> None:
@@ -302,11 +316,16 @@ def _add_export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chat-template", action="append", metavar="NAME_OR_FILE",
                    help="render every sft row through this chat template and stop on a row it cannot render "
                         "(repeatable; built-in: qwen2.5, qwen3, llama3.1, llama3.3, hermes, mistral, granite; or a "
-                        ".jinja file, a tokenizer_config.json or a local tokenizer folder)")
+                        ".jinja file, a tokenizer_config.json or a local tokenizer folder; TEMPLATE@TOKENIZER_DIR "
+                        "checks it on that tokenizer's tokens)")
     p.add_argument("--drop-unrenderable", action="store_true",
                    help="leave rows a --chat-template cannot render out of every config (counted in the card)")
     p.add_argument("--strip-reasoning", action="append", metavar="CONFIG",
                    help="export this config without assistant reasoning_content (repeatable: sft, rl, rejects, sharegpt)")
+    p.add_argument("--json-as-text", action="store_true",
+                   help="write messages, tools and the other JSON columns as JSON strings, which any datasets >= 4.0 "
+                        "loads (decode each with json.loads), instead of Arrow JSON values (datasets >= 4.7, "
+                        "role-exact objects)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -362,7 +381,8 @@ def parser() -> argparse.ArgumentParser:
                        "version) through chat templates and check it at text and token level")
     c.add_argument("dir", type=Path, help="an exported HF datasets folder, or a trajforge dataset directory")
     c.add_argument("--chat-template", action="append", required=True, metavar="NAME_OR_FILE",
-                   help="built-in name, .jinja file, tokenizer_config.json or local tokenizer folder (repeatable)")
+                   help="built-in name, .jinja file, tokenizer_config.json or local tokenizer folder (repeatable); "
+                        "TEMPLATE@TOKENIZER_DIR checks TEMPLATE on the tokens of a local tokenizer folder")
     c.add_argument("--version", type=int, help="dataset version, for a dataset directory (default: the newest)")
     c.add_argument("--config", default="sft", choices=["sft", "rl", "rejects"], help="config whose messages to check")
     c.add_argument("--limit", type=int, help="check only the first N rows")
@@ -390,7 +410,13 @@ def parser() -> argparse.ArgumentParser:
     es.add_argument("--max-steps", type=int, default=400, help="steps per session before it ends (400)")
     es.add_argument("--idle-timeout", type=float, default=600.0,
                     help="seconds without a request before a session is dropped (600)")
+    es.add_argument("--max-episode-seconds", type=float, default=3600.0,
+                    help="seconds from a reset before the episode ends, however busy (3600)")
     es.set_defaults(func=cmd_env_serve)
+    ev = env_sub.add_parser("verl", help="write the rl config in verl's columns, with its tool config and reward")
+    ev.add_argument("dir", type=Path, help="an export folder (trajforge export --to)")
+    ev.add_argument("--out", type=Path, help="where to write (default: DIR/verl)")
+    ev.set_defaults(func=cmd_env_verl)
     return p
 
 

@@ -129,7 +129,7 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
     light = _light_rows(files, run_order)
     light = light.with_columns(assign_splits(light, options.test_ratio, options.salt))
     try:
-        views = Views(light["kind"].drop_nulls().unique().to_list())
+        views = Views(light["kind"].drop_nulls().unique().to_list(), json_as_text=options.json_as_text)
     except ValueError as err:  # a kind whose plug-in is not installed here, or two kinds at odds
         raise ExportError(f"{store.root}: {err}") from None
     reports, dropped = _check_templates(files, light, options)
@@ -144,7 +144,8 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
         by_domain=dict(Counter(accepted["domain"].to_list()).most_common()),
         by_kind=dict(Counter(accepted["kind"].to_list()).most_common()),
         by_turns=dict(sorted(Counter(accepted["num_turns"].to_list()).items())),
-        templates=[r.summary() for r in reports], dropped=dropped)
+        templates=[r.summary() for r in reports], dropped=dropped,
+        json_fields={v: views.json_fields(v) for v in options.configs()})
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = dest.parent / f".{dest.name}.partial-{os.getpid()}"
@@ -158,7 +159,9 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
             summary.files.setdefault(view, {})[split] = writer.close()
             summary.rows.setdefault(view, {})[split] = counts[(view, split)]
         work.mkdir(parents=True, exist_ok=True)  # a view may be empty (every row dropped as unrenderable)
-        summary.bytes = sum(p.stat().st_size for p in (work / "data").rglob("*.parquet"))
+        summary.view_bytes = {view: sum(p.stat().st_size for p in (work / "data" / view).rglob("*.parquet"))
+                              for view in summary.rows}
+        summary.bytes = sum(summary.view_bytes.values())
         (work / "README.md").write_text(render_card(summary))
         if dest.exists():
             trash = dest.parent / f".{dest.name}.old-{os.getpid()}"

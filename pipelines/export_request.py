@@ -34,6 +34,7 @@ class ExportOptions:
     chat_templates: list[str] = field(default_factory=list)  # every sft row is checked against each (template_check)
     drop_unrenderable: bool = False  # drop rows a template cannot render (counted in the card) instead of stopping
     strip_reasoning: set[str] = field(default_factory=set)  # configs exported without assistant reasoning_content
+    json_as_text: bool = False  # JSON columns as plain strings (any datasets >= 4.0) instead of Arrow JSON (>= 4.7)
 
     def configs(self) -> list[str]:
         return ["sft", "rl"] + (["rejects"] if self.rejects else []) + (["sharegpt"] if self.sharegpt else [])
@@ -51,12 +52,14 @@ class ExportSummary:
     rows: dict[str, dict[str, int]] = field(default_factory=dict)  # config -> split -> rows
     files: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # config -> split -> relative paths
     bytes: int = 0
+    view_bytes: dict[str, int] = field(default_factory=dict)  # config -> bytes of its Parquet files
     by_domain: dict[str, int] = field(default_factory=dict)
     by_kind: dict[str, int] = field(default_factory=dict)
     by_turns: dict[int, int] = field(default_factory=dict)
     total_rows: int = 0
     templates: list[dict[str, Any]] = field(default_factory=list)  # TemplateReport.summary() per --chat-template
     dropped: dict[str, str] = field(default_factory=dict)  # row id -> why no template could render it
+    json_fields: dict[str, list[str]] = field(default_factory=dict)  # config -> where its JSON values are (Views)
 
     @property
     def manifest(self) -> DatasetManifest:

@@ -105,7 +105,8 @@ def push(config: RunConfig, out_dir: str, version: int) -> str:
 
     p = config.publish
     result = push_version(out_dir, p.repo or "", ExportOptions(version=version, test_ratio=p.test_ratio,
-                                                               license=p.license, rejects=p.rejects),
+                                                               license=p.license, rejects=p.rejects,
+                                                               json_as_text=p.json_as_text),
                           private=p.private or None)
     print(f"pushed version {version} to {result.repo_id} (tag {result.tag})")
     return result.tag

@@ -39,6 +39,9 @@ def verify_trajectory(task: Task, trajectory: Trajectory, env: Environment) -> l
     return asyncio.run(averify_trajectory(task, trajectory, env))
 
 
-async def averify_trajectory(task: Task, trajectory: Trajectory, env: Environment) -> list[Verdict]:
+async def averify_trajectory(task: Task, trajectory: Trajectory, env: Environment,
+                             also: tuple[str, ...] = ()) -> list[Verdict]:
+    """``also``: more filters by name, run before the kind's verifiers as the default filter order runs them
+    (an RL reward adds ``policy``), so the first failure is the one a rejected row would name."""
     ctx = Context(task=task, env=env)
-    return [await FILTERS.get(name)().acheck(trajectory, ctx) for name in kind_of(task).verifiers]
+    return [await FILTERS.get(name)().acheck(trajectory, ctx) for name in (*also, *kind_of(task).verifiers)]

@@ -23,7 +23,9 @@ and tools exactly as ``datasets`` returns them, and checked four ways:
 
 Templates ship with the package (``pipelines/templates``, sources and licenses
 in its ``SOURCES.md``) under short names; a file or a local tokenizer folder
-works as well.
+works as well. ``TEMPLATE@TOKENIZER_DIR`` pairs any of them with a local
+tokenizer, so that a built-in's text (no tokenizer ships with it) is checked on
+the tokens of its model family's tokenizer.
 """
 
 from __future__ import annotations
@@ -106,8 +108,12 @@ def detect_call_format(text: str) -> str | None:
 
 
 def load_template(spec: str) -> ChatTemplate:
-    """A built-in name, a template file (``.jinja`` or a ``tokenizer_config.json``) or a local tokenizer folder."""
+    """A built-in name, a template file (``.jinja`` or a ``tokenizer_config.json``) or a local tokenizer folder;
+    ``TEMPLATE@TOKENIZER_DIR`` pairs any of them with a local tokenizer, so the checks run on its tokens."""
     key = spec.strip().lower()
+    if key not in BUILTINS and not Path(spec).exists() and "@" in spec:
+        left, _, right = spec.rpartition("@")
+        return _paired(load_template(left), Path(right), spec)
     if key in BUILTINS:
         b = BUILTINS[key]
         return ChatTemplate(key, (TEMPLATE_DIR / b.file).read_text(), b.calls, b.source, b.license, dict(b.specials),
@@ -139,13 +145,50 @@ def _pick(template: Any, spec: str) -> str:
     return template
 
 
-def _from_tokenizer(path: Path) -> ChatTemplate:
+_TOKENIZERS: dict[str, Any] = {}
+
+
+def _tokenizer(path: Path, spec: str) -> Any:
+    """The tokenizer in a local folder, loaded once per process (several templates may share one)."""
     from transformers import AutoTokenizer
 
+    key = str(path.resolve())
+    if key in _TOKENIZERS:
+        return _TOKENIZERS[key]
+    if not path.is_dir():
+        raise ConfigError(f"--chat-template {spec}: {path} is not a folder (after @: a local tokenizer folder)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        _TOKENIZERS[key] = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        return _TOKENIZERS[key]
     except (OSError, ValueError) as err:
-        raise ConfigError(f"--chat-template {path}: not a tokenizer folder ({str(err).splitlines()[0]})") from None
+        raise ConfigError(f"--chat-template {spec}: {path} is not a tokenizer folder ({str(err).splitlines()[0]})") \
+            from None
+
+
+def _paired(template: ChatTemplate, path: Path, spec: str) -> ChatTemplate:
+    """``template`` checked on the tokens of the tokenizer in ``path``.
+
+    A built-in keeps its own special tokens (the text it renders is its model
+    family's), and the tokenizer must know each as one token: a template paired
+    with another family's tokenizer would pass every check on meaningless
+    tokens, so it is refused.
+    """
+    tokenizer = _tokenizer(path, spec)
+    if template.tokenizer is None and template.name not in BUILTINS:  # a bare file: the tokenizer's own specials
+        template.specials = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
+    for role, token in template.specials.items():
+        if token and len(tokenizer(token, add_special_tokens=False)["input_ids"]) != 1:
+            raise ConfigError(f"--chat-template {spec}: the tokenizer in {path} does not have {token!r} (the "
+                              f"{template.name} template's {role}) as one token; pair the template with a tokenizer "
+                              "of its model family")
+    template.tokenizer = tokenizer
+    template.name = f"{template.name}@{path.name}"
+    template.source = f"{template.source}; tokens: {path.name}" if template.source else f"tokens: {path.name}"
+    return template
+
+
+def _from_tokenizer(path: Path) -> ChatTemplate:
+    tokenizer = _tokenizer(path, str(path))
     text = _pick(tokenizer.chat_template, str(path))
     specials = {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}
     return ChatTemplate(path.name, text, detect_call_format(text), source=str(path), specials=specials,
@@ -343,8 +386,40 @@ def _fidelity(template: ChatTemplate, text: str, messages: list[dict], tools: li
     return None
 
 
+class _Tokens:
+    """A render's tokens, and the tokens of any text prefix of it, without re-tokenizing the shared head.
+
+    HF tokenizers cut the input at special added tokens before anything else
+    and tokenize each piece on its own, so up to the last special token that
+    ends within a prefix, the prefix's tokens are the whole's; only the rest is
+    tokenized again. That holds when no normalizer runs and no special token
+    strips its neighbours (``lstrip``/``rstrip``) or is normalized; for any
+    other tokenizer the whole prefix is tokenized.
+    """
+
+    def __init__(self, template: ChatTemplate, text: str) -> None:
+        self.template, self.text = template, text
+        backend = getattr(template.tokenizer, "backend_tokenizer", None)
+        added = getattr(template.tokenizer, "added_tokens_decoder", {})
+        cuts = {i for i, t in added.items() if t.special and not (t.lstrip or t.rstrip or t.normalized)}
+        self.exact = backend is None or backend.normalizer is not None or not cuts
+        if self.exact:
+            self.ids, self.cuts = _tokens(template, text), []
+            return
+        encoded = backend.encode(text, add_special_tokens=False)
+        self.ids = encoded.ids
+        self.cuts = [(end, k + 1) for k, (i, (_, end)) in enumerate(zip(encoded.ids, encoded.offsets, strict=True))
+                     if i in cuts]  # (char offset after a special token, tokens up to it)
+
+    def of_prefix(self, prefix: str) -> list[int]:
+        if self.exact:
+            return _tokens(self.template, prefix)
+        end, k = next(((e, k) for e, k in reversed(self.cuts) if e <= len(prefix)), (0, 0))
+        return self.ids[:k] + _tokens(self.template, prefix[end:])
+
+
 def _prefix(template: ChatTemplate, text: str, messages: list[dict], tools: list[dict]) -> str | None:
-    ids = _tokens(template, text) if template.tokenizer is not None else None
+    tokens = _Tokens(template, text) if template.tokenizer is not None else None
     for k, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
@@ -354,10 +429,10 @@ def _prefix(template: ChatTemplate, text: str, messages: list[dict], tools: list
             return f"prompt before message {k}: template raised: {err}"
         if not text.startswith(prefix):
             return f"prompt before message {k} is not a prefix of the whole: {_first_difference(prefix, text)}"
-        if ids is not None:
-            head = _tokens(template, prefix)
+        if tokens is not None:
+            ids, head = tokens.ids, tokens.of_prefix(prefix)
             if ids[: len(head)] != head:
-                cut = next(i for i, (a, b) in enumerate(zip(head, ids, strict=False)) if a != b)
+                cut = next((i for i, (a, b) in enumerate(zip(head, ids, strict=False)) if a != b), len(ids))
                 return f"prompt before message {k} is a text prefix but not a token prefix (token {cut})"
     return None
 
@@ -409,6 +484,7 @@ class TemplateReport:
         return {"template": self.template.name, "source": self.template.source, "license": self.template.license,
                 "rows": self.rows, "rendered": self.rendered, "prefix_ok": self.rows - len(self.prefix_failed),
                 "level": self.level, "assistant_tokens": self.assistant_tokens,
+                "masked": self.template.marks_generation and self.template.tokenizer is not None,
                 "prefix_note": self.template.prefix_note, "system_dropped": self.system_dropped,
                 "system_note": self.template.system_note}
 
@@ -421,6 +497,22 @@ def _check_chunk(templates: list[ChatTemplate], rows: list[tuple[str, list[dict]
     for row_id, messages, tools in rows:
         for report in reports:
             report.add(row_id, messages, tools)
+    return reports
+
+
+_WORKER_TEMPLATES: list[ChatTemplate] = []
+
+
+def _init_worker(templates: list[ChatTemplate]) -> None:
+    _WORKER_TEMPLATES[:] = templates
+
+
+def _check_chunk_in_worker(rows: list[tuple[str, list[dict], list[dict]]]) -> list[TemplateReport]:
+    """A chunk in a worker process, whose templates (tokenizers included: megabytes) came once, at its start;
+    only the counts travel back."""
+    reports = _check_chunk(_WORKER_TEMPLATES, rows)
+    for report in reports:
+        report.template = None
     return reports
 
 
@@ -456,10 +548,10 @@ def check_records(templates: list[ChatTemplate], rows: Iterable[tuple[str, list[
             _merge(reports, _check_chunk(templates, chunk))
         return reports
     context = get_context("fork") if "fork" in __import__("multiprocessing").get_all_start_methods() else None
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(templates,)) as pool:
         pending = []
         for chunk in chunks:
-            pending.append(pool.submit(_check_chunk, templates, chunk))
+            pending.append(pool.submit(_check_chunk_in_worker, chunk))
             if len(pending) >= 2 * workers:
                 _merge(reports, pending.pop(0).result())
         for future in pending:
@@ -467,14 +559,15 @@ def check_records(templates: list[ChatTemplate], rows: Iterable[tuple[str, list[
     return reports
 
 
-def table(reports: list[TemplateReport]) -> list[str]:
-    """The template x rows table, as the CLI prints it."""
-    lines = [f"{'template':<22} {'rows':>6} {'rendered':>9} {'prefix ok':>10}  checked at"]
-    for r in reports:
-        note = " (prefix reported only)" if r.template.prefix_note else ""
-        note += f"; system prompt dropped by the template in {r.system_dropped} rows" if r.system_dropped else ""
-        lines.append(f"{r.template.name:<22} {r.rows:>6} {r.rendered:>9} {r.rows - len(r.prefix_failed):>10}  "
-                     f"{r.level}{note}")
+def table(summaries: list[dict[str, Any]]) -> list[str]:
+    """The template x rows table (``TemplateReport.summary()`` each), as the CLI prints it."""
+    width = max([22, *(len(t["template"]) for t in summaries)])
+    lines = [f"{'template':<{width}} {'rows':>6} {'rendered':>9} {'prefix ok':>10}  checked at"]
+    for t in summaries:
+        note = " (prefix reported only)" if t["prefix_note"] else ""
+        note += f"; system prompt dropped by the template in {t['system_dropped']} rows" if t["system_dropped"] else ""
+        note += f"; {t['assistant_tokens']} assistant tokens in the mask" if t["masked"] else ""
+        lines.append(f"{t['template']:<{width}} {t['rows']:>6} {t['rendered']:>9} {t['prefix_ok']:>10}  {t['level']}{note}")
     return lines
 
 
@@ -496,7 +589,12 @@ def _folder_rows(folder: Path, config: str, limit: int | None) -> Iterable[tuple
                 if limit is not None and n >= limit:
                     return
                 n += 1
-                yield row["id"], row[MESSAGE_COLUMNS[config]], row["tools"]
+                yield row["id"], _objects(row[MESSAGE_COLUMNS[config]]), _objects(row["tools"])
+
+
+def _objects(values: list[Any] | None) -> list[Any]:
+    """A JSON column as objects: the ``Json`` feature's already are; an ``--json-as-text`` export's are strings."""
+    return [json.loads(v) if isinstance(v, str) else v for v in values or []]
 
 
 def _store_rows(root: Path, config: str, version: int | None, limit: int | None):

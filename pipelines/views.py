@@ -12,6 +12,14 @@ feature into exactly the object that was written; pyarrow, polars and pandas
 read the JSON text. ``sharegpt`` has no JSON column and loads in any
 ``datasets`` (LLaMA-Factory pins ``datasets<=4.0``).
 
+No one encoding is role-exact in ``datasets`` and loads in 4.0: 4.0 has no
+JSON feature (it refuses ``extension<arrow.json>`` and a ``Json`` feature named
+in the card or the Parquet metadata), and a struct pads every role. So
+``Views(json_as_text=True)`` (``trajforge export --json-as-text``) writes the
+same values as plain strings, one JSON text per message or tool, which every
+``datasets`` >= 4.0 loads; one ``json.loads`` per value gives back the exact
+object.
+
 Every dialogue view ends on an assistant turn: the turns after the last
 assistant message (the simulated user's closing line, or in a reject the turn
 its failure happened at) are trimmed, not answered: an answer would be text no
@@ -100,7 +108,8 @@ class Views:
     default.
     """
 
-    def __init__(self, kinds: Iterable[str] = ()) -> None:
+    def __init__(self, kinds: Iterable[str] = (), json_as_text: bool = False) -> None:
+        self.json_as_text = json_as_text
         builtin = [k.name for k in BUILTIN_KINDS]
         self.kinds: dict[str, TaskKind] = {n: kind_of(n) for n in [*builtin, *sorted(set(kinds) - set(builtin))]}
         self.fields: dict[str, dict[str, ExportField]] = {view: {} for view in BASE_SCHEMAS}
@@ -112,6 +121,7 @@ class Views:
                                      f"{f.type} (kind {kind.name!r})")
                 self.fields[f.view].setdefault(f.name, f)
         self.raw: dict[str, pa.Schema] = {}
+        self.json_paths: dict[str, set[str]] = {}  # where each view's JSON values are (``.col``, ``.col[]``, ``.a.b``)
         self.schemas: dict[str, pa.Schema] = {}
         for view, schema in BASE_SCHEMAS.items():
             paths = set(_JSON_PATHS[view])
@@ -121,7 +131,15 @@ class Views:
                 if is_json:
                     paths.add(f".{f.name}")
             self.raw[view] = schema
-            self.schemas[view] = pa.schema([pa.field(c.name, _jsonify(c.type, f".{c.name}", paths)) for c in schema])
+            self.json_paths[view] = paths
+            typed = pa.schema([pa.field(c.name, _jsonify(c.type, f".{c.name}", paths)) for c in schema])
+            self.schemas[view] = schema if json_as_text else typed
+
+    def json_fields(self, view: str) -> list[str]:
+        """Where ``view`` holds JSON values, in schema order: ``tools[]`` (each item), ``task``, ``a.b[].c``."""
+        order = {name: i for i, name in enumerate(self.raw[view].names)}
+        return sorted((path[1:] for path in self.json_paths[view]),
+                      key=lambda path: (order.get(path.split(".")[0].split("[")[0], len(order)), path))
 
     def record(self, view: str, row: dict[str, Any], reasoning: bool = True) -> dict[str, Any]:
         record = RECORDS[view](row, reasoning=reasoning)
@@ -144,7 +162,7 @@ class Views:
                 record[name] = value
 
     def table(self, view: str, records: list[dict[str, Any]]) -> pa.Table:
-        """Records of a view as an Arrow table with its JSON columns typed as JSON."""
+        """Records of a view as an Arrow table with its JSON columns typed as JSON (or left as text)."""
         return pa.Table.from_pylist(records, schema=self.raw[view]).cast(self.schemas[view])
 
 

@@ -264,6 +264,7 @@ class PublishConfig(_Strict):
     test_ratio: float = Field(default=0.1, ge=0, lt=1)
     license: str = "other"
     rejects: bool = False
+    json_as_text: bool = False  # trajforge export --json-as-text: JSON columns as strings, for datasets 4.0 to 4.6
 
 
 class BudgetConfig(_Strict):

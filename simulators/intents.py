@@ -76,6 +76,9 @@ class DeviceVoice:
 class Intent:
     name: ClassVar[str]
     target_tool: ClassVar[str]
+    # Intents of one exclusive group never share a task: the domain's data gives a customer at most one of them
+    # (telecom: one thing wrong per customer), so a blueprint that drew two could be grounded in nobody.
+    exclusive: ClassVar[str | None] = None
 
     def ground(self, env: Any, rng: random.Random, customer: dict[str, Any]) -> Grounding | None:
         """Tie the intent to entities of ``customer``; None when the customer has none that fit.

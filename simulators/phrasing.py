@@ -273,7 +273,7 @@ SMALL_TALK = (
     "{Sorry|Apologies}, it's been {{a long|a crazy|a hectic} {day|week|morning}|one of those {days|weeks|mornings}}.",
     "I'm {on my lunch break|between meetings|in a bit of a rush|on the bus|waiting for a call}, so "
     "{I'll keep this short|bear with me|sorry if I'm brief}.",
-    "{Thanks|Thank you} for {getting back to me|being here|the quick reply|taking this}{ so fast|}.",
+    "{Thanks|Thank you} for {getting back to me{ so fast|}|being here|the quick reply|taking this}.",
     "{I've|I have} {been meaning to sort this out|put this off for a while|tried the website already}"
     "{ for a few days| all week|}.",
     "{First time|This is my first time} {using this chat|contacting support|doing this}, {so|and} "
@@ -331,8 +331,9 @@ RELATIONS = ("sister", "brother", "mom", "dad", "son", "daughter", "partner", "n
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December")
-PLACES = ("Lisbon", "Chicago", "the coast", "my parents' place", "Denver", "the lake", "Montreal", "a conference",
-          "Seattle", "Mexico City", "a wedding", "the mountains", "Boston", "Tokyo", "a work trip", "Berlin")
+PLACES = ("Lisbon", "Chicago", "Porto", "Denver", "Madrid", "Montreal", "Vienna", "Seattle", "Mexico City", "Dublin",
+          "Boston", "Tokyo", "Berlin", "Prague", "Oslo", "Athens", "Toronto", "Seoul", "Lima", "Edinburgh")
+"""Cities only: every template says "in <place>", "to <place>" or "from <place>" (no "I'm in the lake")."""
 
 
 def small_talk(rng: random.Random, extra: tuple[str, ...] = ()) -> str:
@@ -389,6 +390,13 @@ SWAPS: tuple[tuple[str, ...], ...] = (
     ("help me with", "help me out with", "give me a hand with", "assist me with"),
     ("problem", "issue", "trouble", "glitch"),
     ("fix", "sort out", "resolve", "fix up", "deal with"),
+    # whole thanks phrases first, so their "thanks" is never swapped on its own ("Thanks a ton heaps")
+    ("thanks a lot", "thanks a lot", "thanks a ton", "thanks heaps", "thanks a bunch", "many thanks"),
+    ("thanks a ton", "thanks a ton", "thanks a lot", "thanks heaps", "thanks a bunch"),
+    ("thanks heaps", "thanks heaps", "thanks a lot", "thanks a ton", "thanks a bunch"),
+    ("thanks a bunch", "thanks a bunch", "thanks a lot", "thanks heaps", "many thanks"),
+    ("many thanks", "many thanks", "thanks a lot", "thank you so much", "thanks a bunch"),
+    ("have a good one", "have a good one", "have a great one", "take care", "have a nice one"),
     ("thanks", "thank you", "cheers", "many thanks", "thanks a bunch"),
     ("Thanks", "Thank you", "Cheers", "Many thanks", "Thanks a ton"),
     ("Okay", "OK", "Alright", "All right", "Right"),
@@ -601,8 +609,8 @@ def with_filler(text: str, rng: random.Random, register: str) -> str:
     i = rng.randrange(len(sentences))
     filler = rng.choice(FILLERS.get(register, FILLERS["neutral"]))
     s = sentences[i]
-    if not s or not s[0].isalpha():
-        return text
+    if not s or not s[0].isalpha() or s.split()[0].strip(",.!?:").lower() == filler.strip(",.!?:").lower():
+        return text  # no "hmm hmm" / "Okay, okay"
     first = s[0].lower() + s[1:] if not s.startswith(("I ", "I'")) else s
     sentences[i] = f"{filler} {first}"
     return " ".join(sentences)

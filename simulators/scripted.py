@@ -63,6 +63,9 @@ ASKS_IDENTITY = re.compile(r"verify your identity|confirm who you are|confirm yo
                            r"(find|locate|look up|pull up) your (account|profile)|authenticate you", re.I)
 ASKS_CONFIRM = re.compile(r"shall i proceed|should i (go ahead|proceed)|(want|like) me to (go ahead|proceed)|"
                           r"okay to proceed|can i go ahead|may i proceed", re.I)
+THANKED = re.compile(r"\b(thanks?|thank you|thx|ty|cheers|ta|appreciated?|grateful)\b", re.I)
+FAREWELL = re.compile(r"\b(bye|goodbye|take care|talk soon|have a \w+ (day|one|evening|night|week|weekend)|good day)\b",
+                      re.I)
 OFFERS_MORE = re.compile(r"anything else|something else", re.I)
 ASKS_RECHECK = re.compile(r"double-check|double check|doesn't match|does not match|can't find|cannot find", re.I)
 
@@ -211,8 +214,12 @@ class ScriptedUser:
         return m.group(1) if m else ""
 
     def _closing(self) -> str:
+        """The persona's goodbye, sometimes with a thank-you and a last remark; never a second thank-you or a
+        second farewell where the goodbye already has one ("perfect cheers cheers")."""
         rng = self.rng
-        tail = expand(rng.choice(THANKS_TAIL), rng) if rng.random() < 0.3 else ""
+        closing = self.scenario.closing
+        thanked = THANKED.search(closing) is not None
+        tail = expand(rng.choice(THANKS_TAIL), rng) if not thanked and rng.random() < 0.3 else ""
         mine = sorted(facts(" ".join(r.details for r in self.scenario.requests)))
         after = ""
         if mine and rng.random() < 0.4:  # people say back what got done: "so #W123 is sorted"
@@ -220,11 +227,14 @@ class ScriptedUser:
                          "{handled|done|dealt with}.", "{I'll|Let me} {note down|screenshot|remember} <f>.",
                          f=rng.choice(mine))
         elif rng.random() < 0.25:
-            after = pick(rng, "Have a {great|good|lovely|nice} <day>{!|.}", "{Take care|Bye for now|Talk soon|"
-                         "Cheers}{!|.}", "I'll {keep an eye on my email|check back if anything else comes up|let you "
-                         "know if it acts up again}.", "{You've|You have} been {very|really|super} {helpful|patient|"
-                         "quick}{!|.}", day=rng.choice(["day", "evening", "weekend", "afternoon", "week", "night"]))
-        return " ".join(p for p in (self.scenario.closing, tail, after) if p)
+            farewells = ("Have a {great|good|lovely|nice} <day>{!|.}", "{Take care|Bye for now|Talk soon}{!|.}")
+            remarks = ("I'll {keep an eye on my email|check back if anything else comes up|let you know if it acts "
+                       "up again}.", "{You've|You have} been {very|really|super} {helpful|patient|quick}{!|.}")
+            said_bye = FAREWELL.search(closing) is not None
+            after = pick(rng, *(remarks if said_bye else remarks + farewells),
+                         day=rng.choice(["day", "evening", "weekend", "afternoon", "week", "night"]))
+        parts = [p for p in (closing, tail, after) if p]
+        return " ".join([_ended(p) for p in parts[:-1]] + parts[-1:])
 
     def _report(self, done: list[UserAction]) -> str:
         assert self.voice is not None
@@ -237,6 +247,11 @@ class ScriptedUser:
             [said[0]] + [f"{pick(rng, '{Then|After that|And then|Now}', '')} {lower_first(s)}".strip()
                          for s in said[1:]])
         return " ".join(p for p in (lead, joined) if p)
+
+
+def _ended(part: str) -> str:
+    """A part of a turn that another follows, ended as a sentence ("Cheers. So #W1 is done", not "Cheers So")."""
+    return part if part[-1:] in ".!?:)" else part + "."
 
 
 def _resembles(a: str, b: str) -> bool:

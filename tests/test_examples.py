@@ -78,6 +78,7 @@ def test_make_demo_commands_run_on_the_demo_config(tmp_path, monkeypatch, capsys
         assert re.search(rf"^\s+{re.escape(template)}\s+\d+", out, re.M), template  # checked by every template
     sft = datasets.load_dataset(str(tmp_path / "out" / "demo-hf"), "sft")
     assert sum(s.num_rows for s in sft.values()) == manifest.accepted
+    assert {d for s in sft.values() for d in s["domain"]} == {"store", "airline", "telecom"}  # the demo mixes them
     assert "<svg" in (tmp_path / "out" / "demo-report.html").read_text()
 
 

@@ -421,3 +421,17 @@ def test_past_version_and_cli_errors(dataset, tmp_path, capsys):
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
     with pytest.raises(ExportError):
         export_version(dataset, tmp_path / "v0", ExportOptions())
+
+
+def test_a_folder_exported_again_loads_its_new_rows(dataset, tmp_path, capsys):
+    """`datasets` keys its cache of a local folder by the card's YAML alone: the YAML names each config's sizes,
+    so the next version exported into the same folder (as a nightly run does) loads as itself, not as the cache
+    of the first export."""
+    versions = DatasetStore(dataset).versions()
+    assert versions[0].total_accepted != versions[-1].total_accepted
+    folder = tmp_path / "nightly-hf"
+    assert main(["export", str(dataset), "--version", "0", "--to", str(folder), "--test-ratio", "0"]) == 0
+    assert load(folder, "sft", tmp_path)["train"].num_rows == versions[0].total_accepted
+    assert main(["export", str(dataset), "--to", str(folder), "--test-ratio", "0", "--force"]) == 0
+    assert load(folder, "sft", tmp_path)["train"].num_rows == versions[-1].total_accepted
+    capsys.readouterr()

@@ -46,7 +46,8 @@ def _push(tmp: Path, hub: HubServer, *args: str, token: str | None = SECRET, **e
 
 def test_push_tags_each_version_and_load_dataset_reads_it_back_by_tag(dataset, hub, tmp_path):
     versions = DatasetStore(dataset).versions()
-    first = _push(tmp_path, hub, str(dataset), "--version", "0", "--repo", REPO_ID, "--shard-rows", "10")
+    first = _push(tmp_path, hub, str(dataset), "--version", "0", "--repo", REPO_ID, "--shard-rows", "10",
+                  "--json-as-text")
     assert first.returncode == 0, first.stdout + first.stderr
     second = _push(tmp_path, hub, str(dataset), "--version", "1", "--repo", REPO_ID, "--rejects")
     assert second.returncode == 0, second.stdout + second.stderr
@@ -61,6 +62,9 @@ def test_push_tags_each_version_and_load_dataset_reads_it_back_by_tag(dataset, h
                                                             "data/sft/train-00000-of-00001.parquet"]
     assert any(p.startswith("data/rejects/") for p in v1) and not any(p.startswith("data/rejects/") for p in v0)
     assert 'load_dataset("acme/store-trajectories", "sft", revision="v1")' in v1["README.md"].decode()
+    # v0 went with --json-as-text (JSON columns as strings, any datasets >= 4.0), v1 role-exact Json (>= 4.7)
+    assert "written with `--json-as-text`" in v0["README.md"].decode()
+    assert "| `sft` | `messages[]`, `tools[]` | `datasets` >= 4.7 (the `Json` feature) |" in v1["README.md"].decode()
     assert hub.files(REPO_ID, "main") == v1
 
     # what a user of the dataset gets: each tag loads as that version

@@ -109,8 +109,8 @@ def test_a_single_domain_config_hashes_and_draws_as_before_mixing():
         dumped = config.model_dump(mode="json")
         assert "domains" not in dumped and _kept(manifest.config, dumped)
         assert config.config_hash() == parse_config({**manifest.config, "domains": None}).config_hash()
-    demo = build_steps(load_config(ROOT / "examples" / "demo.yaml"))
-    assert not demo.mixed and demo.domain_of(7, 3) is demo.env
+    single = build_steps(load_config(ROOT / "examples" / "airline.yaml"))
+    assert not single.mixed and single.domain_of(7, 3) is single.env
     frame = pl.DataFrame({"domain": [build_steps(load_config(MIXED)).domain_of(7, i).name for i in range(200)]})
     assert set(frame["domain"]) == DOMAINS
 

@@ -65,7 +65,8 @@ def test_replaying_every_accepted_row_earns_reward_one(exported):
         reward = env.reward()
         assert obs.done and obs.error is None, (row["id"], obs)
         assert reward.value == 1.0, (row["id"], reward)
-        assert list(reward.components) == list(kind_of(row["kind"]).verifiers)
+        assert list(reward.components) == ["policy", *kind_of(row["kind"]).verifiers]
+        assert reward.components["policy"]["passed"] is True
         by_kind[row["kind"]] = by_kind.get(row["kind"], 0) + 1
     assert set(by_kind) == {"blueprint", "kg_question"} and min(by_kind.values()) >= 5, by_kind
 
@@ -106,7 +107,7 @@ def test_rows_a_verifier_rejected_earn_zero_with_the_stored_reason(exported):
     checked = 0
     for row in rejects:
         task = row["task"]  # decoded by the Json feature
-        if task is None or row["stage"] not in kind_of(row["kind"]).verifiers:
+        if task is None or row["stage"] not in ("policy", *kind_of(row["kind"]).verifiers):
             continue
         env = TaskEnvironment.from_row({"id": row["id"], "env_config": env_config[row["domain"]], "task": task})
         env.reset()
@@ -116,6 +117,32 @@ def test_rows_a_verifier_rejected_earn_zero_with_the_stored_reason(exported):
         assert reward.components[row["stage"]]["passed"] is False
         checked += 1
     assert checked >= 3
+
+
+def _gold_without_asking(env: TaskEnvironment, row: dict) -> None:
+    """The gold calls made straight away (no confirmation asked), then the required outputs told to the user."""
+    env.reset()
+    for n, action in enumerate(row["reward_spec"]["gold_actions"]):
+        env.step({"role": "assistant", "tool_calls": [
+            {"id": f"c{n}", "function": {"name": action["name"], "arguments": action["arguments"]}}]})
+    env.step({"role": "assistant", "content": "Done: " + ", ".join(row["reward_spec"]["expected_outputs"]) + "."})
+
+
+def test_reaching_the_gold_state_against_the_policy_earns_zero_with_the_policy_reason(exported):
+    """The policy filter's verdict is part of the reward: the gold writes made without the user's yes reach the
+    gold state and say the required outputs, yet earn 0.0 with the words a rejected row would carry."""
+    _, rl, _, _ = exported
+    store = next(r for r in rl if r["kind"] == "blueprint" and any(
+        StoreEnv.specs()[a["name"]].writes for a in r["reward_spec"]["gold_actions"]))
+    env = TaskEnvironment.from_row(store)
+    _gold_without_asking(env, store)
+    reward = env.reward()
+    assert reward.components["outcome"]["passed"] and reward.components["required_outputs"]["passed"], reward
+    assert reward.value == 0.0 and reward.components["policy"]["passed"] is False, reward
+    assert reward.reason == reward.components["policy"]["reason"] and "confirm" in reward.reason, reward
+    lenient = TaskEnvironment.from_row(store, policy=False)  # a version made without the policy filter
+    _gold_without_asking(lenient, store)
+    assert lenient.reward().value == 1.0 and "policy" not in lenient.reward().components
 
 
 def test_a_wrong_or_empty_rollout_earns_zero_with_a_reason(exported):
@@ -142,7 +169,7 @@ def test_a_wrong_or_empty_rollout_earns_zero_with_a_reason(exported):
     assert env.reward().components["outcome"]["passed"] is False
 
     kg = next(r for r in rl if r["kind"] == "kg_question")
-    env = TaskEnvironment.from_row(kg)
+    env = TaskEnvironment.from_row(kg)  # (KG rollouts: their domain has no checkable policy rule)
     env.reset()
     env.step({"role": "assistant", "content": "The answer is Atlantis."})
     reward = env.reward()

@@ -167,9 +167,113 @@ def test_idle_sessions_expire_and_limits_hold(exported):
         assert proc.stop() == 0
 
 
+def test_an_episode_ends_at_its_time_limit_however_busy(exported):
+    """A session that keeps stepping is still ended by ``max_episode_s`` (the idle timeout never fires for it)."""
+    from starlette.testclient import TestClient
+
+    from pipelines.rl.server import EnvServer, load_rows
+
+    root, _ = exported
+    server = EnvServer(load_rows(root / "hf"), root / "hf", max_episode_s=0.5)
+    say = {"message": {"role": "assistant", "content": "Could you tell me more?"}}
+    with TestClient(server.app()) as client:
+        sid = client.post("/sessions", json={"index": 0}).json()["session_id"]
+        assert not client.post(f"/sessions/{sid}/step", json=say).json()["done"]
+        time.sleep(0.6)
+        over = client.post(f"/sessions/{sid}/step", json=say).json()
+        assert over["done"] and over["error"] == "episode is over (longer than 0.5s); reset to start one"
+        assert client.post(f"/sessions/{sid}/reset").status_code == 200  # a reset starts a new episode and clock
+        assert not client.post(f"/sessions/{sid}/step", json=say).json()["done"]
+
+
 def test_bad_source_is_one_line_and_exit_2(tmp_path):
     run = subprocess.run([sys.executable, "-m", "pipelines.cli", "env", "serve", str(tmp_path), "--port", "0"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert run.stderr.strip() == (f"trajforge: error: {tmp_path}: neither an export folder (data/rl/) nor a dataset "
                                   f"(_delta_log/)")
+
+
+async def _ws_session(url: str, task: dict, script: list[dict] | None) -> dict:
+    """One session on one WebSocket (a real client: the ``websockets`` package): reset, step, state, reward."""
+    from websockets.asyncio.client import connect
+
+    async with connect(url.replace("http://", "ws://") + "/ws", max_size=None) as ws:
+        async def send(frame: dict) -> dict:
+            await ws.send(json.dumps(frame))
+            return json.loads(await ws.recv())
+
+        opened = await send({"type": "reset", "task_id": task["id"]})
+        assert opened["type"] == "observation" and opened["task_id"] and opened["tools"], opened
+        moves = [m for m in script if m["role"] == "assistant"] if script else \
+            [{"role": "assistant", "content": "Is there anything else I can help you with?"}] * 40
+        obs = {"done": False}
+        for m in moves:
+            obs = await send({"type": "step", "message": m})
+            assert obs["type"] == "observation", obs
+            if obs["done"]:
+                break
+        state = await send({"type": "state"})
+        reward = await send({"type": "reward"})
+        closed = await send({"type": "close"})
+        assert closed["type"] == "closed" and closed["session_id"] == opened["session_id"]
+    return {"task": task["id"], "gold": script is not None, "done": obs["done"], "reward": reward,
+            "state_hash": state["state_hash"], "messages": state["messages"]}
+
+
+def test_websocket_sessions_run_concurrently_isolated_and_end_with_their_socket(server, exported):
+    _, sft = exported
+    tasks = httpx.get(f"{server.url}/tasks").json()
+
+    async def run():
+        return await asyncio.gather(*[_ws_session(server.url, tasks[n % len(tasks)],
+                                                  sft[tasks[n % len(tasks)]["id"]] if n % 2 == 0 else None)
+                                      for n in range(24)])
+
+    results = asyncio.run(run())
+    gold = [r for r in results if r["gold"]]
+    assert len(gold) == 12 and all(r["done"] and r["reward"]["type"] == "reward" and r["reward"]["value"] == 1.0
+                                   for r in gold), [r["reward"] for r in gold if r["reward"].get("value") != 1.0][:3]
+    assert all(r["reward"]["value"] == 0.0 and r["reward"]["reason"] for r in results if not r["gold"])
+    by_task = {}
+    for r in results:
+        by_task.setdefault((r["task"], r["gold"]), set()).add(r["state_hash"])
+    assert all(len(hashes) == 1 for hashes in by_task.values()), by_task
+    assert httpx.get(f"{server.url}/health").json()["sessions"] == 0  # every socket closed: every session gone
+
+
+def test_a_bad_websocket_frame_gets_an_error_frame_and_the_connection_lives(server):
+    from websockets.asyncio.client import connect
+
+    async def run():
+        url = server.url.replace("http://", "ws://") + "/ws"
+        async with connect(url, max_size=None) as ws:
+            async def send(frame: str | bytes) -> dict:
+                await ws.send(frame)
+                return json.loads(await ws.recv())
+
+            errors = [await send("{not json"), await send("[1, 2]"), await send(json.dumps({"type": "dance"})),
+                      await send(json.dumps({"type": "step", "message": {"content": "hi"}})),  # before any reset
+                      await send(json.dumps({"type": "reset", "index": 10_000})),
+                      await send(json.dumps({"type": "reset", "nope": 1})),
+                      await send(b"\xff\xfe"), await send("x" * ((1 << 20) + 1))]
+            opened = await send(json.dumps({"type": "reset", "index": 0}))
+            more = [await send(json.dumps({"type": "step"})), await send(json.dumps({"type": "state", "x": 1})),
+                    await send(json.dumps({"type": "step", "message": {"role": "user", "content": "hi"}}))]
+            live = httpx.get(f"{server.url}/health").json()["sessions"]
+            again = await send(json.dumps({"type": "reset"}))  # starts the same session over
+            return errors, opened, more, live, again
+        # the socket closed without a close frame from us: the server dropped the session anyway
+
+    errors, opened, more, live, again = asyncio.run(run())
+    assert [e["type"] for e in errors] == ["error"] * len(errors), errors
+    assert [e["status"] for e in errors] == [400, 400, 400, 409, 400, 400, 400, 413], errors
+    assert all(len(e["error"].splitlines()) == 1 for e in errors)
+    assert opened["type"] == "observation" and live == 1
+    assert [m["type"] for m in more] == ["error", "error", "observation"]
+    assert more[2]["error"] and not more[2]["done"]  # the environment's own answer: not an assistant message
+    assert again["session_id"] == opened["session_id"] and again["messages"] == opened["messages"]
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{server.url}/health").json()["sessions"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert httpx.get(f"{server.url}/health").json()["sessions"] == 0

@@ -12,9 +12,12 @@ kind's verifiers. The loop is the one generation ran (``simulators.conversation`
   domain and validated exactly as in generation (a malformed or unknown call
   comes back as an ``Error: ...`` result, never an exception); without: the
   user's next turn, ``done`` once the user ends the dialogue;
-- ``reward()`` → 1.0 when every verifier of the kind passes, else 0.0, with
-  each verifier's verdict and the first failure's reason (the same words the
-  filters write into a rejected row).
+- ``reward()`` → 1.0 when every verifier of the kind passes and the rollout
+  kept the domain's checkable policy (the ``policy`` filter: authentication,
+  the user's explicit yes before each write, ownership), else 0.0, with each
+  verdict and the first failure's reason (the same words the filters write
+  into a rejected row). ``policy=False`` leaves the policy out, for versions
+  made by runs without the policy filter.
 
 A policy in training emits anything, so nothing it sends raises: a message
 that is not an assistant message, a call after the end, or a rollout past its
@@ -87,8 +90,10 @@ class TaskEnvironment:
     """One episode of one task; ``reset()`` starts it again from the task's initial state."""
 
     def __init__(self, task: Task, domain: type[Environment], user: UserFactory = scripted_user,
-                 max_turns: int = 40, max_steps_per_turn: int = 12, opening: str | None = None) -> None:
+                 max_turns: int = 40, max_steps_per_turn: int = 12, opening: str | None = None,
+                 policy: bool = True) -> None:
         self.task = task
+        self.policy = policy
         # the exported prompt's user turn: the trainer's prompt and the episode open with the same words
         self.opening = opening
         self.domain = domain
@@ -103,7 +108,7 @@ class TaskEnvironment:
 
     @classmethod
     def from_row(cls, row: dict[str, Any], user: UserFactory = scripted_user, root: str | Path | None = None,
-                 **limits: int) -> TaskEnvironment:
+                 policy: bool = True, **limits: int) -> TaskEnvironment:
         """The environment of an exported ``rl`` row (as ``datasets`` or pyarrow returns it).
 
         ``root`` is the export folder, where files the domain's parameters name
@@ -116,8 +121,11 @@ class TaskEnvironment:
         environment, task = (json.loads(row[k]) if isinstance(row[k], str) else row[k] for k in ("env_config", "task"))
         prompt = row.get("prompt") or []
         prompt = json.loads(prompt) if isinstance(prompt, str) else prompt
+        # one JSON text per message where pyarrow read the column, or the export was made with --json-as-text
+        prompt = [json.loads(m) if isinstance(m, str) else m for m in prompt]
         opening = next((m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"), None)
-        return cls(Task.model_validate(task), build_domain(environment, root), user=user, opening=opening, **limits)
+        return cls(Task.model_validate(task), build_domain(environment, root), user=user, opening=opening,
+                   policy=policy, **limits)
 
     # -- the episode -----------------------------------------------------------------------------------------
     def reset(self) -> list[dict[str, Any]]:
@@ -205,11 +213,13 @@ class TaskEnvironment:
                           final_state_hash=self.env.state_hash())
 
     def reward(self) -> Reward:
-        """The kind's verifiers on the dialogue so far (call it when ``done``; earlier it scores a partial one)."""
+        """The policy and the kind's verifiers on the dialogue so far (call it when ``done``; earlier it scores a
+        partial one). Components in that order, the run's filter order; ``reason`` is the first failure's."""
         return self._run(self.areward())
 
     async def areward(self) -> Reward:
-        verdicts: list[Verdict] = await averify_trajectory(self.task, self.trajectory(), self.domain(self.task.env_seed))
+        verdicts: list[Verdict] = await averify_trajectory(self.task, self.trajectory(), self.domain(self.task.env_seed),
+                                                           also=("policy",) if self.policy else ())
         failed = next((v for v in verdicts if not v.passed), None)
         return Reward(value=0.0 if failed or not verdicts else 1.0,
                       components={v.stage: {"passed": v.passed, "reason": v.reason} for v in verdicts},

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from pipelines.rl.environment import TaskEnvironment, build_domain
+from pipelines.rl.environment import Observation, TaskEnvironment, build_domain
 from schemas import Task, Tool, canonical_json
 from simulators.environment import Environment
 
@@ -58,23 +58,35 @@ class TRLTaskEnvironment:
         Args:
             message: What to say to the user.
         """
-        obs = self._episode().step({"role": "assistant", "content": message})
-        if obs.error:
-            return f"Error: {obs.error}"
-        reply = " ".join(m["content"] for m in obs.messages if m["role"] == "user")
-        return reply + (" (The user has left the conversation.)" if obs.done else "")
+        return user_reply(self._episode().step({"role": "assistant", "content": message}))
 
     def _call(self, name: str, arguments: dict[str, Any]) -> str:
         episode = self._episode()
-        call = {"id": f"call_{len(episode.messages)}", "type": "function",
-                "function": {"name": name, "arguments": canonical_json(arguments)}}
-        obs = episode.step({"role": "assistant", "content": "", "tool_calls": [call]})
-        return f"Error: {obs.error}" if obs.error else obs.messages[0]["content"]
+        return call_result(episode.step(call_message(episode, name, arguments)))
 
     def _episode(self) -> TaskEnvironment:
         if self.episode is None:
             raise RuntimeError("reset() first: TRL calls it with the dataset row before the rollout")
         return self.episode
+
+
+def call_message(episode: TaskEnvironment, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """One tool call as the assistant message a step takes (adapters whose trainer calls tools one at a time)."""
+    call = {"id": f"call_{len(episode.messages)}", "type": "function",
+            "function": {"name": name, "arguments": canonical_json(arguments)}}
+    return {"role": "assistant", "content": "", "tool_calls": [call]}
+
+
+def call_result(obs: Observation) -> str:
+    return f"Error: {obs.error}" if obs.error else obs.messages[0]["content"]
+
+
+def user_reply(obs: Observation) -> str:
+    """What the policy's message to the user comes back as: the user's words, and whether they have left."""
+    if obs.error:
+        return f"Error: {obs.error}"
+    reply = " ".join(m["content"] for m in obs.messages if m["role"] == "user")
+    return reply + (" (The user has left the conversation.)" if obs.done else "")
 
 
 def _tool_method(tool: Tool, method: Callable) -> Callable:

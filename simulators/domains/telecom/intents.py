@@ -34,6 +34,10 @@ SINCE = ("{It started|This started|It's been like this since|It's been happening
          "|, it's only away from home}.")
 
 
+FAULT = "fault"
+"""The exclusive group of the intents that need the one thing wrong a customer has (data.py gives each one)."""
+
+
 def money(x: float) -> str:
     return f"${abs(x):.2f}"
 
@@ -59,6 +63,7 @@ class DeviceFix(Intent):
     """A symptom whose one cause is a setting on the phone: diagnose, fix, check (all by the user)."""
 
     fault: ClassVar[str]
+    exclusive = FAULT
     diagnose: ClassVar[tuple[Action, ...]]
     fix: ClassVar[Action]
     verify: ClassVar[tuple[Action, ...]]
@@ -249,6 +254,7 @@ class SuspendedOverdue(Intent):
     """Both sides in order: pay the overdue bill, resume the line, the user restarts the phone and checks."""
 
     name = "suspended_overdue"
+    exclusive = FAULT
     target_tool = "pay_bill"
 
     def ground(self, env, rng, customer):
@@ -267,7 +273,8 @@ class SuspendedOverdue(Intent):
                  f"bill; you are happy to pay it with your {say_method(random.Random(0), method)} and want service back.",
             opening=pick(rng, "My phone has {had no service|been cut off} for {days|a few days}.",
                          "{I think|I'm worried} my line {got|was} suspended.", "{Calls|Nothing} work{s|} on my phone "
-                         "and I got a message about my account."),
+                         "and I got a message about my account.", "{I got|There was} {a letter|an email} saying "
+                         "{my service is on hold|you'd suspend me} and now {I can't call out|there's no service}."),
             details=pick(rng, "I think I missed a payment. {You can|Please} charge my <m>.",
                          "{If it's a bill|If I owe something}, {pay it with|use} my <m>.",
                          "I might be behind on a bill. Put it on my <m>{ please|}.", m=say_method(rng, method)),
@@ -302,6 +309,7 @@ class SuspendedContract(Intent):
     """A suspension the agent may not lift: read the line, explain, hand over to a human."""
 
     name = "suspended_contract"
+    exclusive = FAULT
     target_tool = "get_line_details"
 
     def ground(self, env, rng, customer):
@@ -317,7 +325,8 @@ class SuspendedContract(Intent):
             goal=f"Your phone ({line['phone_number']}) has no service. You want it back; if the agent says a human "
                  "must handle it, accept the transfer.",
             opening=pick(rng, "My phone {suddenly|} has no service.", "{My line|The phone} stopped working.",
-                         "I can't call anyone, it says no service."),
+                         "I can't call anyone, it says no service.", "{Calls|Outgoing calls} {fail|don't go "
+                         "through} and {the phone|it} says my line {is|might be} {inactive|suspended}."),
             details=pick(rng, "{It stopped|It's been off} since {last week|a few days ago}.", "I didn't change "
                          "anything, it just stopped."),
             known_info={"symptom": "no service"}, unknown_info=["why the line is suspended"])
@@ -343,6 +352,7 @@ class RoamingLine(Intent):
     """Abroad with roaming on the phone but not allowed on the line: fix the account, the user checks."""
 
     name = "roaming_line"
+    exclusive = FAULT
     target_tool = "enable_roaming"
 
     def ground(self, env, rng, customer):
@@ -357,9 +367,13 @@ class RoamingLine(Intent):
             goal=f"You are abroad ({place}) and mobile data does not work on your phone ({line['phone_number']}). "
                  "You accept the roaming fee.",
             opening=pick(rng, "I'm abroad and {can't get any data|have no internet}.", "My data {doesn't work|is dead}"
-                         " {here|since I arrived} abroad."),
+                         " {here|since I arrived} abroad.", "{Just|I} landed {overseas|abroad} and {my phone won't get "
+                         "online|I can't load anything}.", "{I'm on holiday|I'm travelling for work} {abroad|overseas} "
+                         "and {the maps|my email} won't load without Wi-Fi."),
             details=pick(rng, "I'm in <p>{ for work| on holiday|}. Roaming is on on my phone, I checked.",
-                         "{Currently|Right now} in <p>. I {thought|assumed} roaming would just work.", p=place),
+                         "{Currently|Right now} in <p>. I {thought|assumed} roaming would just work.",
+                         "{We're|I'm} in <p>{ this week|}. {Roaming is switched on|I turned roaming on} in the "
+                         "settings{ already|}.", p=place),
             known_info={"where": place}, unknown_info=["whether roaming is enabled on the line"])
 
     def outputs(self, target, result):
@@ -380,6 +394,7 @@ class RoamingLine(Intent):
 
 class DataExhausted(Intent):
     name = "data_exhausted"
+    exclusive = FAULT
     target_tool = "refuel_data"
 
     def ground(self, env, rng, customer):
@@ -394,7 +409,9 @@ class DataExhausted(Intent):
             goal=f"Mobile data stopped working on your phone ({line['phone_number']}). If it is your allowance, "
                  f"you want {gb:g} GB more for this month.",
             opening=pick(rng, "My data {stopped|quit} working{ out of nowhere|}.", "{I think|Maybe} I ran out of data?",
-                         "No internet on my phone, {but|and} I have signal."),
+                         "No internet on my phone, {but|and} I have signal.", "{I got a text|The app says} "
+                         "{something about|that I hit} my data limit{, I think|}.", "{I've been streaming a lot|My kids "
+                         "used my hotspot} and now {nothing loads|the data's gone}."),
             details=pick(rng, "If I'm out of data, {can you add|I'd like} <g> GB.", "{Could you|Can you} top me up with "
                          "<g> GB{ for the month|}?", g=f"{gb:g}"),
             known_info={"extra_data": f"{gb:g} GB"}, unknown_info=["how much data is left"])
@@ -437,9 +454,13 @@ class ChangePlan(Intent):
             bindings={"line_id": [line["line_id"]]}, before=[Action(name="list_plans")],
             goal=f"You want the line {line['phone_number']} on the {plan['name']} plan.",
             opening=pick(rng, "I'd like to change my plan.", "{Can|Could} I switch to a plan with more data?",
-                         "I want {a bigger|another} data plan."),
+                         "I want {a bigger|another} data plan.", "{My|The} plan {isn't enough|runs out too fast}"
+                         "{ anymore| these days|}, I {keep hitting|always hit} the {data|monthly} limit.", "{I'm "
+                         "thinking of upgrading|I'd like to upgrade|I want to move up to a bigger plan}{ on one line|}."),
             details=pick(rng, "For <p>: I'd like the <n> plan.", "The line is <p>. {Move it to|Switch it to} <n>.",
-                         "<p>, please put it on <n>.", p=line["phone_number"], n=plan["name"]),
+                         "<p>, please put it on <n>.",
+                         "{The number|It's the line} <p>; {the <n> plan looks right|I'd go for the <n> plan}.",
+                         p=line["phone_number"], n=plan["name"]),
             known_info={"line": line["phone_number"], "plan": plan["name"]}, unknown_info=["the plan id"])
 
     def outputs(self, target, result):
@@ -474,8 +495,12 @@ class PayBill(Intent):
                                                                     arguments={"customer_id": customer["customer_id"]})],
             goal=f"You want to pay your latest bill now, with your {say_method(random.Random(0), method)}.",
             opening=pick(rng, "I'd like to pay my bill.", "{Can|Could} I pay this month's bill{ now|}?",
-                         "I want to settle my {latest|current} bill."),
-            details=pick(rng, "{Use|Charge} my <m>, please.", "The latest one. Pay it with my <m>.", m=say_method(rng,
+                         "I want to settle my {latest|current} bill.", "{I got|There's} a bill {in my inbox|on my "
+                         "account} and I'd {rather|like to} pay it {now|today|before I forget}.", "{How do I|Can you "
+                         "help me} {clear|pay off} what I owe{ this month|}?"),
+            details=pick(rng, "{Use|Charge} my <m>, please.", "The latest one. Pay it with my <m>.",
+                         "{Put|Take} it {on|from} my <m>{, thanks|}.", "{The newest|The most recent} bill, {with|on} "
+                         "my <m>.", m=say_method(rng,
                                                                                                                 method)),
             known_info={"payment": say_method(random.Random(0), method)}, unknown_info=["the bill id", "the amount"])
 
@@ -513,9 +538,14 @@ class SuspendLost(Intent):
             goal=f"The phone of another line on your account ({line['phone_number']}, {who} phone) was lost. You want "
                  "that line suspended.",
             opening=pick(rng, "{A phone on my account|One of our phones} {was lost|got stolen}.",
-                         "I need to block a lost phone."),
-            details=pick(rng, "It's <w> phone, <p>. Please suspend it.", "The number is <p> ({w} phone). {Block|Suspend}"
-                         " it please.", w=who, p=line["phone_number"]),
+                         "I need to block a lost phone.", "{Someone|My family} {lost|misplaced} a phone {on our plan|"
+                         "on my account}{ and we can't find it|}.", "{We think|I'm afraid} one of our phones was "
+                         "{stolen|pickpocketed}{ yesterday|}.", "How do I {stop|freeze} a line whose phone {is missing|"
+                         "went missing}?"),
+            details=pick(rng, "It's <w> phone, <p>. Please suspend it.", "The number is <p> (<w> phone). {Block|Suspend}"
+                         " it please.", "{Please|Could you} {suspend|freeze|block} <p>{, it's <w> phone|}{.|?}",
+                         "<W> phone is gone: <p>. {Nobody should be able to use it|Stop it working, please}.",
+                         w=who, p=line["phone_number"]),
             known_info={"lost_line": line["phone_number"]}, unknown_info=["the line id"])
 
     def story(self, rng):
