@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import polars as pl
@@ -172,9 +172,19 @@ def bucket_pairs(keys: np.ndarray, cap: int, eligible: np.ndarray | None = None)
 
 def capped_bucket_pairs(keys: np.ndarray, cap: int, eligible: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
     """``bucket_pairs``, and whether the cap left out any eligible row (a bucket had more than ``cap``)."""
+    blocks, overflow = bucket_pair_blocks(keys, cap, eligible)
+    out = list(blocks)
+    return (np.concatenate(out) if out else np.zeros((0, 2), dtype=np.int64)), overflow
+
+
+def bucket_pair_blocks(keys: np.ndarray, cap: int, eligible: np.ndarray | None = None
+                       ) -> tuple[Iterator[np.ndarray], bool]:
+    """``capped_bucket_pairs`` as blocks, one per representative rank (every row with its bucket's d-th
+    representative), made as they are consumed: a caller that verifies each block before the next holds
+    at most ``len(keys)`` pairs at once, not ``len(keys) * cap``."""
     n = len(keys)
     if n < 2:
-        return np.zeros((0, 2), dtype=np.int64), False
+        return iter(()), False
     order = np.argsort(keys, kind="stable")  # stable: within a bucket, rows ascend
     sorted_keys = keys[order]
     starts = np.ones(n, dtype=bool)
@@ -190,20 +200,22 @@ def capped_bucket_pairs(keys: np.ndarray, cap: int, eligible: np.ndarray | None 
     first[1:] = bucket[1:] != bucket[:-1]
     before = (run - ok)[first]  # eligible rows in earlier buckets
     rank = run - 1 - np.repeat(before, np.diff(np.append(np.flatnonzero(first), len(order))))
-    out = []
-    rep_of = np.full(int(bucket.max()) + 1 if len(bucket) else 0, -1, dtype=np.int64)
-    for d in range(cap):
-        reps = np.flatnonzero(ok & (rank == d))
-        if not len(reps):
-            break
-        rep_of[:] = -1
-        rep_of[bucket[reps]] = order[reps]
-        rep = rep_of[bucket]
-        members = np.flatnonzero(order > rep)
-        members = members[rep[members] >= 0]
-        out.append(np.stack([rep[members], order[members]], axis=1))
     overflow = bool((ok & (rank >= cap)).any())
-    return (np.concatenate(out) if out else np.zeros((0, 2), dtype=np.int64)), overflow
+
+    def blocks() -> Iterator[np.ndarray]:
+        rep_of = np.full(int(bucket.max()) + 1 if len(bucket) else 0, -1, dtype=np.int64)
+        for d in range(cap):
+            reps = np.flatnonzero(ok & (rank == d))
+            if not len(reps):
+                break
+            rep_of[:] = -1
+            rep_of[bucket[reps]] = order[reps]
+            rep = rep_of[bucket]
+            members = np.flatnonzero(order > rep)
+            members = members[rep[members] >= 0]
+            yield np.stack([rep[members], order[members]], axis=1)
+
+    return blocks(), overflow
 
 
 def candidate_pairs(keys: np.ndarray, cap: int = 32) -> np.ndarray:

@@ -8,7 +8,8 @@ its cluster, so an export can keep similar dialogues within one split.
 Where signatures live and how candidates are found is behind one seam,
 ``Candidates``: the implementation here keeps this run's signatures in memory and
 streams the earlier versions' memory-mapped parts, reading only the rows that share
-an LSH bucket with a new row; a distributed one (Ray) can answer the same call.
+an LSH bucket with a new row. Where the heavy work runs is ``NearWork``: here, or as
+Ray tasks (``dedup.on_ray``), with the same decisions.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Protocol
 
 import numpy as np
 
-from dedup.minhash import MinHasher, band_keys, capped_bucket_pairs, jaccard, optimal_bands
+from dedup.minhash import MinHasher, band_keys, bucket_pair_blocks, jaccard, optimal_bands
 from dedup.stacked import Stacked
 from dedup.steps import Decisions, Rows, Step
+from dedup.text import ShardTexts, shard_user_texts
 from schemas import DedupConfig
 
 
@@ -109,25 +111,42 @@ class InMemoryCandidates:
         if eligible is not None:
             eligible = np.concatenate([eligible[sel], eligible[self.n_prior:]])
         n = max(len(every), 1)
-        codes, sims = np.zeros(0, np.int64), np.zeros(0, np.float32)  # verified pairs as i * n + j
-        capped = False
-        for band in range(bands):
-            pairs, overflow = capped_bucket_pairs(keys[:, band], self.bucket_cap, eligible)
-            capped |= overflow
-            pairs = pairs[pairs[:, 1] >= m]
-            found_c, found_s = [codes], [sims]
-            for lo in range(0, len(pairs), VERIFY_CHUNK):
-                chunk = pairs[lo:lo + VERIFY_CHUNK]
-                s = jaccard(every[chunk[:, 0]], every[chunk[:, 1]]).astype(np.float32)
-                hit = s >= threshold
-                found_c.append(chunk[hit, 0] * n + chunk[hit, 1])
-                found_s.append(s[hit])
-            codes, sims = _once(np.concatenate(found_c), np.concatenate(found_s))  # a pair in several bands: once
+        codes, sims, capped = self.verified(every, keys, m, threshold, eligible)
         i, j = codes // n, codes % n
         shift = self.n_prior - m  # back to global numbers: earlier rows by their pick, this run's after n_prior
         early = i < m
         i[early], i[~early] = sel[i[early]], i[~early] + shift
         return Partners(i, j + shift, sims, capped)
+
+    def verified(self, every: np.ndarray, keys: np.ndarray, m: int, threshold: float, eligible: np.ndarray | None
+                 ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Every band's verified pairs (``band_verified``), each pair once: here one band after another; the bands
+        are independent, so ``dedup.on_ray`` runs one Ray task per band and merges the same way."""
+        codes, sims, capped = np.zeros(0, np.int64), np.zeros(0, np.float32), False
+        for band in range(keys.shape[1]):
+            c, s, overflow = band_verified(every, keys, band, m, self.bucket_cap, threshold, eligible)
+            codes, sims = _once(np.concatenate([codes, c]), np.concatenate([sims, s]))  # a pair in several bands: once
+            capped |= overflow
+        return codes, sims, capped
+
+
+def band_verified(every: np.ndarray, keys: np.ndarray, band: int, m: int, cap: int, threshold: float,
+                  eligible: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """One band's capped bucket pairs whose later row is a new one (``>= m``), verified in chunks of ``VERIFY_CHUNK``:
+    the pairs at estimated Jaccard >= ``threshold`` as codes ``i * len(every) + j`` with their similarity, and
+    whether the cap left out an eligible row."""
+    n = max(len(every), 1)
+    blocks, overflow = bucket_pair_blocks(keys[:, band], cap, eligible)
+    found_c, found_s = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+    for pairs in blocks:  # one representative rank at a time: at most len(every) candidate pairs held at once
+        pairs = pairs[pairs[:, 1] >= m]
+        for lo in range(0, len(pairs), VERIFY_CHUNK):
+            chunk = pairs[lo:lo + VERIFY_CHUNK]
+            s = jaccard(every[chunk[:, 0]], every[chunk[:, 1]]).astype(np.float32)
+            hit = s >= threshold
+            found_c.append(chunk[hit, 0] * n + chunk[hit, 1])
+            found_s.append(s[hit])
+    return np.concatenate(found_c), np.concatenate(found_s), overflow
 
 
 def _once(codes: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -139,8 +158,30 @@ def _once(codes: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes[first], sims[first]
 
 
-CandidatesFactory = Callable[[np.ndarray | Stacked | None, np.ndarray, int], Candidates]
-"""(earlier signatures, this run's signatures, bucket cap) -> the lookups over both."""
+class NearWork:
+    """Where the near layer's heavy, parallel work runs: the signatures of the rows offered, and the candidate
+    lookups over them (``Candidates``). This one runs it here, in this process; ``dedup.on_ray.RayNear`` runs
+    it as Ray tasks. The greedy decisions (``NearStep``) are made in order by the caller either way."""
+
+    def signatures(self, hasher: MinHasher, rows: Rows) -> np.ndarray:
+        """Rows that lie in shard files (``ShardTexts``) one file at a time: a commit then holds one shard's
+        texts and tokens, not every row's (what grew with the run's size); a row's signature does not depend on
+        which rows it is computed with."""
+        if rows.texts is not None or not isinstance(rows.source, ShardTexts):
+            return hasher.signatures(rows.user_texts())
+        out = np.empty((len(rows.positions), hasher.num_perm), dtype=np.uint32)
+        for path, local, at in rows.source.by_file(rows.positions):
+            out[at] = hasher.signatures(shard_user_texts(path, local))
+        return out
+
+    def candidates(self, prior: np.ndarray | Stacked | None, new: np.ndarray, bucket_cap: int) -> Candidates:
+        return InMemoryCandidates(prior, new, bucket_cap)
+
+    def finished(self, rows: int) -> None:
+        """The step is done with ``rows`` new rows (a remote one says where its work ran)."""
+
+
+LOCAL = NearWork()
 
 
 def _best(partners: Partners, j: int, kept: np.ndarray) -> tuple[int, float] | None:
@@ -156,16 +197,15 @@ def _best(partners: Partners, j: int, kept: np.ndarray) -> tuple[int, float] | N
 
 class NearStep(Step):
     layer = "near"
-    needs_text = True
 
-    def __init__(self, config: DedupConfig, candidates: CandidatesFactory = InMemoryCandidates) -> None:
+    def __init__(self, config: DedupConfig, work: NearWork = LOCAL) -> None:
         super().__init__()
         near = config.near
         self.threshold, self.cluster_threshold = near.threshold, near.cluster_threshold
         self.hasher = MinHasher(near.num_perm, near.ngram, near.seed)
         self.bands, self.rows = (near.bands, near.rows) if near.bands else optimal_bands(near.threshold, near.num_perm)
         self.cluster_banding = optimal_bands(near.cluster_threshold, near.num_perm) if near.cluster_threshold else None
-        self.candidates, self.bucket_cap = candidates, near.bucket_cap
+        self.work, self.bucket_cap = work, near.bucket_cap
 
     def _duplicates(self, store: Candidates, n_new: int) -> tuple[np.ndarray, dict[int, tuple[int, float]]]:
         """The greedy pass: which rows stay kept, and each duplicate's (representative, jaccard).
@@ -197,10 +237,11 @@ class NearStep(Step):
         return {"signatures": self.signatures(texts())}
 
     def run(self, rows: Rows, decisions: Decisions) -> list[bool]:
-        sig = self.signatures(rows.texts) if rows.positions else np.zeros((0, self.hasher.num_perm), np.uint32)
+        sig = (self.work.signatures(self.hasher, rows) if rows.positions
+               else np.zeros((0, self.hasher.num_perm), np.uint32))
         rows.signatures = sig
         prior = decisions.prior
-        store = self.candidates(prior.signatures, sig, self.bucket_cap)
+        store = self.work.candidates(prior.signatures, sig, self.bucket_cap)
         n_prior = store.n_prior
         new_ids = [decisions.ids[i] for i in rows.positions]
         clusters: list[str | None] = [None] * len(rows.positions)  # this run's; earlier rows' are prior.cluster_ids
@@ -224,4 +265,5 @@ class NearStep(Step):
                 continue
             close = _best(near_partners, j, kept) if near_partners is not None else None
             clusters[k] = decisions.cluster_ids[i] = cluster(close[0]) if close else decisions.ids[i]
+        self.work.finished(len(sig))
         return kept[n_prior:].tolist()

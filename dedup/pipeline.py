@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from dedup.exact import ExactStep
 from dedup.index import DedupIndex
-from dedup.near import CandidatesFactory, InMemoryCandidates, NearStep
+from dedup.near import LOCAL, NearStep, NearWork
 from dedup.semantic import SemanticStep
 from dedup.steps import Decisions, Rows, Step
 from schemas import DedupConfig
@@ -38,36 +38,34 @@ class DedupOutcome:
     similarity_histogram: dict[str, int] = field(default_factory=dict)
 
 
-def enabled_steps(config: DedupConfig, candidates: CandidatesFactory = InMemoryCandidates) -> list[Step]:
+def enabled_steps(config: DedupConfig, near: NearWork = LOCAL) -> list[Step]:
     """The enabled layers, in the order a row meets them."""
-    return ([ExactStep()] if config.exact else []) + ([NearStep(config, candidates)] if config.near.enabled else []) + (
+    return ([ExactStep()] if config.exact else []) + ([NearStep(config, near)] if config.near.enabled else []) + (
         [SemanticStep(config)] if config.semantic.enabled else [])
 
 
 class Deduplicator:
-    """``candidates`` is where the near layer keeps signatures and finds LSH candidates (``near.Candidates``)."""
+    """``near`` is where the near layer's heavy work runs (``near.NearWork``): here, or on Ray (``dedup.on_ray``).
+    Only where it runs differs: the decisions are made here, in order, and are the same either way."""
 
-    def __init__(self, config: DedupConfig, prior: DedupIndex | None = None,
-                 candidates: CandidatesFactory = InMemoryCandidates) -> None:
+    def __init__(self, config: DedupConfig, prior: DedupIndex | None = None, near: NearWork = LOCAL) -> None:
         self.config = config
         self.prior = prior or DedupIndex()
-        self.candidates = candidates
+        self.near = near
 
     def run(self, ids: Sequence[str], accepted: Sequence[bool], hashes: Sequence[str | None],
             texts_for: Callable[[list[int]], list[str]]) -> DedupOutcome:
         """Decide duplicates among the accepted rows, in the order given.
 
         ``texts_for(positions)`` returns the user text of those rows; it is asked once, for
-        the rows still kept when the first layer that compares text starts, so a run of
-        exact repeats reads no messages.
+        the rows still kept when the first layer that reads text here starts, so a run of
+        exact repeats reads no messages. A ``ShardTexts`` (rows as they lie in shard
+        Parquet files) also lets Ray workers read the texts themselves (``dedup.on_ray``).
         """
         decisions = Decisions(ids=ids, hashes=hashes, prior=self.prior)
-        rows = Rows(positions=[i for i, ok in enumerate(accepted) if ok])
-        steps = enabled_steps(self.config, self.candidates)
-        fetched = False
+        rows = Rows(positions=[i for i, ok in enumerate(accepted) if ok], source=texts_for)
+        steps = enabled_steps(self.config, self.near)
         for step in steps:
-            if step.needs_text and not fetched:
-                rows.texts, fetched = (texts_for(rows.positions) if rows.positions else []), True
             rows = step(rows, decisions)
         index = DedupIndex(ids=[ids[i] for i in rows.positions],
                            cluster_ids=[decisions.cluster_ids[i] for i in rows.positions],
@@ -89,6 +87,6 @@ class Deduplicator:
             return fetched[0]
 
         parts: dict = {}
-        for step in enabled_steps(self.config, self.candidates):
+        for step in enabled_steps(self.config):
             parts.update(step.index_part(once))
         return DedupIndex(ids=ids, cluster_ids=cluster_ids, hashes=hashes, **parts)

@@ -52,7 +52,6 @@ class SemanticStep(Step):
     """Greedy in order on cosine similarity; also the histogram of each row's nearest earlier similarity."""
 
     layer = "semantic"
-    needs_text = True
 
     def __init__(self, config: DedupConfig) -> None:
         super().__init__()
@@ -66,7 +65,7 @@ class SemanticStep(Step):
         return {"embeddings": self.embeddings(texts())}
 
     def run(self, rows: Rows, decisions: Decisions) -> list[bool]:
-        emb = rows.embeddings = self.embeddings(rows.texts)
+        emb = rows.embeddings = self.embeddings(rows.user_texts())
         threshold = self.threshold
         prior = decisions.prior.embeddings
         prior = prior.astype(np.float32) if prior is not None and len(prior) else np.zeros((0, emb.shape[1]), np.float32)

@@ -24,14 +24,22 @@ class Rows:
     """The rows still kept, as positions into the offered rows, with what earlier steps computed for them."""
 
     positions: list[int]
-    texts: list[str] = field(default_factory=list)  # user text, fetched once a step needs it
+    source: Callable[[list[int]], list[str]] | None = None  # positions -> user texts (``Deduplicator.run``)
+    texts: list[str] | None = None  # user text, fetched once, when the first step asks (``user_texts``)
     signatures: np.ndarray | None = None
     embeddings: np.ndarray | None = None
 
+    def user_texts(self) -> list[str]:
+        """The rows' user texts, read from ``source`` the first time a step asks: a run of exact repeats, or a near
+        layer whose signatures are computed where the rows lie (Ray), reads no messages here."""
+        if self.texts is None:
+            self.texts = self.source(self.positions) if self.positions and self.source else []
+        return self.texts
+
     def keep(self, mask: Sequence[bool]) -> Rows:
         mask = np.asarray(mask, dtype=bool)
-        return Rows(positions=[p for p, k in zip(self.positions, mask, strict=True) if k],
-                    texts=[t for t, k in zip(self.texts, mask, strict=True) if k] if self.texts else [],
+        return Rows(positions=[p for p, k in zip(self.positions, mask, strict=True) if k], source=self.source,
+                    texts=None if self.texts is None else [t for t, k in zip(self.texts, mask, strict=True) if k],
                     signatures=None if self.signatures is None else self.signatures[mask],
                     embeddings=None if self.embeddings is None else self.embeddings[mask])
 
@@ -58,7 +66,6 @@ class Step:
     """One dedup layer. ``run`` decides; ``stats`` counts what it saw (offered, duplicates, kept)."""
 
     layer: ClassVar[str]
-    needs_text: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.stats: Counter[str] = Counter()

@@ -87,7 +87,9 @@ def publish(config: RunConfig, out_dir: str, run_id: str, shard_files: list[str]
         tasks=0, accepted=0, rejected=0, config=_public_config(config), models=lineage.models, usage=usage,
         synthesis=synthesis, origin=origin, cost=cost, stop=stop)
     # A factory, not an object: a retry after a concurrent commit dedups against that commit too.
-    manifest = store.commit([Path(f) for f in shard_files], draft, lambda: store.deduplicator(config.dedup),
+    # On Ray, the near layer's signatures and candidate pairs run as tasks on the run's Ray instance.
+    manifest = store.commit([Path(f) for f in shard_files], draft,
+                            lambda: store.deduplicator(config.dedup, on_ray=config.runner.kind == "ray"),
                             accept_limit=config.target_accepted, exact=stop is not None and stop.reason == TARGET,
                             known_intents=known_intents(config))
     checkpoint("committed")

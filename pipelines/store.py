@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from dedup import DedupIndex, Deduplicator, load_index, save_part, user_texts
+from dedup import DedupIndex, Deduplicator, ShardTexts, load_index, save_part
 from pipelines.diversity import Diversity
 from pipelines.funnel import funnel
 from pipelines.rows import ACCEPTED, REJECTED, ROW_SCHEMA
@@ -420,11 +420,16 @@ class DatasetStore:
         versions = self.versions() if self.exists() else []
         return versions[-1].total_accepted if versions else 0
 
-    def deduplicator(self, config: DedupConfig) -> Deduplicator:
-        """The dedup layers for a new commit, seeded with every committed version's index when asked to."""
+    def deduplicator(self, config: DedupConfig, on_ray: bool = False) -> Deduplicator:
+        """The dedup layers for a new commit, seeded with every committed version's index when asked to;
+        ``on_ray``: the near layer's work runs as tasks on the running Ray instance (``dedup.on_ray``)."""
         prior = None
         if config.against_previous_versions and self.exists():
             prior = self.dedup_index(config)
+        if on_ray and config.near.enabled:
+            from dedup.on_ray import RayNear
+
+            return Deduplicator(config, prior, near=RayNear())
         return Deduplicator(config, prior)
 
     def dedup_index(self, config: DedupConfig) -> DedupIndex:
@@ -495,7 +500,7 @@ class DatasetStore:
         cluster, layers, outcome = list(ids), {}, None
         if dedup is not None:
             outcome = dedup.run(ids, [st == ACCEPTED for st in status], light.column("dedup_hash").to_pylist(),
-                                lambda positions: self._user_texts(shard_files, positions))
+                                ShardTexts(shard_files))
             for i, (_layer, why) in outcome.rejected.items():
                 # A duplicate is synthesis's: it proposed a task (or dialogue) the dataset already has.
                 status[i], stage[i], reason[i], fault[i] = REJECTED, "dedup", why, "synthesis"
@@ -571,19 +576,6 @@ class DatasetStore:
                 offset += len(rows)
                 figures.add_batch(rows)
         return figures.finish()
-
-    @staticmethod
-    def _user_texts(shard_files: list[Path], positions: list[int]) -> list[str]:
-        """User turns of the rows at ``positions`` (in shard-file order), one shard file in memory at a time."""
-        wanted, out, offset = sorted(positions), {}, 0
-        for f in shard_files:
-            n = pq.ParquetFile(f).metadata.num_rows
-            local = [p - offset for p in wanted if offset <= p < offset + n]
-            if local:
-                frame = pl.read_parquet(f, columns=["messages"])[local]
-                out.update(zip((offset + p for p in local), user_texts(frame), strict=True))
-            offset += n
-        return [out[p] for p in positions]
 
     def clear_staging(self, run_id: str) -> None:
         shutil.rmtree(self.root / "_staging" / run_id, ignore_errors=True)

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from dedup import DedupIndex, Deduplicator
+from dedup import DedupIndex, Deduplicator, ShardTexts
 from pipelines.budget import TARGET
 from pipelines.rows import ACCEPTED
 from pipelines.shard import shard_indices
-from pipelines.store import DatasetStore, _light
+from pipelines.store import _light
 from schemas import RunConfig
 
 NO_YIELD_SHARDS = 10  # a target run that accepted nothing in this many shards stops (``no_yield``)
@@ -56,7 +56,7 @@ class AcceptedCount:
         else:
             outcome = Deduplicator(self.config, self.prior).run(
                 light.column("id").to_pylist(), [bool(a) for a in accepted], light.column("dedup_hash").to_pylist(),
-                lambda positions: DatasetStore._user_texts([path], positions))
+                ShardTexts([path]))
             self.prior = DedupIndex.concat([self.prior, outcome.index])
             kept = len(outcome.index)
         self.survivors += kept

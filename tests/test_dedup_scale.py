@@ -81,3 +81,27 @@ def test_versions_against_memory_mapped_parts_decide_as_one_run(tmp_path):
     stacked = DedupIndex.concat([DedupIndex.concat(parts[:2]), parts[2]]).signatures  # an index of indexes, too
     assert isinstance(stacked, Stacked) and len(stacked.parts) == 3 and len(stacked) == sum(len(p) for p in parts)
     assert (stacked.take(np.array([len(parts[0]) + 1, 0])) == np.asarray(stacked)[[len(parts[0]) + 1, 0]]).all()
+
+
+def test_rows_read_from_shard_files_one_at_a_time_get_the_same_decisions(tmp_path):
+    """A commit's rows lie in shard files (``ShardTexts``): the near layer signs them one file at a time (so it
+    never holds every row's text) and decides exactly what it decides over the whole batch of texts."""
+    import polars as pl
+
+    from dedup import ShardTexts
+
+    texts = templated(300, seed=3)
+    files = []
+    for k, lo in enumerate(range(0, 300, 70)):  # uneven shards: the last one is short
+        path = tmp_path / f"rows-{k:05d}.parquet"
+        pl.DataFrame({"messages": [[{"role": "system", "content": "policy"}, {"role": "user", "content": t},
+                                    {"role": "assistant", "content": "ok"}] for t in texts[lo:lo + 70]]}
+                     ).write_parquet(path)
+        files.append(path)
+    ids = [f"r{i}" for i in range(300)]
+    accepted = [i % 7 != 3 for i in range(300)]  # rows rejected earlier are never read
+    in_memory = Deduplicator(DedupConfig()).run(ids, accepted, ids, lambda pos: [texts[p] for p in pos])
+    from_files = Deduplicator(DedupConfig()).run(ids, accepted, ids, ShardTexts(files))
+    assert in_memory.rejected == from_files.rejected and in_memory.counts["near"] > 0
+    assert in_memory.cluster_ids == from_files.cluster_ids
+    assert np.array_equal(in_memory.index.signatures, from_files.index.signatures)

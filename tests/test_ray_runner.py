@@ -4,6 +4,7 @@ dataset as the thread runner."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -26,7 +27,7 @@ from schemas import ConfigError
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 ROOT = Path(__file__).resolve().parents[1]
-COMPARED = ["index", "id", "task_id", "status", "stage", "reason", "dedup_hash", "shard"]
+COMPARED = ["index", "id", "task_id", "status", "stage", "reason", "dedup_hash", "shard", "cluster_id"]
 RAY = Path(sys.executable).parent / "ray"
 
 
@@ -34,8 +35,14 @@ def _rows(path) -> pl.DataFrame:
     return pl.read_delta(str(path)).select(COMPARED).sort("index")
 
 
+# At the default near settings these 40 dialogues are all distinct (at most 0.07 estimated Jaccard on word 3-grams),
+# so there would be no near decisions to compare; on single words at 0.25 the near layer rejects some rows and
+# clusters others, with buckets over the cap (several greedy rounds).
+NEAR = {"ngram": 1, "threshold": 0.25, "cluster_threshold": 0.2, "bucket_cap": 4}
+
+
 def _config(small_config, **runner):
-    return small_config(num_tasks=40, shard_size=20, runner=runner or {"kind": "thread"})
+    return small_config(num_tasks=40, shard_size=20, runner=runner or {"kind": "thread"}, dedup={"near": NEAR})
 
 
 @pytest.fixture(scope="module")
@@ -47,19 +54,29 @@ def thread_run(tmp_path_factory):
     return run_generate(_config(_small_config), out, "run-a"), _rows(out)
 
 
-def test_ray_runner_gives_the_thread_runners_dataset(tmp_path, small_config, thread_run):
+def test_ray_runner_gives_the_thread_runners_dataset(tmp_path, small_config, thread_run, caplog):
+    """Shards and the near dedup layer on Ray: signatures (one task per shard file) and each band's candidate pairs
+    ran in Ray worker processes, and the rejections and cluster ids are the thread runner's."""
     import ray
 
     a, left = thread_run
     on_ray = _config(small_config, kind="ray")
     assert type(task_runner_for(on_ray)).__name__ == "RayTaskRunner"
+    caplog.set_level(logging.INFO, logger="trajforge.dedup")
     b = run_generate(on_ray, tmp_path / "ray", "run-a")
+    (near,) = [r for r in caplog.records if r.name == "trajforge.dedup" and r.msg.startswith("near dedup on Ray")]
+    rows, signature_tasks, band_tasks, pids = near.args
+    assert rows == left.filter(pl.col("stage").is_null() | (pl.col("stage") == "dedup")).height - \
+        left["reason"].str.starts_with("exact duplicate").sum()  # every row the near layer was offered
+    assert signature_tasks == 2 and band_tasks > 0  # one task per shard file
+    assert pids and os.getpid() not in pids  # computed in Ray's worker processes, not the driver
 
     assert not ray.is_initialized(), "the runner stops the local Ray instance it started"
     assert b.config_hash == a.config_hash  # how a run is executed is not part of what it made
     assert (b.tasks, b.accepted, b.rejected) == (a.tasks, a.accepted, a.rejected) and a.rejected > 0
     right = _rows(tmp_path / "ray")
     assert right.height == 40 and right["shard"].n_unique() == 2
+    assert left["reason"].str.starts_with("near duplicate").any()  # the near layer decided something to compare
     assert left.equals(right)
 
 
