@@ -54,7 +54,8 @@ def front_matter(summary: ExportSummary) -> dict[str, Any]:
         # `datasets` keys its cache of a local folder by this YAML alone (the data_files are patterns): without
         # the sizes, a folder exported again (the next version, another run) loaded as the first export's cache
         infos.append({"config_name": view, "download_size": summary.view_bytes.get(view, 0),
-                      "splits": [{"name": s, "num_examples": summary.rows[view][s]} for s in splits]})
+                      "splits": [{"name": s, "num_bytes": summary.split_bytes.get(view, {}).get(s, 0),
+                                  "num_examples": summary.rows[view][s]} for s in splits]})
     accepted = summary.manifest.total_accepted
     return {
         "license": summary.options.license,

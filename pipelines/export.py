@@ -159,8 +159,9 @@ def export_version(dataset_dir: str | Path, to: str | Path, options: ExportOptio
             summary.files.setdefault(view, {})[split] = writer.close()
             summary.rows.setdefault(view, {})[split] = counts[(view, split)]
         work.mkdir(parents=True, exist_ok=True)  # a view may be empty (every row dropped as unrenderable)
-        summary.view_bytes = {view: sum(p.stat().st_size for p in (work / "data" / view).rglob("*.parquet"))
-                              for view in summary.rows}
+        summary.split_bytes = {view: {split: sum(p.stat().st_size for p in (work / "data" / view).glob(f"{split}-*.parquet"))
+                                      for split in splits} for view, splits in summary.rows.items()}
+        summary.view_bytes = {view: sum(sizes.values()) for view, sizes in summary.split_bytes.items()}
         summary.bytes = sum(summary.view_bytes.values())
         (work / "README.md").write_text(render_card(summary))
         if dest.exists():

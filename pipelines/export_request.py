@@ -53,6 +53,7 @@ class ExportSummary:
     files: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # config -> split -> relative paths
     bytes: int = 0
     view_bytes: dict[str, int] = field(default_factory=dict)  # config -> bytes of its Parquet files
+    split_bytes: dict[str, dict[str, int]] = field(default_factory=dict)  # config -> split -> bytes
     by_domain: dict[str, int] = field(default_factory=dict)
     by_kind: dict[str, int] = field(default_factory=dict)
     by_turns: dict[int, int] = field(default_factory=dict)

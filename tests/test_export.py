@@ -434,4 +434,9 @@ def test_a_folder_exported_again_loads_its_new_rows(dataset, tmp_path, capsys):
     assert load(folder, "sft", tmp_path)["train"].num_rows == versions[0].total_accepted
     assert main(["export", str(dataset), "--to", str(folder), "--test-ratio", "0", "--force"]) == 0
     assert load(folder, "sft", tmp_path)["train"].num_rows == versions[-1].total_accepted
+    # whole split entries (name, bytes, examples): `datasets` ignores, with a warning on every load, any less
+    info = yaml.safe_load((folder / "README.md").read_text().split("---")[1])["dataset_info"]
+    train = next(s for s in next(c for c in info if c["config_name"] == "sft")["splits"] if s["name"] == "train")
+    assert train == {"name": "train", "num_examples": versions[-1].total_accepted,
+                     "num_bytes": sum(p.stat().st_size for p in (folder / "data" / "sft").glob("train-*.parquet"))}
     capsys.readouterr()
