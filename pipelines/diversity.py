@@ -140,22 +140,33 @@ def _mix(h: np.ndarray) -> np.ndarray:
 
 
 class FrequentNames:
-    """How often each name (a turn, a tool chain) occurs: exact up to ``cap`` names, then Space-Saving
-    (counts then overestimate by at most total / cap)."""
+    """How often each name (a turn, a tool chain) occurs: exact up to ``cap`` names. Beyond, the less frequent half
+    is dropped whenever ``cap`` names are held, and a name that arrives after a drop starts at the largest count
+    dropped so far (``floor``): counts then overestimate by at most ``floor`` (a lossy-counting bound), at O(1)
+    amortized per name. Space-Saving's exact minimum, found by a scan per new name, was O(cap): a 100k-row commit
+    spent minutes in it."""
 
     def __init__(self, cap: int = NAMES_CAP) -> None:
         self.cap = cap
         self.counts: Counter[str] = Counter()
+        self.floor = 0
         self.exact = True
 
     def add(self, name: str) -> None:
-        if name in self.counts or len(self.counts) < self.cap:
-            self.counts[name] += 1
+        counts = self.counts
+        if name in counts:
+            counts[name] += 1
             return
+        counts[name] = self.floor + 1
+        if len(counts) > self.cap:
+            self._drop_half()
+
+    def _drop_half(self) -> None:
+        ranked = self.counts.most_common()
+        keep = max(self.cap // 2, 1)
         self.exact = False
-        smallest, n = min(self.counts.items(), key=lambda kv: kv[1])
-        del self.counts[smallest]
-        self.counts[name] = n + 1
+        self.floor = max(self.floor, ranked[keep][1]) if len(ranked) > keep else self.floor
+        self.counts = Counter(dict(ranked[:keep]))
 
     def distinct(self) -> int | None:
         return len(self.counts) if self.exact else None

@@ -118,12 +118,17 @@ def prefect_api(out_dir: str | Path, scheduler: bool = False) -> Iterator[Prefec
     if url:
         yield PrefectApi(url)
         return
+    from prefect.context import refresh_global_settings_context
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     out = Path(out_dir)
     with _home(out) as home, local_prefect_server(home, out / "_logs" / LOG_NAME, scheduler=scheduler) as api:
         previous = os.environ.get("PREFECT_API_URL")
         os.environ["PREFECT_API_URL"] = api.url
+        # Threads Prefect starts itself see the global settings, not this thread's: without the refresh, the process
+        # pool's event forwarder found no API URL and started Prefect's own temporary server, so every worker's
+        # task-run events went to a second, untethered server that knew none of the flow runs.
+        refresh_global_settings_context()
         try:
             with temporary_settings({PREFECT_API_URL: api.url}):
                 try:
@@ -135,6 +140,7 @@ def prefect_api(out_dir: str | Path, scheduler: bool = False) -> Iterator[Prefec
                 os.environ.pop("PREFECT_API_URL", None)
             else:
                 os.environ["PREFECT_API_URL"] = previous
+            refresh_global_settings_context()
 
 
 def _drain_prefect_workers() -> None:

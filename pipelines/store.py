@@ -42,9 +42,12 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError, DeltaError
+from deltalake.transaction import create_table_with_add_actions
 
 from dedup import DedupIndex, Deduplicator, ShardTexts, load_index, save_part
+from pipelines.delta_parts import PartWriter
 from pipelines.diversity import Diversity
 from pipelines.funnel import funnel
 from pipelines.rows import ACCEPTED, REJECTED, ROW_SCHEMA
@@ -61,6 +64,7 @@ _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 # Row groups of bounded size (Delta's writer default is ~1M rows): a reader that wants one row, or the rows of one
 # run, decodes only the row groups whose statistics match, not a whole version's messages.
 ROW_GROUP_ROWS = 4096
+_ROW_DELTA_SCHEMA = DeltaSchema.from_arrow(ROW_SCHEMA).to_json()
 
 
 class StoreError(DatasetError):
@@ -178,6 +182,11 @@ def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
         return pa.nulls(batch.num_rows, target)
     column = batch.column(name)
     return column if column.type == target else column.cast(target)
+
+
+def _row_schema(table: DeltaTable) -> bool:
+    """Whether the table's schema is the row schema, so a version can be committed as add actions."""
+    return table.schema().to_json() == _ROW_DELTA_SCHEMA
 
 
 def _settled(manifest: DatasetManifest, accepted: int, surplus: int) -> dict:
@@ -542,16 +551,21 @@ class DatasetStore:
                     offset += batch.num_rows
                     yield pa.RecordBatch.from_arrays(arrays, schema=ROW_SCHEMA)
 
-        reader = pa.RecordBatchReader.from_batches(ROW_SCHEMA, batches())
-        # Writing through the table as of ``base`` with no retries makes a concurrent commit a conflict, not a merge.
-        # A first commit uses mode="error", so a table created meanwhile is a conflict too.
-        target = table_uri(self.root) if base is None else self.table(base, check_files=False)
+        # Built on the table as of ``base`` with no retries, a concurrent commit is a conflict, not a merge; a first
+        # commit uses mode="error", so a table created meanwhile is a conflict too.
+        properties = CommitProperties(custom_metadata={MANIFEST_KEY: final.model_dump_json(exclude={"version"})},
+                                      max_commit_retries=0)
+        table = None if base is None else self.table(base, check_files=False)
         try:
-            write_deltalake(target, reader, mode="error" if base is None else "append", schema_mode="merge",
-                            writer_properties=WriterProperties(max_row_group_size=ROW_GROUP_ROWS, compression="SNAPPY"),
-                            commit_properties=CommitProperties(
-                                custom_metadata={MANIFEST_KEY: final.model_dump_json(exclude={"version"})},
-                                max_commit_retries=0))
+            if table is not None and not _row_schema(table):
+                # Only a write can change the table's schema (older code wrote fewer columns): this one commit
+                # streams through delta-rs' writer, whose memory grows with the version (see delta_parts).
+                write_deltalake(table, pa.RecordBatchReader.from_batches(ROW_SCHEMA, batches()), mode="append",
+                                schema_mode="merge", commit_properties=properties,
+                                writer_properties=WriterProperties(max_row_group_size=ROW_GROUP_ROWS,
+                                                                   compression="SNAPPY"))
+            else:
+                self._commit_parts(batches(), table, properties)
         except CommitFailedError as err:
             raise _Conflict from err
         except DeltaError as err:
@@ -559,6 +573,23 @@ class DatasetStore:
                 raise _Conflict from err
             raise
         return final.model_copy(update={"version": expected})
+
+    def _commit_parts(self, batches: Iterator[pa.RecordBatch], table: DeltaTable | None,
+                      properties: CommitProperties) -> None:
+        """Writes the version's files with pyarrow (one row group in memory) and commits them as one transaction;
+        the files of a commit that fails are removed."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        parts = PartWriter(self.root, ROW_SCHEMA, ROW_GROUP_ROWS)
+        try:
+            actions = parts.write(batches).close()
+            if table is None:
+                create_table_with_add_actions(table_uri(self.root), DeltaSchema.from_arrow(ROW_SCHEMA), actions,
+                                              mode="error", commit_properties=properties)
+            else:
+                table.create_write_transaction(actions, "append", ROW_SCHEMA, commit_properties=properties)
+        except BaseException:
+            parts.discard()
+            raise
 
     @staticmethod
     def _diversity(shard_files: list[Path], status: list[str], known_intents: dict[str, list[str]] | None

@@ -35,10 +35,16 @@ def test_distinct_counts_are_exact_below_the_cap_and_estimated_above_it():
 
 
 def test_frequent_names_keep_the_heavy_hitter_when_over_the_cap():
-    names = FrequentNames(cap=50)
+    names, truth = FrequentNames(cap=50), Counter()
     for i in range(5_000):
-        names.add("yes" if i % 10 == 0 else f"turn {i}")
-    assert not names.exact and names.top(1)[0][0] == "yes" and names.top(1)[0][1] >= 500
+        name = "yes" if i % 10 == 0 else "ok" if i % 25 == 1 else f"turn {i % 700}"
+        names.add(name)
+        truth[name] += 1
+    assert not names.exact and names.distinct() is None and len(names.counts) <= 50
+    assert [n for n, _ in names.top(2)] == ["yes", "ok"]
+    assert 0 < names.floor <= 5_000 / 25  # the lossy-counting bound: total / (cap / 2)
+    for name, n in names.counts.items():  # an overestimate, by at most the floor
+        assert truth[name] <= n <= truth[name] + names.floor
 
 
 def _row(i: int, users: list[str], calls: list[str], intent: str, status: str = "accepted", **more) -> dict:

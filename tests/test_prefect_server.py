@@ -4,6 +4,7 @@ its own home per dataset, analytics off, a configurable start limit, and gone wi
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,10 +19,10 @@ from pipelines.store import DatasetStore
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _config(tmp: Path) -> Path:
-    path = tmp / "run.yaml"
+def _config(tmp: Path, runner: str = "thread") -> Path:
+    path = tmp / f"run-{runner}.yaml"
     path.write_text(yaml.safe_dump({
-        "name": "server-test", "seed": 3, "num_tasks": 20, "shard_size": 10,
+        "name": "server-test", "seed": 3, "num_tasks": 20, "shard_size": 10, "runner": {"kind": runner},
         "generators": [{"name": "blueprint", "params": {"min_requests": 1, "max_requests": 2}}],
     }))
     return path
@@ -35,8 +36,8 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _generate(tmp: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "generate", "--config", str(_config(tmp)),
+def _generate(tmp: Path, out: Path, env: dict[str, str], runner: str = "thread") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "generate", "--config", str(_config(tmp, runner)),
                              "--out", str(out), "--no-progress"], cwd=tmp, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -63,8 +64,16 @@ def test_a_sigkilled_run_takes_its_prefect_server_with_it(tmp_path):
 
 
 def test_parallel_runs_on_one_machine_each_get_their_own_prefect_database(tmp_path):
+    """Run b's shards run in a process pool: its workers' task runs reach its own server (Prefect's event forwarder
+    thread once started Prefect's own temporary server for them, in the user's Prefect home), and no other starts."""
     env = _env(tmp_path)  # one Prefect home for both, as a user's ~/.prefect
-    runs = {name: _generate(tmp_path, tmp_path / name, env) for name in ("a", "b")}
+    runs = {name: _generate(tmp_path, tmp_path / name, env, runner) for name, runner in (("a", "thread"),
+                                                                                         ("b", "process"))}
+    strays: set[int] = set()
+    while any(proc.poll() is None for proc in runs.values()):
+        strays.update(pid for pid in with_env("PREFECT_HOME", str(tmp_path / "user-prefect-home"))
+                      if b"prefect.server" in _cmdline(pid))
+        time.sleep(0.2)
     for name, proc in runs.items():
         output, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, f"run {name}:\n{output}"
@@ -73,6 +82,10 @@ def test_parallel_runs_on_one_machine_each_get_their_own_prefect_database(tmp_pa
         assert [m.version for m in DatasetStore(tmp_path / name).versions()] == [0]
         assert (tmp_path / name / "_prefect" / "prefect.db").is_file()  # not the shared home's database
     assert not (tmp_path / "user-prefect-home" / "prefect.db").exists()
+    assert not strays, f"Prefect servers in the user's Prefect home: {strays}"
+    with sqlite3.connect(tmp_path / "b" / "_prefect" / "prefect.db") as db:
+        rollouts = db.execute("select count(*) from task_run where name like 'rollout-%'").fetchone()[0]
+    assert rollouts == 2  # one per shard, run in the workers, recorded by the run's own server
 
 
 def test_a_second_run_on_the_same_dataset_gets_a_temporary_prefect_home(tmp_path):
@@ -101,3 +114,10 @@ def test_the_start_limit_is_configurable_and_a_server_that_misses_it_is_one_line
     assert proc.returncode == 2
     assert output.strip() == "trajforge: error: TRAJFORGE_PREFECT_START_TIMEOUT_S: expected a number of seconds > 0, " \
                              "got 'soon'"
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

@@ -9,13 +9,17 @@ import shutil
 import threading
 import time
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from export_helpers import commit_worker, draft_manifest, stage_rows, two_versions
 
 from dedup import Deduplicator
 from pipelines.cli import main
+from pipelines.delta_parts import PartWriter
 from pipelines.export import export_version
+from pipelines.rows import ROW_SCHEMA
 from pipelines.store import DatasetStore, StoreError
 from pipelines.versioning import diff_versions
 from schemas import DedupConfig
@@ -155,6 +159,7 @@ def test_two_threads_with_a_fixed_dedup_one_fails_clearly_nothing_half_written(d
     store = DatasetStore(root)
     assert len(store.versions()) == 1
     assert store.read().height == DatasetStore(dataset).versions()[0].tasks
+    assert _parquet_files(root) == {p.name for p in store.data_files()}  # the loser removed the files it had written
 
 
 def test_a_commit_that_keeps_losing_gives_up_and_keeps_its_staged_shards(dataset, tmp_path):
@@ -183,9 +188,46 @@ def test_a_commit_that_keeps_losing_gives_up_and_keeps_its_staged_shards(dataset
     assert [m.run_id for m in DatasetStore(root).versions()] == [f"other-{n}" for n in range(4)]
     assert {p: p.read_bytes() for p in staged} == before  # the staged shards are still there, untouched
     assert DatasetStore(root).read().height == 4 * sum(pq.ParquetFile(f).metadata.num_rows for f in their_files)
+    assert _parquet_files(root) == {p.name for p in DatasetStore(root).data_files()}  # no file of the four lost attempts is left
 
     # the other writer is done: the same staged shards commit, deduplicated against everything committed meanwhile
     landed = ours.commit(staged, draft_manifest("run-loser"), lambda: ours.deduplicator(DedupConfig()))
     assert (landed.version, landed.parent_version) == (4, 3)
     assert landed.tasks == source.versions()[0].tasks
     assert [m.run_id for m in DatasetStore(root).versions()][-1] == "run-loser"
+
+
+def _parquet_files(root) -> set[str]:
+    """The Parquet files in a table's folder (trajforge's own folders are below it)."""
+    return {p.name for p in root.glob("*.parquet")}
+
+
+def test_a_version_is_written_by_pyarrow_and_committed_with_delta_stats(dataset, tmp_path):
+    """The commit writes its own Parquet files (bounded memory) and commits them as add actions: the files roll over
+    at the target size in whole row groups, the add actions carry the footers' row counts and bounds, and both
+    readers (polars', deltalake's for a folder whose path needs escaping) see every row."""
+    rows = DatasetStore(dataset).read(0).to_arrow().select(ROW_SCHEMA.names).cast(ROW_SCHEMA)
+    parts = PartWriter(tmp_path, ROW_SCHEMA, row_group_rows=16, target_file_bytes=20_000)
+    actions = parts.write(rows.to_batches(max_chunksize=5)).close()
+    assert len(actions) > 1 and sum(json.loads(a.stats)["numRecords"] for a in actions) == rows.num_rows
+    for action in actions:
+        meta = pq.ParquetFile(tmp_path / action.path).metadata
+        assert {meta.row_group(g).num_rows for g in range(meta.num_row_groups - 1)} <= {16}
+        stats = json.loads(action.stats)
+        shard = pq.read_table(tmp_path / action.path, columns=["id", "num_turns", "reason"])
+        assert stats["minValues"]["id"] == min(shard["id"].to_pylist())
+        assert stats["maxValues"]["num_turns"] == max(shard["num_turns"].to_pylist())
+        assert stats["nullCount"]["reason"] == shard["reason"].null_count
+        assert "messages" not in stats["minValues"]  # nested columns have no bounds
+    parts.discard()
+    assert not list(tmp_path.glob("*.parquet"))
+
+    root = tmp_path / "a b"  # deltalake's reader, not polars'
+    store = DatasetStore(root)
+    first = store.commit(stage_rows(rows, tmp_path / "staged"), draft_manifest("run-x"), None)
+    table = store.table()
+    added = pa.table(table.get_add_actions(flatten=True)).to_pydict()
+    assert sum(added["num_records"]) == first.tasks == rows.num_rows
+    assert added["min.run_id"] == added["max.run_id"] == ["run-a"]
+    assert table.schema().to_arrow() == DeltaTable(dataset).schema().to_arrow()  # as delta-rs' writer made it
+    assert store.read().sort("id").equals(DatasetStore(dataset).read(0).sort("id"))
