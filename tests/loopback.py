@@ -1,6 +1,6 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 whose replies a test scripts.
 
-The server is uvicorn + Starlette, so the client side (openai's async client,
+The server is uvicorn + Starlette, so the client side (the aiohttp model client,
 the shared endpoint layer, the agents) is exercised over real sockets. What it
 answers is decided by a *brain*: a function from the request body to a
 ``Reply`` (a message, an HTTP error with headers, a delay). ``TranscriptBrain``

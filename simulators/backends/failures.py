@@ -1,9 +1,9 @@
 """A failed connection in the words a user acts on: refused, timed out, cannot resolve, reset.
 
-HTTP clients blur these: the aiohttp transport of the ``openai`` client
-reports a refused connection as ``ConnectTimeout``, so a dead server's
-dialogues read "request timed out". The cause chain still holds the
-``ConnectionRefusedError``; this reads it.
+HTTP clients blur these (the ``openai`` SDK's aiohttp transport reported a
+refused connection as ``ConnectTimeout``, so a dead server's dialogues read
+"request timed out"); the cause chain still holds the
+``ConnectionRefusedError`` or the socket timeout, and this reads it.
 """
 
 from __future__ import annotations

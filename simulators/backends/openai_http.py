@@ -1,21 +1,29 @@
-"""Any OpenAI-compatible chat endpoint over HTTP: a `vllm serve` server, a hosted API."""
+"""Any OpenAI-compatible chat endpoint over HTTP: a `vllm serve` server, a hosted API.
+
+The wire protocol is one JSON POST to ``/chat/completions``, so this speaks it with aiohttp directly: the
+``openai`` SDK's request building, httpx wrapper and pydantic reply models were more than half of the
+client's CPU per request (issue 21: at 256 requests in flight the client, not the server, was the cap).
+The reply is read as plain JSON into ``ChatReply`` here, checking the few fields a rollout relies on.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
-import httpx
-import openai
-from openai.types.chat import ChatCompletion
+import aiohttp
+import orjson
 
 from schemas import FunctionCall, Message, ToolCall, Usage
 from simulators.backends.base import BackendError, ChatParams, ChatReply, TransientError
 from simulators.backends.failures import describe_connection_error
 
+MAX_CONNECTIONS = 4096  # the endpoint's own limit decides how many are in flight; the pool never should
 
-def retry_after_seconds(headers: httpx.Headers | None) -> float | None:
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     """``Retry-After`` in seconds (the HTTP-date form is rare from model servers and is ignored)."""
     if headers is None:
         return None
@@ -32,30 +40,38 @@ def retry_after_seconds(headers: httpx.Headers | None) -> float | None:
         return None
 
 
-def _tool_calls(raw: list[Any] | None, content: str | None) -> list[ToolCall] | None:
-    if not raw:
-        return None
-    calls = []
-    for i, call in enumerate(raw):
-        fn = call.function
-        call_id = call.id or "call_" + hashlib.sha256(f"{i}:{fn.name}:{fn.arguments}:{content}".encode()).hexdigest()[:16]
-        # Arguments stay the exact string the model produced: a malformed call is kept to be rejected for what it is.
-        calls.append(ToolCall(id=call_id, function=FunctionCall(name=fn.name or "", arguments=fn.arguments or "")))
-    return calls
+class MalformedReply(TransientError):
+    """A 200 reply that is not a chat completion (not JSON, or a field of the wrong type): a proxy's or a
+    server's fault, worth another try, and counted against the server's health."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"malformed reply: {what}", unhealthy=True)
 
 
 class OpenAICompatible:
-    """Talks to ``base_url`` with the ``openai`` async client; the client's own retries are off (Endpoint retries)."""
+    """Talks to ``base_url`` over one aiohttp session per event loop (``Endpoint`` keeps one backend per loop).
+
+    No retries here (``Endpoint`` retries); ``timeout_s`` bounds the connect (at most 10 s), the wait for a free
+    connection, and each wait for the reply's bytes, as the SDK's per-operation timeouts did.
+    """
 
     def __init__(self, base_url: str, model: str, api_key: str | None, timeout_s: float) -> None:
         self.model, self.base_url, self.timeout_s = model, base_url, timeout_s
-        self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "unused", max_retries=0,
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-            # aiohttp's pool: httpx's scans every pooled connection on each request, which at 128
-            # requests in flight costs more CPU than everything else a rollout does.
-            http_client=openai.DefaultAioHttpClient(
-                limits=httpx.Limits(max_connections=4096, max_keepalive_connections=512)))  # the endpoint limits
+        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json",
+                         "User-Agent": "trajforge"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_connect=min(timeout_s, 10.0),
+                                              sock_read=timeout_s)
+        self._session: aiohttp.ClientSession | None = None  # made on first use: it binds to the running loop
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # trust_env: HTTP(S)_PROXY / NO_PROXY apply, as they did with the SDK's client.
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS), timeout=self._timeout, trust_env=True)
+        return self._session
 
     async def chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                    params: ChatParams) -> ChatReply:
@@ -65,49 +81,108 @@ class OpenAICompatible:
         else:
             body.pop("parallel_tool_calls", None)
         try:
-            # The documented low-level `post`: the messages are already plain JSON, and the client's typed
-            # `create` would walk every message of every request again (half the client's CPU at 128 in flight).
-            response = await self._client.post("/chat/completions", cast_to=ChatCompletion, body=body)
-        except openai.APIConnectionError as err:  # APITimeoutError too: read the cause, it tells refused from slow
+            async with self._client().post(self._url, data=orjson.dumps(body), headers=self._headers) as response:
+                raw = await response.read()
+                status, headers = response.status, response.headers
+        except (aiohttp.ClientError, TimeoutError) as err:  # refused, reset, timed out: the cause tells which
             raise TransientError(f"{self.base_url}: {describe_connection_error(err, self.timeout_s)}",
                                  unhealthy=True) from None
-        except openai.APIStatusError as err:
-            status = err.status_code
-            text = f"HTTP {status}: {_short(err)}"
+        if status >= 400:
+            text = f"HTTP {status}: {_short(raw, status)}"
             if status in (408, 409, 429) or status >= 500:
-                raise TransientError(text, retry_after_seconds(err.response.headers), unhealthy=status >= 500) from None
-            raise BackendError(text, unhealthy=status in (401, 403, 404)) from None
-        if not response.choices:
-            raise TransientError("reply without choices")
-        first = response.choices[0]
-        choice = first.message
-        details = getattr(response.usage, "prompt_tokens_details", None)
-        usage = Usage(prompt_tokens=getattr(response.usage, "prompt_tokens", 0) or 0,
-                      completion_tokens=getattr(response.usage, "completion_tokens", 0) or 0,
-                      cached_prompt_tokens=getattr(details, "cached_tokens", 0) or 0)
-        message = Message(role="assistant", content=choice.content,
-                          tool_calls=_tool_calls(choice.tool_calls, choice.content),
-                          reasoning_content=_extra(choice, "reasoning_content", "reasoning") or None)
-        return ChatReply(message=message, usage=usage, finish_reason=first.finish_reason,
-                         stop_reason=_extra(first, "stop_reason"))
+                raise TransientError(text, retry_after_seconds(headers), unhealthy=status >= 500)
+            raise BackendError(text, unhealthy=status in (401, 403, 404))
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise MalformedReply(f"HTTP {status}, not JSON: {_first_line(raw)}") from None
+        return parse_completion(data)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
-def _extra(obj: Any, *names: str) -> Any:
-    """A field the OpenAI types do not declare (vLLM's ``stop_reason``, ``reasoning`` / ``reasoning_content``)."""
-    extra = getattr(obj, "model_extra", None) or {}
-    for name in names:
-        value = getattr(obj, name, None) if name in type(obj).model_fields else extra.get(name)
-        if value is not None:
-            return value
-    return None
+def parse_completion(data: Any) -> ChatReply:
+    """A chat completion's JSON as a ``ChatReply``; ``MalformedReply`` names the first field that is wrong."""
+    if not isinstance(data, dict):
+        raise MalformedReply(f"a JSON {type(data).__name__}, not an object")
+    choices = data.get("choices")
+    if not choices:
+        raise TransientError("reply without choices")
+    first = _field(choices, 0, dict, "choices")
+    choice = _field(first, "message", dict, "choices[0]")
+    content = _optional(choice, "content", str, "choices[0].message")
+    usage = _optional(data, "usage", dict, "reply") or {}
+    details = _optional(usage, "prompt_tokens_details", dict, "usage") or {}
+    message = Message(role="assistant", content=content,
+                      tool_calls=_tool_calls(_optional(choice, "tool_calls", list, "choices[0].message"), content),
+                      reasoning_content=_optional(choice, "reasoning_content", str, "choices[0].message")
+                      or _optional(choice, "reasoning", str, "choices[0].message") or None)
+    return ChatReply(message=message,
+                     usage=Usage(prompt_tokens=_optional(usage, "prompt_tokens", int, "usage") or 0,
+                                 completion_tokens=_optional(usage, "completion_tokens", int, "usage") or 0,
+                                 cached_prompt_tokens=_optional(details, "cached_tokens", int,
+                                                                "usage.prompt_tokens_details") or 0),
+                     finish_reason=_optional(first, "finish_reason", str, "choices[0]"),
+                     stop_reason=_optional(first, "stop_reason", (str, int), "choices[0]"))
 
 
-def _short(err: openai.APIStatusError) -> str:
-    body = err.body
+def _tool_calls(raw: list[Any] | None, content: str | None) -> list[ToolCall] | None:
+    if not raw:
+        return None
+    calls = []
+    for i, call in enumerate(raw):
+        where = f"choices[0].message.tool_calls[{i}]"
+        if not isinstance(call, dict):
+            raise MalformedReply(f"{where} is a JSON {type(call).__name__}, not an object")
+        fn = _field(call, "function", dict, where)
+        name = _optional(fn, "name", str, where + ".function") or ""
+        arguments = _optional(fn, "arguments", str, where + ".function") or ""
+        call_id = _optional(call, "id", str, where) or \
+            "call_" + hashlib.sha256(f"{i}:{name}:{arguments}:{content}".encode()).hexdigest()[:16]
+        # Arguments stay the exact string the model produced: a malformed call is kept to be rejected for what it is.
+        calls.append(ToolCall(id=call_id, function=FunctionCall(name=name, arguments=arguments)))
+    return calls
+
+
+def _field(obj: Any, key: Any, kind: type, where: str) -> Any:
+    """``obj[key]``, which must be there and of ``kind``."""
+    try:
+        value = obj[key]
+    except (KeyError, IndexError, TypeError):
+        raise MalformedReply(f"{where} has no {key!r}") from None
+    if not isinstance(value, kind):
+        raise MalformedReply(f"{where}[{key!r}] is a JSON {type(value).__name__}, not {kind.__name__}")
+    return value
+
+
+def _optional(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``obj[key]`` if present and not null, which must then be of ``kind`` (a bool is no int here)."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        names = "/".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
+        raise MalformedReply(f"{where}.{key} is a JSON {type(value).__name__}, not {names}")
+    return value
+
+
+def _first_line(raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace").strip()
+    return (text.splitlines() or ["(empty body)"])[0][:200]
+
+
+def _short(raw: bytes, status: int) -> str:
+    """An error body as one short line: its ``error.message`` (OpenAI, vLLM), else the JSON or the text."""
+    try:
+        body: Any = json.loads(raw)
+    except ValueError:
+        body = raw.decode("utf-8", "replace").strip()
+    if isinstance(body, dict):
+        body = body.get("error", body)
     if isinstance(body, dict):
         body = body.get("message") or body.get("error") or body
     text = body if isinstance(body, str) else json.dumps(body, default=str)
-    return (text or err.message)[:200]
+    return (" ".join(text.split()) or f"Error code: {status}")[:200]
