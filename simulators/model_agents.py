@@ -143,9 +143,17 @@ class LLMAssistant:
     def __init__(self, endpoint: Endpoint, role: AssistantRoleConfig, meter: Usage) -> None:
         self.endpoint, self.meter = endpoint, meter
         self.params = chat_params(role, parallel_tool_calls=role.parallel_tool_calls)
+        self._wire: tuple[list[Tool], list[dict[str, Any]]] | None = None
+
+    def _wire_tools(self, tools: list[Tool]) -> list[dict[str, Any]]:
+        """The tools as JSON, dumped once per dialogue: a rollout passes the same list every turn, and dumping
+        it on every request was a visible share of the client's CPU per request (issue 21)."""
+        if self._wire is None or self._wire[0] is not tools:
+            self._wire = (tools, [t.model_dump() for t in tools])
+        return self._wire[1]
 
     async def respond(self, messages: list[Message], tools: list[Tool]) -> Message:
-        wire_tools = [t.model_dump() for t in tools]
+        wire_tools = self._wire_tools(tools)
         try:
             reply = await self.endpoint.chat(messages, wire_tools, self.params, self.meter)
         except TruncatedReply as err:  # a cut-off turn is never accepted: half a sentence, or half a tool call
