@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
 import pytest
 from loopback import LoopbackServer, Reply, echo_brain
+from starlette.responses import Response
 
 from schemas import BackendConfig, Message, Usage
 from simulators.backends import BackendError, ChatParams, Endpoint, RequestCache
 from simulators.backends.limits import ConcurrencyLimit, RateLimit
+from simulators.backends.openai_http import OpenAICompatible
 
 HELLO = [Message(role="user", content="hello")]
 
@@ -104,6 +107,66 @@ def test_malformed_tool_call_json_is_kept_verbatim():
     assert reply.tool_calls[0].function.arguments == '{"order_id": "#W1'
     with pytest.raises(ValueError):
         reply.tool_calls[0].parsed_arguments()
+
+
+class RawReplies(LoopbackServer):
+    """Answers the first requests with the given raw 200 bodies (what a proxy or a server's own fields look like),
+    then as the loopback does."""
+
+    def __init__(self, *bodies: bytes) -> None:
+        super().__init__()
+        self.bodies = list(bodies)
+
+    async def _completions(self, request):
+        if not self.bodies:
+            return await super()._completions(request)
+        await request.body()
+        with self._lock:
+            self.requests += 1
+            raw = self.bodies.pop(0)
+        return Response(raw, media_type="application/json")
+
+
+VLLM_REPLY = json.dumps({
+    "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "loop-model",
+    "choices": [{"index": 0, "finish_reason": "stop", "stop_reason": 128001, "logprobs": None,
+                 "message": {"role": "assistant", "content": "Hi.", "reasoning_content": "Greet back.",
+                             "tool_calls": []}}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15,
+              "prompt_tokens_details": {"cached_tokens": 8}}}).encode()
+
+
+def test_a_vllm_reply_is_read_with_its_own_fields():
+    """Reasoning, cached prompt tokens and vLLM's ``stop_reason`` (a token id here) come from the reply's JSON."""
+    with RawReplies(VLLM_REPLY) as server:
+        client = OpenAICompatible(server.url, "loop-model", None, timeout_s=5)
+
+        async def go():
+            try:
+                return await client.chat([{"role": "user", "content": "hello"}], None, ChatParams())
+            finally:
+                await client.aclose()
+
+        reply = asyncio.run(go())
+    assert reply.message.content == "Hi." and reply.message.reasoning_content == "Greet back."
+    assert reply.message.tool_calls is None  # an empty list is no call
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.cached_prompt_tokens) == (12, 3, 8)
+    assert reply.finish_reason == "stop" and reply.stop_reason == 128001
+
+
+def test_a_malformed_reply_is_retried_and_then_named():
+    """A 200 that is no chat completion (a proxy's HTML page, a field of the wrong type) is a transient fault of the
+    server: tried again, and when it persists the reason names what was wrong."""
+    with RawReplies(b"<html>502 Bad Gateway</html>") as server:
+        meter = Usage()
+        assert chat(endpoint(server), meter).content == "echo: hello"
+    assert meter.retries == 1 and meter.errors == 1 and server.requests == 2
+    wrong = json.loads(VLLM_REPLY)
+    wrong["choices"][0]["message"]["tool_calls"] = "cancel_order"
+    with RawReplies(*[json.dumps(wrong).encode()] * 2) as server:
+        with pytest.raises(BackendError, match=r"malformed reply: choices\[0\]\.message\.tool_calls is a JSON str, "
+                                               r"not list \(gave up after 1 retries\)"):
+            chat(endpoint(server, max_retries=1), Usage())
 
 
 def test_concurrency_limit_holds_across_threads_and_loops():

@@ -85,7 +85,11 @@ class OpenAICompatible:
         else:
             body.pop("parallel_tool_calls", None)
         try:
-            async with self._client().post(self._url, data=orjson.dumps(body), headers=self._headers,
+            data = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+        except orjson.JSONEncodeError as err:  # a value from a config's extra body, say: the request cannot be sent
+            raise BackendError(f"request to {self.base_url} is not JSON: {err}") from None
+        try:
+            async with self._client().post(self._url, data=data, headers=self._headers,
                                            proxy=self._proxy) as response:
                 raw = await response.read()
                 status, headers = response.status, response.headers
@@ -98,10 +102,10 @@ class OpenAICompatible:
                 raise TransientError(text, retry_after_seconds(headers), unhealthy=status >= 500)
             raise BackendError(text, unhealthy=status in (401, 403, 404))
         try:
-            data = orjson.loads(raw)
+            reply = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise MalformedReply(f"HTTP {status}, not JSON: {_first_line(raw)}") from None
-        return parse_completion(data)
+        return parse_completion(reply)
 
     async def aclose(self) -> None:
         if self._session is not None:
