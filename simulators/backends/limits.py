@@ -74,10 +74,16 @@ class ConcurrencyLimit:
 
     def _hand_over(self) -> bool:
         """Give one slot to the first waiter whose loop still runs (under the lock)."""
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
         while self._waiters:
             loop, waiter = self._waiters.popleft()
             try:
-                loop.call_soon_threadsafe(self._grant, waiter)
+                # A waiter on this thread's own loop needs no wake-up through the loop's self-pipe (a write and a
+                # read per request, at hundreds in flight); one on another shard's loop does.
+                (loop.call_soon if loop is here else loop.call_soon_threadsafe)(self._grant, waiter)
                 return True
             except RuntimeError:  # that loop is closed; try the next waiter
                 continue
