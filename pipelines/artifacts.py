@@ -14,7 +14,8 @@ from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from pipelines.report import funnel_left, run_rows
+from pipelines.report import first_rows, funnel_left
+from pipelines.rows import ACCEPTED
 from schemas import DatasetManifest
 
 SAMPLES = 3
@@ -78,7 +79,6 @@ def create_run_artifacts(manifest: DatasetManifest, out_dir: str | Path) -> None
                                       f"{manifest.rejected} rejected (version {manifest.version})")
     create_table_artifact(usage_table(manifest), key=artifact_key("usage", manifest.run_id),
                           description="model requests and tokens per role (empty offline)")
-    rows = run_rows(out_dir, manifest, ["index", "status", "messages"])
-    accepted = rows.filter(rows["status"] == "accepted").head(SAMPLES)["messages"].to_list()
+    accepted = first_rows(out_dir, manifest, ACCEPTED, SAMPLES, ["messages"])["messages"].to_list()
     create_markdown_artifact(samples_markdown(manifest, accepted), key=artifact_key("samples", manifest.run_id),
                              description=f"{len(accepted)} accepted dialogues of version {manifest.version}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -29,6 +30,7 @@ from pipelines.resume import checkpoint, claim_staging, committed, finished, sta
 from pipelines.shard import ShardAbandoned, rollout_shard, shard_indices, synthesize_shard
 from pipelines.store import DatasetStore, ShortOfTarget
 from pipelines.target import AcceptedCount, Finished, ShardPlan
+from pipelines.tethered import exit_with_parent
 from pipelines.version import code_version
 from schemas import DatasetManifest, Lineage, RunConfig, RunCost, RunFailedError, RunOrigin, RunStop, Usage
 from simulators.backends import forget_endpoints, managed_vllm
@@ -126,7 +128,8 @@ def task_runner_for(config: RunConfig):
 
         return ray_task_runner(config.runner)
     if config.runner.kind == "process":
-        return ProcessPoolTaskRunner(max_workers=config.runner.workers)
+        return ProcessPoolTaskRunner(max_workers=config.runner.workers, initializer=exit_with_parent,
+                                     initargs=(os.getpid(),))
     return ThreadPoolTaskRunner(max_workers=config.runner.workers or 4)
 
 

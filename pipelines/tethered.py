@@ -59,5 +59,18 @@ def main(argv: list[str]) -> int:
             pass
     return child.wait()
 
+def exit_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """In a process-pool worker: exit once the process that started it is gone. A pool worker blocked in a task
+    does not notice its parent's death (Prefect's threads keep it alive), so a SIGKILLed run left its workers
+    running; this is their initializer (``ProcessPoolTaskRunner(initializer=...)``)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            threading.Event().wait(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from procs import gone, with_env
 
@@ -46,19 +47,25 @@ def _servers_of(out: Path):
     return lambda: with_env("PREFECT_HOME", str(out / "_prefect"))
 
 
-def test_a_sigkilled_run_takes_its_prefect_server_with_it(tmp_path):
+@pytest.mark.parametrize("runner, point", [("thread", "rolled-out:0"), ("process", "committed")])
+def test_a_sigkilled_run_takes_its_prefect_server_and_workers_with_it(tmp_path, runner, point):
+    """The run SIGKILLs its own main process (thread runner: once the first shard is staged; process runner: in the
+    main process, after the commit, while its pool workers are up); nothing else is signalled."""
     out = tmp_path / "ds"
-    # the run SIGKILLs its own main process once the first shard is staged; nothing else is signalled
-    proc = _generate(tmp_path, out, _env(tmp_path, TRAJFORGE_TEST_KILL_AT="rolled-out:0"))
-    seen: set[int] = set()
+    proc = _generate(tmp_path, out, _env(tmp_path, TRAJFORGE_TEST_KILL_AT=point), runner)
+    seen, workers = set(), set()
     while proc.poll() is None:
         seen.update(_servers_of(out)())
+        workers.update(_workers_of(tmp_path))
         time.sleep(0.1)
+    if runner == "process":  # before reading the run's output: a worker left running holds that pipe open
+        assert workers, "the run's pool workers were never seen running"
+        assert gone(lambda: _workers_of(tmp_path)), f"pool workers {_workers_of(tmp_path)} outlived the run"
     output = proc.stdout.read()
     assert proc.returncode == -9, output
     assert seen, "the run's Prefect server was never seen running"
     assert gone(_servers_of(out)), f"Prefect server processes {_servers_of(out)()} outlived the SIGKILLed run"
-    assert not DatasetStore(out).exists()
+    assert DatasetStore(out).exists() == (point == "committed")
     log = (out / "_logs" / "prefect-server.log").read_text()
     assert "telemetry" not in (log + output).lower(), log + output  # analytics off, though nothing configured it
 
@@ -114,6 +121,11 @@ def test_the_start_limit_is_configurable_and_a_server_that_misses_it_is_one_line
     assert proc.returncode == 2
     assert output.strip() == "trajforge: error: TRAJFORGE_PREFECT_START_TIMEOUT_S: expected a number of seconds > 0, " \
                              "got 'soon'"
+
+
+def _workers_of(tmp: Path) -> list[int]:
+    """The process-pool workers of a run started with ``_env(tmp)``."""
+    return [pid for pid in with_env("PREFECT_HOME", str(tmp / "user-prefect-home")) if b"spawn_main" in _cmdline(pid)]
 
 
 def _cmdline(pid: int) -> bytes:
