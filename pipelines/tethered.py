@@ -59,6 +59,7 @@ def main(argv: list[str]) -> int:
             pass
     return child.wait()
 
+
 def exit_with_parent(parent: int, every_s: float = 1.0) -> None:
     """In a process-pool worker: exit once the process that started it is gone. A pool worker blocked in a task
     does not notice its parent's death (Prefect's threads keep it alive), so a SIGKILLed run left its workers
