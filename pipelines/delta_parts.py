@@ -126,6 +126,6 @@ def file_stats(meta: pq.FileMetaData) -> dict:
 
 def _bound(value: object) -> bool:
     """Whether a bound can be written as Delta writes it: short strings, finite numbers."""
-    if isinstance(value, str | bytes):
-        return len(value) <= _STAT_CHARS and isinstance(value, str)
-    return isinstance(value, int | bool) or (isinstance(value, float) and math.isfinite(value))
+    if isinstance(value, str):
+        return len(value) <= _STAT_CHARS
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
