@@ -142,7 +142,7 @@ def _mix(h: np.ndarray) -> np.ndarray:
 class FrequentNames:
     """How often each name (a turn, a tool chain) occurs: exact up to ``cap`` names. Beyond, the less frequent half
     is dropped whenever ``cap`` names are held, and a name that arrives after a drop starts at the largest count
-    dropped so far (``floor``): counts then overestimate by at most ``floor`` (a lossy-counting bound), at O(1)
+    dropped so far (``floor``): counts then overestimate by at most ``floor`` (a lossy-counting bound), at O(log cap)
     amortized per name. Space-Saving's exact minimum, found by a scan per new name, was O(cap): a 100k-row commit
     spent minutes in it."""
 
