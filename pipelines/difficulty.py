@@ -21,6 +21,7 @@ environment again.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 from schemas import Task, Trajectory
@@ -38,8 +39,14 @@ def _leaves(value: Any) -> list[str]:
         return [v for x in value for v in _leaves(x)]
     if isinstance(value, bool) or value is None:
         return []
-    text = normalize(str(value))
+    text = _scalar(str(value))
     return [text] if len(text) >= 3 else []
+
+
+@lru_cache(maxsize=8192)
+def _scalar(text: str) -> str:
+    """``normalize`` of one scalar: the same ids, names and amounts come back in every dialogue of a domain."""
+    return normalize(text)
 
 
 def dialogue_figures(trajectory: Trajectory, task: Task, env: Environment) -> dict[str, Any]:

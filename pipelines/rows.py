@@ -84,6 +84,24 @@ ROW_SCHEMA = pa.schema([
 ACCEPTED, REJECTED = "accepted", "rejected"
 
 
+_tools_json: dict[tuple[int, ...], tuple[tuple[Tool, ...], str]] = {}
+
+
+def tools_json(tools: list[Tool]) -> str:
+    """The ``tools`` column: the tools' JSON in their declared order.
+
+    A domain hands every dialogue the same tool objects, and dumping them was ~5% of a row's
+    cost, so the JSON is kept per list of objects (the entry holds them: their ids stay theirs).
+    """
+    key = tuple(map(id, tools))
+    cached = _tools_json.get(key)
+    if cached is None:  # a hit is these very objects: the entry holds its own, so no other object has their ids
+        if len(_tools_json) >= 256:  # tools made per dialogue (a model's schema-only domain) must not pile up
+            _tools_json.clear()
+        cached = _tools_json[key] = (tuple(tools), ordered_json([t.model_dump() for t in tools]))
+    return cached[1]
+
+
 def stored_messages(messages: list[Message]) -> list[dict[str, Any]]:
     """Messages as stored, field for field, so that a stored row re-verifies to the same trajectory id.
 
@@ -113,7 +131,7 @@ def trajectory_row(
         "domain": task.domain,
         "generator": task.generator,
         "messages": stored_messages(trajectory.messages),
-        "tools": ordered_json([t.model_dump() for t in trajectory.tools]),
+        "tools": tools_json(trajectory.tools),
         "task": task.model_dump_json(),
         "verdicts": canonical_json([v.model_dump(exclude_none=True) for v in trajectory.verdicts]),
         "num_turns": sum(m.role == "user" for m in trajectory.messages),
@@ -129,7 +147,7 @@ def trajectory_row(
 
 def _user_side(tools: list[Tool], actions: list[UserAction]) -> dict[str, Any]:
     """Dual control: the user's own tools (declared order kept, like ``tools``) and what the user did with them."""
-    return {"user_tools": ordered_json([t.model_dump() for t in tools]) if tools else None,
+    return {"user_tools": tools_json(tools) if tools else None,
             "user_actions": canonical_json([a.model_dump() for a in actions]) if actions else None}
 
 
@@ -154,7 +172,7 @@ def rejected_row(
         "domain": task.domain if task else domain,
         "generator": task.generator if task else None,
         "messages": stored_messages(messages),
-        "tools": ordered_json([t.model_dump() for t in tools or []]),
+        "tools": tools_json(tools or []),
         "task": task.model_dump_json() if task else None,
         "verdicts": canonical_json([Verdict(stage=stage, passed=False, reason=reason, fault=fault).model_dump()]),
         "num_turns": sum(m.role == "user" for m in messages),

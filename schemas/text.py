@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
+_FOLDED = re.compile(r"[^\w#$.]+")
+
 
 def normalize(text: str) -> str:
     """Case, width and punctuation folded; digits and '#' kept so '#1234' never equals '#9876'."""
     text = unicodedata.normalize("NFKC", text).lower()
-    return re.sub(r"[^\w#$.]+", " ", text).strip()
+    return _FOLDED.sub(" ", text).strip()

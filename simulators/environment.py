@@ -27,7 +27,7 @@ import json
 import marshal
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar, get_args, get_origin, get_type_hints
@@ -216,6 +216,44 @@ def _copy(record: Any) -> Any:
     return marshal.loads(marshal.dumps(record))
 
 
+def name_dob(person: dict[str, Any]) -> tuple[str, str, str]:
+    """(first name, last name) case-folded and date of birth: how airline and telecom look a person up (``Tables.find``)."""
+    return person["name"]["first_name"].lower(), person["name"]["last_name"].lower(), person["date_of_birth"]
+
+
+_indexes: dict[tuple[int, Callable[[Any], Hashable]], tuple[dict[str, Any], dict[str, int], dict[Hashable, list[str]]]] = {}
+
+
+def _index(records: dict[str, Any], key_of: Callable[[Any], Hashable]
+           ) -> tuple[dict[str, int], dict[Hashable, list[str]]]:
+    """(position of each key, keys by ``key_of`` in order) of a base table; cached while the table lives."""
+    cached = _indexes.get((id(records), key_of))
+    if cached is None:  # a hit is this very table: the entry holds it, so no other object has its id meanwhile
+        if len(_indexes) >= 64:  # bases come and go with their seeds (``_base_state``'s cache): keep a few
+            _indexes.clear()
+        index: dict[Hashable, list[str]] = {}
+        for key, record in records.items():
+            index.setdefault(key_of(record), []).append(key)
+        cached = _indexes[(id(records), key_of)] = (records, {key: i for i, key in enumerate(records)}, index)
+    return cached[1], cached[2]
+
+
+_base_jsons: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}
+
+
+def _base_json(records: dict[str, Any], key: str) -> str:
+    """Canonical JSON of a base record, made once per process: every write is compared with its base record."""
+    cached = _base_jsons.get(id(records))
+    if cached is None:  # the entry holds its table, as ``_index``'s do
+        if len(_base_jsons) >= 64:
+            _base_jsons.clear()
+        cached = _base_jsons[id(records)] = (records, {})
+    texts = cached[1]
+    if key not in texts:
+        texts[key] = canonical_json(records[key])
+    return texts[key]
+
+
 class Tables:
     """Copy-on-write tables of JSON-like records.
 
@@ -226,14 +264,26 @@ class Tables:
     def __init__(self, base: dict[str, dict[str, Any]]) -> None:
         self._base = base
         self._overlay: dict[str, dict[str, Any]] = {}
+        # canonical JSON of each overlay record that differs from its base record, made when it is put: the
+        # state is hashed after every call, and re-serializing both sides of every change each time cost more
+        self._differs: dict[str, dict[str, str]] = {}
 
     def get(self, table: str, key: str) -> Any | None:
+        return _copy(self.view(table, key))
+
+    def view(self, table: str, key: str) -> Any | None:
+        """``get`` without the copy, for a reader that only looks (a read tool's reply, a filter): it must not mutate it."""
         changed = self._overlay.get(table, {})
-        record = changed[key] if key in changed else self._base.get(table, {}).get(key)
-        return _copy(record)
+        return changed[key] if key in changed else self._base.get(table, {}).get(key)
 
     def put(self, table: str, key: str, record: Any) -> None:
-        self._overlay.setdefault(table, {})[key] = _copy(record)
+        record = self._overlay.setdefault(table, {})[key] = _copy(record)
+        text, base = canonical_json(record), self._base.get(table, {})
+        differs = self._differs.setdefault(table, {})
+        if key in base and _base_json(base, key) == text:
+            differs.pop(key, None)
+        else:
+            differs[key] = text
 
     def scan(self, table: str) -> Iterator[tuple[str, Any]]:
         """Every (key, record) without copying: for searches, which must not mutate."""
@@ -243,15 +293,40 @@ class Tables:
             yield key, changed.get(key, record)
         yield from ((k, r) for k, r in changed.items() if k not in base)
 
+    def find(self, table: str, key_of: Callable[[Any], Hashable], wanted: Hashable) -> str | None:
+        """The first key, in ``scan`` order, whose record has ``key_of(record) == wanted``; None if none.
+
+        A lookup tool (a customer by name and zip) scanned every record per call; the base is
+        immutable and shared by every copy of an environment, so its index is built once per
+        base table and ``key_of`` (a module-level function), and only the overlay is checked per call.
+        """
+        base, changed = self._base.get(table, {}), self._overlay.get(table, {})
+        position, index = _index(base, key_of)
+        hits = [key for key in index.get(wanted, ()) if key not in changed][:1]
+        hits += [key for key, record in changed.items() if key in base and key_of(record) == wanted]
+        if hits:
+            return min(hits, key=position.__getitem__)
+        return next((key for key, record in changed.items() if key not in base and key_of(record) == wanted), None)
+
     def diff(self) -> dict[str, dict[str, Any]]:
         """Records that differ from the base: the whole state given the base."""
         out: dict[str, dict[str, Any]] = {}
         for table, records in self._overlay.items():
-            base = self._base.get(table, {})
+            differs = self._differs.get(table, {})
             for key, record in records.items():
-                if key not in base or canonical_json(base[key]) != canonical_json(record):
+                if key in differs:
                     out.setdefault(table, {})[key] = record
         return out
+
+    def diff_json(self) -> str:
+        """``canonical_json(self.diff())``, spelled from the records' JSON made at ``put``."""
+        tables = {table: differs for table, differs in self._differs.items() if differs}
+        if not all(isinstance(key, str) for differs in tables.values() for key in differs):
+            return canonical_json(self.diff())  # json's own key coercion and ordering for anything else
+        return "{" + ",".join(
+            f"{canonical_json(table)}:{{" + ",".join(f"{canonical_json(key)}:{tables[table][key]}"
+                                                     for key in sorted(tables[table])) + "}"
+            for table in sorted(tables)) + "}"
 
 
 class DomainParams(BaseModel):
@@ -474,7 +549,7 @@ class Environment:
 
     def state_hash(self) -> str:
         digest = hashlib.sha256(self._base_hash.encode())
-        digest.update(canonical_json(self.db.diff()).encode())
+        digest.update(self.db.diff_json().encode())
         return digest.hexdigest()[:32]
 
     def state_sides(self) -> dict[str, dict[str, dict[str, Any]]]:

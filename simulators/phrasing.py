@@ -117,13 +117,25 @@ def fragment(template: str, rng: random.Random, **slots: str) -> str:
     return tidy("".join(out), capitalize=False)
 
 
+_SPACES = re.compile(r"\s+")
+_SPACE_BEFORE_MARK = re.compile(r"\s+([,.!?;:])")
+_DOUBLE_MARK = re.compile(r"([,;:])(?=[,.!?])")
+_LEADING_MARK = re.compile(r"^[,;:]\s*")
+_SENTENCE_START = re.compile(r"(^|[.!?]\s+)([a-z])")
+
+
+def _capital(match: re.Match[str]) -> str:
+    return match.group(1) + match.group(2).upper()
+
+
 def tidy(text: str, capitalize: bool = True) -> str:
-    text = re.sub(r"\s+", " ", text).strip()
-    text = re.sub(r"\s+([,.!?;:])", r"\1", text)
-    text = re.sub(r"([,;:])(?=[,.!?])", "", text)
-    text = re.sub(r"^[,;:]\s*", "", text)
+    # compiled once: phrasing runs several times per turn, and ``re.sub``'s cache lookup cost more than the match
+    text = _SPACES.sub(" ", text).strip()
+    text = _SPACE_BEFORE_MARK.sub(r"\1", text)
+    text = _DOUBLE_MARK.sub("", text)
+    text = _LEADING_MARK.sub("", text)
     if capitalize:  # every sentence starts with a capital, however the alternatives fell
-        text = re.sub(r"(^|[.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
+        text = _SENTENCE_START.sub(_capital, text)
     return text
 
 

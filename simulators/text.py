@@ -7,6 +7,7 @@ with the same folding.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from schemas.text import normalize
 
@@ -14,6 +15,7 @@ __all__ = ["facts", "normalize"]
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _TOKEN = re.compile(r"[#$]?\w(?:[\w.,/-]*\w)?")
+_DIGIT = re.compile(r"[0-9]")
 
 
 def facts(text: str) -> set[str]:
@@ -21,8 +23,15 @@ def facts(text: str) -> set[str]:
 
     Compared case-folded (``folded``): '#w123' still names order '#W123', while one changed digit does not.
     """
+    return set(_facts(text))
+
+
+@lru_cache(maxsize=4096)
+def _facts(text: str) -> frozenset[str]:
+    # cached: a scripted assistant re-reads every user turn of its dialogue at each of its own turns
     found = set(_EMAIL.findall(text))
     for token in _TOKEN.findall(_EMAIL.sub(" ", text)):
-        if any(c.isdigit() for c in token):
+        # an ASCII token has a digit iff [0-9] finds one; only a non-ASCII one needs str.isdigit's wider set
+        if _DIGIT.search(token) if token.isascii() else any(c.isdigit() for c in token):
             found.add(token.lstrip("$").rstrip(".,"))
-    return found
+    return frozenset(found)

@@ -519,6 +519,43 @@ def test_tables_overlay_and_diff():
     assert base == {"t": {"a": {"x": 1}, "b": {"x": 2}}}
 
 
+def _scan_find(tables: Tables, table: str, key_of, wanted):
+    return next((key for key, record in tables.scan(table) if key_of(record) == wanted), None)
+
+
+def test_tables_find_agrees_with_a_scan_through_overlay_changes():
+    """The index is built on the shared base; the overlay (a moved customer, a new one, a twin) is seen per call."""
+    zip_of = lambda r: r["zip"]  # noqa: E731 - one function object for the index, as a domain's module-level one
+    base = {"people": {f"p{i}": {"zip": f"{i % 5:05d}"} for i in range(20)}}
+    tables, other = Tables(base), Tables(base)
+    wanted = ["00000", "00003", "00004", "99999", "77777"]
+    assert [tables.find("people", zip_of, w) for w in wanted] == ["p0", "p3", "p4", None, None]
+    tables.put("people", "p0", {"zip": "99999"})  # the first 00000 moved away: the next one is found
+    tables.put("people", "p13", {"zip": "00004"})  # a later base record now matches too: base order still wins
+    tables.put("people", "p4", {"zip": "77777"})
+    tables.put("people", "new", {"zip": "00000"})  # overlay-only records come after every base record
+    tables.put("people", "twin", {"zip": "55555"})
+    for w in [*wanted, "55555"]:
+        assert tables.find("people", zip_of, w) == _scan_find(tables, "people", zip_of, w), w
+    assert [tables.find("people", zip_of, w) for w in ["00000", "00004", "99999", "55555"]] == ["p5", "p9", "p0", "twin"]
+    assert other.find("people", zip_of, "00000") == "p0"  # another copy of the same base sees none of it
+
+
+def test_tables_diff_json_is_the_canonical_json_of_the_diff():
+    base = {"t": {"a": {"x": 1}, "b": {"x": 2, "é": [1.5, None]}}, "u": {"k": {"y": "z"}}}
+    tables = Tables(base)
+    assert tables.diff_json() == canonical_json(tables.diff()) == "{}"
+    tables.put("t", "b", {"é": [1.5, None], "x": 2})  # the base record again: no difference
+    assert tables.diff_json() == "{}"
+    tables.put("u", "k", {"y": "ü\n", "n": 1e-7})
+    tables.put("t", "c", {"x": 3})
+    tables.put("t", "a", {"x": 10})
+    assert tables.diff_json() == canonical_json(tables.diff())
+    assert json.loads(tables.diff_json()) == {"t": {"a": {"x": 10}, "c": {"x": 3}}, "u": {"k": {"y": "ü\n", "n": 1e-7}}}
+    tables.put("t", "a", {"x": 1})  # changed back: gone from both
+    assert tables.diff_json() == canonical_json(tables.diff()) and "a" not in tables.diff()["t"]
+
+
 def test_revert_to_original_restores_fresh_hash(env):
     fresh_hash = env.state_hash()
     cust_id = orders(env, "pending")[0]["customer_id"]

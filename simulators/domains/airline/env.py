@@ -22,7 +22,7 @@ from simulators.domains.airline.data import BAG_FEE, build_airline
 from simulators.domains.airline.intents import INTENTS
 from simulators.domains.airline.policy import POLICY, check_policy
 from simulators.domains.airline.rules import flown
-from simulators.environment import DOMAINS, Environment, Param, ToolError, tool
+from simulators.environment import DOMAINS, Environment, Param, ToolError, name_dob, tool
 from simulators.intents import Identity
 from simulators.phrasing import pick
 
@@ -174,10 +174,10 @@ class AirlineEnv(Environment):
         date_of_birth: Annotated[str, Param("Date of birth, YYYY-MM-DD.", "dob")],
     ) -> str:
         """Find a user's id by full name and date of birth; this authenticates the user."""
-        for key, u in self.db.scan("users"):
-            if (u["name"]["first_name"].lower(), u["name"]["last_name"].lower(), u["date_of_birth"]) == (
-                    first_name.strip().lower(), last_name.strip().lower(), date_of_birth.strip()):
-                return key
+        key = self.db.find("users", name_dob, (first_name.strip().lower(), last_name.strip().lower(),
+                                              date_of_birth.strip()))
+        if key is not None:
+            return key
         raise ToolError("no user with that name and date of birth")
 
     @tool(produces=("reservation_id", "payment_method_id"))

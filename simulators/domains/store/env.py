@@ -32,6 +32,11 @@ State = Annotated[str, Param("Two-letter state code.", "address")]
 Zip = Annotated[str, Param("Five-digit zip code.", "address")]
 
 
+def _name_zip(customer: dict[str, Any]) -> tuple[str, str, str]:
+    """What ``find_customer_id_by_name_zip`` looks a customer up by."""
+    return customer["name"]["first_name"].lower(), customer["name"]["last_name"].lower(), customer["address"]["zip"]
+
+
 def _money(x: float) -> float:
     return round(x + 1e-9, 2)
 
@@ -84,20 +89,20 @@ class StoreEnv(Environment):
                         bindings={"customer_id": [user_id]})
 
     # -- helpers -------------------------------------------------------------
-    def _order(self, order_id: str) -> dict[str, Any]:
-        order = self.db.get("orders", order_id)
+    def _order(self, order_id: str, copy: bool = True) -> dict[str, Any]:
+        order = (self.db.get if copy else self.db.view)("orders", order_id)
         if order is None:
             raise ToolError(f"order {order_id} not found")
         return order
 
-    def _customer(self, customer_id: str) -> dict[str, Any]:
-        customer = self.db.get("customers", customer_id)
+    def _customer(self, customer_id: str, copy: bool = True) -> dict[str, Any]:
+        customer = (self.db.get if copy else self.db.view)("customers", customer_id)
         if customer is None:
             raise ToolError(f"customer {customer_id} not found")
         return customer
 
-    def _product(self, product_id: str) -> dict[str, Any]:
-        product = self.db.get("products", product_id)
+    def _product(self, product_id: str, copy: bool = True) -> dict[str, Any]:
+        product = (self.db.get if copy else self.db.view)("products", product_id)
         if product is None:
             raise ToolError(f"product {product_id} not found")
         return product
@@ -177,28 +182,27 @@ class StoreEnv(Environment):
         zip: Annotated[str, Param("Zip code of the customer's default address.", "zip")],
     ) -> str:
         """Find a customer's id by first name, last name and zip; this authenticates the customer."""
-        for key, c in self.db.scan("customers"):
-            if (c["name"]["first_name"].lower(), c["name"]["last_name"].lower(), c["address"]["zip"]) == (
-                first_name.strip().lower(), last_name.strip().lower(), zip.strip()):
-                return key
-        raise ToolError("no customer with that name and zip code")
+        key = self.db.find("customers", _name_zip, (first_name.strip().lower(), last_name.strip().lower(), zip.strip()))
+        if key is None:
+            raise ToolError("no customer with that name and zip code")
+        return key
 
     @tool(produces=("order_id", "payment_method_id", "address"))
     def get_customer_details(self, customer_id: CustomerId) -> dict[str, Any]:
         """Profile of a customer: name, email, default address, payment methods and order ids."""
-        return self._customer(customer_id)
+        return self._customer(customer_id, copy=False)
 
     @tool(produces=("item_id", "product_id", "payment_method_id"))
     def get_order_details(self, order_id: OrderId) -> dict[str, Any]:
         """Status, items, address, payments and tracking of an order."""
-        return self._order(order_id)
+        return self._order(order_id, copy=False)
 
     @tool(produces=("variant_id",))
     def get_product_details(
         self, product_id: Annotated[str, Param("The product id, such as 'P1003'.", "product_id")]
     ) -> dict[str, Any]:
         """A product with all its variants, their options, prices and availability."""
-        return self._product(product_id)
+        return self._product(product_id, copy=False)
 
     @tool(produces=("product_id",))
     def list_product_types(self) -> dict[str, str]:

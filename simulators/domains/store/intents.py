@@ -57,7 +57,7 @@ def say_item(rng: random.Random, item: dict[str, Any]) -> str:
 
 
 def _orders(env: Environment, customer: dict[str, Any], status: str) -> list[dict[str, Any]]:
-    orders = [env.db.get("orders", o) for o in customer["orders"]]
+    orders = [env.db.view("orders", o) for o in customer["orders"]]
     return [o for o in orders if o["status"] == status]
 
 

@@ -57,5 +57,5 @@ def check_policy(env: Environment, messages: list[Message]) -> list[str]:
 def _owner(env: Environment, args: dict) -> str | None:
     if "customer_id" in args:
         return args["customer_id"]
-    order = env.db.get("orders", str(args.get("order_id", "")))
+    order = env.db.view("orders", str(args.get("order_id", "")))
     return order["customer_id"] if order else None

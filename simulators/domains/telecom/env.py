@@ -19,7 +19,7 @@ from simulators.domains.telecom.data import PLANS, TODAY, build_telecom
 from simulators.domains.telecom.device import NETWORK_LABEL, mms_blocker, speed, status_bar
 from simulators.domains.telecom.intents import INTENTS, VOICE
 from simulators.domains.telecom.policy import POLICY, check_policy
-from simulators.environment import DOMAINS, Environment, Param, ToolError, tool, user_tool
+from simulators.environment import DOMAINS, Environment, Param, ToolError, name_dob, tool, user_tool
 from simulators.intents import Identity
 from simulators.phrasing import pick
 
@@ -149,10 +149,10 @@ class TelecomEnv(Environment):
         date_of_birth: Annotated[str, Param("Date of birth, YYYY-MM-DD.", "dob")],
     ) -> str:
         """Find a customer's id by full name and date of birth; this authenticates the customer."""
-        for key, c in self.db.scan("customers"):
-            if (c["name"]["first_name"].lower(), c["name"]["last_name"].lower(), c["date_of_birth"]) == (
-                    first_name.strip().lower(), last_name.strip().lower(), date_of_birth.strip()):
-                return key
+        key = self.db.find("customers", name_dob, (first_name.strip().lower(), last_name.strip().lower(),
+                                              date_of_birth.strip()))
+        if key is not None:
+            return key
         raise ToolError("no customer with that name and date of birth")
 
     @tool(produces=("line_id", "payment_method_id"))
