@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +56,17 @@ class Reply:
 
 
 Brain = Callable[[dict[str, Any]], Reply]
+
+
+def _json(value: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON reply serialized by orjson: the benchmark's server shares the machine's CPUs with the client it
+    measures, so what it spends per request is taken from the client."""
+    return Response(orjson.dumps(value), status_code=status_code, headers=headers, media_type="application/json")
+
+
+def request_key(messages: list[dict[str, Any]]) -> str:
+    """A request's messages as one string (sorted keys): how ``arrivals`` and a brain's faults name a request."""
+    return orjson.dumps(messages, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def echo_brain(body: dict[str, Any]) -> Reply:
@@ -108,19 +120,18 @@ class LoopbackServer:
         elif delta < 0:
             self.last_work = now
 
-    async def _completions(self, request: Request) -> JSONResponse:
-        body = await request.json()
+    async def _completions(self, request: Request) -> Response:
+        body = orjson.loads(await request.body())
         with self._lock:
             self.requests += 1
             if self.capacity is not None and self.in_flight >= self.capacity:
                 self.statuses[429] += 1
                 self.arrivals.append((time.monotonic(), ""))
-                return JSONResponse({"error": {"message": f"over capacity ({self.capacity} in flight)"}},
-                                    status_code=429, headers={"Retry-After": self.retry_after} if self.retry_after
-                                    else {})
+                return _json({"error": {"message": f"over capacity ({self.capacity} in flight)"}},
+                             status_code=429, headers={"Retry-After": self.retry_after} if self.retry_after else {})
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            self.arrivals.append((time.monotonic(), json.dumps(body["messages"], sort_keys=True)))
+            self.arrivals.append((time.monotonic(), request_key(body["messages"])))
         if self.slots is not None and self._slots is None:
             self._slots = asyncio.Semaphore(self.slots)
         try:
@@ -144,8 +155,8 @@ class LoopbackServer:
         with self._lock:
             self.statuses[reply.status] += 1
         if reply.status != 200:
-            return JSONResponse({"error": {"message": reply.error or f"scripted {reply.status}"}},
-                                status_code=reply.status, headers=reply.headers)
+            return _json({"error": {"message": reply.error or f"scripted {reply.status}"}},
+                         status_code=reply.status, headers=reply.headers)
         prompt = sum(len(json.dumps(m)) for m in body["messages"]) // 4 + 1
         completion = len(json.dumps([reply.content, reply.tool_calls])) // 4 + 1
         with self._lock:
@@ -158,7 +169,7 @@ class LoopbackServer:
         if reply.reasoning is not None:
             message["reasoning"] = reply.reasoning
         finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
-        return JSONResponse({
+        return _json({
             "id": f"chatcmpl-{self.requests}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "loopback"),
             "choices": [{"index": 0, "message": message, "finish_reason": finish, "stop_reason": None}],
@@ -166,8 +177,8 @@ class LoopbackServer:
                       "total_tokens": prompt + completion},
         })
 
-    async def _health(self, request: Request) -> JSONResponse:
-        return JSONResponse({"ok": True})
+    async def _health(self, request: Request) -> Response:
+        return _json({"ok": True})
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -177,11 +188,11 @@ class LoopbackServer:
                     "tokens": dict(self.tokens), "now": time.monotonic(), "first_work": self.first_work,
                     "last_work": self.last_work}
 
-    async def _stats(self, request: Request) -> JSONResponse:
-        return JSONResponse(self.stats())
+    async def _stats(self, request: Request) -> Response:
+        return _json(self.stats())
 
-    async def _models(self, request: Request) -> JSONResponse:
-        return JSONResponse({"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]})
+    async def _models(self, request: Request) -> Response:
+        return _json({"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]})
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/v1/chat/completions", self._completions, methods=["POST"]),
@@ -321,26 +332,27 @@ class TranscriptBrain:
         messages = body["messages"]
         if self.is_user_request(body):
             return self._user(messages)
-        return self._assistant(messages[1:], json.dumps(messages, sort_keys=True))
+        return self._assistant(messages[1:], messages)
 
-    def _assistant(self, conversation: list[dict[str, Any]], request_key: str) -> Reply:
+    def _assistant(self, conversation: list[dict[str, Any]], messages: list[dict[str, Any]]) -> Reply:
         found = self._assistant_next.get(_assistant_key(conversation))
         if found is None:
             return Reply(status=400, error=f"no transcript continues this conversation ({len(conversation)} messages)")
         index, nxt = found
-        fault = self._fault(index, conversation, request_key)
+        fault = self._fault(index, conversation, messages)
         if fault is not None:
             return fault
         return Reply(content=nxt.get("content"), tool_calls=nxt.get("tool_calls"))
 
-    def _fault(self, index: int, conversation: list[dict[str, Any]], request_key: str) -> Reply | None:
+    def _fault(self, index: int, conversation: list[dict[str, Any]], messages: list[dict[str, Any]]) -> Reply | None:
         if index not in self.faults or len(conversation) != 1:
             return None
         kind, times = self.faults[index]
+        key = request_key(messages)
         with self._lock:
-            self.attempts[request_key] += 1
-            self.fault_keys[index] = request_key
-            attempt = self.attempts[request_key]
+            self.attempts[key] += 1
+            self.fault_keys[index] = key
+            attempt = self.attempts[key]
         if times and attempt > times:
             return None
         if kind == "429":
@@ -387,7 +399,7 @@ def _assistant_key(conversation: list[dict[str, Any]]) -> str:
 
 
 def _prefix(value: Any) -> str:
-    return hashlib.sha1(json.dumps(value, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha1(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 # -- a brain that fills skeleton_refine slots ---------------------------------------------------------------------
