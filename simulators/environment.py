@@ -276,6 +276,15 @@ class Tables:
         changed = self._overlay.get(table, {})
         return changed[key] if key in changed else self._base.get(table, {}).get(key)
 
+    def view_json(self, table: str, key: str) -> str | None:
+        """``canonical_json(view(...))`` from the JSON already made (at ``put``, or once per base record): what a
+        read tool answers with, when its answer is the record as stored."""
+        differs = self._differs.get(table, {})
+        if key in differs:
+            return differs[key]
+        base = self._base.get(table, {})
+        return _base_json(base, key) if key in base else None  # a record only the overlay has always differs
+
     def put(self, table: str, key: str, record: Any) -> None:
         record = self._overlay.setdefault(table, {})[key] = _copy(record)
         text, base = canonical_json(record), self._base.get(table, {})
@@ -471,6 +480,14 @@ class Environment:
         except Exception as err:  # a bug in a tool must not kill a run
             return f"{ERROR_PREFIX}internal error in {name}: {type(err).__name__}: {err}"
         return result if isinstance(result, str) else canonical_json(result)
+
+    def stored(self, table: str, key: str, shown: str | None = None) -> str:
+        """A read tool's answer when it is the record as stored: its JSON is made once (per base record, or at
+        ``put``), not copied and re-serialized per call; a missing one is ``<table, singular> <shown> not found``."""
+        text = self.db.view_json(table, key)
+        if text is None:
+            raise ToolError(f"{table.removesuffix('s')} {key if shown is None else shown} not found")
+        return text
 
     def check_call(self, name: str, arguments: dict[str, Any] | str) -> tuple[ToolSpec, dict[str, Any]] | str:
         """The tool and its parsed arguments, or the ``Error: ...`` a call that names no tool or breaks its schema gets."""

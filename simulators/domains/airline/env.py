@@ -181,15 +181,15 @@ class AirlineEnv(Environment):
         raise ToolError("no user with that name and date of birth")
 
     @tool(produces=("reservation_id", "payment_method_id"))
-    def get_user_details(self, user_id: UserId) -> dict[str, Any]:
+    def get_user_details(self, user_id: UserId) -> str:
         """A user's profile: name, email, date of birth, membership, payment methods and reservation codes."""
-        return self._user(user_id)
+        return self.stored("users", user_id)
 
     @tool(produces=("flight_number", "travel_date", "origin", "destination", "passenger"))
-    def get_reservation_details(self, reservation_id: ReservationId) -> dict[str, Any]:
+    def get_reservation_details(self, reservation_id: ReservationId) -> str:
         """A reservation: route, trip type, cabin, flights with dates and prices, passengers, bags, insurance,
         payments and when it was booked."""
-        return self._reservation(reservation_id)
+        return self.stored("reservations", reservation_id.strip().upper(), shown=reservation_id)
 
     @tool(produces=("flight_status",))
     def get_flight_status(

@@ -89,20 +89,20 @@ class StoreEnv(Environment):
                         bindings={"customer_id": [user_id]})
 
     # -- helpers -------------------------------------------------------------
-    def _order(self, order_id: str, copy: bool = True) -> dict[str, Any]:
-        order = (self.db.get if copy else self.db.view)("orders", order_id)
+    def _order(self, order_id: str) -> dict[str, Any]:
+        order = self.db.get("orders", order_id)
         if order is None:
             raise ToolError(f"order {order_id} not found")
         return order
 
-    def _customer(self, customer_id: str, copy: bool = True) -> dict[str, Any]:
-        customer = (self.db.get if copy else self.db.view)("customers", customer_id)
+    def _customer(self, customer_id: str) -> dict[str, Any]:
+        customer = self.db.get("customers", customer_id)
         if customer is None:
             raise ToolError(f"customer {customer_id} not found")
         return customer
 
-    def _product(self, product_id: str, copy: bool = True) -> dict[str, Any]:
-        product = (self.db.get if copy else self.db.view)("products", product_id)
+    def _product(self, product_id: str) -> dict[str, Any]:
+        product = self.db.get("products", product_id)
         if product is None:
             raise ToolError(f"product {product_id} not found")
         return product
@@ -188,21 +188,21 @@ class StoreEnv(Environment):
         return key
 
     @tool(produces=("order_id", "payment_method_id", "address"))
-    def get_customer_details(self, customer_id: CustomerId) -> dict[str, Any]:
+    def get_customer_details(self, customer_id: CustomerId) -> str:
         """Profile of a customer: name, email, default address, payment methods and order ids."""
-        return self._customer(customer_id, copy=False)
+        return self.stored("customers", customer_id)
 
     @tool(produces=("item_id", "product_id", "payment_method_id"))
-    def get_order_details(self, order_id: OrderId) -> dict[str, Any]:
+    def get_order_details(self, order_id: OrderId) -> str:
         """Status, items, address, payments and tracking of an order."""
-        return self._order(order_id, copy=False)
+        return self.stored("orders", order_id)
 
     @tool(produces=("variant_id",))
     def get_product_details(
         self, product_id: Annotated[str, Param("The product id, such as 'P1003'.", "product_id")]
-    ) -> dict[str, Any]:
+    ) -> str:
         """A product with all its variants, their options, prices and availability."""
-        return self._product(product_id, copy=False)
+        return self.stored("products", product_id)
 
     @tool(produces=("product_id",))
     def list_product_types(self) -> dict[str, str]:
