@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from pipelines.viewer.server import bind  # noqa: E402 - after ROOT is importable (run as a script)
+
 
 @dataclass
 class Reply:
@@ -205,9 +207,7 @@ class LoopbackServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def _socket(self) -> socket.socket:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
+        sock = bind(self.port)  # the product's own listener: TCP_NODELAY on every connection
         self.port = sock.getsockname()[1]
         return sock
 

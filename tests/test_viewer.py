@@ -348,6 +348,41 @@ def test_headers_and_hosts(viewer):
             assert s.connect_ex((outside, viewer.port)) != 0
 
 
+def _nodelay_of_accepted(listener: socket.socket) -> int:
+    """TCP_NODELAY on the socket an asyncio server (uvicorn's, here bare) accepts from ``listener``."""
+    import asyncio
+
+    seen: list[int] = []
+
+    class Report(asyncio.Protocol):
+        def connection_made(self, transport):
+            seen.append(transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    async def accept_one() -> None:
+        server = await asyncio.get_running_loop().create_server(Report, sock=listener)
+        reader, writer = await asyncio.open_connection(*listener.getsockname())
+        await reader.read()  # until the server closes it
+        writer.close()
+        server.close()
+
+    asyncio.run(accept_one())
+    return seen[0]
+
+
+def test_the_listener_gives_every_connection_tcp_nodelay():
+    """``bind`` (the viewer's and ``trajforge env serve``'s listener) names IPPROTO_TCP: a listener left at proto 0
+    (``socket.socket()``) hands asyncio connections it does not set TCP_NODELAY on, and every keep-alive
+    reply after the first then waits ~40 ms for the client's delayed ACK."""
+    from pipelines.viewer.server import bind
+
+    plain = socket.socket()
+    plain.bind(("127.0.0.1", 0))
+    plain.listen(1)
+    assert _nodelay_of_accepted(plain) == 0  # the trap this guards against, as the kernel and asyncio have it
+    assert _nodelay_of_accepted(bind(0)) != 0
+
+
 def test_bad_input_is_one_line_and_exit_2(dataset, tmp_path, capsys):
     (tmp_path / "plain").mkdir()
     (tmp_path / "first-run" / "_staging" / "run-1").mkdir(parents=True)
