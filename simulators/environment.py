@@ -257,8 +257,10 @@ def _base_json(records: dict[str, Any], key: str) -> str:
 class Tables:
     """Copy-on-write tables of JSON-like records.
 
-    Reads return private copies, so a tool can never mutate the shared base by
-    accident; writes go to an overlay through ``put``.
+    ``get`` returns a private copy, so a tool that changes a record can never mutate the shared base by
+    accident; writes go to an overlay through ``put``, which keeps each changed record's canonical JSON (what
+    ``state_hash`` and ``view_json`` are made of). ``view``, ``scan`` and ``find`` do not copy: they are for
+    readers that only look, and a record they return must not be mutated.
     """
 
     def __init__(self, base: dict[str, dict[str, Any]]) -> None:
