@@ -142,9 +142,10 @@ class Endpoint:
             ticket = self.control.issued() if self.control else None
             start = time.perf_counter()
             try:
-                # The HTTP client enforces the timeout; this outer guard covers a backend that has none.
-                reply = await asyncio.wait_for(self._backend().chat(wire, tools, params),
-                                               self.config.timeout_s + 5)
+                # The HTTP client enforces the timeout; this outer guard covers a backend that has none
+                # (``asyncio.timeout``, not ``wait_for``, which made a task per request).
+                async with asyncio.timeout(self.config.timeout_s + 5):
+                    reply = await self._backend().chat(wire, tools, params)
             except TimeoutError:
                 if self.control:
                     self.control.overloaded(ticket)
