@@ -233,6 +233,10 @@ class ServerStates:
                 out[server] = changed
         return out
 
+    def diff_json(self) -> str:
+        """What ``state_hash`` hashes, as ``Tables.diff_json``: here simply the canonical JSON of ``diff()``."""
+        return canonical_json(self.diff())
+
 
 def _shown(result: Any) -> str:
     return f"{ERROR_PREFIX}{result.text}" if result.is_error else result.text
