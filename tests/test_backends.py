@@ -12,7 +12,7 @@ from loopback import LoopbackServer, Reply, echo_brain
 from starlette.responses import Response
 
 from schemas import BackendConfig, Message, Usage
-from simulators.backends import BackendError, ChatParams, Endpoint, RequestCache
+from simulators.backends import BackendError, ChatParams, Endpoint, RequestCache, openai_http
 from simulators.backends.limits import ConcurrencyLimit, RateLimit
 from simulators.backends.openai_http import OpenAICompatible
 
@@ -167,6 +167,82 @@ def test_a_malformed_reply_is_retried_and_then_named():
         with pytest.raises(BackendError, match=r"malformed reply: choices\[0\]\.message\.tool_calls is a JSON str, "
                                                r"not list \(gave up after 1 retries\)"):
             chat(endpoint(server, max_retries=1), Usage())
+
+
+class ClosesIdleConnections:
+    """A raw HTTP/1.1 server on 127.0.0.1 that answers one request per connection and closes the connection
+    when the next request arrives on it, unanswered: what the client sees when a server's idle timeout closes
+    a kept-alive connection just as a request goes out (uvicorn's 5 s, so vLLM's)."""
+
+    def __init__(self) -> None:
+        self.served = self.dropped = self.connections = 0
+        self.port = 0
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        for answered in (False, True):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            await reader.readexactly(length)
+            if answered:
+                self.dropped += 1
+                break
+            self.served += 1
+            body = VLLM_REPLY
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(body), body))
+            await writer.drain()
+        writer.close()
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def __aexit__(self, *exc) -> None:
+        self._server.close()
+
+
+def test_a_request_on_a_connection_the_server_closed_is_sent_again_not_failed():
+    """The CI failure this fixes: with ``max_retries: 0`` a dialogue against a busy vLLM failed "the server closed
+    the connection" for requests the server never saw, and the run counted requests the server did not serve."""
+    server = ClosesIdleConnections()
+
+    async def go():
+        async with server as url:
+            ep = Endpoint("loop", BackendConfig(model="loop-model", base_url=url, max_retries=0), None)
+            meter = Usage()
+            try:
+                replies = [await ep.chat(HELLO, None, ChatParams(), meter) for _ in range(3)]
+            finally:
+                await ep.release_loop()
+            return replies, meter
+
+    replies, meter = asyncio.run(go())
+    assert [r.content for r in replies] == ["Hi."] * 3
+    # Each request after the first went out on the kept-alive connection, was dropped, and went again on a new one.
+    assert (server.served, server.dropped, server.connections) == (3, 2, 3)
+    assert (meter.requests, meter.errors, meter.retries) == (3, 0, 0)
+
+
+def test_a_connection_idle_longer_than_the_keepalive_is_not_reused(monkeypatch):
+    """Idle connections are dropped by the client before a server's usual idle timeout would close them."""
+    monkeypatch.setattr(openai_http, "KEEPALIVE_S", 0.2)
+    server = ClosesIdleConnections()
+
+    async def go():
+        async with server as url:
+            client = OpenAICompatible(url, "loop-model", None, timeout_s=5)
+            try:
+                for _ in range(2):
+                    await client.chat([{"role": "user", "content": "hello"}], None, ChatParams())
+                    await asyncio.sleep(0.4)
+            finally:
+                await client.aclose()
+
+    asyncio.run(go())
+    assert (server.served, server.dropped, server.connections) == (2, 0, 2)
 
 
 def test_concurrency_limit_holds_across_threads_and_loops():

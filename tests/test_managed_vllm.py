@@ -210,8 +210,9 @@ def check_real_run(manifest, out: Path, lane, tasks: int) -> pl.DataFrame:
     # either asked again with a larger budget or refused), none served from the cache.
     served = server_counts(out / "_logs" / "vllm-smol.metrics")
     usage = manifest.usage.values()
-    assert served["requests"] == sum(u.requests for u in usage) > 0
-    assert served.get("length", 0) == sum(u.truncated + u.truncated_retries for u in usage)
+    seen = (served, manifest.usage, rejected.select("stage", "reason").rows())  # what a failure shows
+    assert served["requests"] == sum(u.requests for u in usage) > 0, seen
+    assert served.get("length", 0) == sum(u.truncated + u.truncated_retries for u in usage), seen
     assert sum(u.cached for u in usage) == 0
     # The server and the processes it forked are gone.
     pids = {int(p) for p in re.findall(r"pid=(\d+)", (out / "_logs" / "vllm-smol.log").read_text())}

@@ -23,6 +23,10 @@ from simulators.backends.base import BackendError, ChatParams, ChatReply, Transi
 from simulators.backends.failures import describe_connection_error
 
 MAX_CONNECTIONS = 4096  # the endpoint's own limit decides how many are in flight; the pool never should
+# Under the 5 s after which uvicorn (so vLLM, SGLang, most Python servers) closes an idle connection. aiohttp's
+# 15 s reused connections the server was closing as the request went out: on a loaded machine 67 of 800
+# requests sent ~5 s after the last one failed that way, never reaching the server.
+KEEPALIVE_S = 4.0
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
@@ -75,7 +79,8 @@ class OpenAICompatible:
             # Not trust_env: aiohttp would then read ~/.netrc and the proxy variables in a thread on every
             # request (a tenth of a rollout's CPU); the proxy is looked up once, in ``env_proxy``.
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS), timeout=self._timeout)
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_S),
+                timeout=self._timeout)
         return self._session
 
     def _tools_json(self, tools: list[dict[str, Any]]) -> bytes:
@@ -101,14 +106,22 @@ class OpenAICompatible:
                 data = b"".join((data[:-1], b',"tools":', self._tools_json(tools), b"}"))
         except orjson.JSONEncodeError as err:  # a value from a config's extra body, say: the request cannot be sent
             raise BackendError(f"request to {self.base_url} is not JSON: {err}") from None
-        try:
-            async with self._client().post(self._url, data=data, headers=self._headers,
-                                           proxy=self._proxy) as response:
-                raw = await response.read()
-                status, headers = response.status, response.headers
-        except (aiohttp.ClientError, TimeoutError) as err:  # refused, reset, timed out: the cause tells which
-            raise TransientError(f"{self.base_url}: {describe_connection_error(err, self.timeout_s)}",
-                                 unhealthy=True) from None
+        for resend in (True, False):
+            try:
+                async with self._client().post(self._url, data=data, headers=self._headers,
+                                               proxy=self._proxy) as response:
+                    raw = await response.read()
+                    status, headers = response.status, response.headers
+                break
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as err:
+                # A pooled connection the server closed (its idle timeout, shorter than ours) as this request
+                # went out: the server never saw it, so it is sent once more, on a new connection, and is no
+                # failure of the server's (no retry spent, no sign of overload).
+                if resend and not isinstance(err, aiohttp.ClientConnectorError):
+                    continue
+                raise self._connection_failed(err) from None
+            except (aiohttp.ClientError, TimeoutError) as err:  # refused, timed out: the cause tells which
+                raise self._connection_failed(err) from None
         if status >= 400:
             text = f"HTTP {status}: {_short(raw, status)}"
             if status in (408, 409, 429) or status >= 500:
@@ -119,6 +132,9 @@ class OpenAICompatible:
         except orjson.JSONDecodeError:
             raise MalformedReply(f"HTTP {status}, not JSON: {_first_line(raw)}") from None
         return parse_completion(reply)
+
+    def _connection_failed(self, err: BaseException) -> TransientError:
+        return TransientError(f"{self.base_url}: {describe_connection_error(err, self.timeout_s)}", unhealthy=True)
 
     async def aclose(self) -> None:
         if self._session is not None:
