@@ -19,6 +19,9 @@ class DedupIndex:
     hashes: list[str | None] = field(default_factory=list)
     signatures: np.ndarray | Stacked | None = None  # prior versions': memory-mapped parts, stacked
     embeddings: np.ndarray | None = None
+    # Per (bands, rows), the signatures' band keys where the parts keep them (``dedup.near.part_keys``), stacked
+    # like the signatures; a banding some part lacks is not here (the near layer makes its keys again).
+    band_keys: dict[tuple[int, int], Stacked] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -30,8 +33,10 @@ class DedupIndex:
             out.ids += p.ids
             out.cluster_ids += p.cluster_ids
             out.hashes += p.hashes
-        sigs = [p.signatures for p in parts if p.signatures is not None and len(p)]
-        out.signatures = Stacked(sigs) if sigs else None
+        signed = [p for p in parts if p.signatures is not None and len(p)]
+        out.signatures = Stacked([p.signatures for p in signed]) if signed else None
+        for banding in set.intersection(*(set(p.band_keys) for p in signed)) if signed else ():
+            out.band_keys[banding] = Stacked([p.band_keys[banding] for p in signed])
         embs = [p.embeddings for p in parts if p.embeddings is not None and len(p)]
         out.embeddings = np.concatenate(embs) if embs else None
         return out

@@ -146,10 +146,14 @@ def jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """One 64-bit key per (document, band): the band's ``rows`` values mixed; shape (n_docs, bands)."""
     n = signatures.shape[0]
-    sig = signatures[:, : bands * rows].astype(np.uint64).reshape(n, bands, rows)
+    sig = signatures[:, : bands * rows].reshape(n, bands, rows)
     weights = (np.arange(1, rows + 1, dtype=np.uint64) * _MIX) | np.uint64(1)
+    keys = np.zeros((n, bands), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        keys = (sig * weights).sum(axis=2, dtype=np.uint64)
+        # One pass per row of the band (the same sum, mod 2^64): a reduction over a short last axis was 2-4x
+        # slower, and every earlier version's keys are made again each night (``InMemoryCandidates.touching``).
+        for r in range(rows):
+            keys += sig[:, :, r] * weights[r]
         keys ^= keys >> np.uint64(33)
         keys *= _MIX
         keys ^= np.arange(bands, dtype=np.uint64) * np.uint64(0xFF51AFD7ED558CCD)
@@ -177,11 +181,14 @@ def capped_bucket_pairs(keys: np.ndarray, cap: int, eligible: np.ndarray | None 
     return (np.concatenate(out) if out else np.zeros((0, 2), dtype=np.int64)), overflow
 
 
-def bucket_pair_blocks(keys: np.ndarray, cap: int, eligible: np.ndarray | None = None
+def bucket_pair_blocks(keys: np.ndarray, cap: int, eligible: np.ndarray | None = None, later_from: int = 0
                        ) -> tuple[Iterator[np.ndarray], bool]:
     """``capped_bucket_pairs`` as blocks, one per representative rank (every row with its bucket's d-th
     representative), made as they are consumed: a caller that verifies each block before the next holds
-    at most ``len(keys)`` pairs at once, not ``len(keys) * cap``."""
+    at most ``len(keys)`` pairs at once, not ``len(keys) * cap``.
+
+    Only pairs whose later row is ``>= later_from`` (this run's rows, after the earlier versions'): buckets
+    without such a row are dropped before any pairing, and whether they overflow the cap does not count."""
     n = len(keys)
     if n < 2:
         return iter(()), False
@@ -192,6 +199,10 @@ def bucket_pair_blocks(keys: np.ndarray, cap: int, eligible: np.ndarray | None =
     bucket = np.cumsum(starts) - 1
     size = np.bincount(bucket)
     shared = size[bucket] > 1  # singletons pair with nobody
+    if later_from:
+        later = np.zeros(len(size), dtype=bool)
+        later[bucket[order >= later_from]] = True
+        shared &= later[bucket]
     order, bucket = order[shared], bucket[shared]
     ok = np.ones(len(order), dtype=bool) if eligible is None else eligible[order]
     # rank of each eligible row among its bucket's eligible rows
@@ -211,7 +222,7 @@ def bucket_pair_blocks(keys: np.ndarray, cap: int, eligible: np.ndarray | None =
             rep_of[:] = -1
             rep_of[bucket[reps]] = order[reps]
             rep = rep_of[bucket]
-            members = np.flatnonzero(order > rep)
+            members = np.flatnonzero((order > rep) & (order >= later_from))
             members = members[rep[members] >= 0]
             yield np.stack([rep[members], order[members]], axis=1)
 

@@ -24,6 +24,7 @@ from dedup.stacked import Stacked
 from dedup.steps import Decisions, Rows, Step
 from dedup.text import ShardTexts, shard_user_texts
 from schemas import DedupConfig
+from schemas.config import NearDedupConfig
 
 
 class Partners:
@@ -54,6 +55,9 @@ class Candidates(Protocol):
         ...
 
 
+PriorKeys = dict[tuple[int, int], Stacked]
+"""Per (bands, rows): the earlier versions' band keys, as their index parts keep them (``part_keys``)."""
+
 MAX_ROUNDS = 4
 """Greedy passes at most, when capped buckets made the representatives differ from the kept rows (NearStep)."""
 
@@ -62,6 +66,32 @@ VERIFY_CHUNK = 1 << 14
 
 KEY_CHUNK = 1 << 16
 """Rows whose band keys are computed at once (band_keys widens signatures to 64 bits)."""
+
+
+class KeyFilter:
+    """A bit per slot of the low bits of the new rows' band keys: whether an earlier row's keys may be among them.
+
+    Why: finding the earlier rows that share a bucket with a new row reads every earlier row's keys, so its
+    cost per key is what grows with the versions kept. A binary search per band and key was most of a
+    version's dedup by the tenth version; one bit test per key lets through only ~5% of the rows (each band's
+    key is one of ~``bands`` x new rows keys in a table of 256 bits per key), which the exact check then sees.
+    """
+
+    MAX_BITS = 1 << 28  # 32 MB; beyond ~1M new keys the filter lets more through, and stays right
+
+    def __init__(self, keys: np.ndarray) -> None:
+        bits = 1 << 16
+        while bits < 256 * keys.size and bits < self.MAX_BITS:
+            bits <<= 1
+        self.mask = np.uint64(bits - 1)
+        self.table = np.zeros(bits // 8, dtype=np.uint8)
+        slot = keys.ravel() & self.mask
+        np.bitwise_or.at(self.table, slot >> np.uint64(3), (1 << (slot & np.uint64(7))).astype(np.uint8))
+
+    def any_of(self, keys: np.ndarray) -> np.ndarray:
+        """Per row of ``keys``: False only where none of its keys is a new row's key."""
+        slot = keys & self.mask
+        return ((self.table[slot >> np.uint64(3)] >> (slot & np.uint64(7)).astype(np.uint8)) & 1).any(axis=1)
 
 
 class InMemoryCandidates:
@@ -76,9 +106,11 @@ class InMemoryCandidates:
     the pairs above the threshold kept, as flat arrays.
     """
 
-    def __init__(self, prior: np.ndarray | Stacked | None, new: np.ndarray, bucket_cap: int = 32) -> None:
+    def __init__(self, prior: np.ndarray | Stacked | None, new: np.ndarray, bucket_cap: int = 32,
+                 prior_keys: PriorKeys | None = None) -> None:
         self.prior = Stacked([] if prior is None else [prior] if isinstance(prior, np.ndarray) else prior.parts)
         self.n_prior, self.new, self.bucket_cap = len(self.prior), new, bucket_cap
+        self.prior_keys = prior_keys or {}  # per banding, the earlier rows' band keys as their parts keep them
         self._touching: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def _keys(self, sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
@@ -89,17 +121,17 @@ class InMemoryCandidates:
         """(earlier rows sharing a bucket with a new row, their signatures and this run's stacked, band keys of both)."""
         if (bands, rows) not in self._touching:
             new_keys = self._keys(self.new, bands, rows)
-            by_band = np.sort(new_keys, axis=0)
+            some = KeyFilter(new_keys)
             picked, picked_keys = [np.zeros(0, np.int64)], [np.zeros((0, bands), np.uint64)]
+            kept = self.prior_keys.get((bands, rows))
             if len(self.new):
-                for start, chunk in self.prior.chunks(KEY_CHUNK):
-                    keys = band_keys(chunk, bands, rows)
-                    hit = np.zeros(len(keys), dtype=bool)
-                    for band in range(bands):
-                        at = np.minimum(np.searchsorted(by_band[:, band], keys[:, band]), len(by_band) - 1)
-                        hit |= by_band[at, band] == keys[:, band]
-                    picked.append(start + np.flatnonzero(hit))
-                    picked_keys.append(keys[hit])
+                for start, chunk in (kept or self.prior).chunks(KEY_CHUNK):
+                    keys = chunk if kept is not None else band_keys(chunk, bands, rows)
+                    # No exact check: a row the filter lets through without sharing a key with a new row is in
+                    # no bucket with one, so it pairs with no new row and is dropped with those buckets.
+                    maybe = np.flatnonzero(some.any_of(keys))
+                    picked.append(start + maybe)
+                    picked_keys.append(keys[maybe])
             sel = np.concatenate(picked)
             every = np.concatenate([self.prior.take(sel), self.new]) if len(sel) else self.new
             self._touching[(bands, rows)] = (sel, every, np.concatenate([*picked_keys, new_keys]))
@@ -132,14 +164,24 @@ class InMemoryCandidates:
 
 def band_verified(every: np.ndarray, keys: np.ndarray, band: int, m: int, cap: int, threshold: float,
                   eligible: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, bool]:
-    """One band's capped bucket pairs whose later row is a new one (``>= m``), verified in chunks of ``VERIFY_CHUNK``:
-    the pairs at estimated Jaccard >= ``threshold`` as codes ``i * len(every) + j`` with their similarity, and
-    whether the cap left out an eligible row."""
+    """One band's capped bucket pairs whose later row is a new one (``>= m``), verified in chunks of
+    ``VERIFY_CHUNK``: the pairs at estimated Jaccard >= ``threshold`` as codes ``i * len(every) + j`` with their
+    similarity, and whether the cap left out an eligible row.
+
+    Only buckets holding a new row are looked at: the earlier rows are first narrowed to those whose key in
+    this band is a new row's (they were picked for sharing a key in *some* band), and whole buckets are kept,
+    in row order, so each keeps its representatives."""
     n = max(len(every), 1)
-    blocks, overflow = bucket_pair_blocks(keys[:, band], cap, eligible)
+    column = keys[:, band]
+    theirs = np.sort(column[m:])
+    at = np.minimum(np.searchsorted(theirs, column[:m]), max(len(theirs) - 1, 0))
+    rows = np.concatenate([np.flatnonzero(theirs[at] == column[:m]) if len(theirs) else np.zeros(0, np.int64),
+                           np.arange(m, len(column))])
+    blocks, overflow = bucket_pair_blocks(column[rows], cap, None if eligible is None else eligible[rows],
+                                          later_from=len(rows) - (len(column) - m))
     found_c, found_s = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
     for pairs in blocks:  # one representative rank at a time: at most len(every) candidate pairs held at once
-        pairs = pairs[pairs[:, 1] >= m]
+        pairs = rows[pairs]  # back to rows of ``every``
         for lo in range(0, len(pairs), VERIFY_CHUNK):
             chunk = pairs[lo:lo + VERIFY_CHUNK]
             s = jaccard(every[chunk[:, 0]], every[chunk[:, 1]]).astype(np.float32)
@@ -174,8 +216,9 @@ class NearWork:
             out[at] = hasher.signatures(shard_user_texts(path, local))
         return out
 
-    def candidates(self, prior: np.ndarray | Stacked | None, new: np.ndarray, bucket_cap: int) -> Candidates:
-        return InMemoryCandidates(prior, new, bucket_cap)
+    def candidates(self, prior: np.ndarray | Stacked | None, new: np.ndarray, bucket_cap: int,
+                   prior_keys: PriorKeys | None = None) -> Candidates:
+        return InMemoryCandidates(prior, new, bucket_cap, prior_keys)
 
     def finished(self, rows: int) -> None:
         """The step is done with ``rows`` new rows (a remote one says where its work ran)."""
@@ -195,6 +238,18 @@ def _best(partners: Partners, j: int, kept: np.ndarray) -> tuple[int, float] | N
     return int(rows[k]), float(sims[k])
 
 
+def bandings(near: NearDedupConfig) -> list[tuple[int, int]]:
+    """(bands, rows) of the duplicate check, then of the cluster check when there is one."""
+    main = (near.bands, near.rows) if near.bands and near.rows else optimal_bands(near.threshold, near.num_perm)
+    return [main] + ([optimal_bands(near.cluster_threshold, near.num_perm)] if near.cluster_threshold else [])
+
+
+def part_keys(signatures: np.ndarray, near: NearDedupConfig) -> dict[tuple[int, int], np.ndarray]:
+    """A part's band keys for each banding, kept beside its signatures: every later version streams every
+    earlier row's keys, and making them again from the signatures each night was what grew with the versions."""
+    return {(b, r): band_keys(signatures, b, r) for b, r in bandings(near)}
+
+
 class NearStep(Step):
     layer = "near"
 
@@ -203,8 +258,8 @@ class NearStep(Step):
         near = config.near
         self.threshold, self.cluster_threshold = near.threshold, near.cluster_threshold
         self.hasher = MinHasher(near.num_perm, near.ngram, near.seed)
-        self.bands, self.rows = (near.bands, near.rows) if near.bands else optimal_bands(near.threshold, near.num_perm)
-        self.cluster_banding = optimal_bands(near.cluster_threshold, near.num_perm) if near.cluster_threshold else None
+        (self.bands, self.rows), *cluster = bandings(near)
+        self.cluster_banding = cluster[0] if cluster else None
         self.work, self.bucket_cap = work, near.bucket_cap
 
     def _duplicates(self, store: Candidates, n_new: int) -> tuple[np.ndarray, dict[int, tuple[int, float]]]:
@@ -241,7 +296,7 @@ class NearStep(Step):
                else np.zeros((0, self.hasher.num_perm), np.uint32))
         rows.signatures = sig
         prior = decisions.prior
-        store = self.work.candidates(prior.signatures, sig, self.bucket_cap)
+        store = self.work.candidates(prior.signatures, sig, self.bucket_cap, prior.band_keys)
         n_prior = store.n_prior
         new_ids = [decisions.ids[i] for i in rows.positions]
         clusters: list[str | None] = [None] * len(rows.positions)  # this run's; earlier rows' are prior.cluster_ids

@@ -28,7 +28,7 @@ import numpy as np
 import ray
 
 from dedup.minhash import TOKEN_HASH, MinHasher
-from dedup.near import InMemoryCandidates, NearWork, _once, band_verified
+from dedup.near import InMemoryCandidates, NearWork, PriorKeys, _once, band_verified
 from dedup.stacked import Stacked
 from dedup.steps import Rows
 from dedup.text import ShardTexts, shard_user_texts
@@ -74,8 +74,9 @@ class RayNear(NearWork):
         self.tasks["signature"] += len(parts)
         return out
 
-    def candidates(self, prior: np.ndarray | Stacked | None, new: np.ndarray, bucket_cap: int) -> RayCandidates:
-        return RayCandidates(prior, new, bucket_cap, self)
+    def candidates(self, prior: np.ndarray | Stacked | None, new: np.ndarray, bucket_cap: int,
+                   prior_keys: PriorKeys | None = None) -> RayCandidates:
+        return RayCandidates(prior, new, bucket_cap, self, prior_keys)
 
     def finished(self, rows: int) -> None:
         log.info("near dedup on Ray: %d rows, %d signature tasks (one per shard file), %d band tasks, worker pids %s",
@@ -85,8 +86,9 @@ class RayNear(NearWork):
 class RayCandidates(InMemoryCandidates):
     """``InMemoryCandidates`` whose per-band grouping and verification run as one Ray task per band."""
 
-    def __init__(self, prior: np.ndarray | Stacked | None, new: np.ndarray, bucket_cap: int, work: RayNear) -> None:
-        super().__init__(prior, new, bucket_cap)
+    def __init__(self, prior: np.ndarray | Stacked | None, new: np.ndarray, bucket_cap: int, work: RayNear,
+                 prior_keys: PriorKeys | None = None) -> None:
+        super().__init__(prior, new, bucket_cap, prior_keys)
         self.work = work
 
     def verified(self, every: np.ndarray, keys: np.ndarray, m: int, threshold: float, eligible: np.ndarray | None

@@ -1,7 +1,8 @@
 """The cross-version index: one part per Delta version, persisted under ``DIR/_dedup/``.
 
 A part is a folder ``v<version>-<run_id>/`` holding the kept rows' ids, cluster ids and
-exact hashes (``rows.parquet``), MinHash signatures (``minhash.npy``), embeddings
+exact hashes (``rows.parquet``), MinHash signatures (``minhash.npy``) and their band keys
+per LSH banding (``keys-<bands>x<rows>.npy``, what later versions stream), embeddings
 (``embeddings.npy``, float16) and ``meta.json`` with the parameters they were made with.
 It is written to a temporary folder and renamed into place, before the Delta commit;
 it counts only if the table really has that version with that run id in its manifest,
@@ -29,6 +30,7 @@ import pyarrow.parquet as pq
 
 from dedup.index import DedupIndex
 from dedup.minhash import TOKEN_HASH
+from dedup.near import part_keys
 from dedup.pipeline import Deduplicator
 from dedup.semantic import MODEL_NAME
 from dedup.text import user_texts
@@ -68,6 +70,8 @@ def save_part(root: Path, version: int, run_id: str, index: DedupIndex, config: 
                              "dedup_hash": pa.array(index.hashes, pa.string())}), tmp / "rows.parquet")
     if index.signatures is not None:
         np.save(tmp / "minhash.npy", index.signatures)
+        for (bands, rows), keys in part_keys(np.asarray(index.signatures), config.near).items():
+            np.save(tmp / f"keys-{bands}x{rows}.npy", keys)
     if index.embeddings is not None:
         np.save(tmp / "embeddings.npy", index.embeddings.astype(np.float16))
     (tmp / "meta.json").write_text(json.dumps({"version": version, "run_id": run_id, "rows": len(index),
@@ -85,7 +89,9 @@ def _load_part(path: Path) -> tuple[dict, DedupIndex]:
         ids=rows.column("id").to_pylist(), cluster_ids=rows.column("cluster_id").to_pylist(),
         hashes=rows.column("dedup_hash").to_pylist(),
         signatures=np.load(sig, mmap_mode="r") if sig.exists() else None,  # streamed, not loaded
-        embeddings=np.load(emb).astype(np.float32) if emb.exists() else None)
+        embeddings=np.load(emb).astype(np.float32) if emb.exists() else None,
+        band_keys={tuple(map(int, k.stem.removeprefix("keys-").split("x"))): np.load(k, mmap_mode="r")
+                   for k in path.glob("keys-*x*.npy")} if sig.exists() else {})
 
 
 def _rebuild(rows: pl.DataFrame, dedup: Deduplicator) -> DedupIndex:

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from schemas import (
+    ByIdentity,
     Lineage,
     Message,
     Task,
@@ -84,22 +85,17 @@ ROW_SCHEMA = pa.schema([
 ACCEPTED, REJECTED = "accepted", "rejected"
 
 
-_tools_json: dict[tuple[int, ...], tuple[tuple[Tool, ...], str]] = {}
+_tools_json: ByIdentity[str] = ByIdentity(lambda *tools: ordered_json([t.model_dump() for t in tools]), 256)
 
 
 def tools_json(tools: list[Tool]) -> str:
     """The ``tools`` column: the tools' JSON in their declared order.
 
     A domain hands every dialogue the same tool objects, and dumping them was ~5% of a row's
-    cost, so the JSON is kept per list of objects (the entry holds them: their ids stay theirs).
+    cost, so the JSON is kept per tuple of those objects (tools made per dialogue, a model's
+    schema-only domain, come and go: 256 lists are kept).
     """
-    key = tuple(map(id, tools))
-    cached = _tools_json.get(key)
-    if cached is None:  # a hit is these very objects: the entry holds its own, so no other object has their ids
-        if len(_tools_json) >= 256:  # tools made per dialogue (a model's schema-only domain) must not pile up
-            _tools_json.clear()
-        cached = _tools_json[key] = (tuple(tools), ordered_json([t.model_dump() for t in tools]))
-    return cached[1]
+    return _tools_json(*tools)
 
 
 def stored_messages(messages: list[Message]) -> list[dict[str, Any]]:

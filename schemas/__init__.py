@@ -1,5 +1,6 @@
 """Pydantic models and wire formats; imports nothing of trajforge's own."""
 
+from schemas.by_identity import ByIdentity
 from schemas.config import (
     AdaptiveConcurrencyConfig,
     AssistantRoleConfig,
@@ -43,6 +44,7 @@ __all__ = [
     "Action",
     "AdaptiveConcurrencyConfig",
     "AssistantRoleConfig",
+    "ByIdentity",
     "BackendConfig",
     "BackendHealthConfig",
     "BackendUnavailableError",

@@ -35,7 +35,7 @@ from typing import Annotated, Any, ClassVar, get_args, get_origin, get_type_hint
 import fastjsonschema
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from schemas import Action, Message, Tool, ToolCall, UserAction, canonical_json
+from schemas import Action, ByIdentity, Message, Tool, ToolCall, UserAction, canonical_json
 from simulators.intents import DeviceVoice, Identity, Intent
 from simulators.registry import Registry
 from simulators.tool_simulator import SimulatedCall
@@ -221,34 +221,24 @@ def name_dob(person: dict[str, Any]) -> tuple[str, str, str]:
     return person["name"]["first_name"].lower(), person["name"]["last_name"].lower(), person["date_of_birth"]
 
 
-_indexes: dict[tuple[int, Callable[[Any], Hashable]], tuple[dict[str, Any], dict[str, int], dict[Hashable, list[str]]]] = {}
+def _make_index(records: dict[str, Any], key_of: Callable[[Any], Hashable]
+                ) -> tuple[dict[str, int], dict[Hashable, list[str]]]:
+    index: dict[Hashable, list[str]] = {}
+    for key, record in records.items():
+        index.setdefault(key_of(record), []).append(key)
+    return {key: i for i, key in enumerate(records)}, index
 
 
-def _index(records: dict[str, Any], key_of: Callable[[Any], Hashable]
-           ) -> tuple[dict[str, int], dict[Hashable, list[str]]]:
-    """(position of each key, keys by ``key_of`` in order) of a base table; cached while the table lives."""
-    cached = _indexes.get((id(records), key_of))
-    if cached is None:  # a hit is this very table: the entry holds it, so no other object has its id meanwhile
-        if len(_indexes) >= 64:  # bases come and go with their seeds (``_base_state``'s cache): keep a few
-            _indexes.clear()
-        index: dict[Hashable, list[str]] = {}
-        for key, record in records.items():
-            index.setdefault(key_of(record), []).append(key)
-        cached = _indexes[(id(records), key_of)] = (records, {key: i for i, key in enumerate(records)}, index)
-    return cached[1], cached[2]
-
-
-_base_jsons: dict[int, tuple[dict[str, Any], dict[str, str]]] = {}
+# (position of each key, keys by ``key_of`` in order) of a base table, while the table lives; bases come and go
+# with their seeds (``_base_state``'s cache): a few are kept.
+_index: ByIdentity[tuple[dict[str, int], dict[Hashable, list[str]]]] = ByIdentity(_make_index, 64)
+# A base table's records' canonical JSON, made once per process as they are asked for: every write is compared
+# with its base record.
+_base_jsons: ByIdentity[dict[str, str]] = ByIdentity(lambda records: {}, 64)
 
 
 def _base_json(records: dict[str, Any], key: str) -> str:
-    """Canonical JSON of a base record, made once per process: every write is compared with its base record."""
-    cached = _base_jsons.get(id(records))
-    if cached is None:  # the entry holds its table, as ``_index``'s do
-        if len(_base_jsons) >= 64:
-            _base_jsons.clear()
-        cached = _base_jsons[id(records)] = (records, {})
-    texts = cached[1]
+    texts = _base_jsons(records)
     if key not in texts:
         texts[key] = canonical_json(records[key])
     return texts[key]

@@ -16,12 +16,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dedup import INDEX_DIR, DedupIndex, Deduplicator, part_name, save_part, semantic
+from dedup import INDEX_DIR, DedupIndex, Deduplicator, load_index, part_name, save_part, semantic
 from dedup.minhash import MinHasher, band_keys, candidate_pairs, jaccard
+from dedup.near import bandings
 from pipelines.cli import main
 from pipelines.flow import run_generate
 from pipelines.store import DatasetStore
-from schemas import ConfigError, DedupConfig, parse_config
+from schemas import ConfigError, DatasetManifest, DedupConfig, parse_config
 
 WORDS = ("order package refund address card blue red jacket shoes return cancel exchange tracking late wrong size "
          "color store help please thanks email number street city week today yesterday broken gift speaker").split()
@@ -107,6 +108,35 @@ def test_against_a_prior_index_and_config_validation():
         parse_config({"num_tasks": 1, "dedup": {"near": {"bands": 20, "rows": 10}}}, "c.yaml")
     with pytest.raises(ConfigError, match=r"dedup\.near: .*set both bands and rows"):
         parse_config({"num_tasks": 1, "dedup": {"near": {"bands": 20}}}, "c.yaml")
+
+
+def test_parts_keep_band_keys_and_a_part_without_them_dedups_the_same(tmp_path):
+    """Later versions stream the earlier rows' band keys from the parts; a part written before parts kept them
+    has its keys made again from its signatures, with the same outcome."""
+    config = DedupConfig()
+    base = dialogues(60)
+    save_part(tmp_path, 0, "run-0", run(Deduplicator(config), base).index, config)
+    part = tmp_path / INDEX_DIR / part_name(0, "run-0")
+    assert sorted(k.name for k in part.glob("keys-*.npy")) == sorted(f"keys-{b}x{r}.npy" for b, r in
+                                                                   bandings(config.near))
+    signatures = np.load(part / "minhash.npy")
+    for b, r in bandings(config.near):
+        assert (np.load(part / f"keys-{b}x{r}.npy") == band_keys(signatures, b, r)).all()
+    version0 = DatasetManifest(version=0, parent_version=None, run_id="run-0", config_hash="c", code_version="c", seed=0,
+                               created_at="2026-01-01T00:00:00Z", tasks=60, accepted=60, rejected=0)
+    texts = [edit(base[k], k) for k in range(0, 60, 3)] + dialogues(20, seed=5)
+
+    def against_part() -> tuple:
+        prior = load_index(tmp_path, [version0], config, lambda m: pytest.fail("the part should be read"))
+        out = run(Deduplicator(config, prior), texts, [f"n{i}" for i in range(len(texts))])
+        return set(prior.band_keys), out.rejected, out.cluster_ids
+
+    streamed, rejected, clusters = against_part()
+    assert streamed == set(bandings(config.near))
+    assert sum("an earlier version" in why for _, why in rejected.values()) >= 15
+    for k in part.glob("keys-*.npy"):
+        k.unlink()
+    assert against_part() == (set(), rejected, clusters)
 
 
 @pytest.mark.usefixtures("prefect_server")

@@ -9,6 +9,7 @@ import numpy as np
 
 from dedup import DedupIndex, Deduplicator
 from dedup.minhash import MinHasher, band_keys, bucket_pairs, candidate_pairs
+from dedup.near import KeyFilter
 from dedup.stacked import Stacked
 from schemas import DedupConfig
 
@@ -40,6 +41,21 @@ def test_a_huge_bucket_gives_linear_pairs_from_its_first_rows():
     assert set(pairs[:, 0].tolist()) == {0, 1, 2, 3} and (pairs[:, 0] < pairs[:, 1]).all()
     full = bucket_pairs(keys, cap=10_000)
     assert len(full) == 1000 * 999 // 2
+
+
+def test_the_key_filter_lets_through_every_row_sharing_a_key_and_few_others():
+    """The prefilter before the exact check of which earlier rows share a bucket with a new one: a row it drops
+    would be a near duplicate never compared."""
+    rng = np.random.default_rng(3)
+    new = rng.integers(0, 2**64 - 1, size=(3000, 14), dtype=np.uint64)
+    earlier = rng.integers(0, 2**64 - 1, size=(20000, 14), dtype=np.uint64)
+    band = rng.integers(0, 14, 2000)
+    earlier[np.arange(0, 20000, 10), band] = new[rng.integers(0, 3000, 2000), band]  # every tenth shares one key
+    maybe = KeyFilter(new).any_of(earlier)
+    assert maybe[::10].all()
+    others = np.delete(maybe, np.arange(0, 20000, 10))
+    assert 0 < others.mean() < 0.1  # ~5% through: bits of ~14 x 3000 keys in a table of 256 bits per key
+    assert not KeyFilter(new[:0]).any_of(earlier).any()
 
 
 def test_capped_buckets_decide_like_uncapped_ones_on_templated_rows():

@@ -12,13 +12,14 @@ import hashlib
 import json
 import urllib.request
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
-from schemas import FunctionCall, Message, ToolCall, Usage
+from schemas import ByIdentity, FunctionCall, Message, ToolCall, Usage
 from simulators.backends.base import BackendError, ChatParams, ChatReply, TransientError
 from simulators.backends.failures import describe_connection_error
 
@@ -72,7 +73,9 @@ class OpenAICompatible:
                                               sock_read=timeout_s)
         self._proxy = env_proxy(self._url)
         self._session: aiohttp.ClientSession | None = None  # made on first use: it binds to the running loop
-        self._tools_bytes: dict[int, tuple[list[dict[str, Any]], bytes]] = {}
+        # A dialogue passes the same tool list on every turn; serializing it per request was ~5% of the client's
+        # CPU at 256 in flight. Kept per list object, about as many as dialogues run at once.
+        self._tools_json = ByIdentity(partial(orjson.dumps, option=orjson.OPT_NON_STR_KEYS), 4096)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -82,16 +85,6 @@ class OpenAICompatible:
                 connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_S),
                 timeout=self._timeout)
         return self._session
-
-    def _tools_json(self, tools: list[dict[str, Any]]) -> bytes:
-        """A dialogue passes the same tool list on every turn; serializing it per request was ~5% of the
-        client's CPU at 256 in flight. Kept per list object (the entry holds it, so its id stays its own)."""
-        cached = self._tools_bytes.get(id(tools))
-        if cached is None:
-            if len(self._tools_bytes) >= 4096:  # dialogues come and go: keep about as many as run at once
-                self._tools_bytes.clear()
-            cached = self._tools_bytes[id(tools)] = (tools, orjson.dumps(tools, option=orjson.OPT_NON_STR_KEYS))
-        return cached[1]
 
     async def chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
                    params: ChatParams) -> ChatReply:
