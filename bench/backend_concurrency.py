@@ -69,9 +69,13 @@ def stop_server(server: subprocess.Popen) -> None:
     server.wait(30)
 
 
-def server_busy(port: int) -> float:
+def server_stats(port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as r:
-        return json.loads(r.read())["busy_area"]
+        return json.loads(r.read())
+
+
+def server_busy(port: int) -> float:
+    return server_stats(port)["busy_area"]
 
 
 def loop_thread() -> tuple[float, float, float]:
@@ -146,18 +150,21 @@ def simulate(limit: int, tasks: int, latency: float) -> dict:
         # The endpoint rollout_shard itself uses (its scope is the shard's folder): for the adaptive limit's figures.
         endpoint = open_endpoints({"loop": config.backends["loop"]}, None, scope=str(tmp))["loop"]
         busy_before = server_busy(port)
-        cpu0, started, thread0 = time.process_time(), time.perf_counter(), loop_thread()
+        cpu0, started, thread0, mono0 = time.process_time(), time.perf_counter(), loop_thread(), time.monotonic()
         result = rollout_shard(config, 0, tasks_path, tmp / "rows.parquet", lineage, steps)  # its loop: this thread
-        wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
-        busy = server_busy(port) - busy_before  # the server's own integral of requests being worked on
+        wall, cpu, mono1 = time.perf_counter() - started, time.process_time() - cpu0, time.monotonic()
+        stats = server_stats(port)
+        busy = stats["busy_area"] - busy_before  # the server's own integral of requests being worked on
         share = loop_share(thread0)
+        # the shard's own time before its first request and after its last answer (one monotonic clock per machine)
+        edges = stats["first_work"] - mono0, mono1 - stats["last_work"]
     requests = sum(u.requests for u in result.usage.values())
     dialogues = sum(result.counts.values())
     ideal = limit / (requests / dialogues * latency)
     return {"dialogues": dialogues, "counts": result.counts, "requests": requests, "wall": wall,
             "errors": sum(u.errors for u in result.usage.values()), "utilization": busy / (wall * limit),
             "per_traj": requests / dialogues, "rate": dialogues / wall, "ideal": ideal,
-            "cpu_per_1k": cpu / requests * 1000, "aimd": aimd(endpoint), "loop": share}
+            "cpu_per_1k": cpu / requests * 1000, "aimd": aimd(endpoint), "loop": share, "edges": edges}
 
 
 def aimd(endpoint) -> str:
@@ -228,7 +235,8 @@ def main() -> None:
         print(f"simulate at {limit} in flight: {r['dialogues']} dialogues ({r['counts']}), {r['requests']} requests "
               f"({r['errors']} errors) in {r['wall']:.1f}s; {r['per_traj']:.1f} requests/trajectory, "
               f"{r['rate']:.1f} trajectories/s vs ideal {r['ideal']:.1f} ({r['rate'] / r['ideal']:.2f} of ideal); "
-              f"utilization {r['utilization']:.2f}; client {r['cpu_per_1k']:.2f} CPU-s per 1k requests "
+              f"utilization {r['utilization']:.2f} (first request after {r['edges'][0]:.2f}s, last answer "
+              f"{r['edges'][1]:.2f}s before the end); client {r['cpu_per_1k']:.2f} CPU-s per 1k requests "
               f"(dialogue loop, tools and filters included; {r['aimd']}; {r['loop']})")
         figures.append(f"utilization_{limit}={r['utilization']:.2f}")
     if args.flow_shards:

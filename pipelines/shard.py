@@ -25,6 +25,7 @@ from filters import Context
 from generators import SynthesisContext, SynthesisError
 from generators.base import ExamplePool
 from pipelines.budget import NEVER, StopCheck
+from pipelines.collector import for_shards
 from pipelines.difficulty import dialogue_figures
 from pipelines.rows import ROW_SCHEMA, rejected_row, trajectory_row
 from pipelines.steps import Steps, build_steps
@@ -144,6 +145,7 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
     are left out of the file (its metadata says why); when the reason is the run's target, the shard is
     abandoned (``ShardAbandoned``) and nothing is written.
     """
+    for_shards()
     steps = steps or build_steps(config)
     indices = shard_indices(config, shard)
     rows: list[dict[str, Any] | None] = [None] * len(indices)
@@ -347,6 +349,7 @@ def rollout_shard(
     before each dialogue starts, as in ``synthesize_shard``: a dialogue that started
     always ends as a row; one never started is not a row of this shard.
     """
+    for_shards()
     steps = steps or build_steps(config)
     # only the backends something calls: a configured but unused one (examples/model.yaml's managed vLLM,
     # never started) has no server to talk to

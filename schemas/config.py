@@ -88,12 +88,16 @@ class PriceConfig(_Strict):
 
 
 class AdaptiveConcurrencyConfig(_Strict):
-    """AIMD on the requests in flight: the limit starts at ``min_concurrency`` and doubles per round trip up to
-    ``max_concurrency`` (the ceiling), backs off when the server says it is overloaded (429, 5xx) or its latency
-    grows (unless the client's own loop was busy), then creeps back up one slot per round trip."""
+    """AIMD on the requests in flight: the limit starts at ``initial_concurrency`` and doubles per round trip up
+    to ``max_concurrency`` (the ceiling), backs off when the server says it is overloaded (429, 5xx) or its
+    latency grows (unless the client's own loop was busy), then creeps back up one slot per round trip; never
+    below ``min_concurrency``."""
 
     enabled: bool = True
     min_concurrency: int = Field(default=1, ge=1)
+    initial_concurrency: int = Field(default=8, ge=1, description="the first round trip's limit (TCP's initial "
+                                     "window): 8 at once loads no model server, and starting at 1 idled the first "
+                                     "three round trips")
     decrease: float = Field(default=0.9, gt=0, lt=1, description="on overload: the limit becomes this share of "
                             "the requests that were in flight when the rejected one was sent")
     latency_factor: float | None = Field(default=3.0, gt=1, description="back off when the recent latency exceeds "

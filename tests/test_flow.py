@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -107,3 +110,38 @@ def test_a_failed_run_commits_no_version(tmp_path, small_config):
     assert [m.run_id for m in store.versions()] == ["run-ok"]
     assert store.read().height == 30
     assert (blocker.parent / "tasks-00002.parquet").is_file()  # what was staged stays, for a resume
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARD_IN_A_PROCESS = """
+import gc, sys, tempfile
+from pathlib import Path
+from pipelines.shard import rollout_shard, synthesize_shard
+from schemas import Lineage, parse_config
+if sys.argv[1] != "default":
+    gc.set_threshold(*map(int, sys.argv[1].split(",")))
+config = parse_config({"name": "gc", "seed": 1, "num_tasks": 40, "shard_size": 40})
+with tempfile.TemporaryDirectory() as tmp:
+    tasks = synthesize_shard(config, 0, Path(tmp) / "t.parquet")
+    before = gc.get_stats()[0]["collections"]
+    rollout_shard(config, 0, tasks, Path(tmp) / "r.parquet", Lineage(run_id="gc", config_hash="c", code_version="c",
+                                                                    seed=1))
+print(*gc.get_threshold(), gc.get_stats()[0]["collections"] - before)
+"""
+
+
+def test_a_shard_sets_the_collector_for_its_work_unless_the_process_chose_its_own():
+    """pipelines/collector.py: full collections stalled a model-mode shard's event loop; a process's own choice
+    (anything but CPython's defaults) is left alone."""
+    from pipelines.collector import SHARD
+
+    def shard(threshold: str) -> list[int]:
+        done = subprocess.run([sys.executable, "-c", SHARD_IN_A_PROCESS, threshold], capture_output=True, text=True,
+                              cwd=ROOT, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return [int(x) for x in done.stdout.split()]
+
+    *threshold, tuned = shard("default")
+    assert tuple(threshold) == SHARD
+    *threshold, own = shard("701,10,10")
+    assert tuple(threshold) == (701, 10, 10) and own > 8 * tuned  # young passes over the same 40 dialogues

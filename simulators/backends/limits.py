@@ -184,12 +184,13 @@ class AIMD:
     The endpoint reports each request's outcome; this decides the limit's size, between ``floor`` and the
     configured ``ceiling``.
 
-    - Slow start: the limit starts at ``floor`` and doubles after each window of successes (as many as the
-      limit), up to the ceiling, until the first sign of overload. Starting low is what lets the client see the
-      server's unloaded latency at all: a limit that starts far above a server's batch size queues every request
-      from the first one on. Reaching a ceiling of 64 costs 7 windows (127 requests). (Growing fourfold
-      halves that, but leaves fewer low-load windows to take the baseline from: on a loaded machine a queueing
-      server's limit then settles higher, tests/test_adaptive.py.)
+    - Slow start: the limit starts at ``initial`` (the endpoint's ``initial_concurrency``, 8; TCP's initial
+      window) and doubles after each window of successes (as many as the limit), up to the ceiling, until the
+      first sign of overload. Starting low is what lets the client see the server's unloaded latency at all: a
+      limit that starts far above a server's batch size queues every request from the first one on. But 8 at
+      once loads no model server, and starting at 1 cost three windows of an idle server: reaching a ceiling of
+      64 takes 4 windows, not 7. (Growing fourfold halves that, but leaves fewer low-load windows to take the
+      baseline from: on a loaded machine a queueing server's limit then settles higher, tests/test_adaptive.py.)
     - Overload (429, 5xx, a timeout or dropped connection): the limit becomes ``decrease`` × the requests that
       were in flight when the rejected one was sent, i.e. just under what the server refused. Only requests
       sent after the last decrease count, so one burst of rejections is one decrease, not a collapse.
@@ -210,7 +211,7 @@ class AIMD:
     PROBE_WINDOWS = 8
 
     def __init__(self, limit: ConcurrencyLimit, ceiling: int, floor: int = 1, decrease: float = 0.9,
-                 latency_factor: float | None = 3.0, client_busy: float = 0.5) -> None:
+                 latency_factor: float | None = 3.0, client_busy: float = 0.5, initial: int = 1) -> None:
         self.limit, self.ceiling, self.floor = limit, ceiling, min(floor, ceiling)
         self.client_busy, self._client = client_busy, ClientLoad()
         self.ignored_latency = 0  # windows whose latency grew while the client itself was busy
@@ -225,7 +226,7 @@ class AIMD:
         self.slow_start = True
         self._refused_at: int | None = None  # requests in flight when the server last said it was overloaded
         self._held = 0  # windows spent just under that level
-        limit.resize(max(self.floor, 1))
+        limit.resize(min(self.ceiling, max(self.floor, initial, 1)))
 
     def issued(self) -> tuple[int, int]:
         """Called with the slot held: the ticket its outcome is reported with (generation, requests in flight)."""
