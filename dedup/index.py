@@ -21,7 +21,7 @@ class DedupIndex:
     embeddings: np.ndarray | None = None
     # Per (bands, rows), the signatures' band keys where the parts keep them (``dedup.near.part_keys``), stacked
     # like the signatures; a banding some part lacks is not here (the near layer makes its keys again).
-    band_keys: dict[tuple[int, int], Stacked] = field(default_factory=dict)
+    band_keys: dict[tuple[int, int], np.ndarray | Stacked] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -55,7 +55,7 @@ class Candidates(Protocol):
         ...
 
 
-PriorKeys = dict[tuple[int, int], Stacked]
+PriorKeys = dict[tuple[int, int], np.ndarray | Stacked]
 """Per (bands, rows): the earlier versions' band keys, as their index parts keep them (``part_keys``)."""
 
 MAX_ROUNDS = 4
@@ -73,8 +73,8 @@ class KeyFilter:
 
     Why: finding the earlier rows that share a bucket with a new row reads every earlier row's keys, so its
     cost per key is what grows with the versions kept. A binary search per band and key was most of a
-    version's dedup by the tenth version; one bit test per key lets through only ~5% of the rows (each band's
-    key is one of ~``bands`` x new rows keys in a table of 256 bits per key), which the exact check then sees.
+    version's dedup by the tenth version; one bit test per key lets through only ~5% of the rows that share
+    no key (the table has 256 bits per new key), and ``band_verified`` drops those at once.
     """
 
     MAX_BITS = 1 << 28  # 32 MB; beyond ~1M new keys the filter lets more through, and stays right
@@ -110,7 +110,9 @@ class InMemoryCandidates:
                  prior_keys: PriorKeys | None = None) -> None:
         self.prior = Stacked([] if prior is None else [prior] if isinstance(prior, np.ndarray) else prior.parts)
         self.n_prior, self.new, self.bucket_cap = len(self.prior), new, bucket_cap
-        self.prior_keys = prior_keys or {}  # per banding, the earlier rows' band keys as their parts keep them
+        # per banding, the earlier rows' band keys as their parts keep them
+        self.prior_keys = {banding: k if isinstance(k, Stacked) else Stacked([k]) for banding, k in
+                           (prior_keys or {}).items()}
         self._touching: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def _keys(self, sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
@@ -125,8 +127,8 @@ class InMemoryCandidates:
             picked, picked_keys = [np.zeros(0, np.int64)], [np.zeros((0, bands), np.uint64)]
             kept = self.prior_keys.get((bands, rows))
             if len(self.new):
-                for start, chunk in (kept or self.prior).chunks(KEY_CHUNK):
-                    keys = chunk if kept is not None else band_keys(chunk, bands, rows)
+                for start, chunk in (self.prior if kept is None else kept).chunks(KEY_CHUNK):
+                    keys = band_keys(chunk, bands, rows) if kept is None else chunk
                     # No exact check: a row the filter lets through without sharing a key with a new row is in
                     # no bucket with one, so it pairs with no new row and is dropped with those buckets.
                     maybe = np.flatnonzero(some.any_of(keys))
@@ -173,9 +175,9 @@ def band_verified(every: np.ndarray, keys: np.ndarray, band: int, m: int, cap: i
     in row order, so each keeps its representatives."""
     n = max(len(every), 1)
     column = keys[:, band]
-    theirs = np.sort(column[m:])
-    at = np.minimum(np.searchsorted(theirs, column[:m]), max(len(theirs) - 1, 0))
-    rows = np.concatenate([np.flatnonzero(theirs[at] == column[:m]) if len(theirs) else np.zeros(0, np.int64),
+    new_keys = np.sort(column[m:])
+    at = np.minimum(np.searchsorted(new_keys, column[:m]), max(len(new_keys) - 1, 0))
+    rows = np.concatenate([np.flatnonzero(new_keys[at] == column[:m]) if len(new_keys) else np.zeros(0, np.int64),
                            np.arange(m, len(column))])
     blocks, overflow = bucket_pair_blocks(column[rows], cap, None if eligible is None else eligible[rows],
                                           later_from=len(rows) - (len(column) - m))

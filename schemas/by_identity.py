@@ -35,6 +35,3 @@ class ByIdentity(Generic[V]):
                 self._entries.clear()
             hit = self._entries[key] = (objects, self._make(*objects))
         return hit[1]
-
-    def __len__(self) -> int:
-        return len(self._entries)
