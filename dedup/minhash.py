@@ -187,8 +187,8 @@ def bucket_pair_blocks(keys: np.ndarray, cap: int, eligible: np.ndarray | None =
     representative), made as they are consumed: a caller that verifies each block before the next holds
     at most ``len(keys)`` pairs at once, not ``len(keys) * cap``.
 
-    Only pairs whose later row is ``>= later_from`` (this run's rows, after the earlier versions'): buckets
-    without such a row are dropped before any pairing, and whether they overflow the cap does not count."""
+    Only pairs whose later row is ``>= later_from`` (this run's rows, after the earlier versions'; the caller,
+    ``near.band_verified``, passes only earlier rows in a bucket with one of them)."""
     n = len(keys)
     if n < 2:
         return iter(()), False
@@ -199,10 +199,6 @@ def bucket_pair_blocks(keys: np.ndarray, cap: int, eligible: np.ndarray | None =
     bucket = np.cumsum(starts) - 1
     size = np.bincount(bucket)
     shared = size[bucket] > 1  # singletons pair with nobody
-    if later_from:
-        later = np.zeros(len(size), dtype=bool)
-        later[bucket[order >= later_from]] = True
-        shared &= later[bucket]
     order, bucket = order[shared], bucket[shared]
     ok = np.ones(len(order), dtype=bool) if eligible is None else eligible[order]
     # rank of each eligible row among its bucket's eligible rows
