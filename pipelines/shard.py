@@ -28,6 +28,7 @@ from pipelines.budget import NEVER, StopCheck
 from pipelines.collector import for_shards
 from pipelines.difficulty import dialogue_figures
 from pipelines.rows import ROW_SCHEMA, rejected_row, trajectory_row
+from pipelines.shard_rows import ShardRows
 from pipelines.steps import Steps, build_steps
 from schemas import (
     Lineage,
@@ -127,9 +128,9 @@ def read_meta(schema: pa.Schema, key: bytes) -> dict[str, Any]:
     return json.loads((schema.metadata or {}).get(key, b"{}"))
 
 
-def _stopped_meta(stop: StopCheck, rows: list[Any]) -> dict[bytes, str]:
+def _stopped_meta(stop: StopCheck, rows: ShardRows) -> dict[bytes, str]:
     """The file metadata of a shard some of whose tasks never started, since a budget ran out."""
-    left_out = sum(row is None for row in rows)
+    left_out = rows.missing
     if not left_out:
         return {}
     if stop.discards():
@@ -148,7 +149,7 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
     for_shards()
     steps = steps or build_steps(config)
     indices = shard_indices(config, shard)
-    rows: list[dict[str, Any] | None] = [None] * len(indices)
+    rows = ShardRows(len(indices), TASK_SCHEMA)
     used = config.generator_backends()
     endpoints = open_endpoints({name: config.backends[name] for name in used}, cache_path, scope=str(out.parent))
     limit = asyncio.Semaphore(config.simulation.concurrency)
@@ -191,15 +192,14 @@ def synthesize_shard(config: RunConfig, shard: int, out: Path, steps: Steps | No
         return ctx
 
     ctx = asyncio.run(run_all())
-    if stop.discards() and any(row is None for row in rows):
+    if stop.discards() and rows.missing:
         raise ShardAbandoned(ctx.usage)
     raise_if_unhealthy(endpoints)  # a backend that kept failing stops the run: this shard is not staged
     faults.check()
     usage = {name: u.model_dump() for name, u in ctx.usage.items() if u.requests or u.cached}
     meta = {USAGE_KEY: json.dumps(usage), FUNNEL_KEY: json.dumps({g: dict(c) for g, c in ctx.funnel.items()}),
             **_stopped_meta(stop, rows)}
-    _write_atomic(pa.Table.from_pylist([r for r in rows if r is not None], schema=TASK_SCHEMA.with_metadata(meta)),
-                  out)
+    _write_atomic(rows.table(meta), out)
     return out
 
 
@@ -358,7 +358,7 @@ def rollout_shard(
                  if used else {})
     table = pq.read_table(tasks_path)
     faults = _Faults(shard, table.num_rows)
-    rows: list[dict[str, Any] | None] = [None] * table.num_rows
+    rows = ShardRows(table.num_rows, ROW_SCHEMA)
     usage: dict[str, Usage] = {name: Usage() for name in config.model_users()}
     for name, spent in read_meta(table.schema, USAGE_KEY).items():
         usage[name].add(Usage.model_validate(spent))  # synthesis's model calls travel with its tasks
@@ -416,7 +416,7 @@ def rollout_shard(
                 await endpoint.release_loop()
 
     asyncio.run(run_all())
-    if stop.discards() and any(row is None for row in rows):
+    if stop.discards() and rows.missing:
         raise ShardAbandoned(usage)
     raise_if_unhealthy(endpoints)  # a backend that kept failing stops the run: this shard is not staged
     faults.check()
@@ -425,8 +425,6 @@ def rollout_shard(
             FUNNEL_KEY: json.dumps(synthesis), **_stopped_meta(stop, rows)}
     if unstarted:
         meta[STOP_KEY] = json.dumps({"reason": stop.reason() or read_meta(table.schema, STOP_KEY).get("reason"),
-                                     "unstarted": unstarted + sum(row is None for row in rows)})
-    done = [row for row in rows if row is not None]
-    _write_atomic(pa.Table.from_pylist(done, schema=ROW_SCHEMA.with_metadata(meta)), out)
-    return ShardResult(counts=dict(Counter(row["status"] for row in done)), usage=usage, synthesis=synthesis,
-                       unstarted=unstarted + len(rows) - len(done))
+                                     "unstarted": unstarted + rows.missing})
+    _write_atomic(rows.table(meta), out)
+    return ShardResult(counts=rows.counts(), usage=usage, synthesis=synthesis, unstarted=unstarted + rows.missing)

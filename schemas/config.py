@@ -95,9 +95,15 @@ class AdaptiveConcurrencyConfig(_Strict):
 
     enabled: bool = True
     min_concurrency: int = Field(default=1, ge=1)
-    initial_concurrency: int = Field(default=8, ge=1, description="the first round trip's limit (TCP's initial "
-                                     "window): 8 at once loads no model server, and starting at 1 idled the first "
-                                     "three round trips")
+    initial_concurrency: int | None = Field(default=None, ge=1, description="the first round trip's limit (TCP's "
+                                            "initial window); none: an eighth of max_concurrency, at least 8 (8 at "
+                                            "once loads no model server, and starting at 1 idled the first three "
+                                            "round trips; at 256 starting at 8 idled a fifth of the first second)")
+
+    def initial_for(self, ceiling: int) -> int:
+        """The slow start's first limit under ``ceiling``: a server sized for 256 in flight is not loaded by 32,
+        and each doubling from 8 to there was a round trip with most of its slots idle."""
+        return min(ceiling, self.initial_concurrency or max(8, ceiling // 8))
     decrease: float = Field(default=0.9, gt=0, lt=1, description="on overload: the limit becomes this share of "
                             "the requests that were in flight when the rejected one was sent")
     latency_factor: float | None = Field(default=3.0, gt=1, description="back off when the recent latency exceeds "

@@ -69,3 +69,14 @@ def test_aimd_backs_off_when_a_queueing_servers_latency_grows():
     assert meter.errors == 0 and endpoint.control.decreases >= 1, limits
     settled = limits[len(limits) // 2:]
     assert sum(settled) / len(settled) <= 3.5 * CAPACITY and max(settled) <= 0.6 * CEILING, settled
+
+
+def test_slow_start_begins_at_an_eighth_of_the_ceiling_at_least_8_unless_configured():
+    """At 256 in flight, starting at 8 spent five round trips mostly idle before the ceiling (bench/backend_concurrency.py)."""
+    def first_limit(ceiling: int, **adaptive) -> int:
+        config = BackendConfig(model="loop", base_url="http://127.0.0.1:9/v1", max_concurrency=ceiling,
+                               adaptive=adaptive)
+        return Endpoint("loop", config).limit.limit
+
+    assert (first_limit(256), first_limit(64), first_limit(48), first_limit(4)) == (32, 8, 8, 4)
+    assert first_limit(256, initial_concurrency=8) == 8 and first_limit(16, initial_concurrency=64) == 16

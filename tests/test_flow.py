@@ -145,3 +145,41 @@ def test_a_shard_sets_the_collector_for_its_work_unless_the_process_chose_its_ow
     assert tuple(threshold) == SHARD
     *threshold, own = shard("701,10,10")
     assert tuple(threshold) == (701, 10, 10) and own > 8 * tuned  # young passes over the same 40 dialogues
+
+
+def test_a_shards_file_does_not_depend_on_the_order_its_tasks_ended_in(tmp_path, small_config):
+    """pipelines/shard_rows.py makes rows Arrow a batch at a time as tasks end (the end of a shard no longer
+    waits on one big conversion); put back in slot order, the file is byte for byte the one all rows at once make."""
+    import random
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.rows import ROW_SCHEMA
+    from pipelines.shard import rollout_shard, synthesize_shard
+    from pipelines.shard_rows import ShardRows
+    from schemas import Lineage
+
+    config = small_config(num_tasks=20, shard_size=20)
+    tasks = synthesize_shard(config, 0, tmp_path / "tasks.parquet")
+    result = rollout_shard(config, 0, tasks, tmp_path / "rows.parquet",
+                           Lineage(run_id="order", config_hash="c", code_version="c", seed=11))
+    written = pq.read_table(tmp_path / "rows.parquet")
+    rows, meta = written.to_pylist(), written.schema.metadata
+    assert len(rows) == 20 and result.counts == dict(pl.from_arrow(written)["status"].value_counts().iter_rows())
+
+    whole = tmp_path / "whole.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=ROW_SCHEMA.with_metadata(meta)), whole)
+    ended = list(range(len(rows)))
+    random.Random(3).shuffle(ended)
+    collected = ShardRows(len(rows), ROW_SCHEMA)
+    collected.BATCH = 3  # several batches, the last one short
+    for slot in ended[:-1]:
+        collected[slot] = rows[slot]
+    assert collected.missing == 1
+    collected[ended[-1]] = rows[ended[-1]]
+    batched = tmp_path / "batched.parquet"
+    pq.write_table(collected.table(meta), batched)
+    assert batched.read_bytes() == whole.read_bytes() == (tmp_path / "rows.parquet").read_bytes()
+    with pytest.raises(AssertionError, match="already has a row"):
+        collected[0] = rows[0]

@@ -45,7 +45,7 @@ class Endpoint:
         # Consulted on every request's outcome; it only resizes ``limit`` (the configured number is its ceiling).
         self.control = AIMD(self.limit, config.max_concurrency, adaptive.min_concurrency, adaptive.decrease,
                             adaptive.latency_factor, adaptive.client_busy,
-                            adaptive.initial_concurrency) if adaptive.enabled else None
+                            adaptive.initial_for(config.max_concurrency)) if adaptive.enabled else None
         self.rpm = RateLimit(config.requests_per_minute) if config.requests_per_minute else None
         self.tpm = RateLimit(config.tokens_per_minute) if config.tokens_per_minute else None
         self._backends: dict[int, Backend] = {}  # one HTTP client per event loop: clients are bound to their loop

@@ -184,13 +184,14 @@ class AIMD:
     The endpoint reports each request's outcome; this decides the limit's size, between ``floor`` and the
     configured ``ceiling``.
 
-    - Slow start: the limit starts at ``initial`` (the endpoint's ``initial_concurrency``, 8; TCP's initial
-      window) and doubles after each window of successes (as many as the limit), up to the ceiling, until the
-      first sign of overload. Starting low is what lets the client see the server's unloaded latency at all: a
-      limit that starts far above a server's batch size queues every request from the first one on. But 8 at
-      once loads no model server, and starting at 1 cost three windows of an idle server: reaching a ceiling of
-      64 takes 4 windows, not 7. (Growing fourfold halves that, but leaves fewer low-load windows to take the
-      baseline from: on a loaded machine a queueing server's limit then settles higher, tests/test_adaptive.py.)
+    - Slow start: the limit starts at ``initial`` (the endpoint's ``initial_concurrency``: by default an eighth
+      of the ceiling, at least 8; TCP's initial window) and doubles after each window of successes (as many as
+      the limit), up to the ceiling, until the first sign of overload. Starting low is what lets the client see
+      the server's unloaded latency at all: a limit that starts far above a server's batch size queues every
+      request from the first one on. But 8 at once loads no model server, and starting at 1 cost three windows
+      of an idle server: reaching a ceiling of 64 takes 4 windows, not 7, and one of 256 takes 4, not 6.
+      (Growing fourfold halves that, but leaves fewer low-load windows to take the baseline from: on a loaded
+      machine a queueing server's limit then settles higher, tests/test_adaptive.py.)
     - Overload (429, 5xx, a timeout or dropped connection): the limit becomes ``decrease`` × the requests that
       were in flight when the rejected one was sent, i.e. just under what the server refused. Only requests
       sent after the last decrease count, so one burst of rejections is one decrease, not a collapse.
