@@ -99,17 +99,19 @@ class AdaptiveConcurrencyConfig(_Strict):
                                             "initial window); none: an eighth of max_concurrency, at least 8 (8 at "
                                             "once loads no model server, and starting at 1 idled the first three "
                                             "round trips; at 256 starting at 8 idled a fifth of the first second)")
-
-    def initial_for(self, ceiling: int) -> int:
-        """The slow start's first limit under ``ceiling``: a server sized for 256 in flight is not loaded by 32,
-        and each doubling from 8 to there was a round trip with most of its slots idle."""
-        return min(ceiling, self.initial_concurrency or max(8, ceiling // 8))
     decrease: float = Field(default=0.9, gt=0, lt=1, description="on overload: the limit becomes this share of "
                             "the requests that were in flight when the rejected one was sent")
     latency_factor: float | None = Field(default=3.0, gt=1, description="back off when the recent latency exceeds "
                                          "this multiple of the lowest seen; none: ignore latency")
     client_busy: float = Field(default=0.5, gt=0, le=1, description="ignore latency growth while the client's own "
                                "event loop was busy (running or waiting for a CPU) this share of the time or more; 1: never")
+
+    def initial_for(self, ceiling: int) -> int:
+        """The slow start's first limit for ``ceiling`` (AIMD caps it there): a server sized for 256 in flight is
+        not loaded by 32, and each doubling from 8 to there was a round trip with most of its slots idle."""
+        return self.initial_concurrency or max(8, ceiling // 8)
+
+
 class BackendHealthConfig(_Strict):
     """When a run stops early because its backend keeps failing (``simulators.backends.health``).
 
