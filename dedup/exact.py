@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dedup.index import arrow
 from dedup.steps import Decisions, Rows, Step
 from schemas import Message, canonical_json, content_hash
 from schemas.text import normalize
@@ -34,9 +38,14 @@ class ExactStep(Step):
 
     def run(self, rows: Rows, decisions: Decisions) -> list[bool]:
         prior = decisions.prior
-        offered = {decisions.hashes[i] for i in rows.positions}  # only these of the earlier hashes can match:
-        first: dict[str, tuple[str, str]] = {  # the lookup grows with this run's rows, not with every version's
-            h: ("an earlier version", c) for h, c in zip(prior.hashes, prior.cluster_ids, strict=True) if h in offered}
+        # Only the offered hashes can match an earlier one: the lookup grows with this run's rows, and Arrow finds
+        # which earlier rows have one without a Python string per earlier row.
+        offered = pa.array({decisions.hashes[i] for i in rows.positions} - {None}, pa.string())
+        hit = pc.is_in(arrow(prior.hashes), value_set=offered)
+        first: dict[str, tuple[str, str]] = {
+            h: ("an earlier version", c) for h, c in zip(pc.filter(arrow(prior.hashes), hit).to_pylist(),
+                                                         pc.filter(arrow(prior.cluster_ids), hit).to_pylist(),
+                                                         strict=True)}
         keep = []
         for i in rows.positions:
             h = decisions.hashes[i]

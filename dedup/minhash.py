@@ -183,12 +183,14 @@ def capped_bucket_pairs(keys: np.ndarray, cap: int, eligible: np.ndarray | None 
 
 def bucket_pair_blocks(keys: np.ndarray, cap: int, eligible: np.ndarray | None = None, later_from: int = 0
                        ) -> tuple[Iterator[np.ndarray], bool]:
-    """``capped_bucket_pairs`` as blocks, one per representative rank (every row with its bucket's d-th
-    representative), made as they are consumed: a caller that verifies each block before the next holds
-    at most ``len(keys)`` pairs at once, not ``len(keys) * cap``.
+    """``capped_bucket_pairs`` as blocks of at most ``len(keys)`` pairs (a representative's pairs are never split),
+    made as they are consumed: a caller that verifies each block before the next holds that many pairs at once,
+    not ``len(keys) * cap``.
 
-    Only pairs whose later row is ``>= later_from`` (this run's rows, after the earlier versions'; the caller,
-    ``near.band_verified``, passes only earlier rows in a bucket with one of them)."""
+    Only pairs whose later row is ``>= later_from`` (this run's rows, after the earlier versions'), so only
+    buckets holding such a row are paired. A block is made in a few array operations however many
+    representatives it has: one pass per representative rank made ~10 numpy calls per rank and band, which
+    grew with the buckets the earlier versions filled."""
     n = len(keys)
     if n < 2:
         return iter(()), False
@@ -197,30 +199,31 @@ def bucket_pair_blocks(keys: np.ndarray, cap: int, eligible: np.ndarray | None =
     starts = np.ones(n, dtype=bool)
     starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
     bucket = np.cumsum(starts) - 1
-    size = np.bincount(bucket)
-    shared = size[bucket] > 1  # singletons pair with nobody
-    order, bucket = order[shared], bucket[shared]
+    later = np.bincount(bucket, weights=order >= later_from)
+    keep = (np.bincount(bucket) > 1)[bucket] & (later > 0)[bucket]  # singletons, and buckets of earlier rows only
+    order, bucket = order[keep], bucket[keep]
     ok = np.ones(len(order), dtype=bool) if eligible is None else eligible[order]
-    # rank of each eligible row among its bucket's eligible rows
-    run = np.cumsum(ok)
     first = np.ones(len(order), dtype=bool)
     first[1:] = bucket[1:] != bucket[:-1]
-    before = (run - ok)[first]  # eligible rows in earlier buckets
-    rank = run - 1 - np.repeat(before, np.diff(np.append(np.flatnonzero(first), len(order))))
+    heads = np.flatnonzero(first)
+    sizes = np.diff(np.append(heads, len(order)))
+    run = np.cumsum(ok)  # rank of each eligible row among its bucket's eligible rows
+    rank = run - 1 - np.repeat((run - ok)[first], sizes)
     overflow = bool((ok & (rank >= cap)).any())
+    reps = np.flatnonzero(ok & (rank < cap))  # positions of the representatives
+    after = (np.repeat(heads + sizes, sizes) - 1 - np.arange(len(order)))[reps]  # rows after each in its bucket
+    total = np.cumsum(after)
 
     def blocks() -> Iterator[np.ndarray]:
-        rep_of = np.full(int(bucket.max()) + 1 if len(bucket) else 0, -1, dtype=np.int64)
-        for d in range(cap):
-            reps = np.flatnonzero(ok & (rank == d))
-            if not len(reps):
-                break
-            rep_of[:] = -1
-            rep_of[bucket[reps]] = order[reps]
-            rep = rep_of[bucket]
-            members = np.flatnonzero((order > rep) & (order >= later_from))
-            members = members[rep[members] >= 0]
-            yield np.stack([rep[members], order[members]], axis=1)
+        lo, done = 0, 0
+        while lo < len(reps):
+            hi = max(int(np.searchsorted(total, done + n, side="right")), lo + 1)
+            r, c = reps[lo:hi], after[lo:hi]
+            rep = np.repeat(r, c)
+            member = rep + 1 + np.arange(len(rep)) - np.repeat(np.cumsum(c) - c, c)
+            pairs = np.stack([order[rep], order[member]], axis=1)
+            yield pairs[pairs[:, 1] >= later_from]
+            lo, done = hi, int(total[hi - 1])
 
     return blocks(), overflow
 

@@ -14,6 +14,7 @@ Ray tasks (``dedup.on_ray``), with the same decisions.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Protocol
 
@@ -69,29 +70,58 @@ KEY_CHUNK = 1 << 16
 
 
 class KeyFilter:
-    """A bit per slot of the low bits of the new rows' band keys: whether an earlier row's keys may be among them.
+    """Bits of the new rows' band keys in two tables: whether an earlier row's keys may be among them.
 
     Why: finding the earlier rows that share a bucket with a new row reads every earlier row's keys, so its
-    cost per key is what grows with the versions kept. A binary search per band and key was most of a
-    version's dedup by the tenth version; one bit test per key lets through only ~5% of the rows that share
-    no key (the table has 256 bits per new key), and ``band_verified`` drops those at once.
+    cost per key is what grows with the versions kept (a binary search per band and key was most of a
+    version's dedup by the tenth version). Reading a bit at random from a table larger than the CPU's
+    cache costs ~15 ns, more than all the arithmetic around it, so every key is first looked up in a small
+    table (``FIRST_BITS``, 2 MB: a few ns) of its low 32 bits, which lets through a few percent of the keys
+    that are no new row's; only those are looked up again, by their high 32 bits, in a table of 256 bits per
+    new key. A key passes where both halves were seen: ~0.01% of the rows that share no key get by, and
+    ``band_verified`` drops them at once (each row let by costs its signature read and a search per band).
     """
 
+    FIRST_BITS = 1 << 24  # 2 MB: stays in cache
     MAX_BITS = 1 << 28  # 32 MB; beyond ~1M new keys the filter lets more through, and stays right
+    LOW, HIGH = (0, 1) if sys.byteorder == "little" else (1, 0)  # a key's 32-bit words, in memory
 
     def __init__(self, keys: np.ndarray) -> None:
         bits = 1 << 16
         while bits < 256 * keys.size and bits < self.MAX_BITS:
             bits <<= 1
-        self.mask = np.uint64(bits - 1)
-        self.table = np.zeros(bits // 8, dtype=np.uint8)
-        slot = keys.ravel() & self.mask
-        np.bitwise_or.at(self.table, slot >> np.uint64(3), (1 << (slot & np.uint64(7))).astype(np.uint8))
+        words = _words(keys)
+        self.first = _Bits(words[self.LOW::2], min(bits, self.FIRST_BITS))
+        self.second = _Bits(words[self.HIGH::2], bits)
 
     def any_of(self, keys: np.ndarray) -> np.ndarray:
         """Per row of ``keys``: False only where none of its keys is a new row's key."""
-        slot = keys & self.mask
-        return ((self.table[slot >> np.uint64(3)] >> (slot & np.uint64(7)).astype(np.uint8)) & 1).any(axis=1)
+        words = _words(keys)
+        maybe = np.flatnonzero(self.first.seen(words[self.LOW::2]))  # flat positions of keys
+        sure = maybe[self.second.seen(words[2 * maybe + self.HIGH])]
+        out = np.zeros(len(keys), dtype=bool)
+        out[sure // max(keys.shape[1], 1)] = True
+        return out
+
+
+class _Bits:
+    """A table of bits set at the given 32-bit words' low bits (``bits``: a power of two)."""
+
+    def __init__(self, words: np.ndarray, bits: int) -> None:
+        self.mask = np.uint32(bits - 1)
+        self.table = np.zeros(bits // 8, dtype=np.uint8)
+        slot = words & self.mask
+        for bit in range(8):  # one bit value at a time: a plain assignment, where ``bitwise_or.at`` is slow
+            self.table[slot[(slot & np.uint32(7)) == bit] >> np.uint32(3)] |= np.uint8(1 << bit)
+
+    def seen(self, words: np.ndarray) -> np.ndarray:
+        slot = words & self.mask
+        return ((self.table[slot >> np.uint32(3)] >> (slot & np.uint32(7)).astype(np.uint8)) & np.uint8(1)).view(bool)
+
+
+def _words(keys: np.ndarray) -> np.ndarray:
+    """64-bit keys, row after row, as their 32-bit words (a view): the filter's arithmetic on half the bytes."""
+    return np.ascontiguousarray(keys, dtype=np.uint64).reshape(-1).view(np.uint32)
 
 
 class InMemoryCandidates:
@@ -170,20 +200,13 @@ def band_verified(every: np.ndarray, keys: np.ndarray, band: int, m: int, cap: i
     ``VERIFY_CHUNK``: the pairs at estimated Jaccard >= ``threshold`` as codes ``i * len(every) + j`` with their
     similarity, and whether the cap left out an eligible row.
 
-    Only buckets holding a new row are looked at: the earlier rows are first narrowed to those whose key in
-    this band is a new row's (they were picked for sharing a key in *some* band), and whole buckets are kept,
-    in row order, so each keeps its representatives."""
+    Only buckets holding a new row are paired (``bucket_pair_blocks``): the earlier rows here were picked
+    for sharing a key with a new row in *some* band, and whole buckets are kept, in row order, so each keeps
+    its representatives."""
     n = max(len(every), 1)
-    column = keys[:, band]
-    new_keys = np.sort(column[m:])
-    at = np.minimum(np.searchsorted(new_keys, column[:m]), max(len(new_keys) - 1, 0))
-    rows = np.concatenate([np.flatnonzero(new_keys[at] == column[:m]) if len(new_keys) else np.zeros(0, np.int64),
-                           np.arange(m, len(column))])
-    blocks, overflow = bucket_pair_blocks(column[rows], cap, None if eligible is None else eligible[rows],
-                                          later_from=len(rows) - (len(column) - m))
+    blocks, overflow = bucket_pair_blocks(keys[:, band], cap, eligible, later_from=m)
     found_c, found_s = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
-    for pairs in blocks:  # one representative rank at a time: at most len(every) candidate pairs held at once
-        pairs = rows[pairs]  # back to rows of ``every``
+    for pairs in blocks:  # at most len(every) candidate pairs held at once
         for lo in range(0, len(pairs), VERIFY_CHUNK):
             chunk = pairs[lo:lo + VERIFY_CHUNK]
             s = jaccard(every[chunk[:, 0]], every[chunk[:, 1]]).astype(np.float32)

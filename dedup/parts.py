@@ -1,7 +1,9 @@
 """The cross-version index: one part per Delta version, persisted under ``DIR/_dedup/``.
 
 A part is a folder ``v<version>-<run_id>/`` holding the kept rows' ids, cluster ids and
-exact hashes (``rows.parquet``), MinHash signatures (``minhash.npy``) and their band keys
+exact hashes (``rows.arrow``, an uncompressed Arrow IPC file, memory-mapped when read: the
+tenth version maps nine, where decoding nine Parquet files was what grew; a part written
+by older code has ``rows.parquet``, read as it is), MinHash signatures (``minhash.npy``) and their band keys
 per LSH banding (``keys-<bands>x<rows>.npy``, what later versions stream), embeddings
 (``embeddings.npy``, float16) and ``meta.json`` with the parameters they were made with.
 It is written to a temporary folder and renamed into place, before the Delta commit;
@@ -28,7 +30,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dedup.index import DedupIndex
+from dedup.index import DedupIndex, Strings, arrow
 from dedup.minhash import TOKEN_HASH
 from dedup.near import part_keys
 from dedup.pipeline import Deduplicator
@@ -37,6 +39,7 @@ from dedup.text import user_texts
 from schemas import DatasetManifest, DedupConfig
 
 INDEX_DIR = "_dedup"
+ROWS = "rows.arrow"
 
 KeptRows = Callable[[DatasetManifest], pl.DataFrame]
 """A version's kept rows in dedup order: columns ``id``, ``cluster_id``, ``dedup_hash`` and ``messages``."""
@@ -65,9 +68,9 @@ def save_part(root: Path, version: int, run_id: str, index: DedupIndex, config: 
     tmp = base / f".tmp-{part_name(version, run_id)}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    pq.write_table(pa.table({"id": pa.array(index.ids, pa.string()),
-                             "cluster_id": pa.array(index.cluster_ids, pa.string()),
-                             "dedup_hash": pa.array(index.hashes, pa.string())}), tmp / "rows.parquet")
+    rows = pa.table({"id": arrow(index.ids), "cluster_id": arrow(index.cluster_ids), "dedup_hash": arrow(index.hashes)})
+    with pa.OSFile(str(tmp / ROWS), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
+        writer.write_table(rows)
     if index.signatures is not None:
         np.save(tmp / "minhash.npy", index.signatures)
         for (bands, rows), keys in part_keys(np.asarray(index.signatures), config.near).items():
@@ -83,11 +86,12 @@ def save_part(root: Path, version: int, run_id: str, index: DedupIndex, config: 
 
 def _load_part(path: Path) -> tuple[dict, DedupIndex]:
     meta = json.loads((path / "meta.json").read_text())
-    rows = pq.read_table(path / "rows.parquet")
+    rows = (pa.ipc.open_file(pa.memory_map(str(path / ROWS))).read_all() if (path / ROWS).exists()
+            else pq.read_table(path / "rows.parquet"))  # a part written by older code
     sig, emb = path / "minhash.npy", path / "embeddings.npy"
     return meta, DedupIndex(
-        ids=rows.column("id").to_pylist(), cluster_ids=rows.column("cluster_id").to_pylist(),
-        hashes=rows.column("dedup_hash").to_pylist(),
+        ids=Strings(rows.column("id")), cluster_ids=Strings(rows.column("cluster_id")),
+        hashes=Strings(rows.column("dedup_hash")),
         signatures=np.load(sig, mmap_mode="r") if sig.exists() else None,  # streamed, not loaded
         embeddings=np.load(emb).astype(np.float32) if emb.exists() else None,
         band_keys={tuple(map(int, k.stem.removeprefix("keys-").split("x"))): np.load(k, mmap_mode="r")

@@ -139,6 +139,39 @@ def test_parts_keep_band_keys_and_a_part_without_them_dedups_the_same(tmp_path):
     assert against_part() == (set(), rejected, clusters)
 
 
+def test_a_parts_rows_are_memory_mapped_and_a_part_written_by_older_code_is_read_as_it_is(tmp_path):
+    """A part keeps its rows' ids, clusters and hashes as an Arrow file the next version maps; a part from before
+    that has them as Parquet, and is read, not rebuilt, with the same outcome: exact repeats of it rejected."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    config = DedupConfig()
+    base = dialogues(40)
+    first = run(Deduplicator(config), base)
+    save_part(tmp_path, 0, "run-0", first.index, config)
+    part = tmp_path / INDEX_DIR / part_name(0, "run-0")
+    version0 = DatasetManifest(version=0, parent_version=None, run_id="run-0", config_hash="c", code_version="c", seed=0,
+                               created_at="2026-01-01T00:00:00Z", tasks=40, accepted=40, rejected=0)
+
+    def loaded_and_again() -> tuple:
+        prior = load_index(tmp_path, [version0], config, lambda m: pytest.fail("the part should be read"))
+        assert prior.ids == first.index.ids and prior.hashes == first.index.hashes
+        assert prior.cluster_ids == first.index.cluster_ids
+        assert prior.ids[7] == "r7" and prior.ids[5:9] == ["r5", "r6", "r7", "r8"] and len(prior.ids[38:99]) == 2
+        again = run(Deduplicator(config, prior), base[:10] + dialogues(5, seed=9),
+                    [f"r{i}" for i in range(10)] + [f"new{i}" for i in range(5)])
+        return again.rejected, again.cluster_ids
+
+    rejected, clusters = loaded_and_again()
+    assert sorted(rejected) == list(range(10))
+    assert all(why == "exact duplicate of an earlier version" for _, why in rejected.values())
+    assert clusters[:10] == [f"r{i}" for i in range(10)]
+    rows = pa.ipc.open_file(pa.memory_map(str(part / "rows.arrow"))).read_all()
+    pq.write_table(rows, part / "rows.parquet")  # as older code wrote it
+    (part / "rows.arrow").unlink()
+    assert loaded_and_again() == (rejected, clusters)
+
+
 @pytest.mark.usefixtures("prefect_server")
 def test_cross_version_dedup_from_persisted_parts(tmp_path, small_config):
     root = tmp_path / "ds"
@@ -253,11 +286,11 @@ def test_semantic_without_the_extra_is_a_config_error(tmp_path):
 
 def _part(root: Path, version: int) -> dict:
     """One version's persisted dedup part, read from its files (the on-disk format datasets carry across versions)."""
-    import pyarrow.parquet as pq
+    import pyarrow as pa
 
     (path,) = (root / "_dedup").glob(f"v{version:08d}-*")
     meta = path / "meta.json"
-    rows = pq.read_table(path / "rows.parquet").to_pydict()
+    rows = pa.ipc.open_file(pa.memory_map(str(path / "rows.arrow"))).read_all().to_pydict()
     emb = path / "embeddings.npy"
     return {"meta": json.loads(meta.read_text()), "stamp": (meta.stat().st_ino, meta.stat().st_mtime_ns),
             "ids": rows["id"], "clusters": rows["cluster_id"], "hashes": rows["dedup_hash"],
