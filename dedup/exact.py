@@ -40,7 +40,7 @@ class ExactStep(Step):
         prior = decisions.prior
         # Only the offered hashes can match an earlier one: the lookup grows with this run's rows, and Arrow finds
         # which earlier rows have one without a Python string per earlier row.
-        offered = pa.array({decisions.hashes[i] for i in rows.positions} - {None}, pa.string())
+        offered = pa.array(list({decisions.hashes[i] for i in rows.positions} - {None}), pa.string())
         hit = pc.is_in(arrow(prior.hashes), value_set=offered)
         first: dict[str, tuple[str, str]] = {
             h: ("an earlier version", c) for h, c in zip(pc.filter(arrow(prior.hashes), hit).to_pylist(),

@@ -78,8 +78,8 @@ class KeyFilter:
     cache costs ~15 ns, more than all the arithmetic around it, so every key is first looked up in a small
     table (``FIRST_BITS``, 2 MB: a few ns) of its low 32 bits, which lets through a few percent of the keys
     that are no new row's; only those are looked up again, by their high 32 bits, in a table of 256 bits per
-    new key. A key passes where both halves were seen: ~0.01% of the rows that share no key get by, and
-    ``band_verified`` drops them at once (each row let by costs its signature read and a search per band).
+    new key. A key passes where both halves were seen: ~0.1% of the rows that share no key get by, and
+    ``band_verified`` drops them at once (each row let by costs its signature read and a place in every band's sort).
     """
 
     FIRST_BITS = 1 << 24  # 2 MB: stays in cache

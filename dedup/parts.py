@@ -68,9 +68,9 @@ def save_part(root: Path, version: int, run_id: str, index: DedupIndex, config: 
     tmp = base / f".tmp-{part_name(version, run_id)}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    rows = pa.table({"id": arrow(index.ids), "cluster_id": arrow(index.cluster_ids), "dedup_hash": arrow(index.hashes)})
-    with pa.OSFile(str(tmp / ROWS), "wb") as sink, pa.ipc.new_file(sink, rows.schema) as writer:
-        writer.write_table(rows)
+    kept = pa.table({"id": arrow(index.ids), "cluster_id": arrow(index.cluster_ids), "dedup_hash": arrow(index.hashes)})
+    with pa.OSFile(str(tmp / ROWS), "wb") as sink, pa.ipc.new_file(sink, kept.schema) as writer:
+        writer.write_table(kept)
     if index.signatures is not None:
         np.save(tmp / "minhash.npy", index.signatures)
         for (bands, rows), keys in part_keys(np.asarray(index.signatures), config.near).items():
