@@ -41,9 +41,10 @@ class ExactStep(Step):
         # Only the offered hashes can match an earlier one: the lookup grows with this run's rows, and Arrow finds
         # which earlier rows have one without a Python string per earlier row.
         offered = pa.array(list({decisions.hashes[i] for i in rows.positions} - {None}), pa.string())
-        hit = pc.is_in(arrow(prior.hashes), value_set=offered)
+        hashes = arrow(prior.hashes)
+        hit = pc.is_in(hashes, value_set=offered)
         first: dict[str, tuple[str, str]] = {
-            h: ("an earlier version", c) for h, c in zip(pc.filter(arrow(prior.hashes), hit).to_pylist(),
+            h: ("an earlier version", c) for h, c in zip(pc.filter(hashes, hit).to_pylist(),
                                                          pc.filter(arrow(prior.cluster_ids), hit).to_pylist(),
                                                          strict=True)}
         keep = []
